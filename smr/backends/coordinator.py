@@ -1,0 +1,125 @@
+"""The essay's single coordinator (``DistributedWriteOnce``), generalised to a log.
+
+Every replica runs the bully algorithm on the member list and gets the same
+coordinator, the largest node id, without sending a message.  The coordinator
+orders every command into its log, persists it, applies it and answers; every
+other replica forwards client requests to the coordinator and relays the
+answer.  Without faults it is correct and simple.  When the coordinator
+crashes nobody takes over: requests stall until it comes back (the essay's
+point: it is not fault tolerant), but no client is ever answered wrongly,
+because the coordinator only answers after the entry is durable.
+
+It is the baseline of every comparison.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import attrs
+
+from ..replica import (EMPTY, Backend, ClientRequest, Committed, Input, Ready, ReplicaConfig,
+                       ReplicaStatus, Receive, Reply, ReplyStatus, Send, Start, Tick, Write,
+                       bully, register_backend)
+from ..errors import RemoteProtocolError
+from ..sessions import Applier
+from .. import wire
+
+
+@wire.message
+@attrs.frozen
+class Forward:
+    """A replica hands a client request to the coordinator."""
+
+    request: ClientRequest
+
+
+@wire.message
+@attrs.frozen
+class ForwardReply:
+    """The coordinator's answer to a forwarded request, for the replica to relay."""
+
+    reply: Reply
+
+
+def _log_key(index: int) -> str:
+    return f"log/{index:012d}"
+
+
+class CoordinatorCore:
+    """One replica of the single-coordinator log; see the module docstring."""
+
+    backend: ClassVar[str] = "coordinator"
+
+    def __init__(self, config: ReplicaConfig) -> None:
+        self.config = config
+        self.node = config.node
+        self.coordinator = bully(config.members)
+        self.applier = Applier(config.state_machine)
+        self.log_length = 0
+        self.started = False
+
+    @property
+    def is_coordinator(self) -> bool:
+        """True if this replica is the one the bully algorithm picked."""
+        return self.node == self.coordinator
+
+    def status(self) -> ReplicaStatus:
+        """Role is "coordinator" or "replica"; the coordinator never changes."""
+        role = "coordinator" if self.is_coordinator else "replica"
+        return ReplicaStatus(self.node, role, 0, self.coordinator, self.log_length)
+
+    def step(self, event: Input) -> Ready:
+        """Consume one input; see :mod:`smr.replica` for the contract."""
+        if isinstance(event, Tick):
+            return EMPTY
+        if isinstance(event, Receive):
+            return self._on_message(event.src, event.message)
+        if isinstance(event, ClientRequest):
+            if self.is_coordinator:
+                return self._order(event)
+            return Ready(messages=(Send(self.coordinator, Forward(event)),))
+        if isinstance(event, Start):
+            return self._start(event)
+        raise TypeError(f"CoordinatorCore cannot step {event!r}")
+
+    def _start(self, event: Start) -> Ready:
+        committed = []
+        for key in sorted(k for k in event.durable if k.startswith("log/")):
+            index = int(key[4:])
+            if index != self.log_length + 1:
+                break  # a torn tail cannot happen here (writes are ordered); stop at a gap
+            entry = event.durable[key]
+            self.applier.apply(entry)
+            self.log_length = index
+            committed.append(Committed(index, entry))
+        self.started = True
+        return Ready(committed=tuple(committed))
+
+    def _on_message(self, src: str, msg: object) -> Ready:
+        if isinstance(msg, Forward) and self.is_coordinator:
+            ready = self._order(msg.request)
+            return Ready(persist=ready.persist, committed=ready.committed,
+                         messages=tuple(Send(src, ForwardReply(r)) for r in ready.replies))
+        if isinstance(msg, ForwardReply) and src == self.coordinator:
+            return Ready(replies=(msg.reply,))
+        raise RemoteProtocolError(f"{self.node}: unexpected {type(msg).__name__} from {src}")
+
+    def _order(self, request: ClientRequest) -> Ready:
+        done, result = self.applier.lookup(request.client_id, request.seq)
+        if done:
+            return Ready(replies=(Reply(request.client_id, request.seq, ReplyStatus.OK, result),))
+        if self.applier.is_stale(request.client_id, request.seq):
+            return EMPTY  # the client has moved on; nobody waits for this answer
+        self.log_length += 1
+        result = self.applier.apply(request)
+        return Ready(persist=(Write(_log_key(self.log_length), request),),
+                     committed=(Committed(self.log_length, request),),
+                     replies=(Reply(request.client_id, request.seq, ReplyStatus.OK, result),))
+
+
+BACKEND = register_backend(Backend(
+    name="coordinator",
+    factory=CoordinatorCore,
+    description="the essay's single coordinator chosen by the bully algorithm (not fault tolerant)",
+))

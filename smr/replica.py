@@ -1,0 +1,255 @@
+"""The sans-IO replica contract every backend implements.
+
+A backend is a pure state machine with no I/O, no clock and no global random.
+The runtime (the simulator, the in-process live cluster, the TCP runtime)
+feeds it one input at a time through :meth:`ReplicaCore.step` and gets back
+one :class:`Ready` batch of outputs.
+
+Inputs:
+
+* :class:`Start` -- always the first input of an incarnation, carrying the
+  durable state that survived (empty on first boot): a restart from durable
+  storage is just a ``Start`` with a non-empty map;
+* :class:`Tick` -- one logical clock tick; all timeouts count ticks;
+* :class:`Receive` -- a message from a peer;
+* :class:`ClientRequest` -- a command from a client, tagged with
+  (client id, sequence number) so retries are de-duplicated.
+
+**The ordering rule (persist before you promise).**  A runtime that receives a
+``Ready`` must make ``ready.persist`` durable (written *and* synced) before it
+sends any of ``ready.messages`` or ``ready.replies``: every vote, promise,
+accepted value or acknowledged entry is on stable storage before the message
+that depends on it leaves.  It must also keep batches in order: the outputs of
+a later batch are never released before those of an earlier one.  Committed
+entries (``ready.committed``) have already been applied by the core to its
+state machine; the runtime uses them for tracing and safety checking only.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any, Callable, ClassVar, Protocol, Union
+
+import attrs
+
+from .commands import Command, Scalar
+from .state_machines import StateMachine
+
+NodeId = str
+
+
+# --------------------------------------------------------------------- inputs
+@attrs.frozen
+class Start:
+    """Boot (or reboot) the replica from the durable state that survived."""
+
+    durable: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Tick:
+    """One logical clock tick."""
+
+
+TICK = Tick()
+
+
+@attrs.frozen
+class Receive:
+    """A message ``message`` from peer ``src``."""
+
+    src: NodeId
+    message: Any
+
+
+@attrs.frozen
+class ClientRequest:
+    """A client command; (client_id, seq) identifies it across retries."""
+
+    client_id: str
+    seq: int
+    command: Command
+
+
+Input = Union[Start, Tick, Receive, ClientRequest]
+
+
+# -------------------------------------------------------------------- outputs
+@attrs.frozen
+class Write:
+    """Set durable key ``key`` to ``value`` (``None`` deletes it)."""
+
+    key: str
+    value: Any
+
+
+@attrs.frozen
+class Send:
+    """Send ``message`` to peer ``dst``."""
+
+    dst: NodeId
+    message: Any
+
+
+@attrs.frozen
+class Committed:
+    """Log position ``index`` now holds ``entry`` for ever, and has been applied."""
+
+    index: int
+    entry: Any
+
+
+class ReplyStatus:
+    """The ways a replica can answer a client request."""
+
+    OK = "ok"              # applied; ``result`` holds the state machine's answer
+    REDIRECT = "redirect"  # not the leader; try ``leader`` (None: unknown)
+    FAIL = "fail"          # definitely not applied and never will be
+
+
+@attrs.frozen
+class Reply:
+    """The answer to client request (client_id, seq)."""
+
+    client_id: str
+    seq: int
+    status: str
+    result: Scalar = None
+    leader: NodeId | None = None
+
+
+@attrs.frozen
+class Ready:
+    """One batch of outputs; see the module docstring for the ordering rule."""
+
+    persist: tuple[Write, ...] = ()
+    messages: tuple[Send, ...] = ()
+    committed: tuple[Committed, ...] = ()
+    replies: tuple[Reply, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.persist or self.messages or self.committed or self.replies)
+
+
+#: The empty batch (shared: cores return it when an input changed nothing).
+EMPTY = Ready()
+
+
+@attrs.frozen
+class ReplicaStatus:
+    """What a replica says about itself, for tracing, faults and invariants.
+
+    ``role`` is backend-specific ("leader", "follower", "candidate", ...);
+    ``epoch`` is the term or ballot round; ``leader`` is who it believes leads.
+    """
+
+    node: NodeId
+    role: str
+    epoch: int
+    leader: NodeId | None
+    commit_index: int
+
+
+@attrs.frozen
+class ReplicaConfig:
+    """Everything a core needs at construction, handed over by the runtime.
+
+    ``rng`` is the node's private generator, seeded from the run's seed;
+    ``options`` holds backend-specific settings (timeouts in ticks, features).
+    """
+
+    node: NodeId
+    peers: tuple[NodeId, ...]
+    rng: random.Random
+    state_machine: Callable[[], StateMachine]
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def members(self) -> tuple[NodeId, ...]:
+        """All nodes of the cluster (this one included), sorted."""
+        return tuple(sorted((self.node, *self.peers)))
+
+    @property
+    def quorum(self) -> int:
+        """The size of a strict majority of the cluster."""
+        return len(self.members) // 2 + 1
+
+
+class ReplicaCore(Protocol):
+    """The sans-IO surface of a backend: one way in (``step``), one batch out."""
+
+    backend: ClassVar[str]
+
+    def step(self, event: Input) -> Ready:
+        """Consume one input and return the outputs it caused (see module docstring)."""
+        ...
+
+    def status(self) -> ReplicaStatus:
+        """Return this replica's current role, epoch, leader belief and commit index."""
+        ...
+
+
+@attrs.frozen
+class Backend:
+    """A registered protocol: how to build its cores and check their invariants.
+
+    ``invariants`` (optional) is called by the simulator after every step with
+    the live cores by node id and must raise ``AssertionError`` naming the
+    violated property.  ``options`` are the defaults merged under a run's.
+    """
+
+    name: str
+    factory: Callable[[ReplicaConfig], ReplicaCore]
+    description: str
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    invariants: Callable[[Mapping[NodeId, ReplicaCore]], None] | None = None
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register_backend(backend: Backend) -> Backend:
+    """Make ``backend`` available by name to every runtime and command."""
+    _BACKENDS[backend.name] = backend
+    return backend
+
+
+def get_backend(name: str) -> Backend:
+    """Return the backend registered as ``name`` (loading built-ins on first use)."""
+    from . import backends  # noqa: F401  (registers the built-in backends)
+
+    try:
+        return _BACKENDS[name]
+    except KeyError:
+        from .errors import LocalProtocolError
+
+        raise LocalProtocolError(
+            f"unknown backend {name!r}; registered: {', '.join(sorted(_BACKENDS))}") from None
+
+
+def backend_names() -> list[str]:
+    """Return the names of every registered backend, sorted."""
+    from . import backends  # noqa: F401
+
+    return sorted(_BACKENDS)
+
+
+def bully(nodes: tuple[NodeId, ...] | list[NodeId]) -> NodeId:
+    """The essay's bully algorithm: every node picks the same coordinator, the largest id."""
+    return max(nodes, key=_node_order)
+
+
+def _node_order(node: NodeId) -> tuple[int, str]:
+    digits = "".join(ch for ch in node if ch.isdigit())
+    return (int(digits) if digits else -1, node)
+
+
+def _register_client_messages() -> None:
+    from . import wire
+
+    wire.message(ClientRequest)
+    wire.message(Reply)
+
+
+_register_client_messages()

@@ -1,0 +1,247 @@
+"""Simulation settings and scenario files.
+
+A scenario is YAML that structures into :class:`SimConfig` through cattrs.
+Every error names the file, the line and the field (``faults[2].node``), so a
+typo never silently becomes a default.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import cattrs
+import yaml
+
+from ..errors import ConfigError
+from .latency import Latency
+
+FaultAction = Literal[
+    "crash", "restart", "crash_leader", "restart_all", "partition", "partition_halves",
+    "isolate", "isolate_leader", "bridge", "heal", "flap", "network",
+]
+
+
+@attrs.frozen
+class LinkLatency:
+    """A per-link latency override (``src`` to ``dst``, one way)."""
+
+    src: str
+    dst: str
+    latency: Latency
+
+
+@attrs.frozen
+class NetworkConfig:
+    """The network model: delays, loss, duplication, reordering."""
+
+    latency: Latency = Latency("uniform", low=0.5, high=1.5)
+    links: tuple[LinkLatency, ...] = ()
+    loss: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    reorder_ms: float = 5.0
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("loss", "duplicate", "reorder"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
+
+
+@attrs.frozen
+class DiskConfig:
+    """The storage model: how long a sync takes and what a crash loses."""
+
+    sync: Latency = Latency("constant", mean=0.1)
+    lose_unsynced: bool = True
+
+
+@attrs.frozen
+class ClientConfig:
+    """Closed-loop clients: how many, their workload and their patience."""
+
+    count: int = 3
+    workload: str = "kv"
+    workload_options: dict[str, Any] = attrs.field(factory=dict)
+    timeout_ms: float = 300.0
+    max_attempts: int = 5
+    think_ms: float = 0.0
+    stop_ms: float | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.count < 0 or self.max_attempts < 1 or self.timeout_ms <= 0:
+            raise ValueError("clients need count >= 0, max_attempts >= 1, timeout_ms > 0")
+
+
+@attrs.frozen
+class FaultEvent:
+    """One scheduled fault; which fields matter depends on ``action``.
+
+    * crash / restart / isolate: ``node``; crash_leader, isolate_leader, restart_all;
+    * partition: ``groups`` (lists of nodes; links between groups are cut);
+    * partition_halves: a random split, minority and majority;
+    * bridge: two halves that both reach ``node``;
+    * heal: every link restored;
+    * flap: partition_halves and heal in turn every ``period_ms`` until ``until_ms``;
+    * network: change ``loss`` / ``duplicate`` from now on.
+    """
+
+    at: float
+    action: FaultAction
+    node: str | None = None
+    groups: tuple[tuple[str, ...], ...] = ()
+    period_ms: float = 100.0
+    until_ms: float = 0.0
+    loss: float | None = None
+    duplicate: float | None = None
+
+
+@attrs.frozen
+class SimConfig:
+    """Everything one simulated run needs, apart from its seed."""
+
+    backend: str = "coordinator"
+    backend_options: dict[str, Any] = attrs.field(factory=dict)
+    nodes: int = 3
+    state_machine: str | None = None
+    duration_ms: float = 2000.0
+    tick_ms: float = 10.0
+    clock_skew: float = 0.0
+    network: NetworkConfig = NetworkConfig()
+    disk: DiskConfig = DiskConfig()
+    clients: ClientConfig = ClientConfig()
+    faults: tuple[FaultEvent, ...] = ()
+    swarm: bool = False
+    check_invariants: bool = True
+    trace: bool = True
+    count_bytes: bool = True
+    name: str = ""
+    source: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.nodes < 1:
+            raise ValueError("nodes must be at least 1")
+        if self.duration_ms <= 0 or self.tick_ms <= 0:
+            raise ValueError("duration_ms and tick_ms must be positive")
+        if not 0.0 <= self.clock_skew < 1.0:
+            raise ValueError("clock_skew must be in [0, 1)")
+
+    @property
+    def node_ids(self) -> tuple[str, ...]:
+        """The node names n1..nN."""
+        return tuple(f"n{i}" for i in range(1, self.nodes + 1))
+
+    def replay_command(self, seed: int) -> str:
+        """The one shell command that replays this run with ``seed``."""
+        if self.source is not None:
+            return f"smr sim {self.source} --seed {seed}"
+        parts = [f"smr sim --backend {self.backend} --nodes {self.nodes}",
+                 f"--duration {self.duration_ms:g}", f"--clients {self.clients.count}",
+                 f"--workload {self.clients.workload}"]
+        if self.swarm:
+            parts.append("--swarm")
+        parts.append(f"--seed {seed}")
+        return " ".join(parts)
+
+
+converter = cattrs.Converter(forbid_extra_keys=True)
+
+
+def _structure_latency(value: Any, _type: type) -> Latency:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return Latency("constant", mean=float(value))
+    return converter.structure_attrs_fromdict(value, Latency)
+
+
+converter.register_structure_hook(Latency, _structure_latency)
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A YAML loader that remembers the line of every mapping value and list item."""
+
+
+def _load_with_lines(text: str) -> tuple[Any, dict[str, int]]:
+    lines: dict[str, int] = {}
+    root = yaml.compose(text, Loader=_LineLoader)
+    if root is None:
+        return {}, lines
+
+    def walk(node: yaml.Node, path: str) -> None:
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                child = f"{path}.{key_node.value}"
+                lines[child] = key_node.start_mark.line + 1
+                walk(value_node, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, f"{path}[{i}]")
+
+    walk(root, "$")
+    return yaml.safe_load(text), lines
+
+
+def _format_exception(exc: BaseException, type_: Any) -> str:
+    if "not in literal" in str(exc):
+        choices = ", ".join(repr(c) for c in getattr(type_, "__args__", ()))
+        return f"unknown value {str(exc).split(' not in literal')[0]!r}; expected one of {choices}"
+    if isinstance(exc, (ValueError, TypeError)) and str(exc) and type(exc) is not TypeError:
+        return str(exc)
+    return cattrs.v.format_exception(exc, type_)
+
+
+_PATH_RE = re.compile(r"@ (\$[^\s]*)")
+
+
+def _explain(exc: Exception, lines: dict[str, int], source: str) -> ConfigError:
+    if isinstance(exc, cattrs.BaseValidationError):
+        messages = cattrs.transform_error(exc, format_exception=_format_exception)
+    else:
+        messages = [str(exc)]
+    first = messages[0]
+    match = _PATH_RE.search(first)
+    path = match.group(1) if match else "$"
+    probe = path
+    while probe not in lines and ("." in probe or "[" in probe):
+        probe = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", probe)
+    field = path[2:] if path.startswith("$.") else None
+    reason = _PATH_RE.sub("", first).strip()
+    if "extra fields" in reason.lower():
+        extra = [x.strip() for x in re.findall(r"\(([^)]+)\)", reason)[0].split(",")]
+        if extra:
+            field = f"{field}.{extra[0]}" if field else extra[0]
+            probe_extra = f"{path}.{extra[0]}"
+            probe = probe_extra if probe_extra in lines else probe
+    return ConfigError(reason, file=source, line=lines.get(probe), field=field)
+
+
+def parse_scenario(text: str, source: str = "<scenario>") -> SimConfig:
+    """Parse scenario YAML into a SimConfig, or raise ConfigError naming file, line and field."""
+    try:
+        data, lines = _load_with_lines(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=source,
+                          line=None if mark is None else mark.line + 1) from None
+    if not isinstance(data, dict):
+        raise ConfigError("a scenario must be a YAML mapping", file=source, line=1)
+    if "source" in data:
+        raise ConfigError("'source' is set by the loader, not the file", file=source,
+                          line=lines.get("$.source"), field="source")
+    try:
+        config = converter.structure(data, SimConfig)
+    except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+        raise _explain(exc, lines, source) from None
+    return attrs.evolve(config, source=source)
+
+
+def load_scenario(path: str | Path) -> SimConfig:
+    """Read a scenario file; errors name the file, line and field."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read scenario: {exc.strerror}", file=str(path)) from None
+    return parse_scenario(text, str(path))

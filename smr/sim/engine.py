@@ -1,0 +1,550 @@
+"""The deterministic simulator: one seeded event queue, no threads, no trio.
+
+Everything that happens in a run -- a message arriving, a tick, a disk sync
+completing, a client timing out, a fault -- is an event in one heap ordered by
+(virtual time, sequence number).  All randomness comes from generators seeded
+from the run's seed, so the same config and seed give a byte-identical trace.
+
+The runtime keeps the replica contract of :mod:`smr.replica`: a batch's writes
+are synced before its messages, replies and commits are released, and batches
+of one node are released in order.  A crash loses the node's volatile state
+and, if the disk model says so, a random suffix of its writes not yet synced.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+
+from ..commands import Command
+from ..errors import RemoteProtocolError
+from ..history import HistoryRecorder, Operation
+from ..replica import (ClientRequest, Committed, Ready, ReplicaConfig, ReplicaStatus, Receive, Reply,
+                       ReplyStatus, Start, TICK, get_backend)
+from ..state_machines import make_state_machine
+from ..wire import encode
+from .config import FaultEvent, SimConfig
+from .faults import draw_swarm
+from .latency import Latency
+from .metrics import Counters
+from .tracefmt import describe
+
+_DELIVER, _TICK, _RELEASE, _CLIENT_TIMEOUT, _CLIENT_NEXT, _FAULT, _CLIENT_RESEND = range(7)
+_LEADER_ROLES = frozenset({"leader", "coordinator"})
+
+
+class SafetyViolation(AssertionError):
+    """A protocol or contract invariant failed during a simulated run."""
+
+
+@attrs.define
+class SimNode:
+    """The simulator's view of one replica: its core, disk and liveness."""
+
+    id: str
+    tick_ms: float
+    core: Any = None
+    alive: bool = False
+    incarnation: int = 0
+    durable: dict[str, Any] = attrs.field(factory=dict)
+    unsynced: list[tuple[str, Any]] = attrs.field(factory=list)
+    release_at: float = 0.0
+    last_committed: int = 0
+    last_leader_epoch: int | None = None
+
+
+@attrs.define
+class SimClient:
+    """A closed-loop client: one operation outstanding, retried with the same sequence number."""
+
+    id: str
+    index: int
+    seq: int = 0
+    op_id: int | None = None
+    command: Command | None = None
+    timeouts: int = 0
+    redirects: int = 0
+    target: int = 0
+    leader: str | None = None
+    token: int = 0
+    stopped: bool = False
+
+
+@attrs.frozen
+class SimResult:
+    """What a run produced: trace, counters, history, commits and any violation."""
+
+    seed: int
+    config: SimConfig
+    trace: tuple[str, ...]
+    counters: Counters
+    history: tuple[Operation, ...]
+    committed: dict[int, Any]
+    violations: tuple[str, ...]
+    leader_changes: int
+    end_time: float
+    statuses: tuple[ReplicaStatus, ...]
+    swarm: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True if no invariant was violated."""
+        return not self.violations
+
+    @property
+    def replay(self) -> str:
+        """The one command that replays this run."""
+        return self.config.replay_command(self.seed)
+
+
+class Simulation:
+    """One seeded run of a backend under a network, disk, client and fault model."""
+
+    def __init__(self, config: SimConfig, seed: int,
+                 on_step: Callable[["Simulation", str], None] | None = None) -> None:
+        self.config = config
+        self.seed = seed
+        self.backend = get_backend(config.backend)
+        self.options = {**self.backend.options, **config.backend_options}
+        self.net_rng = random.Random(f"{seed}/network")
+        self.fault_rng = random.Random(f"{seed}/faults")
+        self.client_rng = random.Random(f"{seed}/clients")
+        self.on_step = on_step
+        self.now = 0.0
+        self._queue: list[tuple[Any, ...]] = []
+        self._seq = 0
+        self.trace: list[str] | None = [] if config.trace else None
+        self.counters = Counters()
+        self.history = HistoryRecorder()
+        self.committed: dict[int, Any] = {}
+        self.violations: list[str] = []
+        self.leader_changes = 0
+        self.cut: set[tuple[str, str]] = set()
+        self.network = config.network
+        self.lose_unsynced = config.disk.lose_unsynced
+        self.swarm_note: str | None = None
+        faults: Iterable[FaultEvent] = config.faults
+        if config.swarm:
+            drawn = draw_swarm(config, random.Random(f"{seed}/swarm"))
+            self.network, self.lose_unsynced, faults = drawn.network, drawn.lose_unsynced, drawn.faults
+            self.swarm_note = drawn.describe()
+        self._link_latency: dict[tuple[str, str], Latency] = {
+            (link.src, link.dst): link.latency for link in self.network.links}
+        self._default_latency = self.network.latency
+        from workloads import make_workload
+
+        self.workload = make_workload(config.clients.workload, config.clients.workload_options)
+        sm_name = config.state_machine or self.workload.state_machine
+        make_state_machine(sm_name)  # fail early on an unknown name
+        self._sm_factory = lambda: make_state_machine(sm_name)
+        skew_rng = random.Random(f"{seed}/skew")
+        self.nodes: dict[str, SimNode] = {}
+        for node_id in config.node_ids:
+            skew = 1.0 + skew_rng.uniform(-config.clock_skew, config.clock_skew)
+            self.nodes[node_id] = SimNode(node_id, config.tick_ms * skew)
+        self.node_ids = config.node_ids
+        self.clients = [SimClient(f"c{i}", i, target=i - 1) for i in range(1, config.clients.count + 1)]
+        self._client_by_id = {c.id: c for c in self.clients}
+        self._client_stop = config.clients.stop_ms if config.clients.stop_ms is not None else config.duration_ms
+        self._faults = sorted(faults, key=lambda f: f.at)
+
+    # ---------------------------------------------------------------- queue
+    def _push(self, time: float, kind: int, a: Any = None, b: Any = None, c: Any = None) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (time, self._seq, kind, a, b, c))
+
+    def _log(self, text: str) -> None:
+        if self.trace is not None:
+            self.trace.append(f"t={self.now:.3f} {text}")
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> SimResult:
+        """Run to the configured duration (or the first violation) and return the result."""
+        if self.trace is not None:
+            self.trace.append(f"# seed={self.seed} backend={self.config.backend} nodes={self.config.nodes} "
+                              f"clients={self.config.clients.count} workload={self.config.clients.workload}")
+            if self.swarm_note:
+                self.trace.append(f"# {self.swarm_note}")
+        for node_id in self.node_ids:
+            self._boot(node_id)
+        for fault in self._faults:
+            self._push(fault.at, _FAULT, fault)
+        for client in self.clients:
+            self._push(0.0, _CLIENT_NEXT, client)
+        end = self.config.duration_ms
+        queue = self._queue
+        pop = heapq.heappop
+        counters = self.counters
+        try:
+            while queue:
+                event = queue[0]
+                if event[0] > end:
+                    break
+                pop(queue)
+                self.now = event[0]
+                counters.events += 1
+                kind = event[2]
+                if kind == _DELIVER:
+                    self._deliver(event[3], event[4], event[5])
+                elif kind == _TICK:
+                    node = event[3]
+                    if node.alive and node.incarnation == event[4]:
+                        self._step(node, TICK)
+                        self._push(self.now + node.tick_ms, _TICK, node, node.incarnation)
+                elif kind == _RELEASE:
+                    self._release(event[3], event[4], event[5])
+                elif kind == _CLIENT_TIMEOUT:
+                    self._client_timeout(event[3], event[4])
+                elif kind == _CLIENT_NEXT:
+                    self._client_next(event[3])
+                elif kind == _CLIENT_RESEND:
+                    client = event[3]
+                    if client.token == event[4]:
+                        self._client_send(client)
+                else:
+                    self._fault(event[3])
+        except SafetyViolation as exc:
+            self.violations.append(str(exc))
+            self._log(f"VIOLATION {exc}")
+        self.now = min(self.now, end) if not self.violations else self.now
+        statuses = tuple(n.core.status() for n in self.nodes.values() if n.alive)
+        return SimResult(self.seed, self.config, tuple(self.trace or ()), counters,
+                         tuple(self.history.finish()), dict(self.committed), tuple(self.violations),
+                         self.leader_changes, self.now, statuses, self.swarm_note)
+
+    # ---------------------------------------------------------------- nodes
+    def _boot(self, node_id: str) -> None:
+        node = self.nodes[node_id]
+        node.incarnation += 1
+        node.alive = True
+        node.release_at = self.now
+        node.last_committed = 0
+        node.last_leader_epoch = None
+        peers = tuple(n for n in self.node_ids if n != node_id)
+        rng = random.Random(f"{self.seed}/{node_id}/{node.incarnation}")
+        node.core = self.backend.factory(
+            ReplicaConfig(node_id, peers, rng, self._sm_factory, self.options))
+        self._step(node, Start(dict(node.durable)))
+        # Stagger first ticks by a random fraction so nodes are not in lock-step.
+        first = self.now + node.tick_ms * self.net_rng.random()
+        self._push(first, _TICK, node, node.incarnation)
+
+    def _step(self, node: SimNode, event: Any) -> None:
+        try:
+            ready = node.core.step(event)
+        except RemoteProtocolError as exc:
+            self.counters.remote_errors += 1
+            self._log(f"{node.id} REJECT {exc}")
+            return
+        if ready:
+            self._handle(node, ready)
+        status = node.core.status()
+        if status.role in _LEADER_ROLES and status.epoch != node.last_leader_epoch:
+            node.last_leader_epoch = status.epoch
+            self.leader_changes += 1
+            self._log(f"{node.id} LEADER epoch={status.epoch}")
+        elif status.role not in _LEADER_ROLES:
+            node.last_leader_epoch = None
+        if self.config.check_invariants and self.backend.invariants is not None:
+            try:
+                self.backend.invariants({n.id: n.core for n in self.nodes.values() if n.alive})
+            except AssertionError as exc:
+                raise SafetyViolation(f"{self.config.backend} invariant: {exc}") from None
+        if self.on_step is not None:
+            self.on_step(self, node.id)
+
+    def _handle(self, node: SimNode, ready: Ready) -> None:
+        if ready.persist:
+            for write in ready.persist:
+                node.unsynced.append((write.key, write.value))
+            self.counters.writes += len(ready.persist)
+            done = max(self.now, node.release_at) + self.config.disk.sync.sample(self.net_rng)
+            node.release_at = done
+            self._push(done, _RELEASE, node, node.incarnation, (ready, len(ready.persist)))
+        elif node.release_at > self.now:
+            self._push(node.release_at, _RELEASE, node, node.incarnation, (ready, 0))
+        else:
+            self._emit(node, ready)
+
+    def _release(self, node: SimNode, incarnation: int, payload: tuple[Ready, int]) -> None:
+        if not node.alive or node.incarnation != incarnation:
+            return  # the node crashed before the sync completed: nothing leaves
+        ready, n_writes = payload
+        if n_writes:
+            durable = node.durable
+            for key, value in node.unsynced[:n_writes]:
+                if value is None:
+                    durable.pop(key, None)
+                else:
+                    durable[key] = value
+            del node.unsynced[:n_writes]
+            self.counters.syncs += 1
+        self._emit(node, ready)
+
+    def _emit(self, node: SimNode, ready: Ready) -> None:
+        for c in ready.committed:
+            self._check_commit(node, c)
+        src = node.id
+        for send in ready.messages:
+            self._send(src, send.dst, send.message)
+        for reply in ready.replies:
+            self._send(src, reply.client_id, reply)
+
+    def _check_commit(self, node: SimNode, c: Committed) -> None:
+        if c.index <= node.last_committed:
+            raise SafetyViolation(f"{node.id} committed index {c.index} after index {node.last_committed}")
+        node.last_committed = c.index
+        known = self.committed.get(c.index, _MISSING)
+        if known is _MISSING:
+            self.committed[c.index] = c.entry
+        elif known != c.entry:
+            raise SafetyViolation(f"state machine safety: {node.id} committed {c.entry!r} at index "
+                                  f"{c.index}, but {known!r} was committed there before")
+
+    # -------------------------------------------------------------- network
+    def _send(self, src: str, dst: str, msg: Any) -> None:
+        counters = self.counters
+        name = type(msg).__name__
+        counters.sent[name] += 1
+        counters.sent_by_node[src] += 1
+        if self.config.count_bytes:
+            counters.bytes_sent[name] += len(encode(msg))
+        if self.cut and (src, dst) in self.cut:
+            counters.dropped[name] += 1
+            if self.trace is not None:
+                self._log(f"{src}->{dst} DROP(partition) {describe(msg)}")
+            return
+        network = self.network
+        rng = self.net_rng
+        if network.loss and rng.random() < network.loss:
+            counters.dropped[name] += 1
+            if self.trace is not None:
+                self._log(f"{src}->{dst} DROP(loss) {describe(msg)}")
+            return
+        copies = 2 if network.duplicate and rng.random() < network.duplicate else 1
+        if copies == 2:
+            counters.duplicated[name] += 1
+        latency = self._link_latency.get((src, dst), self._default_latency) if self._link_latency \
+            else self._default_latency
+        for _ in range(copies):
+            delay = latency.sample(rng)
+            if network.reorder and rng.random() < network.reorder:
+                delay += rng.uniform(0.0, network.reorder_ms)
+            self._push(self.now + delay, _DELIVER, src, dst, msg)
+
+    def _deliver(self, src: str, dst: str, msg: Any) -> None:
+        node = self.nodes.get(dst)
+        name = type(msg).__name__
+        if node is None:
+            client = self._client_by_id[dst]
+            self.counters.delivered[name] += 1
+            if self.trace is not None:
+                self._log(f"{src}->{dst} {describe(msg)}")
+            self._client_reply(client, msg)
+            return
+        if not node.alive or (self.cut and (src, dst) in self.cut):
+            self.counters.dropped[name] += 1
+            if self.trace is not None:
+                why = "down" if not node.alive else "partition"
+                self._log(f"{src}->{dst} DROP({why}) {describe(msg)}")
+            return
+        self.counters.delivered[name] += 1
+        self.counters.received_by_node[dst] += 1
+        if self.trace is not None:
+            self._log(f"{src}->{dst} {describe(msg)}")
+        if src in self._client_by_id:
+            self._step(node, msg)
+        else:
+            self._step(node, Receive(src, msg))
+
+    # -------------------------------------------------------------- clients
+    def _client_next(self, client: SimClient) -> None:
+        if self.now >= self._client_stop:
+            client.stopped = True
+            return
+        command = self.workload.next_command(self.client_rng, client.index)
+        client.seq += 1
+        client.command = command
+        client.op_id = self.history.invoke(client.id, command, self.now)
+        client.timeouts = 0
+        client.redirects = 0
+        self._log(f"{client.id} INVOKE seq={client.seq} {command}")
+        self._client_send(client)
+
+    def _client_send(self, client: SimClient) -> None:
+        assert client.command is not None
+        if client.leader is not None:
+            target = client.leader
+        else:
+            target = self.node_ids[client.target % len(self.node_ids)]
+        client.token += 1
+        self._send(client.id, target, ClientRequest(client.id, client.seq, client.command))
+        self._push(self.now + self.config.clients.timeout_ms, _CLIENT_TIMEOUT, client, client.token)
+
+    def _client_done(self, client: SimClient) -> None:
+        client.op_id = None
+        client.command = None
+        client.token += 1
+        self._push(self.now + self.config.clients.think_ms, _CLIENT_NEXT, client)
+
+    def _client_reply(self, client: SimClient, reply: Reply) -> None:
+        if client.op_id is None or reply.seq != client.seq:
+            return  # an answer to an attempt the client already gave up on
+        if reply.status == ReplyStatus.OK:
+            self.history.ok(client.op_id, self.now, reply.result)
+            self._log(f"{client.id} OK seq={client.seq} -> {reply.result!r}")
+            self._client_done(client)
+        elif reply.status == ReplyStatus.FAIL:
+            self.history.fail(client.op_id, self.now)
+            self._log(f"{client.id} FAIL seq={client.seq}")
+            self._client_done(client)
+        else:
+            client.redirects += 1
+            if reply.leader is not None and reply.leader != client.leader and client.redirects <= 3 * len(self.node_ids):
+                client.leader = reply.leader
+                self._client_send(client)
+            else:
+                # No useful hint: back off briefly, then try the next node.
+                client.leader = None
+                client.target += 1
+                client.token += 1
+                backoff = min(self.config.clients.timeout_ms, 5 * self.config.tick_ms)
+                self._push(self.now + backoff, _CLIENT_RESEND, client, client.token)
+
+    def _client_timeout(self, client: SimClient, token: int) -> None:
+        if client.token != token or client.op_id is None:
+            return
+        client.timeouts += 1
+        client.leader = None
+        client.target += 1
+        if client.timeouts >= self.config.clients.max_attempts:
+            self.history.unknown(client.op_id)
+            self._log(f"{client.id} UNKNOWN seq={client.seq} after {client.timeouts} timeouts")
+            self._client_done(client)
+        else:
+            self._log(f"{client.id} TIMEOUT seq={client.seq} retry")
+            self._client_send(client)
+
+    # --------------------------------------------------------------- faults
+    def current_leader(self) -> str | None:
+        """The live node that claims leadership with the highest epoch, if any."""
+        best: tuple[int, str] | None = None
+        for node in self.nodes.values():
+            if node.alive:
+                st = node.core.status()
+                if st.role in _LEADER_ROLES and (best is None or st.epoch > best[0]):
+                    best = (st.epoch, node.id)
+        return None if best is None else best[1]
+
+    def crash(self, node_id: str) -> None:
+        """Crash ``node_id``: volatile state is gone; unsynced writes may be lost."""
+        node = self.nodes[node_id]
+        if not node.alive:
+            return
+        node.alive = False
+        node.core = None
+        pending = node.unsynced
+        keep = self.fault_rng.randint(0, len(pending)) if self.lose_unsynced else len(pending)
+        for key, value in pending[:keep]:
+            if value is None:
+                node.durable.pop(key, None)
+            else:
+                node.durable[key] = value
+        lost = len(pending) - keep
+        self.counters.lost_writes += lost
+        node.unsynced = []
+        self._log(f"{node_id} CRASH lost_unsynced_writes={lost}")
+
+    def restart(self, node_id: str) -> None:
+        """Restart a crashed node from its durable state."""
+        node = self.nodes[node_id]
+        if node.alive:
+            return
+        self._log(f"{node_id} RESTART durable_keys={len(node.durable)}")
+        self._boot(node_id)
+
+    def _set_groups(self, groups: list[list[str]]) -> None:
+        listed = {n for g in groups for n in g}
+        rest = [n for n in self.node_ids if n not in listed]
+        if rest:
+            groups = [*groups, rest]
+        side = {n: i for i, g in enumerate(groups) for n in g}
+        self.cut = {(a, b) for a in self.node_ids for b in self.node_ids
+                    if a != b and side[a] != side[b]}
+        self._log("PARTITION " + " | ".join(",".join(g) for g in groups))
+
+    def _halves(self) -> list[list[str]]:
+        nodes = list(self.node_ids)
+        self.fault_rng.shuffle(nodes)
+        minority = (len(nodes) - 1) // 2 or 1
+        return [sorted(nodes[:minority]), sorted(nodes[minority:])]
+
+    def _fault(self, fault: FaultEvent) -> None:
+        action = fault.action
+        if action == "crash" and fault.node:
+            self.crash(fault.node)
+        elif action == "crash_leader":
+            leader = self.current_leader()
+            if leader is None:
+                self._log("crash_leader: no leader")
+            else:
+                self.crash(leader)
+        elif action == "restart" and fault.node:
+            self.restart(fault.node)
+        elif action == "restart_all":
+            for node_id in self.node_ids:
+                self.restart(node_id)
+        elif action == "partition":
+            self._set_groups([list(g) for g in fault.groups])
+        elif action == "partition_halves":
+            self._set_groups(self._halves())
+        elif action == "isolate" and fault.node:
+            self._set_groups([[fault.node]])
+        elif action == "isolate_leader":
+            leader = self.current_leader()
+            if leader is None:
+                self._log("isolate_leader: no leader")
+            else:
+                self._set_groups([[leader]])
+        elif action == "bridge":
+            bridge_node = fault.node or self.fault_rng.choice(self.node_ids)
+            others = [n for n in self.node_ids if n != bridge_node]
+            self.fault_rng.shuffle(others)
+            half = len(others) // 2
+            a, b = set(others[:half]), set(others[half:])
+            self.cut = {(x, y) for x in a for y in b} | {(y, x) for x in a for y in b}
+            self._log(f"BRIDGE {','.join(sorted(a))} <-{bridge_node}-> {','.join(sorted(b))}")
+        elif action == "heal":
+            self.cut = set()
+            self._log("HEAL")
+        elif action == "flap":
+            if self.now < fault.until_ms:
+                if self.cut:
+                    self.cut = set()
+                    self._log("HEAL (flap)")
+                else:
+                    self._set_groups(self._halves())
+                self._push(self.now + fault.period_ms, _FAULT, fault)
+            elif self.cut:
+                self.cut = set()
+                self._log("HEAL (flap over)")
+        elif action == "network":
+            self.network = attrs.evolve(
+                self.network,
+                loss=self.network.loss if fault.loss is None else fault.loss,
+                duplicate=self.network.duplicate if fault.duplicate is None else fault.duplicate)
+            self._log(f"NETWORK loss={self.network.loss} duplicate={self.network.duplicate}")
+        else:
+            self._log(f"fault {action} needs a node; ignored")
+
+
+_MISSING = object()
+
+
+def simulate(config: SimConfig, seed: int) -> SimResult:
+    """Run ``config`` once with ``seed`` and return what happened."""
+    return Simulation(config, seed).run()

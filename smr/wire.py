@@ -1,0 +1,79 @@
+"""One cattrs converter that turns every message of every backend into bytes and back.
+
+Backends register their frozen attrs message classes with :func:`message`
+(usable as a class decorator).  A frame body is canonical JSON
+``{"t": <registered name>, "b": <unstructured fields>}``.  Decoding anything
+that is not a registered, well-formed message raises
+:class:`~smr.errors.RemoteProtocolError`, so a runtime can drop and count it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.preconf.json import make_converter
+
+from .errors import LocalProtocolError, RemoteProtocolError
+
+converter = make_converter()
+_BY_NAME: dict[str, type] = {}
+_NAME_OF: dict[type, str] = {}
+
+T = TypeVar("T", bound=type)
+
+
+def message(cls: T) -> T:
+    """Register a frozen attrs class as a wire message under its qualified module name."""
+    if not attrs.has(cls):
+        raise LocalProtocolError(f"{cls!r} is not an attrs class and cannot be a wire message")
+    name = f"{cls.__module__.split('.')[0]}.{cls.__name__}"
+    existing = _BY_NAME.get(name)
+    if existing is not None and existing is not cls:
+        raise LocalProtocolError(f"wire message name {name!r} is already taken by {existing!r}")
+    _BY_NAME[name] = cls
+    _NAME_OF[cls] = name
+    return cls
+
+
+def registered_messages() -> dict[str, type]:
+    """Return every registered message class by wire name."""
+    return dict(_BY_NAME)
+
+
+def to_obj(msg: Any) -> dict[str, Any]:
+    """Return the JSON-ready form of a registered message."""
+    try:
+        name = _NAME_OF[type(msg)]
+    except KeyError:
+        raise LocalProtocolError(f"{type(msg).__name__} is not a registered wire message") from None
+    return {"t": name, "b": converter.unstructure(msg)}
+
+
+def from_obj(obj: Any) -> Any:
+    """Rebuild a message from its JSON-ready form, or raise RemoteProtocolError."""
+    if not isinstance(obj, dict) or set(obj) != {"t", "b"}:
+        raise RemoteProtocolError("frame is not a {t, b} message object")
+    cls = _BY_NAME.get(obj["t"]) if isinstance(obj["t"], str) else None
+    if cls is None:
+        raise RemoteProtocolError(f"unknown message type {obj['t']!r}")
+    try:
+        return converter.structure(obj["b"], cls)
+    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise RemoteProtocolError(f"malformed {obj['t']} message: {exc}") from None
+
+
+def encode(msg: Any) -> bytes:
+    """Serialise a registered message to canonical bytes."""
+    return json.dumps(to_obj(msg), sort_keys=True, separators=(",", ":")).encode()
+
+
+def decode(data: bytes) -> Any:
+    """Parse bytes made by :func:`encode`, or raise RemoteProtocolError."""
+    try:
+        obj = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RemoteProtocolError(f"frame is not JSON: {exc}") from None
+    return from_obj(obj)
