@@ -242,13 +242,16 @@ class Simulation:
             return
         if ready:
             self._handle(node, ready)
-        status = node.core.status()
-        if status.role in _LEADER_ROLES and status.epoch != node.last_leader_epoch:
-            node.last_leader_epoch = status.epoch
-            self.leader_changes += 1
-            self._log(f"{node.id} LEADER epoch={status.epoch}")
-        elif status.role not in _LEADER_ROLES:
-            node.last_leader_epoch = None
+            # A replica cannot become leader without saying something (a heartbeat, a
+            # no-op entry), so leadership is only looked at after a non-empty batch.
+            status = node.core.status()
+            if status.role in _LEADER_ROLES:
+                if status.epoch != node.last_leader_epoch:
+                    node.last_leader_epoch = status.epoch
+                    self.leader_changes += 1
+                    self._log(f"{node.id} LEADER epoch={status.epoch}")
+            else:
+                node.last_leader_epoch = None
         if self.config.check_invariants and self.backend.invariants is not None:
             try:
                 self.backend.invariants({n.id: n.core for n in self.nodes.values() if n.alive})

@@ -1,0 +1,168 @@
+"""The ``smr`` command line: simulate, compare, check, benchmark, tell the essay's story."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from .errors import ConfigError, LocalProtocolError
+
+
+def _print_json(doc: Any) -> None:
+    json.dump(doc, sys.stdout, indent=2, sort_keys=True, default=str)
+    sys.stdout.write("\n")
+
+
+# ------------------------------------------------------------------- smr sim
+def _sim_config(args: argparse.Namespace) -> Any:
+    from .sim import ClientConfig, SimConfig, load_scenario
+
+    if args.scenario:
+        config = load_scenario(args.scenario)
+    else:
+        config = SimConfig(backend=args.backend, nodes=args.nodes, duration_ms=args.duration,
+                           swarm=args.swarm,
+                           clients=ClientConfig(count=args.clients, workload=args.workload))
+    overrides: dict[str, Any] = {}
+    if args.scenario and args.backend_given:
+        overrides["backend"] = args.backend
+    if args.no_trace and not args.trace_out:
+        overrides["trace"] = False
+    return attrs.evolve(config, **overrides) if overrides else config
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    """Run one simulation and print its summary (trace and history to files on request)."""
+    from .history import dump_history
+    from .summary import summarize
+
+    args.backend_given = args.backend is not None
+    args.backend = args.backend or "coordinator"
+    config = _sim_config(args)
+    from .sim import simulate
+
+    result = simulate(config, args.seed)
+    if args.trace_out:
+        text = "\n".join(result.trace) + "\n"
+        if args.trace_out == "-":
+            sys.stdout.write(text)
+        else:
+            with open(args.trace_out, "w", encoding="utf-8") as f:
+                f.write(text)
+    if args.history_out:
+        with open(args.history_out, "w", encoding="utf-8") as f:
+            dump_history(result.history, f)
+    summary = summarize(result, tuple(f.at for f in config.faults))
+    if args.json:
+        _print_json({"seed": args.seed, "replay": result.replay, "summary": summary.to_json(),
+                     "counters": result.counters.to_json(), "swarm": result.swarm})
+    elif args.trace_out != "-":
+        print(f"seed {args.seed}  backend {config.backend}  nodes {config.nodes}  "
+              f"simulated {config.duration_ms:g} ms")
+        if result.swarm:
+            print(result.swarm)
+        print(f"ops ok={summary.ok} fail={summary.failed} unknown={summary.unknown}  "
+              f"commits={len(result.committed)}  leader changes={summary.leader_changes}  "
+              f"deliveries={result.counters.deliveries}")
+        print(f"latency ms p50={summary.latency_p50} p99={summary.latency_p99}  "
+              f"messages/command={summary.messages_per_command}")
+    if result.violations:
+        for v in result.violations:
+            print(f"VIOLATION: {v}", file=sys.stderr)
+        print(f"seed {args.seed}; replay with: {result.replay}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_sim(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sim", help="run one deterministic simulation",
+                       description="Run one seeded simulation; the same seed gives the same trace.")
+    p.add_argument("scenario", nargs="?", help="scenario YAML file (default: built from the flags)")
+    p.add_argument("--backend", default=None, help="backend name (see `smr backends`)")
+    p.add_argument("--nodes", type=int, default=5)
+    p.add_argument("--duration", type=float, default=2000.0, help="simulated milliseconds")
+    p.add_argument("--clients", type=int, default=3)
+    p.add_argument("--workload", default="kv")
+    p.add_argument("--swarm", action="store_true", help="draw fault settings from the seed")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--trace", dest="trace_out", metavar="FILE", help="write the trace ('-' for stdout)")
+    p.add_argument("--history", dest="history_out", metavar="FILE", help="write the client history (JSON lines)")
+    p.add_argument("--no-trace", action="store_true", help="do not record a trace (faster)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=cmd_sim)
+
+
+# ------------------------------------------------------------- smr backends
+def cmd_backends(args: argparse.Namespace) -> int:
+    """List the registered backends."""
+    from .replica import backend_names, get_backend
+
+    rows = [(name, get_backend(name).description) for name in backend_names()]
+    if args.json:
+        _print_json([{"name": n, "description": d} for n, d in rows])
+    else:
+        for name, desc in rows:
+            print(f"{name:14s} {desc}")
+    return 0
+
+
+def _add_backends(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("backends", help="list the registered backends")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_backends)
+
+
+# -------------------------------------------------------------- smr compare
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    from .compare import cmd_compare
+
+    p = sub.add_parser("compare", help="run backends side by side on the same scenarios and seeds",
+                       description="Run every selected backend on the same scenarios, faults and seeds, "
+                                   "and print the figures side by side.")
+    p.add_argument("scenarios", nargs="*", help="scenario YAML files (default: the built-in set)")
+    p.add_argument("--backends", default=None, help="comma-separated backend names (default: all)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per scenario and backend")
+    p.add_argument("--first-seed", type=int, default=1)
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=cmd_compare)
+
+
+# ---------------------------------------------------------------- smr bench
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from .bench import register as register_sim_bench
+
+    p = sub.add_parser("bench", help="benchmarks that print figures (never run as tests)")
+    bench_sub = p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    register_sim_bench(bench_sub)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the full ``smr`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="smr", description="Raft and multi-Paxos behind one replicated-log contract, side by side.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_compare(sub)
+    _add_sim(sub)
+    _add_backends(sub)
+    _add_bench(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``smr`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ConfigError, LocalProtocolError) as exc:
+        print(f"smr: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
