@@ -1,0 +1,48 @@
+"""smr: one replicated-log contract, several consensus backends, one simulator to compare them.
+
+The public surface:
+
+* the contract -- :class:`ReplicaCore`, its inputs (:class:`Start`, :class:`Tick`,
+  :class:`Receive`, :class:`ClientRequest`) and its output batch :class:`Ready`;
+* state machines -- :class:`KVStore`, :class:`Counter`, :class:`WriteOnceMap`;
+* the simulator -- :func:`simulate` and :class:`SimConfig` (in :mod:`smr.sim`);
+* the in-process live cluster -- :func:`open_local_cluster`;
+* histories -- :class:`Operation`, :class:`HistoryRecorder`.
+"""
+
+from . import commands as commands
+from .commands import Command as Command
+from .errors import ConfigError as ConfigError
+from .errors import LocalProtocolError as LocalProtocolError
+from .errors import RemoteProtocolError as RemoteProtocolError
+from .history import HistoryRecorder as HistoryRecorder
+from .history import Operation as Operation
+from .history import Outcome as Outcome
+from .live import LocalCluster as LocalCluster
+from .live import open_local_cluster as open_local_cluster
+from .replica import Backend as Backend
+from .replica import ClientRequest as ClientRequest
+from .replica import Committed as Committed
+from .replica import Ready as Ready
+from .replica import Receive as Receive
+from .replica import ReplicaConfig as ReplicaConfig
+from .replica import ReplicaCore as ReplicaCore
+from .replica import ReplicaStatus as ReplicaStatus
+from .replica import Reply as Reply
+from .replica import ReplyStatus as ReplyStatus
+from .replica import Send as Send
+from .replica import Start as Start
+from .replica import Tick as Tick
+from .replica import Write as Write
+from .replica import backend_names as backend_names
+from .replica import get_backend as get_backend
+from .replica import register_backend as register_backend
+from .sessions import Applier as Applier
+from .sim import SimConfig as SimConfig
+from .sim import simulate as simulate
+from .state_machines import Counter as Counter
+from .state_machines import KVStore as KVStore
+from .state_machines import StateMachine as StateMachine
+from .state_machines import WriteOnceMap as WriteOnceMap
+
+__version__ = "0.1.0"

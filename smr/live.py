@@ -1,0 +1,200 @@
+"""An in-process live cluster: the same sans-IO cores over trio memory channels.
+
+For library users who want a replicated state machine inside their own trio
+program::
+
+    async with smr.open_local_cluster("raft", n=3, state_machine="kv") as cluster:
+        await cluster.submit(smr.commands.put("x", "1"))
+
+Ticks come from trio's clock; the "disk" is an in-memory map written before a
+batch's messages leave (the persist-before-send rule holds trivially).  Runs
+are not deterministic -- trio's scheduler is not -- so use the simulator for
+anything that must replay.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from .commands import Command, Scalar
+from .errors import LocalProtocolError, RemoteProtocolError
+from .replica import (TICK, ClientRequest, Ready, ReplicaConfig, Receive, Reply, ReplyStatus, Start,
+                      get_backend)
+from .state_machines import make_state_machine
+
+
+class _Node:
+    def __init__(self, node_id: str) -> None:
+        self.id = node_id
+        self.durable: dict[str, Any] = {}
+        self.core: Any = None
+        self.scope: trio.CancelScope | None = None
+        self.send, self.recv = trio.open_memory_channel[Any](math.inf)
+        self.incarnation = 0
+        self.remote_errors = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.scope is not None
+
+
+class LocalCluster:
+    """A running in-process cluster; create it with :func:`open_local_cluster`."""
+
+    def __init__(self, nursery: trio.Nursery, backend: str, n: int, state_machine: str, seed: int,
+                 tick_ms: float, options: dict[str, Any] | None) -> None:
+        self._nursery = nursery
+        self._backend = get_backend(backend)
+        self._options = {**self._backend.options, **(options or {})}
+        make_state_machine(state_machine)
+        self._sm = state_machine
+        self._seed = seed
+        self.tick_seconds = tick_ms / 1000.0
+        self.nodes = {f"n{i}": _Node(f"n{i}") for i in range(1, n + 1)}
+        self._waiters: dict[tuple[str, int], trio.MemorySendChannel[Reply]] = {}
+        self._client_ids = itertools.count(1)
+
+    # ------------------------------------------------------------- lifecycle
+    def start_node(self, node_id: str) -> None:
+        """Boot (or reboot) ``node_id`` from its durable state."""
+        node = self.nodes[node_id]
+        if node.alive:
+            raise LocalProtocolError(f"{node_id} is already running")
+        node.incarnation += 1
+        peers = tuple(n for n in self.nodes if n != node_id)
+        rng = random.Random(f"{self._seed}/{node_id}/{node.incarnation}")
+        sm = self._sm
+        node.core = self._backend.factory(
+            ReplicaConfig(node_id, peers, rng, lambda: make_state_machine(sm), self._options))
+        node.send, node.recv = trio.open_memory_channel[Any](math.inf)
+        node.scope = trio.CancelScope()
+        self._nursery.start_soon(self._run_node, node, node.scope)
+        node.send.send_nowait(Start(dict(node.durable)))
+
+    def crash(self, node_id: str) -> None:
+        """Stop ``node_id`` at once; its in-memory durable state survives for a restart."""
+        node = self.nodes[node_id]
+        if node.scope is None:
+            raise LocalProtocolError(f"{node_id} is not running")
+        node.scope.cancel()
+        node.scope = None
+        node.core = None
+
+    def leader(self) -> str | None:
+        """The running node that claims leadership with the highest epoch, if any."""
+        best = None
+        for node in self.nodes.values():
+            if node.core is not None:
+                st = node.core.status()
+                if st.role in ("leader", "coordinator") and (best is None or st.epoch > best[0]):
+                    best = (st.epoch, node.id)
+        return None if best is None else best[1]
+
+    async def _run_node(self, node: _Node, scope: trio.CancelScope) -> None:
+        with scope:
+            async with trio.open_nursery() as inner:
+                inner.start_soon(self._ticker, node)
+                async for event in node.recv:
+                    try:
+                        ready = node.core.step(event)
+                    except RemoteProtocolError:
+                        node.remote_errors += 1
+                        continue
+                    self._handle(node, ready)
+
+    async def _ticker(self, node: _Node) -> None:
+        while True:
+            await trio.sleep(self.tick_seconds)
+            node.send.send_nowait(TICK)
+
+    def _handle(self, node: _Node, ready: Ready) -> None:
+        for write in ready.persist:  # durable before anything leaves
+            if write.value is None:
+                node.durable.pop(write.key, None)
+            else:
+                node.durable[write.key] = write.value
+        for send in ready.messages:
+            peer = self.nodes.get(send.dst)
+            if peer is not None and peer.alive:
+                peer.send.send_nowait(Receive(node.id, send.message))
+        for reply in ready.replies:
+            waiter = self._waiters.get((reply.client_id, reply.seq))
+            if waiter is not None:
+                waiter.send_nowait(reply)
+
+    # --------------------------------------------------------------- clients
+    def client(self) -> "LocalClient":
+        """Return a new client with its own id and sequence numbers."""
+        return LocalClient(self, f"local-{next(self._client_ids)}")
+
+    async def submit(self, command: Command, *, timeout: float = 1.0, attempts: int = 10) -> Scalar:
+        """Run ``command`` through the replicated log once and return its result."""
+        return await self.client().submit(command, timeout=timeout, attempts=attempts)
+
+
+class LocalClient:
+    """A client of a local cluster: follows redirects, retries with the same sequence number."""
+
+    def __init__(self, cluster: LocalCluster, client_id: str) -> None:
+        self.cluster = cluster
+        self.client_id = client_id
+        self.seq = 0
+        self._leader: str | None = None
+        self._turn = 0
+
+    async def submit(self, command: Command, *, timeout: float = 1.0, attempts: int = 10) -> Scalar:
+        """Submit ``command``; raise TimeoutError if no replica answers within ``attempts`` tries."""
+        self.seq += 1
+        key = (self.client_id, self.seq)
+        send, recv = trio.open_memory_channel[Reply](math.inf)
+        self.cluster._waiters[key] = send
+        names = list(self.cluster.nodes)
+        try:
+            for _ in range(attempts):
+                target = self._leader or names[self._turn % len(names)]
+                node = self.cluster.nodes[target]
+                if node.alive:
+                    node.send.send_nowait(ClientRequest(self.client_id, self.seq, command))
+                with trio.move_on_after(timeout):
+                    while True:
+                        reply = await recv.receive()
+                        if reply.status == ReplyStatus.OK:
+                            self._leader = target
+                            return reply.result
+                        if reply.status == ReplyStatus.FAIL:
+                            raise LocalProtocolError(f"command {command} was refused by {target}")
+                        self._leader = reply.leader if reply.leader != target else None
+                        if self._leader is None:
+                            self._turn += 1
+                            await trio.sleep(self.cluster.tick_seconds * 5)
+                        break
+                    continue
+                self._leader = None
+                self._turn += 1
+            raise TimeoutError(f"no answer to {command} after {attempts} attempts")
+        finally:
+            del self.cluster._waiters[key]
+
+
+@asynccontextmanager
+async def open_local_cluster(backend: str, n: int = 3, state_machine: str = "kv", *, seed: int = 0,
+                             tick_ms: float = 10.0,
+                             options: dict[str, Any] | None = None) -> AsyncIterator[LocalCluster]:
+    """Start ``n`` replicas of ``backend`` in this trio program; stop them on exit."""
+    if n < 1:
+        raise LocalProtocolError("a cluster needs at least one node")
+    async with trio.open_nursery() as nursery:
+        cluster = LocalCluster(nursery, backend, n, state_machine, seed, tick_ms, options)
+        for node_id in cluster.nodes:
+            cluster.start_node(node_id)
+        try:
+            yield cluster
+        finally:
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,50 @@
+"""The in-process live cluster runs the same cores over trio memory channels."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from smr import commands as c
+from smr.errors import LocalProtocolError
+from smr.live import open_local_cluster
+
+
+async def test_coordinator_cluster_serves_a_kv(autojump_clock: trio.abc.Clock) -> None:
+    async with open_local_cluster("coordinator", n=3, state_machine="kv") as cluster:
+        assert await cluster.submit(c.put("x", "1")) is None
+        assert await cluster.submit(c.cas("x", "1", "2")) is True
+        assert await cluster.submit(c.get("x")) == "2"
+        assert cluster.leader() == "n3"
+
+
+async def test_concurrent_clients_get_exactly_once_increments(autojump_clock: trio.abc.Clock) -> None:
+    async with open_local_cluster("coordinator", n=3, state_machine="counter") as cluster:
+        async def bump(times: int) -> None:
+            client = cluster.client()
+            for _ in range(times):
+                await client.submit(c.add(1))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(4):
+                nursery.start_soon(bump, 5)
+        assert await cluster.submit(c.read_counter()) == 20
+
+
+async def test_coordinator_crash_stalls_and_restart_recovers(autojump_clock: trio.abc.Clock) -> None:
+    async with open_local_cluster("coordinator", n=3, state_machine="kv") as cluster:
+        await cluster.submit(c.put("k", "v"))
+        cluster.crash("n3")
+        with pytest.raises(TimeoutError):
+            await cluster.submit(c.get("k"), timeout=0.1, attempts=3)
+        cluster.start_node("n3")
+        assert await cluster.submit(c.get("k")) == "v"
+
+
+async def test_misuse_is_a_local_error(autojump_clock: trio.abc.Clock) -> None:
+    with pytest.raises(LocalProtocolError):
+        async with open_local_cluster("coordinator", n=0):
+            pass  # pragma: no cover
+    async with open_local_cluster("coordinator", n=1) as cluster:
+        with pytest.raises(LocalProtocolError, match="already running"):
+            cluster.start_node("n1")
