@@ -46,10 +46,11 @@ class RunSummary:
 
 def summarize(result: SimResult, fault_times: tuple[float, ...] = ()) -> RunSummary:
     """Compute the figures of ``result``; ``fault_times`` are when faults struck."""
-    ops = result.history
+    warmup = result.config.clients.warmup_ms
+    ops = [op for op in result.history if op.invoke >= warmup]
     done = [op for op in ops if op.outcome is Outcome.OK]
     latencies = [op.end - op.invoke for op in done]
-    seconds = result.config.duration_ms / 1000.0
+    seconds = max(result.config.duration_ms - warmup, 1e-9) / 1000.0
     peer_messages = sum(n for name, n in result.counters.sent.items()
                         if name not in ("ClientRequest", "Reply"))
     peer_bytes = sum(n for name, n in result.counters.bytes_sent.items()

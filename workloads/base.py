@@ -1,17 +1,19 @@
-"""What a workload is: a generator of client commands that knows its state machine and model."""
+"""What a workload is: a generator of client commands that knows its state machine,
+its checker model and its own invariants."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Protocol
 
 from smr.commands import Command
 from smr.errors import LocalProtocolError
+from smr.history import Operation
 
 
 class Workload(Protocol):
-    """Generates client operations and names how to judge them."""
+    """Generates client operations and says how to judge them."""
 
     name: str
     #: The built-in state machine the operations run against (see smr.state_machines).
@@ -23,12 +25,16 @@ class Workload(Protocol):
         """Return the next command client number ``client`` should issue."""
         ...
 
+    def check(self, history: Sequence[Operation]) -> list[str]:
+        """Return a description of every violation of the workload's own invariants."""
+        ...
 
-_WORKLOADS: dict[str, Callable[[Mapping[str, Any]], Workload]] = {}
+
+_WORKLOADS: dict[str, Callable[..., Workload]] = {}
 
 
-def register_workload(name: str, factory: Callable[[Mapping[str, Any]], Workload]) -> None:
-    """Make a workload constructible by name with a mapping of options."""
+def register_workload(name: str, factory: Callable[..., Workload]) -> None:
+    """Make a workload constructible by name with keyword options."""
     _WORKLOADS[name] = factory
 
 
@@ -39,7 +45,7 @@ def make_workload(name: str, options: Mapping[str, Any] | None = None) -> Worklo
     except KeyError:
         raise LocalProtocolError(f"unknown workload {name!r}; choose one of {sorted(_WORKLOADS)}") from None
     try:
-        return factory(dict(options or {}))
+        return factory(**dict(options or {}))
     except TypeError as exc:
         raise LocalProtocolError(f"bad options for workload {name!r}: {exc}") from None
 

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import attrs
 
 from smr.commands import Command, add, read_counter
+from smr.history import Operation, Outcome
 
 from .base import register_workload
 
 
 @attrs.define
 class CounterWorkload:
-    """Increments of 1..``max_step`` with an occasional read."""
+    """Increments of 1..``max_step`` with an occasional read of the total."""
 
     read_ratio: float = 0.1
     max_step: int = 3
@@ -27,5 +29,23 @@ class CounterWorkload:
             return read_counter()
         return add(rng.randint(1, self.max_step))
 
+    def check(self, history: Sequence[Operation]) -> list[str]:
+        """Exactly once: every total seen lies between the acknowledged increments that
+        completed before it was read and all increments (acknowledged or unknown) invoked
+        before it completed; the last total is at least the sum of all acknowledged ones."""
+        adds = [op for op in history if op.command.op == "add"]
+        problems = []
+        for op in history:
+            if op.outcome is not Outcome.OK or op.result is None:
+                continue
+            low = sum(int(a.command.args[0]) for a in adds  # type: ignore[arg-type]
+                      if a.outcome is Outcome.OK and a.end < op.invoke)
+            high = sum(int(a.command.args[0]) for a in adds  # type: ignore[arg-type]
+                       if a.outcome is not Outcome.FAIL and a.invoke < op.end)
+            if not low <= int(op.result) <= high:  # type: ignore[arg-type]
+                problems.append(f"op {op.id}: total {op.result} outside [{low}, {high}] "
+                                "(an increment was lost or applied twice)")
+        return problems
 
-register_workload("counter", lambda opts: CounterWorkload(**opts))
+
+register_workload("counter", CounterWorkload)

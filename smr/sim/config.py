@@ -61,7 +61,13 @@ class DiskConfig:
 
 @attrs.frozen
 class ClientConfig:
-    """Closed-loop clients: how many, their workload and their patience."""
+    """Clients: how many, their workload, their patience, and how they pace themselves.
+
+    ``closed``: ``count`` clients, each with one operation outstanding.
+    ``open``: operations arrive at ``rate_per_s`` (Poisson), each from a fresh
+    client, whether or not earlier ones have finished.  Operations invoked
+    before ``warmup_ms`` are excluded from latency and throughput figures.
+    """
 
     count: int = 3
     workload: str = "kv"
@@ -70,10 +76,15 @@ class ClientConfig:
     max_attempts: int = 5
     think_ms: float = 0.0
     stop_ms: float | None = None
+    mode: Literal["closed", "open"] = "closed"
+    rate_per_s: float = 200.0
+    warmup_ms: float = 0.0
 
     def __attrs_post_init__(self) -> None:
         if self.count < 0 or self.max_attempts < 1 or self.timeout_ms <= 0:
             raise ValueError("clients need count >= 0, max_attempts >= 1, timeout_ms > 0")
+        if self.mode == "open" and self.rate_per_s <= 0:
+            raise ValueError("open-loop clients need rate_per_s > 0")
 
 
 @attrs.frozen

@@ -33,7 +33,7 @@ from .latency import Latency
 from .metrics import Counters
 from .tracefmt import describe
 
-_DELIVER, _TICK, _RELEASE, _CLIENT_TIMEOUT, _CLIENT_NEXT, _FAULT, _CLIENT_RESEND = range(7)
+_DELIVER, _TICK, _RELEASE, _CLIENT_TIMEOUT, _CLIENT_NEXT, _FAULT, _CLIENT_RESEND, _ARRIVAL = range(8)
 _LEADER_ROLES = frozenset({"leader", "coordinator"})
 
 
@@ -72,6 +72,7 @@ class SimClient:
     leader: str | None = None
     token: int = 0
     stopped: bool = False
+    one_shot: bool = False
 
 
 @attrs.frozen
@@ -173,8 +174,12 @@ class Simulation:
             self._boot(node_id)
         for fault in self._faults:
             self._push(fault.at, _FAULT, fault)
-        for client in self.clients:
-            self._push(0.0, _CLIENT_NEXT, client)
+        if self.config.clients.mode == "open":
+            self.clients = []
+            self._push(0.0, _ARRIVAL)
+        else:
+            for client in self.clients:
+                self._push(0.0, _CLIENT_NEXT, client)
         end = self.config.duration_ms
         queue = self._queue
         pop = heapq.heappop
@@ -205,6 +210,8 @@ class Simulation:
                     client = event[3]
                     if client.token == event[4]:
                         self._client_send(client)
+                elif kind == _ARRIVAL:
+                    self._arrival()
                 else:
                     self._fault(event[3])
         except SafetyViolation as exc:
@@ -378,6 +385,16 @@ class Simulation:
         self._log(f"{client.id} INVOKE seq={client.seq} {command}")
         self._client_send(client)
 
+    def _arrival(self) -> None:
+        """Open loop: a fresh client issues one operation; the next arrives after an exponential gap."""
+        if self.now >= self._client_stop:
+            return
+        index = len(self._client_by_id) + 1
+        client = SimClient(f"o{index}", index, target=index - 1, one_shot=True)
+        self._client_by_id[client.id] = client
+        self._client_next(client)
+        self._push(self.now + self.client_rng.expovariate(self.config.clients.rate_per_s / 1000.0), _ARRIVAL)
+
     def _client_send(self, client: SimClient) -> None:
         assert client.command is not None
         if client.leader is not None:
@@ -392,7 +409,10 @@ class Simulation:
         client.op_id = None
         client.command = None
         client.token += 1
-        self._push(self.now + self.config.clients.think_ms, _CLIENT_NEXT, client)
+        if client.one_shot:
+            client.stopped = True
+        else:
+            self._push(self.now + self.config.clients.think_ms, _CLIENT_NEXT, client)
 
     def _client_reply(self, client: SimClient, reply: Reply) -> None:
         if client.op_id is None or reply.seq != client.seq:
