@@ -128,6 +128,9 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backends", default=None, help="comma-separated backend names (default: all)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per scenario and backend")
     p.add_argument("--first-seed", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=1, help="run seeds in this many processes")
+    p.add_argument("--out", default="smr-results", help="directory for compare.json and the plots")
+    p.add_argument("--no-plots", action="store_true", help="write no files")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_compare)
 

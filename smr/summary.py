@@ -56,10 +56,11 @@ def summarize(result: SimResult, fault_times: tuple[float, ...] = ()) -> RunSumm
     peer_bytes = sum(n for name, n in result.counters.bytes_sent.items()
                      if name not in ("ClientRequest", "Reply"))
     commits = len(result.committed)
-    completions = sorted(op.end for op in done)
     unavailable = []
     for t in fault_times:
-        after = next((c for c in completions if c >= t), None)
+        # Available again once an operation invoked after the fault completes
+        # (operations already in flight at the fault say nothing about recovery).
+        after = min((op.end for op in done if op.invoke >= t), default=None)
         unavailable.append(round((after if after is not None else result.end_time) - t, 3))
     return RunSummary(
         backend=result.config.backend, seed=result.seed, ok=len(done),
