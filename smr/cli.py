@@ -135,6 +135,38 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_compare)
 
 
+# ---------------------------------------------------------------- smr trace
+def cmd_trace(args: argparse.Namespace) -> int:
+    """Write a space-time diagram of the first milliseconds of a run."""
+    from .sim import load_scenario
+    from .spacetime import render_page, render_svg, record
+
+    config = load_scenario(args.scenario)
+    if args.backend:
+        config = attrs.evolve(config, backend=args.backend)
+    out = args.out or f"trace-{config.backend}-{args.seed}.html"
+    if out.endswith(".svg"):
+        _, timeline = record(config, args.seed, args.until)
+        text = render_svg(list(config.node_ids), timeline, args.until, f"{config.backend} seed {args.seed}")
+    else:
+        text = render_page(config, args.seed, args.until, with_clients=not args.no_clients)
+    with open(out, "w", encoding="utf-8") as f:
+        f.write(text)
+    print(f"wrote {out}")
+    return 0
+
+
+def _add_trace(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("trace", help="draw a space-time diagram of a short run (HTML or SVG)")
+    p.add_argument("seed", type=int)
+    p.add_argument("scenario", help="scenario YAML file")
+    p.add_argument("--backend", default=None, help="override the scenario's backend")
+    p.add_argument("--until", type=float, default=60.0, help="simulated ms to draw")
+    p.add_argument("--out", default=None, help="output file (.html or .svg)")
+    p.add_argument("--no-clients", action="store_true", help="draw only the replicas' lanes")
+    p.set_defaults(func=cmd_trace)
+
+
 # ---------------------------------------------------------------- smr bench
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     from .bench import register as register_sim_bench
@@ -151,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_compare(sub)
     _add_sim(sub)
+    _add_trace(sub)
     _add_backends(sub)
     _add_bench(sub)
     return parser

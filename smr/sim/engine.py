@@ -106,8 +106,11 @@ class Simulation:
     """One seeded run of a backend under a network, disk, client and fault model."""
 
     def __init__(self, config: SimConfig, seed: int,
-                 on_step: Callable[["Simulation", str], None] | None = None) -> None:
+                 on_step: Callable[["Simulation", str], None] | None = None,
+                 timeline: bool = False) -> None:
         self.config = config
+        #: Structured events for space-time diagrams (see smr.spacetime), when asked for.
+        self.timeline: list[tuple[Any, ...]] | None = [] if timeline else None
         self.seed = seed
         self.backend = get_backend(config.backend)
         self.options = {**self.backend.options, **config.backend_options}
@@ -161,6 +164,8 @@ class Simulation:
     def _log(self, text: str) -> None:
         if self.trace is not None:
             self.trace.append(f"t={self.now:.3f} {text}")
+        if self.timeline is not None:
+            self.timeline.append(("log", self.now, text))
 
     # ------------------------------------------------------------------ run
     def run(self) -> SimResult:
@@ -298,6 +303,8 @@ class Simulation:
     def _emit(self, node: SimNode, ready: Ready) -> None:
         for c in ready.committed:
             self._check_commit(node, c)
+            if self.timeline is not None:
+                self.timeline.append(("commit", self.now, node.id, c.index))
         src = node.id
         for send in ready.messages:
             self._send(src, send.dst, send.message)
@@ -327,6 +334,8 @@ class Simulation:
             counters.dropped[name] += 1
             if self.trace is not None:
                 self._log(f"{src}->{dst} DROP(partition) {describe(msg)}")
+            if self.timeline is not None:
+                self.timeline.append(("msg", self.now, None, src, dst, name, describe(msg)))
             return
         network = self.network
         rng = self.net_rng
@@ -334,6 +343,8 @@ class Simulation:
             counters.dropped[name] += 1
             if self.trace is not None:
                 self._log(f"{src}->{dst} DROP(loss) {describe(msg)}")
+            if self.timeline is not None:
+                self.timeline.append(("msg", self.now, None, src, dst, name, describe(msg)))
             return
         copies = 2 if network.duplicate and rng.random() < network.duplicate else 1
         if copies == 2:
@@ -345,6 +356,8 @@ class Simulation:
             if network.reorder and rng.random() < network.reorder:
                 delay += rng.uniform(0.0, network.reorder_ms)
             self._push(self.now + delay, _DELIVER, src, dst, msg)
+            if self.timeline is not None:
+                self.timeline.append(("msg", self.now, self.now + delay, src, dst, name, describe(msg)))
 
     def _deliver(self, src: str, dst: str, msg: Any) -> None:
         node = self.nodes.get(dst)
