@@ -1,0 +1,695 @@
+"""The whole Raft state machine: every transition of every role lives in this module.
+
+:class:`RaftCore` is a sans-IO replica (see :mod:`smr.replica` for the
+contract).  It follows the extended Raft paper (Ongaro and Ousterhout, 2014)
+and Ongaro's thesis, structured like etcd raft:
+
+* one way in: :meth:`RaftCore.step`; ticks, peer messages and client requests
+  are all inputs;
+* **one central term check** (:meth:`RaftCore._on_message`): a message from a
+  higher term turns us into a follower of that term (except pre-votes, and
+  votes ignored under a check-quorum lease); a message from a lower term is
+  answered with our term or dropped; only then is it dispatched by type and
+  role;
+* timeouts count ticks; each election draws its timeout from the node's own
+  ``config.rng`` in [election_ticks_min, election_ticks_max].
+
+**Ordering rule.**  Every change to the term, the vote or the log is in the
+``persist`` of the same :class:`~smr.replica.Ready` as the messages that
+depend on it (a vote reply, an AppendEntries acknowledgement), and the runtime
+syncs ``persist`` before it sends anything.  ``raft/hard`` always comes first
+in ``persist``, log deletes come before the appends that replace them, so any
+prefix of the writes that survives a crash is a consistent state.
+
+Roles: ``follower``, ``precandidate`` (pre-vote, thesis 9.6), ``candidate``,
+``leader``.  Client requests reach the log only on the leader; others answer
+``REDIRECT`` with their best guess of the leader.  Committed entries are
+applied in order through :class:`~smr.sessions.Applier` (exactly-once client
+sessions) and answered on the leader that appended them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+import attrs
+
+from smr.errors import LocalProtocolError, RemoteProtocolError
+from smr.replica import (EMPTY, ClientRequest, Committed, Input, Ready, ReplicaConfig, ReplicaStatus,
+                         Receive, Reply, ReplyStatus, Send, Start, Tick, Write)
+from smr.sessions import NOOP_ENTRY, Applier
+
+from .log import RaftLog
+from .messages import (HARD_KEY, LOG_PREFIX, SNAPSHOT_KEY, AppendEntries, AppendEntriesReply, Entry,
+                       HardState, InstallSnapshot, RaftMessage, RequestVote, RequestVoteReply,
+                       SnapshotRecord, TimeoutNow, log_key)
+from .options import RaftOptions
+from .progress import PROBE, REPLICATE, SNAPSHOT, Progress
+
+FOLLOWER, PRECANDIDATE, CANDIDATE, LEADER = "follower", "precandidate", "candidate", "leader"
+
+
+@attrs.define
+class _Read:
+    """A ReadIndex read: answer ``request`` once round ``round`` is confirmed and ``index`` applied."""
+
+    index: int
+    round: int
+    request: ClientRequest
+    confirmed: bool = False
+
+
+class RaftCore:
+    """One Raft server as a pure state machine; see the module docstring for the ordering rule."""
+
+    backend: ClassVar[str] = "raft"
+
+    def __init__(self, config: ReplicaConfig) -> None:
+        self.config = config
+        self.id = config.node
+        self.peers = tuple(config.peers)
+        self._peer_set = frozenset(self.peers)
+        self.quorum = config.quorum
+        self.opts = RaftOptions.from_mapping(config.options)
+        self.rng = config.rng
+        self.applier = Applier(config.state_machine)
+        self.log = RaftLog()
+        self.snapshot: SnapshotRecord | None = None
+        # persistent (mirrored in raft/hard)
+        self.term = 0
+        self.voted_for: str | None = None
+        # volatile
+        self.role = FOLLOWER
+        self.leader: str | None = None
+        self.commit_index = 0
+        self.last_applied = 0
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self.randomized_timeout = self.opts.election_ticks_max
+        self.votes: dict[str, bool] = {}
+        # leader only
+        self.progress: dict[str, Progress] = {}
+        self.round = 0
+        self.pending: dict[int, ClientRequest] = {}
+        self.in_log: dict[str, tuple[int, int]] = {}
+        self.reads: list[_Read] = []
+        self.reads_waiting: list[ClientRequest] = []
+        self.transferee: str | None = None
+        self.transfer_elapsed = 0
+        self.transfer_sent = False
+        self.started = False
+        # outputs of the current step
+        self._hard_dirty = False
+        self._persist: list[Write] = []
+        self._messages: list[Send] = []
+        self._committed: list[Committed] = []
+        self._replies: list[Reply] = []
+
+    # ================================================================ surface
+    def status(self) -> ReplicaStatus:
+        """Role, current term (as epoch), known leader and commit index."""
+        return ReplicaStatus(self.id, self.role, self.term, self.leader, self.commit_index)
+
+    def step(self, event: Input) -> Ready:
+        """Consume one input and return its outputs; persist them before sending (module docstring)."""
+        if isinstance(event, Start):
+            return self._start(event.durable)
+        if not self.started:
+            raise LocalProtocolError(f"raft {self.id}: the first input must be Start, got {event!r}")
+        if isinstance(event, Tick):
+            self._tick()
+        elif isinstance(event, Receive):
+            self._on_message(event.src, event.message)
+        elif isinstance(event, ClientRequest):
+            self._on_client(event)
+        else:
+            raise LocalProtocolError(f"raft {self.id}: cannot step {event!r}")
+        return self._flush()
+
+    def transfer_leadership(self, to: str) -> Ready:
+        """Hand leadership to peer ``to`` (thesis 3.10): catch it up, then send TimeoutNow."""
+        if not self.opts.leadership_transfer:
+            raise LocalProtocolError("leadership transfer needs the raft option leadership_transfer")
+        if to not in self._peer_set:
+            raise LocalProtocolError(f"raft {self.id}: cannot transfer leadership to unknown node {to!r}")
+        if self.role != LEADER:
+            raise LocalProtocolError(f"raft {self.id}: only the leader can transfer leadership "
+                                     f"(role: {self.role})")
+        self.transferee = to
+        self.transfer_elapsed = 0
+        self.transfer_sent = False
+        self._maybe_send_timeout_now()
+        pr = self.progress[to]
+        if not self.transfer_sent and pr.state != SNAPSHOT:
+            pr.become_probe(pr.match + 1)  # catch it up first, from what it surely holds
+            self._send_append(to, allow_empty=True)
+        return self._flush()
+
+    @property
+    def is_leader(self) -> bool:
+        """True while this server is the leader of its current term."""
+        return self.role == LEADER
+
+    # ================================================================ outputs
+    def _send(self, dst: str, message: Any) -> None:
+        self._messages.append(Send(dst, message))
+
+    def _reply(self, request: ClientRequest, status: str, result: Any = None,
+               leader: str | None = None) -> None:
+        self._replies.append(Reply(request.client_id, request.seq, status, result, leader))
+
+    def _redirect(self, request: ClientRequest) -> None:
+        hint = self.leader if self.leader != self.id else self.transferee
+        self._reply(request, ReplyStatus.REDIRECT, leader=hint)
+
+    def _flush(self) -> Ready:
+        persist = self._persist
+        if self._hard_dirty:
+            vote = None if self.opts.mutant_forget_vote else self.voted_for
+            persist.insert(0, Write(HARD_KEY, HardState(self.term, vote)))
+            self._hard_dirty = False
+        if not (persist or self._messages or self._committed or self._replies):
+            return EMPTY
+        ready = Ready(tuple(persist), tuple(self._messages), tuple(self._committed), tuple(self._replies))
+        self._persist, self._messages, self._committed, self._replies = [], [], [], []
+        return ready
+
+    # ================================================================ restart
+    def _start(self, durable: Mapping[str, Any]) -> Ready:
+        if self.started:
+            raise LocalProtocolError(f"raft {self.id}: Start given twice to one incarnation")
+        hard = durable.get(HARD_KEY)
+        if hard is not None:
+            if not isinstance(hard, HardState):
+                raise LocalProtocolError(f"raft {self.id}: durable {HARD_KEY} holds {hard!r}")
+            self.term, self.voted_for = hard.term, hard.vote
+        snap = durable.get(SNAPSHOT_KEY)
+        if snap is not None:
+            if not isinstance(snap, SnapshotRecord):
+                raise LocalProtocolError(f"raft {self.id}: durable {SNAPSHOT_KEY} holds {snap!r}")
+            self.applier.restore(snap.data.encode())
+            self.log = RaftLog(snap.index, snap.term)
+            self.snapshot = snap
+            self.commit_index = self.last_applied = snap.index
+        cleanup: list[Write] = []
+        gap = False
+        for key in sorted(k for k in durable if k.startswith(LOG_PREFIX)):
+            index = int(key[len(LOG_PREFIX):])
+            if index == self.log.last_index + 1 and not gap:
+                entry = durable[key]
+                if not isinstance(entry, Entry):
+                    raise LocalProtocolError(f"raft {self.id}: durable {key} holds {entry!r}")
+                self.log.entries.append(entry)
+            else:
+                # compacted, or beyond a hole left by a crash: never part of the log again
+                gap = gap or index > self.log.last_index
+                cleanup.append(Write(log_key(index), None))
+        self.started = True
+        self._reset_election_timer()
+        return Ready(persist=tuple(cleanup)) if cleanup else EMPTY
+
+    # ================================================================ ticks
+    def _tick(self) -> None:
+        if self.role == LEADER:
+            self._tick_leader()
+            return
+        self.election_elapsed += 1
+        if self.election_elapsed >= self.randomized_timeout:
+            self._campaign(pre=self.opts.pre_vote)
+
+    def _tick_leader(self) -> None:
+        opts = self.opts
+        self.heartbeat_elapsed += 1
+        self.election_elapsed += 1
+        if self.transferee is not None:
+            self.transfer_elapsed += 1
+            if self.transfer_elapsed >= opts.election_ticks_min:
+                self.transferee = None  # the transfer did not finish in an election timeout: abort
+        if self.election_elapsed >= opts.election_ticks_min:
+            self.election_elapsed = 0
+            if opts.check_quorum:
+                active = 1 + sum(pr.recent_active for pr in self.progress.values())
+                for pr in self.progress.values():
+                    pr.recent_active = False
+                if active < self.quorum:
+                    self._become_follower(self.term, None)  # thesis 6.2: lost touch with a majority
+                    return
+        if self.heartbeat_elapsed >= opts.heartbeat_ticks:
+            self.heartbeat_elapsed = 0
+            self._bcast_heartbeat()
+
+    def _reset_election_timer(self) -> None:
+        self.election_elapsed = 0
+        self.randomized_timeout = self.rng.randint(self.opts.election_ticks_min,
+                                                   self.opts.election_ticks_max)
+
+    def _in_lease(self) -> bool:
+        """True while we hear from a live leader (check-quorum's reason to ignore votes)."""
+        return self.leader is not None and self.election_elapsed < self.opts.election_ticks_min
+
+    # ================================================================ roles
+    def _become_follower(self, term: int, leader: str | None) -> None:
+        was_leader = self.role == LEADER
+        if term > self.term:
+            self.term = term
+            self.voted_for = None
+            self._hard_dirty = True
+        self.role = FOLLOWER
+        self.leader = leader
+        self.votes = {}
+        self._reset_election_timer()
+        if was_leader:
+            self._drop_leader_state()
+
+    def _drop_leader_state(self) -> None:
+        for request in self.pending.values():
+            self._redirect(request)
+        for read in self.reads:
+            self._redirect(read.request)
+        for request in self.reads_waiting:
+            self._redirect(request)
+        self.progress = {}
+        self.pending = {}
+        self.in_log = {}
+        self.reads = []
+        self.reads_waiting = []
+        self.transferee = None
+
+    def _campaign(self, pre: bool, transfer: bool = False) -> None:
+        if pre:
+            self.role = PRECANDIDATE
+            term = self.term + 1  # the term we would campaign in; ours does not change yet
+        else:
+            self.term += 1
+            self.voted_for = self.id
+            self._hard_dirty = True
+            self.role = CANDIDATE
+            term = self.term
+        self.leader = None
+        self.votes = {self.id: True}
+        self._reset_election_timer()
+        if self.quorum == 1:
+            self._tally()
+            return
+        request = RequestVote(term, self.log.last_index, self.log.last_term, pre_vote=pre,
+                              transfer=transfer)
+        for peer in self.peers:
+            self._send(peer, request)
+
+    def _tally(self) -> None:
+        granted = sum(self.votes.values())
+        rejected = len(self.votes) - granted
+        if granted >= self.quorum:
+            if self.role == PRECANDIDATE:
+                self._campaign(pre=False)
+            else:
+                self._become_leader()
+        elif rejected >= self.quorum:
+            self._become_follower(self.term, None)
+
+    def _become_leader(self) -> None:
+        self.role = LEADER
+        self.leader = self.id
+        self.votes = {}
+        self.heartbeat_elapsed = 0
+        self.election_elapsed = 0
+        self.round = 0
+        self.transferee = None
+        nxt = self.log.last_index + 1
+        self.progress = {peer: Progress(next=nxt) for peer in self.peers}
+        self.in_log = {}
+        for index in range(self.commit_index + 1, self.log.last_index + 1):
+            request = self.log.entry(index).request
+            if request.client_id:
+                self.in_log[request.client_id] = (request.seq, index)
+        self._append((NOOP_ENTRY,))  # section 8: commit an entry of the new term at once
+        self._bcast_append()
+        self._maybe_commit()
+
+    # ================================================================ messages
+    def _on_message(self, src: str, m: Any) -> None:
+        if src not in self._peer_set:
+            raise RemoteProtocolError(f"raft {self.id}: message from unknown node {src!r}")
+        if not isinstance(m, RaftMessage):
+            raise RemoteProtocolError(f"raft {self.id}: unexpected {type(m).__name__} from {src}")
+        # ---- the central term check
+        if m.term > self.term:
+            if isinstance(m, RequestVote):
+                if self.opts.check_quorum and not m.transfer and self._in_lease():
+                    return  # thesis 6.2: we hear from a live leader, so ignore the disruption
+                if not m.pre_vote:
+                    self._become_follower(m.term, None)
+            elif isinstance(m, RequestVoteReply) and m.pre_vote and m.granted:
+                pass  # a granted pre-vote carries the term we would campaign in
+            else:
+                leader = src if isinstance(m, (AppendEntries, InstallSnapshot, TimeoutNow)) else None
+                self._become_follower(m.term, leader)
+        elif m.term < self.term:
+            if isinstance(m, (AppendEntries, InstallSnapshot)):
+                # tell the stale leader about the newer term so it steps down
+                prev = m.prev_index if isinstance(m, AppendEntries) else m.snapshot.index
+                self._send(src, AppendEntriesReply(self.term, False, prev, round=m.round))
+            elif isinstance(m, RequestVote) and m.pre_vote:
+                self._send(src, RequestVoteReply(self.term, False, pre_vote=True))
+            return
+        # ---- dispatch by type and role
+        if isinstance(m, AppendEntries):
+            self._on_append(src, m)
+        elif isinstance(m, AppendEntriesReply):
+            if self.role == LEADER:
+                self._on_append_reply(src, m)
+        elif isinstance(m, RequestVote):
+            self._on_request_vote(src, m)
+        elif isinstance(m, RequestVoteReply):
+            self._on_vote_reply(src, m)
+        elif isinstance(m, InstallSnapshot):
+            self._on_install_snapshot(src, m)
+        else:
+            self._on_timeout_now(src, m)
+
+    # ---------------------------------------------------------------- votes
+    def _on_request_vote(self, src: str, m: RequestVote) -> None:
+        log_ok = self.opts.mutant_vote_without_log_check or \
+            self.log.is_up_to_date(m.last_log_index, m.last_log_term)
+        if m.pre_vote:
+            # thesis 9.6: grant only if we would vote, and we hear from no live leader
+            live_leader = self.role == LEADER or (self._in_lease() and not m.transfer)
+            grant = m.term > self.term and log_ok and not live_leader
+            self._send(src, RequestVoteReply(m.term if grant else self.term, grant, pre_vote=True))
+            return
+        can_vote = self.voted_for == src or (self.voted_for is None and self.leader is None)
+        grant = can_vote and log_ok
+        if grant:
+            self.voted_for = src
+            self._hard_dirty = True  # the vote is on disk before the reply leaves (Ready contract)
+            self._reset_election_timer()
+        self._send(src, RequestVoteReply(self.term, grant))
+
+    def _on_vote_reply(self, src: str, m: RequestVoteReply) -> None:
+        if self.role == PRECANDIDATE and m.pre_vote:
+            if m.term != (self.term + 1 if m.granted else self.term):
+                return  # an answer to an older pre-vote
+        elif not (self.role == CANDIDATE and not m.pre_vote):
+            return  # we are no longer campaigning in this phase
+        self.votes[src] = m.granted
+        self._tally()
+
+    def _on_timeout_now(self, src: str, m: TimeoutNow) -> None:
+        if not self.opts.leadership_transfer:
+            raise RemoteProtocolError(f"raft {self.id}: TimeoutNow from {src} but transfers are off")
+        if self.role == FOLLOWER and src == self.leader:
+            self._campaign(pre=False, transfer=True)  # thesis 3.10: skip pre-vote and the lease
+
+    # ---------------------------------------------------------------- follower side
+    def _follow(self, src: str) -> None:
+        if self.role == LEADER:
+            raise RemoteProtocolError(f"raft {self.id}: {src} claims to lead term {self.term}, "
+                                      f"which this server leads")
+        if self.role != FOLLOWER:
+            self._become_follower(self.term, src)
+        self.leader = src
+        self.election_elapsed = 0
+
+    def _on_append(self, src: str, m: AppendEntries) -> None:
+        self._follow(src)
+        log = self.log
+        if m.prev_index < self.commit_index:
+            # everything up to our commit index matches any leader's log (Leader Completeness)
+            self._send(src, AppendEntriesReply(self.term, True, self.commit_index, round=m.round))
+            return
+        local = log.term_at(m.prev_index)
+        if local != m.prev_term:
+            if local is None:  # our log is too short
+                hint_term, hint_index = 0, log.last_index + 1
+            else:
+                hint_term, hint_index = local, log.first_index_of_term(m.prev_index)
+            self._send(src, AppendEntriesReply(self.term, False, m.prev_index, hint_term, hint_index,
+                                               round=m.round))
+            return
+        # The logs match up to prev_index.  Skip entries we already hold; truncate only at a
+        # real conflict (same index, different term), never because the message is stale.
+        new: tuple[Entry, ...] = ()
+        for k, entry in enumerate(m.entries):
+            index = m.prev_index + 1 + k
+            if index > log.last_index:
+                new = m.entries[k:]
+                break
+            if log.term_at(index) != entry.term:
+                if index <= self.commit_index:
+                    raise RemoteProtocolError(
+                        f"raft {self.id}: {src} sent entry {index} conflicting with a committed one")
+                self._persist.extend(log.truncate_from(index))
+                new = m.entries[k:]
+                break
+        last_new = m.prev_index + len(m.entries)
+        if self.opts.mutant_truncate_on_stale_append and m.entries and not new \
+                and log.last_index > last_new:
+            self._persist.extend(log.truncate_from(last_new + 1))  # BROKEN on purpose
+        if new:
+            self._persist.extend(log.append(new))
+        if m.commit > self.commit_index:
+            self._commit_to(min(m.commit, last_new))
+        self._send(src, AppendEntriesReply(self.term, True, last_new, round=m.round))
+
+    def _on_install_snapshot(self, src: str, m: InstallSnapshot) -> None:
+        self._follow(src)
+        snap = m.snapshot
+        if snap.index <= self.commit_index:
+            self._send(src, AppendEntriesReply(self.term, True, self.commit_index, round=m.round))
+            return
+        if self.log.term_at(snap.index) == snap.term:
+            # we hold the snapshot's last entry: keep the log after it (section 7)
+            self._commit_to(snap.index)
+        else:
+            try:
+                data = snap.data.encode()
+                json.loads(data)
+            except (UnicodeEncodeError, ValueError) as exc:
+                raise RemoteProtocolError(f"raft {self.id}: bad snapshot from {src}: {exc}") from None
+            self._persist.extend(self.log.reset(snap.index, snap.term))
+            self._persist.append(Write(SNAPSHOT_KEY, snap))
+            self.applier.restore(data)
+            self.snapshot = snap
+            self.commit_index = self.last_applied = snap.index
+        self._send(src, AppendEntriesReply(self.term, True, snap.index, round=m.round))
+
+    # ---------------------------------------------------------------- leader side
+    def _append(self, requests: Iterable[ClientRequest]) -> int:
+        self._persist.extend(self.log.append(Entry(self.term, r) for r in requests))
+        return self.log.last_index
+
+    def _bcast_append(self) -> None:
+        for peer in self.peers:
+            self._send_append(peer, allow_empty=False)
+
+    def _send_append(self, peer: str, allow_empty: bool) -> None:
+        """Send what ``peer`` is missing, as far as its flow-control state allows."""
+        pr = self.progress[peer]
+        log = self.log
+        while True:
+            if pr.state == SNAPSHOT or (pr.state == PROBE and pr.probe_sent) or \
+                    (pr.state == REPLICATE and len(pr.inflight) >= self.opts.max_inflight):
+                return
+            prev = pr.next - 1
+            prev_term = log.term_at(prev)
+            if prev_term is None:
+                self._send_snapshot(peer)
+                return
+            last = min(log.last_index, prev + self.opts.max_batch)
+            entries = log.slice(prev + 1, last) if last > prev else ()
+            if not entries and not allow_empty:
+                return
+            self._send(peer, AppendEntries(self.term, prev, prev_term, entries, self.commit_index,
+                                           self.round))
+            if pr.state == PROBE:
+                pr.probe_sent = True
+                return
+            if not entries:
+                return
+            pr.next = last + 1  # replicate: optimistic, pipelined
+            pr.inflight.append((last, self.round))
+            allow_empty = False
+
+    def _send_snapshot(self, peer: str) -> None:
+        assert self.snapshot is not None, "the log is compacted, so a snapshot exists"
+        self._send(peer, InstallSnapshot(self.term, self.snapshot, self.round))
+        self.progress[peer].become_snapshot(self.snapshot.index)
+
+    def _send_heartbeat(self, peer: str) -> None:
+        pr = self.progress[peer]
+        prev = pr.match if self.log.term_at(pr.match) is not None else self.log.snapshot_index
+        self._send(peer, AppendEntries(self.term, prev, self.log.term_at(prev) or 0, (),
+                                       min(self.commit_index, pr.match), self.round))
+
+    def _bcast_heartbeat(self) -> None:
+        self.round += 1
+        for peer in self.peers:
+            pr = self.progress[peer]
+            if pr.state == PROBE:
+                pr.probe_sent = False  # the probe doubles as the heartbeat
+                self._send_append(peer, allow_empty=True)
+            elif pr.state == REPLICATE:
+                if pr.inflight and pr.inflight[0][1] < self.round - 1:
+                    # unacknowledged for a whole heartbeat interval: presumed lost, so probe
+                    pr.become_probe(pr.match + 1)
+                    self._send_append(peer, allow_empty=True)
+                else:
+                    self._send_heartbeat(peer)
+            else:
+                pr.snapshot_ticks += self.opts.heartbeat_ticks
+                if pr.snapshot_ticks >= self.opts.election_ticks_min:
+                    self._send_snapshot(peer)  # presumed lost: send again
+                else:
+                    self._send_heartbeat(peer)
+
+    def _on_append_reply(self, src: str, m: AppendEntriesReply) -> None:
+        pr = self.progress[src]
+        pr.recent_active = True
+        if m.round > pr.acked_round:
+            pr.acked_round = m.round
+            if self.reads:
+                self._check_reads()
+        if m.success:
+            advanced = m.index > pr.match
+            if advanced:
+                pr.match = m.index
+            while pr.inflight and pr.inflight[0][0] <= m.index:
+                pr.inflight.popleft()
+            if pr.state == PROBE and m.index >= pr.next - 1:
+                pr.become_replicate()
+            elif pr.state == SNAPSHOT and pr.match >= pr.pending_snapshot:
+                pr.become_replicate()
+            elif pr.state == REPLICATE and pr.next <= pr.match:
+                pr.next = pr.match + 1
+            if advanced:
+                self._maybe_commit()
+            if self.role != LEADER:
+                return
+            self._maybe_send_timeout_now()
+            self._send_append(src, allow_empty=False)
+            return
+        # a rejection
+        if pr.state == SNAPSHOT or m.index <= pr.match:
+            return  # stale, or a heartbeat refused while the snapshot travels
+        if pr.state == PROBE and m.index != pr.next - 1:
+            return  # answers an older probe
+        # fast back-off (section 5.3): skip the follower's whole conflicting term at once
+        if m.conflict_term > 0:
+            last_of_term = self.log.last_index_of_term(m.conflict_term)
+            nxt = last_of_term + 1 if last_of_term is not None else m.conflict_index
+        else:
+            nxt = m.conflict_index
+        pr.become_probe(max(1, min(nxt, m.index)))
+        self._send_append(src, allow_empty=True)
+
+    def _maybe_commit(self) -> None:
+        matches = sorted([self.log.last_index, *(pr.match for pr in self.progress.values())],
+                         reverse=True)
+        n = matches[self.quorum - 1]
+        if n <= self.commit_index:
+            return
+        # section 5.4.2: only an entry of the current term is committed by counting replicas
+        if self.log.term_at(n) == self.term or self.opts.mutant_commit_previous_term:
+            self._commit_to(n)
+
+    def _maybe_send_timeout_now(self) -> None:
+        to = self.transferee
+        if to is not None and not self.transfer_sent and self.progress[to].match == self.log.last_index:
+            self._send(to, TimeoutNow(self.term))
+            self.transfer_sent = True
+
+    # ================================================================ clients
+    def _on_client(self, request: ClientRequest) -> None:
+        if self.role != LEADER or self.transferee is not None:
+            self._redirect(request)
+            return
+        done, result = self.applier.lookup(request.client_id, request.seq)
+        if done:
+            self._reply(request, ReplyStatus.OK, result)
+            return
+        if self.applier.is_stale(request.client_id, request.seq):
+            return  # the client has moved on; nobody waits for this answer
+        if self.opts.read_mode == "read_index" and self.applier.machine.is_read_only(request.command):
+            self._read_index(request)
+            return
+        prior = self.in_log.get(request.client_id)
+        if prior is not None and prior[0] == request.seq:
+            self.pending[prior[1]] = request  # a retry of an entry in flight: answer it on commit
+            return
+        index = self._append((request,))
+        self.pending[index] = request
+        self.in_log[request.client_id] = (request.seq, index)
+        self._bcast_append()
+        self._maybe_commit()
+
+    # ---------------------------------------------------------------- ReadIndex (thesis 6.4)
+    def _read_index(self, request: ClientRequest) -> None:
+        if self.log.term_at(self.commit_index) != self.term:
+            self.reads_waiting.append(request)  # no entry of our term committed yet
+            return
+        self._register_reads((request,))
+
+    def _register_reads(self, requests: Iterable[ClientRequest]) -> None:
+        confirm_round = self.round + 1
+        for request in requests:
+            self.reads.append(_Read(self.commit_index, confirm_round, request))
+        self._bcast_heartbeat()  # sends round confirm_round
+        self._check_reads()
+
+    def _check_reads(self) -> None:
+        for read in self.reads:
+            if read.confirmed:
+                continue
+            acks = 1 + sum(pr.acked_round >= read.round for pr in self.progress.values())
+            if acks < self.quorum:
+                break  # later reads have later rounds
+            read.confirmed = True
+        self._serve_reads()
+
+    def _serve_reads(self) -> None:
+        while self.reads and self.reads[0].confirmed and self.reads[0].index <= self.last_applied:
+            read = self.reads.pop(0)
+            result = self.applier.machine.apply(read.request.command)
+            self._reply(read.request, ReplyStatus.OK, result)
+
+    # ================================================================ commit and apply
+    def _commit_to(self, index: int) -> None:
+        if index <= self.commit_index:
+            return
+        self.commit_index = index
+        self._apply()
+        if self.role == LEADER and self.reads_waiting and self.log.term_at(index) == self.term:
+            waiting, self.reads_waiting = self.reads_waiting, []
+            self._register_reads(waiting)
+
+    def _apply(self) -> None:
+        leader = self.role == LEADER
+        while self.last_applied < self.commit_index:
+            index = self.last_applied + 1
+            request = self.log.entry(index).request
+            result = self.applier.apply(request)
+            self.last_applied = index
+            self._committed.append(Committed(index, request))
+            if leader:
+                waiting = self.pending.pop(index, None)
+                if waiting is not None and (waiting.client_id, waiting.seq) == (request.client_id,
+                                                                                 request.seq):
+                    self._reply(waiting, ReplyStatus.OK, result)
+                if self.in_log.get(request.client_id) == (request.seq, index):
+                    del self.in_log[request.client_id]
+        if self.reads:
+            self._serve_reads()
+        every = self.opts.snapshot_every
+        if every and self.last_applied - self.log.snapshot_index >= every:
+            self._take_snapshot()
+
+    def _take_snapshot(self) -> None:
+        """Section 7: write the applied state, then forget the log prefix it covers."""
+        index = self.last_applied
+        term = self.log.term_at(index)
+        assert term is not None
+        self.snapshot = SnapshotRecord(index, term, self.applier.snapshot().decode())
+        self._persist.append(Write(SNAPSHOT_KEY, self.snapshot))
+        self._persist.extend(self.log.compact(index))

@@ -1,0 +1,115 @@
+"""Raft settings: timeouts in ticks, features, flow control and deliberate mutants.
+
+Every feature is off by default; every ``mutant_*`` switch builds a
+deliberately broken Raft so the checkers can be shown to catch it (a test
+suite that catches no bug proves nothing).  Unknown option names are a
+:class:`~smr.errors.LocalProtocolError`, so a typo never silently becomes a
+default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from smr.errors import LocalProtocolError
+
+READ_MODES = ("log", "read_index")
+
+
+def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise LocalProtocolError(f"raft option {attribute.name} must be a positive int, got {value!r}")
+
+
+def _flag(instance: object, attribute: attrs.Attribute, value: bool) -> None:
+    if not isinstance(value, bool):
+        raise LocalProtocolError(f"raft option {attribute.name} must be true or false, got {value!r}")
+
+
+@attrs.frozen
+class RaftOptions:
+    """Every Raft setting, with defaults suited to a 10 ms tick.
+
+    Args:
+        election_ticks_min: the shortest election timeout, in ticks; also the
+            "baseline election timeout" of check-quorum and pre-vote leases.
+        election_ticks_max: the longest election timeout; each election draws
+            a fresh timeout uniformly from [min, max] with the node's own rng.
+        heartbeat_ticks: how often a leader sends heartbeats, in ticks.
+        read_mode: "log" (reads go through the log like writes) or
+            "read_index" (thesis 6.4: a read-only command is answered once a
+            heartbeat round confirms leadership and the state machine has
+            applied up to the commit index noted when the read arrived).
+        snapshot_every: take a snapshot after applying this many entries since
+            the last one (0: never compact the log).
+        pre_vote: run the pre-vote phase before a real election (thesis 9.6).
+        check_quorum: a leader steps down when it has not heard from a
+            majority within an election timeout, and followers ignore votes
+            while they hear from a live leader (thesis 6.2).
+        leadership_transfer: allow :meth:`RaftCore.transfer_leadership`
+            (thesis 3.10, TimeoutNow).
+        max_batch: most entries in one AppendEntries.
+        max_inflight: most AppendEntries with entries outstanding per follower.
+        mutant_vote_without_log_check: BROKEN: grant votes ignoring the
+            up-to-date-log restriction (section 5.4.1).
+        mutant_commit_previous_term: BROKEN: commit entries of earlier terms by
+            counting replicas (the Figure 8 bug, section 5.4.2).
+        mutant_forget_vote: BROKEN: the vote is never written to stable storage.
+        mutant_truncate_on_stale_append: BROKEN: a follower drops every entry
+            after a (possibly stale) AppendEntries, even without a conflict.
+    """
+
+    election_ticks_min: int = attrs.field(default=15, validator=_positive)
+    election_ticks_max: int = attrs.field(default=30, validator=_positive)
+    heartbeat_ticks: int = attrs.field(default=3, validator=_positive)
+    read_mode: str = "log"
+    snapshot_every: int = 0
+    pre_vote: bool = attrs.field(default=False, validator=_flag)
+    check_quorum: bool = attrs.field(default=False, validator=_flag)
+    leadership_transfer: bool = attrs.field(default=False, validator=_flag)
+    max_batch: int = attrs.field(default=64, validator=_positive)
+    max_inflight: int = attrs.field(default=4, validator=_positive)
+    mutant_vote_without_log_check: bool = attrs.field(default=False, validator=_flag)
+    mutant_commit_previous_term: bool = attrs.field(default=False, validator=_flag)
+    mutant_forget_vote: bool = attrs.field(default=False, validator=_flag)
+    mutant_truncate_on_stale_append: bool = attrs.field(default=False, validator=_flag)
+
+    def __attrs_post_init__(self) -> None:
+        if self.election_ticks_max < self.election_ticks_min:
+            raise LocalProtocolError(
+                f"raft option election_ticks_max ({self.election_ticks_max}) is below "
+                f"election_ticks_min ({self.election_ticks_min})")
+        if self.heartbeat_ticks >= self.election_ticks_min:
+            raise LocalProtocolError(
+                f"raft option heartbeat_ticks ({self.heartbeat_ticks}) must be below "
+                f"election_ticks_min ({self.election_ticks_min})")
+        if self.read_mode not in READ_MODES:
+            raise LocalProtocolError(
+                f"raft option read_mode must be one of {', '.join(READ_MODES)}, got {self.read_mode!r}")
+        if not isinstance(self.snapshot_every, int) or isinstance(self.snapshot_every, bool) \
+                or self.snapshot_every < 0:
+            raise LocalProtocolError(
+                f"raft option snapshot_every must be an int >= 0, got {self.snapshot_every!r}")
+
+    @property
+    def mutants(self) -> tuple[str, ...]:
+        """The names of the deliberately broken behaviours switched on."""
+        return tuple(a.name for a in attrs.fields(RaftOptions)
+                     if a.name.startswith("mutant_") and getattr(self, a.name))
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any]) -> "RaftOptions":
+        """Build options from a backend options mapping; unknown names are a LocalProtocolError."""
+        known = {a.name for a in attrs.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise LocalProtocolError(
+                f"unknown raft option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**dict(options))
+
+
+#: The defaults, as the plain mapping a Backend registers.
+DEFAULT_OPTIONS: dict[str, Any] = attrs.asdict(RaftOptions())
