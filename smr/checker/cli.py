@@ -1,0 +1,78 @@
+"""The ``smr check`` subcommand: judge a history file and exit 0/1/2.
+
+Exit codes: 0 linearizable, 1 not linearizable, 2 unknown (budget spent) or
+bad input (a one-line error on stderr).  ``--json`` prints exactly one JSON
+document on stdout instead of the human report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from smr.errors import ConfigError, LocalProtocolError
+
+from ._budget import Budget
+from ._check import check
+from .formats import FORMATS, infer_format, read_history
+from .models import MODELS, make_model
+from .verdict import Status
+
+#: The exit code for each verdict.
+EXIT_CODES = {Status.LINEARIZABLE: 0, Status.NOT_LINEARIZABLE: 1, Status.UNKNOWN: 2}
+#: The exit code for unreadable or malformed input.
+EXIT_BAD_INPUT = 2
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def register_check(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``check HISTORY_FILE --model ...`` subcommand; its ``func(args)`` returns the exit code."""
+    parser = subparsers.add_parser(
+        "check", help="check a client history for linearizability",
+        description="Check a client history for linearizability. Exit status: 0 linearizable, "
+                    "1 not linearizable, 2 unknown (budget exhausted) or bad input.")
+    parser.add_argument("history_file", metavar="HISTORY_FILE", help="the history to check")
+    parser.add_argument("--model", required=True, choices=sorted(MODELS),
+                        help="the sequential specification to check against")
+    parser.add_argument("--format", choices=FORMATS, default=None,
+                        help="history format (default: from the file name: .edn -> edn, "
+                             ".log -> jepsen-log, otherwise native JSON lines)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    parser.add_argument("--max-steps", type=_positive_int, default=None,
+                        help="give up with 'unknown' after this many model steps")
+    parser.add_argument("--timeout", type=_positive_float, default=None,
+                        help="give up with 'unknown' after this many wall seconds")
+    parser.set_defaults(func=run_check)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Check ``args.history_file`` and print the verdict; return 0, 1 or 2 as documented."""
+    fmt = args.format or infer_format(args.history_file)
+    try:
+        history = read_history(args.history_file, fmt)
+        verdict = check(history, make_model(args.model), Budget(args.max_steps, args.timeout))
+    except (ConfigError, LocalProtocolError, OSError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"smr check: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.json:
+        document = verdict.to_json()
+        document["history"] = {"file": str(args.history_file), "format": fmt}
+        print(json.dumps(document, sort_keys=True))
+    else:
+        print(verdict.describe())
+    return EXIT_CODES[verdict.status]
