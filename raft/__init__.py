@@ -39,7 +39,7 @@ RAFT = register_backend(Backend(
     description="Raft (extended paper): elections, log replication with fast back-off, "
                 "snapshots; reads through the log",
     options=dict(DEFAULT_OPTIONS),
-    invariants=RaftInvariants(),
+    invariants=RaftInvariants,
 ))
 
 RAFT_PV_CQ = register_backend(Backend(
@@ -47,5 +47,5 @@ RAFT_PV_CQ = register_backend(Backend(
     factory=RaftCore,
     description="Raft with pre-vote (thesis 9.6) and check-quorum (thesis 6.2)",
     options={**DEFAULT_OPTIONS, "pre_vote": True, "check_quorum": True},
-    invariants=RaftInvariants(),
+    invariants=RaftInvariants,
 ))

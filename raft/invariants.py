@@ -53,7 +53,6 @@ class RaftInvariants:
     """A stateful checker of Raft's five safety properties over one run (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._run: object = None
         self.reset()
 
     def reset(self) -> None:
@@ -68,10 +67,6 @@ class RaftInvariants:
         """Check every property over ``cores`` (the live ones, by node id)."""
         if not cores:
             return
-        run = getattr(next(iter(cores.values())).config, "state_machine", None)
-        if run is not self._run:
-            self.reset()
-            self._run = run
         for node, core in cores.items():
             self._check_core(node, core)
         for node, core in cores.items():

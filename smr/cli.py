@@ -125,7 +125,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
                        description="Run every selected backend on the same scenarios, faults and seeds, "
                                    "and print the figures side by side.")
     p.add_argument("scenarios", nargs="*", help="scenario YAML files (default: the built-in set)")
-    p.add_argument("--backends", default=None, help="comma-separated backend names (default: all)")
+    p.add_argument("--backends", default=None, help="comma-separated backend names (default: every replicated-log backend)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per scenario and backend")
     p.add_argument("--first-seed", type=int, default=1)
     p.add_argument("--jobs", type=int, default=1, help="run seeds in this many processes")
@@ -172,8 +172,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     from .bench import register as register_sim_bench
 
     p = sub.add_parser("bench", help="benchmarks that print figures (never run as tests)")
+    from .checker.bench import register_bench as register_checker_bench
+
     bench_sub = p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     register_sim_bench(bench_sub)
+    register_checker_bench(bench_sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,9 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smr", description="Raft and multi-Paxos behind one replicated-log contract, side by side.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from synod.cli import register as register_essay
+
+    from .checker.cli import register_check
+
     _add_compare(sub)
     _add_sim(sub)
     _add_trace(sub)
+    register_check(sub)
+    register_essay(sub)
     _add_backends(sub)
     _add_bench(sub)
     return parser

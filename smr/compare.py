@@ -168,7 +168,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.scenarios] or builtin_scenarios()
     configs = [load_scenario(p) for p in paths]
     configs = [c if c.name else attrs.evolve(c, name=Path(str(c.source)).stem) for c in configs]
-    names = args.backends.split(",") if args.backends else backend_names()
+    names = args.backends.split(",") if args.backends else backend_names(replicated_log_only=True)
     for name in names:
         get_backend(name)  # unknown names fail before any work starts
     if args.seeds < 1 or args.jobs < 1:

@@ -194,16 +194,20 @@ class ReplicaCore(Protocol):
 class Backend:
     """A registered protocol: how to build its cores and check their invariants.
 
-    ``invariants`` (optional) is called by the simulator after every step with
-    the live cores by node id and must raise ``AssertionError`` naming the
-    violated property.  ``options`` are the defaults merged under a run's.
+    ``invariants`` (optional) makes a fresh checker for one run; the simulator
+    calls that checker after every step with the live cores by node id, and it
+    raises ``AssertionError`` naming the violated property (a checker may keep
+    state across the steps of its run).  ``options`` are the defaults merged
+    under a run's.  ``replicated_log`` is False for single-value (write-once)
+    backends, which serve one variable rather than a log of commands.
     """
 
     name: str
     factory: Callable[[ReplicaConfig], ReplicaCore]
     description: str
     options: Mapping[str, Any] = attrs.field(factory=dict)
-    invariants: Callable[[Mapping[NodeId, ReplicaCore]], None] | None = None
+    invariants: Callable[[], Callable[[Mapping[NodeId, Any]], None]] | None = None
+    replicated_log: bool = True
 
 
 _BACKENDS: dict[str, Backend] = {}
@@ -228,11 +232,11 @@ def get_backend(name: str) -> Backend:
             f"unknown backend {name!r}; registered: {', '.join(sorted(_BACKENDS))}") from None
 
 
-def backend_names() -> list[str]:
-    """Return the names of every registered backend, sorted."""
+def backend_names(replicated_log_only: bool = False) -> list[str]:
+    """Return the names of the registered backends (only replicated logs if asked), sorted."""
     from . import backends  # noqa: F401
 
-    return sorted(_BACKENDS)
+    return sorted(name for name, b in _BACKENDS.items() if b.replicated_log or not replicated_log_only)
 
 
 def bully(nodes: tuple[NodeId, ...] | list[NodeId]) -> NodeId:

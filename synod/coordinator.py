@@ -100,6 +100,7 @@ class CoordinatorWriteOnce(WriteOnceCore):
 
 
 BACKEND = register_backend(Backend(
+    replicated_log=False,
     name=CoordinatorWriteOnce.backend,
     factory=CoordinatorWriteOnce,
     description="essay: one write-once variable held by the bully-chosen coordinator (not fault tolerant)",

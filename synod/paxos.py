@@ -209,6 +209,7 @@ class PaxosSynod(WriteOnceCore):
 
 
 BACKEND = register_backend(Backend(
+    replicated_log=False,
     name=PaxosSynod.backend,
     factory=PaxosSynod,
     description="essay: the Paxos synod algorithm (single-decree Paxos) as a write-once variable",

@@ -128,8 +128,10 @@ class TiebreakVoting(MajorityRulesVoting):
 
 _OPTIONS = {"key": "x", "rebroadcast_ticks": 5}
 MAJORITY_BACKEND = register_backend(Backend(
+    replicated_log=False,
     name=MajorityRulesVoting.backend, factory=MajorityRulesVoting, options=_OPTIONS,
     description="essay: majority-rules voting (a split vote never terminates)"))
 TIEBREAK_BACKEND = register_backend(Backend(
+    replicated_log=False,
     name=TiebreakVoting.backend, factory=TiebreakVoting, options=_OPTIONS,
     description="essay: voting with a bully tie-break once all votes are in (not fault tolerant)"))

@@ -114,6 +114,7 @@ class Simulation:
         self.seed = seed
         self.backend = get_backend(config.backend)
         self.options = {**self.backend.options, **config.backend_options}
+        self.invariants = self.backend.invariants() if self.backend.invariants is not None else None
         self.net_rng = random.Random(f"{seed}/network")
         self.fault_rng = random.Random(f"{seed}/faults")
         self.client_rng = random.Random(f"{seed}/clients")
@@ -264,9 +265,9 @@ class Simulation:
                     self._log(f"{node.id} LEADER epoch={status.epoch}")
             else:
                 node.last_leader_epoch = None
-        if self.config.check_invariants and self.backend.invariants is not None:
+        if self.invariants is not None and self.config.check_invariants:
             try:
-                self.backend.invariants({n.id: n.core for n in self.nodes.values() if n.alive})
+                self.invariants({n.id: n.core for n in self.nodes.values() if n.alive})
             except AssertionError as exc:
                 raise SafetyViolation(f"{self.config.backend} invariant: {exc}") from None
         if self.on_step is not None:

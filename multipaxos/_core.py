@@ -1,0 +1,512 @@
+"""The multi-Paxos replica: every state transition lives in this module.
+
+A log of synod instances, one per slot, sharing one acceptor promise
+(:class:`synod.acceptor.MultiAcceptor`) so that a leader runs phase 1 once for
+all slots from its first unchosen one, then only phase 2 per batch of commands:
+
+* **Election.** A replica that hears no leader for a randomised number of
+  ticks takes a ballot (round above any seen, its own id) and sends
+  ``Prepare(ballot, first_unchosen)``.  Any replica may win -- unlike Raft
+  there is no up-to-date check -- and then *recovers* the log from the
+  promises: for every slot it re-proposes the highest-ballot accepted value
+  reported (:class:`synod.proposer.MultiPrepareQuorum`), fills gaps with
+  no-ops, and learns chosen values or a snapshot it lacked (Howard & Mortier's
+  point: Paxos elects anyone and catches up in phase 1).
+* **Replication.** The leader assigns slots, accepts locally and sends
+  ``Accept`` batches, at most ``max_inflight`` outstanding (pipelining) with up
+  to ``max_batch`` commands each (batching).  A slot is chosen once a
+  majority accepted it in the leader's ballot.
+* **Learning.** ``commit`` on every ``Accept`` and ``Heartbeat`` says which
+  prefix is chosen; a replica whose accepted value for a slot carries the
+  leader's ballot knows it is the chosen one, otherwise it asks for a
+  ``Catchup``.  Replicas apply chosen slots in order through the exactly-once
+  :class:`smr.sessions.Applier`.
+* **Preemption.** A higher ballot anywhere sends a leader or candidate back
+  to follower; ``Nack`` carries the higher ballot; randomised back-off lets
+  duelling proposers settle.
+
+Persist before you promise: every acceptor change is drained into the same
+``Ready`` as the reply that depends on it, and the runtime syncs it first.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from smr.errors import RemoteProtocolError
+from smr.replica import (ClientRequest, Committed, Input, Ready, ReplicaConfig, ReplicaStatus, Receive,
+                         Reply, ReplyStatus, Send, Start, Tick, Write)
+from smr.sessions import NOOP_ENTRY, Applier
+from synod.acceptor import MultiAcceptor, SlotAccepted, SlotPromise, SlotVote
+from synod.ballot import Ballot
+from synod.proposer import AcceptQuorum, MultiPrepareQuorum
+
+from .messages import (Accept, Accepted, Catchup, CatchupRequest, Heartbeat, Nack, Prepare, Promise,
+                       SlotValue, Snapshot)
+from .options import MultiPaxosOptions
+
+FOLLOWER, CANDIDATE, LEADER = "follower", "candidate", "leader"
+ACCEPTOR_PREFIX = "mp/acc/"
+SNAPSHOT_KEY = "mp/snapshot"
+
+
+class _Batch:
+    __slots__ = ("first", "last")
+
+    def __init__(self, first: int, last: int) -> None:
+        self.first, self.last = first, last
+
+
+class MultiPaxosCore:
+    """One multi-Paxos replica (proposer, acceptor and learner); see the module docstring."""
+
+    backend: ClassVar[str] = "multipaxos"
+
+    def __init__(self, config: ReplicaConfig) -> None:
+        self.config = config
+        self.node = config.node
+        self.peers = config.peers
+        self.quorum = config.quorum
+        self.opts = MultiPaxosOptions.from_mapping(config.options)
+        self.rng = config.rng
+        self.acceptor = MultiAcceptor(ACCEPTOR_PREFIX)
+        self.max_accepted = 0                            # highest slot the acceptor ever accepted
+        self.applier = Applier(config.state_machine)
+        self.applied = 0
+        self.snapshot_slot = 0
+        self.snapshot_data: str | None = None
+        self.log: dict[int, ClientRequest] = {}        # chosen and applied, above the snapshot
+        self.chosen: dict[int, ClientRequest] = {}     # chosen, not applied yet
+        self.max_round = 0
+        self.role = FOLLOWER
+        self.ballot: Ballot | None = None               # ours, as candidate or leader
+        self.leader_ballot: Ballot | None = None        # the leader we follow (or ours)
+        self.election_elapsed = 0
+        self.election_timeout = self._draw_timeout(backoff=False)
+        self.heartbeat_elapsed = 0
+        self.catchup_cooldown = 0
+        # candidate state
+        self.prepare: MultiPrepareQuorum | None = None
+        self.promise_chosen: dict[int, ClientRequest] = {}
+        self.promise_snapshot: Snapshot | None = None
+        # leader state
+        self.next_slot = 1
+        self.proposals: dict[int, AcceptQuorum] = {}
+        self.batches: list[_Batch] = []
+        self.queue: list[ClientRequest] = []
+        self.in_log: dict[tuple[str, int], int] = {}
+        self.waiting: set[tuple[str, int]] = set()
+        self.sent_since_heartbeat = False
+        # output under construction
+        self._out: list[Send] = []
+        self._committed: list[Committed] = []
+        self._replies: list[Reply] = []
+        self._writes: list[Write] = []
+
+    # ------------------------------------------------------------- surface
+    def status(self) -> ReplicaStatus:
+        """Role, ballot round as epoch, believed leader, and the applied (chosen) prefix."""
+        leader = self.leader_ballot.node if self.leader_ballot is not None else None
+        epoch = self.ballot.round if self.role != FOLLOWER and self.ballot else (
+            self.leader_ballot.round if self.leader_ballot else self.max_round)
+        return ReplicaStatus(self.node, self.role, epoch, leader, self.applied)
+
+    def step(self, event: Input) -> Ready:
+        """Consume one input; see :mod:`smr.replica` for the contract."""
+        if isinstance(event, Tick):
+            self._tick()
+        elif isinstance(event, Receive):
+            self._receive(event.src, event.message)
+        elif isinstance(event, ClientRequest):
+            self._client(event)
+        elif isinstance(event, Start):
+            self._start(event)
+        else:
+            raise TypeError(f"MultiPaxosCore cannot step {event!r}")
+        return self._flush_ready()
+
+    # ------------------------------------------------------------- helpers
+    def _flush_ready(self) -> Ready:
+        writes = self.acceptor.drain_writes()
+        if self.opts.mutant_forget_promise:
+            writes = tuple(w for w in writes if not w.key.endswith("promised"))
+        persist = tuple(self._writes) + writes
+        if not (persist or self._out or self._committed or self._replies):
+            return _EMPTY
+        ready = Ready(persist, tuple(self._out), tuple(self._committed), tuple(self._replies))
+        self._writes, self._out, self._committed, self._replies = [], [], [], []
+        return ready
+
+    def _send(self, dst: str, msg: Any) -> None:
+        self._out.append(Send(dst, msg))
+
+    def _broadcast(self, msg: Any) -> None:
+        for peer in self.peers:
+            self._out.append(Send(peer, msg))
+
+    def _draw_timeout(self, backoff: bool) -> int:
+        timeout = self.rng.randint(self.opts.election_ticks_min, self.opts.election_ticks_max)
+        if backoff:
+            timeout += self.rng.randint(0, self.opts.backoff_ticks_max)
+        return timeout
+
+    def _reset_election_timer(self, backoff: bool = False) -> None:
+        self.election_elapsed = 0
+        self.election_timeout = self._draw_timeout(backoff)
+
+    def _see_round(self, ballot: Ballot) -> None:
+        if ballot.round > self.max_round:
+            self.max_round = ballot.round
+
+    def _become_follower(self, leader: Ballot | None, backoff: bool = False) -> None:
+        if self.role == LEADER:
+            # Requests we were ordering may still be chosen by the next leader;
+            # their clients will retry there and be answered from the session table.
+            self.waiting.clear()
+            self.queue.clear()
+            self.in_log.clear()
+            self.proposals.clear()
+            self.batches.clear()
+        self.role = FOLLOWER
+        self.ballot = None
+        self.prepare = None
+        self.leader_ballot = leader
+        self._reset_election_timer(backoff)
+
+    # -------------------------------------------------------------- start
+    def _start(self, event: Start) -> None:
+        durable = event.durable
+        self.acceptor = MultiAcceptor.restore(durable, ACCEPTOR_PREFIX)
+        self.max_accepted = max(self.acceptor.accepted, default=0)
+        snap = durable.get(SNAPSHOT_KEY)
+        if snap is not None:
+            self.applier.restore(snap["data"].encode())
+            self.applied = self.snapshot_slot = int(snap["last_slot"])
+            self.snapshot_data = snap["data"]
+        rounds = [b.round for b, _ in self.acceptor.accepted.values()]
+        if self.acceptor.promised is not None:
+            rounds.append(self.acceptor.promised.round)
+        self.max_round = max(rounds, default=0)
+
+    # --------------------------------------------------------------- ticks
+    def _tick(self) -> None:
+        if self.catchup_cooldown:
+            self.catchup_cooldown -= 1
+        if self.role == LEADER:
+            self.heartbeat_elapsed += 1
+            if self.heartbeat_elapsed >= self.opts.heartbeat_ticks:
+                self.heartbeat_elapsed = 0
+                self._resend_unchosen()
+                if not self.sent_since_heartbeat:
+                    assert self.ballot is not None
+                    self._broadcast(Heartbeat(self.ballot, self.applied))
+                self.sent_since_heartbeat = False
+            return
+        self.election_elapsed += 1
+        if self.election_elapsed >= self.election_timeout:
+            self._start_election()
+
+    def _resend_unchosen(self) -> None:
+        """Re-send Accept for slots still short of a majority (their messages may be lost)."""
+        if not self.proposals:
+            return
+        assert self.ballot is not None
+        for peer in self.peers:
+            missing = sorted(s for s, q in self.proposals.items() if peer not in q.acceptors)
+            for first, values in self._runs(missing):
+                self._send(peer, Accept(self.ballot, first, values, self.applied))
+
+    def _runs(self, slots: list[int]) -> list[tuple[int, tuple[ClientRequest, ...]]]:
+        """Group sorted slots into contiguous runs of at most ``max_batch`` proposals."""
+        runs: list[tuple[int, list[ClientRequest]]] = []
+        for slot in slots:
+            value = self.proposals[slot].value
+            if runs and runs[-1][0] + len(runs[-1][1]) == slot and len(runs[-1][1]) < self.opts.max_batch:
+                runs[-1][1].append(value)
+            else:
+                runs.append((slot, [value]))
+        return [(first, tuple(values)) for first, values in runs]
+
+    # ------------------------------------------------------------ election
+    def _start_election(self) -> None:
+        self.max_round += 1
+        ballot = Ballot(self.max_round, self.node)
+        self.role = CANDIDATE
+        self.ballot = ballot
+        self.leader_ballot = None
+        self._reset_election_timer(backoff=True)
+        from_slot = self.applied + 1
+        self.prepare = MultiPrepareQuorum(ballot, self.quorum, from_slot)
+        self.promise_chosen = {}
+        self.promise_snapshot = None
+        own = self.acceptor.on_prepare(ballot, from_slot)
+        assert isinstance(own, SlotPromise)
+        self.prepare.add(self.node, own)
+        self._broadcast(Prepare(ballot, from_slot))
+        if self.prepare.reached:
+            self._become_leader()
+
+    def _on_prepare(self, src: str, msg: Prepare) -> None:
+        self._see_round(msg.ballot)
+        reply = self.acceptor.on_prepare(msg.ballot, msg.from_slot)
+        if not isinstance(reply, SlotPromise):
+            self._send(src, Nack(msg.ballot, reply.promised))
+            return
+        if self.role != FOLLOWER and self.ballot is not None and self.ballot < msg.ballot:
+            self._become_follower(None, backoff=True)
+        elif self.role == FOLLOWER:
+            if self.leader_ballot is not None and self.leader_ballot < msg.ballot:
+                self.leader_ballot = None  # a new candidate is taking over
+            self._reset_election_timer()
+        accepted = tuple(SlotValue(v.slot, v.value, v.ballot) for v in reply.accepted)
+        chosen = tuple(SlotValue(s, v) for s, v in sorted(self.log.items()) if s >= msg.from_slot)
+        snapshot = None
+        if self.snapshot_data is not None and msg.from_slot <= self.snapshot_slot:
+            snapshot = Snapshot(self.snapshot_slot, self.snapshot_data)
+        self._send(src, Promise(msg.ballot, msg.from_slot, accepted, chosen, snapshot))
+
+    def _on_promise(self, src: str, msg: Promise) -> None:
+        if self.role != CANDIDATE or self.prepare is None or msg.ballot != self.ballot:
+            return
+        votes = tuple(SlotVote(v.slot, v.ballot, v.value) for v in msg.accepted if v.ballot is not None)
+        for sv in msg.chosen:
+            self.promise_chosen[sv.slot] = sv.value
+        if msg.snapshot is not None and (self.promise_snapshot is None
+                                         or msg.snapshot.last_slot > self.promise_snapshot.last_slot):
+            self.promise_snapshot = msg.snapshot
+        if self.prepare.add(src, SlotPromise(msg.ballot, msg.from_slot, votes)):
+            self._become_leader()
+
+    def _become_leader(self) -> None:
+        assert self.prepare is not None and self.ballot is not None
+        prepare = self.prepare
+        if self.promise_snapshot is not None and self.promise_snapshot.last_slot > self.applied:
+            self._install_snapshot(self.promise_snapshot)
+        for slot, value in self.promise_chosen.items():
+            if slot > self.applied:
+                self.chosen.setdefault(slot, value)
+        self._apply_chosen()
+        values = {} if self.opts.mutant_ignore_promised_values else prepare.values_to_propose()
+        self.max_round = max(self.max_round, prepare.highest_round())
+        last = max([self.applied, *values, *self.chosen], default=self.applied)
+        self.role = LEADER
+        self.leader_ballot = self.ballot
+        self.prepare = None
+        self.promise_chosen = {}
+        self.promise_snapshot = None
+        self.next_slot = self.applied + 1
+        self.proposals.clear()
+        self.batches.clear()
+        recovered = []
+        for slot in range(self.applied + 1, last + 1):
+            value = self.chosen.get(slot) or values.get(slot) or NOOP_ENTRY
+            self._propose(slot, value)
+            recovered.append(slot)
+        self.next_slot = last + 1
+        for first, batch in self._runs(recovered):
+            self._broadcast(Accept(self.ballot, first, batch, self.applied))
+        if not recovered:
+            self._broadcast(Heartbeat(self.ballot, self.applied))
+        self.heartbeat_elapsed = 0
+        self.sent_since_heartbeat = True
+        self._check_chosen(recovered)
+        self._pump()
+
+    # ---------------------------------------------------------- replication
+    def _propose(self, slot: int, value: ClientRequest) -> None:
+        assert self.ballot is not None
+        quorum = AcceptQuorum(self.ballot, value, self.quorum)
+        self.proposals[slot] = quorum
+        if value.client_id:
+            self.in_log[(value.client_id, value.seq)] = slot
+        reply = self.acceptor.on_accept(self.ballot, slot, value)
+        if isinstance(reply, SlotAccepted):
+            quorum.add(self.node, self.ballot)
+            self.max_accepted = max(self.max_accepted, slot)
+
+    def _pump(self) -> None:
+        """Send queued commands as new Accept batches while the pipeline has room."""
+        while self.queue and len(self.batches) < self.opts.max_inflight:
+            assert self.ballot is not None
+            take, self.queue = self.queue[:self.opts.max_batch], self.queue[self.opts.max_batch:]
+            first = self.next_slot
+            for value in take:
+                self._propose(self.next_slot, value)
+                self.next_slot += 1
+            self.batches.append(_Batch(first, self.next_slot - 1))
+            self._broadcast(Accept(self.ballot, first, tuple(take), self.applied))
+            self.sent_since_heartbeat = True
+            self._check_chosen(list(range(first, self.next_slot)))
+
+    def _on_accept(self, src: str, msg: Accept) -> None:
+        self._see_round(msg.ballot)
+        promised = self.acceptor.promised
+        if promised is not None and msg.ballot < promised and not self.opts.mutant_accept_lower_ballot:
+            self._send(src, Nack(msg.ballot, promised))
+            return
+        if self.role != FOLLOWER and self.ballot != msg.ballot:
+            self._become_follower(msg.ballot)
+        self.leader_ballot = msg.ballot
+        self._reset_election_timer()
+        for offset, value in enumerate(msg.values):
+            slot = msg.first_slot + offset
+            if self.opts.mutant_accept_lower_ballot and promised is not None and msg.ballot < promised:
+                self.acceptor.accepted[slot] = (msg.ballot, value)
+                self._writes.append(Write(f"{ACCEPTOR_PREFIX}slot/{slot:012d}", [msg.ballot.to_json(), value]))
+                continue
+            self.acceptor.on_accept(msg.ballot, slot, value)
+            if self.opts.mutant_apply_unchosen and slot > self.applied:
+                self.chosen[slot] = value
+        self.max_accepted = max(self.max_accepted, msg.first_slot + len(msg.values) - 1)
+        self._send(src, Accepted(msg.ballot, msg.first_slot, len(msg.values)))
+        self._learn(msg.ballot, msg.commit)
+
+    def _on_accepted(self, src: str, msg: Accepted) -> None:
+        if self.role != LEADER or msg.ballot != self.ballot:
+            return
+        slots = []
+        for slot in range(msg.first_slot, msg.first_slot + msg.count):
+            quorum = self.proposals.get(slot)
+            if quorum is not None:
+                quorum.add(src, msg.ballot)
+                slots.append(slot)
+        self._check_chosen(slots)
+        self._pump()
+
+    def _check_chosen(self, slots: list[int]) -> None:
+        for slot in slots:
+            quorum = self.proposals.get(slot)
+            if quorum is not None and quorum.chosen:
+                self.chosen[slot] = quorum.value
+                del self.proposals[slot]
+        self._apply_chosen()
+        while self.batches and all(s not in self.proposals for s in
+                                   range(self.batches[0].first, self.batches[0].last + 1)):
+            self.batches.pop(0)
+
+    def _on_heartbeat(self, src: str, msg: Heartbeat) -> None:
+        self._see_round(msg.ballot)
+        promised = self.acceptor.promised
+        if promised is not None and msg.ballot < promised:
+            self._send(src, Nack(msg.ballot, promised))
+            return
+        if self.role != FOLLOWER and self.ballot != msg.ballot:
+            self._become_follower(msg.ballot)
+        self.leader_ballot = msg.ballot
+        self._reset_election_timer()
+        self._learn(msg.ballot, msg.commit)
+
+    def _on_nack(self, src: str, msg: Nack) -> None:
+        self._see_round(msg.promised)
+        if self.role != FOLLOWER and msg.ballot == self.ballot and self.ballot < msg.promised:
+            self._become_follower(None, backoff=True)
+
+    # ------------------------------------------------------------- learning
+    def _learn(self, ballot: Ballot, commit: int) -> None:
+        """Learn slots up to ``commit``: a value accepted in the leader's ballot is the chosen one."""
+        slot = self.applied + 1
+        while slot <= commit:
+            if slot not in self.chosen:
+                accepted = self.acceptor.accepted.get(slot)
+                if accepted is None or accepted[0] != ballot:
+                    break
+                self.chosen[slot] = accepted[1]
+            slot += 1
+        self._apply_chosen()
+        if self.applied < commit and self.catchup_cooldown == 0:
+            self.catchup_cooldown = self.opts.heartbeat_ticks
+            self._send(ballot.node, CatchupRequest(ballot, self.applied + 1))
+
+    def _on_catchup_request(self, src: str, msg: CatchupRequest) -> None:
+        if self.role != LEADER or msg.ballot != self.ballot:
+            return
+        snapshot = None
+        start = msg.from_slot
+        if start <= self.snapshot_slot and self.snapshot_data is not None:
+            snapshot = Snapshot(self.snapshot_slot, self.snapshot_data)
+            start = self.snapshot_slot + 1
+        end = min(self.applied, start + self.opts.catchup_batch - 1)
+        chosen = tuple(SlotValue(s, self.log[s]) for s in range(start, end + 1) if s in self.log)
+        self._send(src, Catchup(self.ballot, chosen, snapshot))
+
+    def _on_catchup(self, src: str, msg: Catchup) -> None:
+        if msg.snapshot is not None and msg.snapshot.last_slot > self.applied:
+            self._install_snapshot(msg.snapshot)
+        for sv in msg.chosen:
+            if sv.slot > self.applied:
+                self.chosen.setdefault(sv.slot, sv.value)
+        self._apply_chosen()
+        self.catchup_cooldown = 0
+
+    def _install_snapshot(self, snap: Snapshot) -> None:
+        self.applier.restore(snap.data.encode())
+        self.applied = self.snapshot_slot = snap.last_slot
+        self.snapshot_data = snap.data
+        self.log = {s: v for s, v in self.log.items() if s > snap.last_slot}
+        self.chosen = {s: v for s, v in self.chosen.items() if s > snap.last_slot}
+        self._writes.append(Write(SNAPSHOT_KEY, {"last_slot": snap.last_slot, "data": snap.data}))
+        self.acceptor.forget_below(snap.last_slot + 1)
+
+    def _apply_chosen(self) -> None:
+        while self.applied + 1 in self.chosen:
+            slot = self.applied + 1
+            value = self.chosen.pop(slot)
+            result = self.applier.apply(value)
+            self.applied = slot
+            self.log[slot] = value
+            self._committed.append(Committed(slot, value))
+            key = (value.client_id, value.seq)
+            if key in self.waiting:
+                self.waiting.discard(key)
+                self._replies.append(Reply(value.client_id, value.seq, ReplyStatus.OK, result))
+            self.in_log.pop(key, None)
+        if self.opts.snapshot_every and self.applied - self.snapshot_slot >= self.opts.snapshot_every:
+            self._take_snapshot()
+
+    def _take_snapshot(self) -> None:
+        data = self.applier.snapshot().decode()
+        self.snapshot_slot = self.applied
+        self.snapshot_data = data
+        self._writes.append(Write(SNAPSHOT_KEY, {"last_slot": self.applied, "data": data}))
+        self.log = {}
+        self.acceptor.forget_below(self.applied + 1)
+
+    # -------------------------------------------------------------- clients
+    def _client(self, request: ClientRequest) -> None:
+        if self.role != LEADER:
+            leader = self.leader_ballot.node if self.leader_ballot is not None else None
+            self._replies.append(Reply(request.client_id, request.seq, ReplyStatus.REDIRECT,
+                                       leader=None if leader == self.node else leader))
+            return
+        done, result = self.applier.lookup(request.client_id, request.seq)
+        if done:
+            self._replies.append(Reply(request.client_id, request.seq, ReplyStatus.OK, result))
+            return
+        if self.applier.is_stale(request.client_id, request.seq):
+            return
+        key = (request.client_id, request.seq)
+        self.waiting.add(key)
+        if key in self.in_log or any(q == request for q in self.queue):
+            return  # already being ordered; answer when it is applied
+        self.queue.append(request)
+        self._pump()
+
+    # ------------------------------------------------------------- dispatch
+    def _receive(self, src: str, msg: Any) -> None:
+        handler = _HANDLERS.get(type(msg))
+        if handler is None or src not in self.peers:
+            raise RemoteProtocolError(f"{self.node}: unexpected {type(msg).__name__} from {src}")
+        handler(self, src, msg)
+
+
+_EMPTY = Ready()
+_HANDLERS = {
+    Prepare: MultiPaxosCore._on_prepare,
+    Promise: MultiPaxosCore._on_promise,
+    Accept: MultiPaxosCore._on_accept,
+    Accepted: MultiPaxosCore._on_accepted,
+    Heartbeat: MultiPaxosCore._on_heartbeat,
+    Nack: MultiPaxosCore._on_nack,
+    CatchupRequest: MultiPaxosCore._on_catchup_request,
+    Catchup: MultiPaxosCore._on_catchup,
+}

@@ -1,0 +1,114 @@
+"""The wire messages of multi-Paxos: phase 1 once per leader, phase 2 per batch of slots.
+
+Every class is a frozen attrs value registered with :mod:`smr.wire`.  Log
+values are :class:`smr.replica.ClientRequest` (a no-op is ``NOOP_ENTRY``).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from smr import wire
+from smr.replica import ClientRequest
+from synod.ballot import Ballot
+
+
+@attrs.frozen
+class SlotValue:
+    """A value for one slot (chosen, or accepted in ``ballot`` when given)."""
+
+    slot: int
+    value: ClientRequest
+    ballot: Ballot | None = None
+
+
+@attrs.frozen
+class Snapshot:
+    """A state machine snapshot covering every slot up to ``last_slot``."""
+
+    last_slot: int
+    data: str
+
+
+@wire.message
+@attrs.frozen
+class Prepare:
+    """Phase 1a for every slot from ``from_slot`` on: promise ``ballot``."""
+
+    ballot: Ballot
+    from_slot: int
+
+
+@wire.message
+@attrs.frozen
+class Promise:
+    """Phase 1b: ``ballot`` promised for all slots.
+
+    ``accepted`` lists the sender's accepted (ballot, value) per slot >=
+    ``from_slot``; ``chosen`` the values it knows are chosen there; and
+    ``snapshot`` is set when slots the leader lacks are only in a snapshot.
+    """
+
+    ballot: Ballot
+    from_slot: int
+    accepted: tuple[SlotValue, ...] = ()
+    chosen: tuple[SlotValue, ...] = ()
+    snapshot: Snapshot | None = None
+
+
+@wire.message
+@attrs.frozen
+class Accept:
+    """Phase 2a for slots ``first_slot``.. in ``ballot``; ``commit``: every slot up to it is chosen."""
+
+    ballot: Ballot
+    first_slot: int
+    values: tuple[ClientRequest, ...]
+    commit: int
+
+
+@wire.message
+@attrs.frozen
+class Accepted:
+    """Phase 2b: slots ``first_slot`` .. ``first_slot + count - 1`` accepted in ``ballot``."""
+
+    ballot: Ballot
+    first_slot: int
+    count: int
+
+
+@wire.message
+@attrs.frozen
+class Nack:
+    """A refusal: the sender already promised the higher ballot ``promised``."""
+
+    ballot: Ballot
+    promised: Ballot
+
+
+@wire.message
+@attrs.frozen
+class Heartbeat:
+    """The leader of ``ballot`` is alive; every slot up to ``commit`` is chosen."""
+
+    ballot: Ballot
+    commit: int
+
+
+@wire.message
+@attrs.frozen
+class CatchupRequest:
+    """A replica asks the leader for the chosen values from ``from_slot`` on."""
+
+    ballot: Ballot
+    from_slot: int
+
+
+@wire.message
+@attrs.frozen
+class Catchup:
+    """Chosen values (and a snapshot when the slots were compacted away) for a lagging replica."""
+
+    ballot: Ballot
+    chosen: tuple[SlotValue, ...] = ()
+    snapshot: Snapshot | None = None

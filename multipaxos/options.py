@@ -1,0 +1,49 @@
+"""Multi-Paxos settings, with defaults for a 10 ms tick; ``mutant_*`` options break it on purpose."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from smr.errors import LocalProtocolError
+
+
+@attrs.frozen
+class MultiPaxosOptions:
+    """Timeouts in ticks, batching and pipelining bounds, compaction, and deliberate bugs.
+
+    The ``mutant_*`` switches exist only so the test suite can prove it catches
+    real bugs; each is off by default and each breaks safety.
+    """
+
+    election_ticks_min: int = 15
+    election_ticks_max: int = 30
+    heartbeat_ticks: int = 3
+    backoff_ticks_max: int = 10
+    max_batch: int = 64
+    max_inflight: int = 4
+    snapshot_every: int = 0
+    catchup_batch: int = 256
+    mutant_accept_lower_ballot: bool = False
+    mutant_ignore_promised_values: bool = False
+    mutant_forget_promise: bool = False
+    mutant_apply_unchosen: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if not 0 < self.election_ticks_min <= self.election_ticks_max:
+            raise LocalProtocolError("need 0 < election_ticks_min <= election_ticks_max")
+        if not 0 < self.heartbeat_ticks < self.election_ticks_min:
+            raise LocalProtocolError("need 0 < heartbeat_ticks < election_ticks_min")
+        if self.max_batch < 1 or self.max_inflight < 1:
+            raise LocalProtocolError("max_batch and max_inflight must be at least 1")
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any]) -> "MultiPaxosOptions":
+        """Build options from a backend options mapping; unknown names are a LocalProtocolError."""
+        known = {a.name for a in attrs.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise LocalProtocolError(f"unknown multi-Paxos options {unknown}; known: {sorted(known)}")
+        return cls(**dict(options))

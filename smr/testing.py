@@ -1,0 +1,250 @@
+"""A small in-memory network of sans-IO cores for tests (like etcd raft's ``network`` helper).
+
+:class:`Network` drives the cores of any backend synchronously:
+messages wait in one list until delivered (in order, one by one, or all
+"until quiet"); links can be cut, nodes isolated, messages dropped by a
+predicate, duplicated or delivered out of order; nodes crash and restart.
+Persistence is honoured: each node's durable map is updated from
+``Ready.persist`` (synced at once, before its messages join the network), and
+a restart hands that map back in ``Start``.  After every step the backend's
+invariants run (when given), and every applied entry is compared with what any other node
+applied at that index (state machine safety), so a test fails at the first
+unsafe step.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from .commands import Command
+from .errors import RemoteProtocolError
+from .replica import (TICK, ClientRequest, Ready, ReplicaConfig, Receive, Reply, Start)
+from .state_machines import KVStore, StateMachine
+
+
+Message = tuple[str, str, Any]  # (src, dst, message)
+
+
+class Network:
+    """An in-memory cluster: cores, durable maps, in-flight messages and faults.
+
+    Args:
+        factory: builds one core from its ReplicaConfig (e.g. ``raft.RaftCore``).
+        size: the number of nodes, named n1..n<size>.
+        options: backend options for every node.
+        seed: seeds each node's private rng (with its name and incarnation).
+        state_machine: the replicated state machine factory.
+        invariants: called with the live cores after every step; raises AssertionError.
+        check: run the invariants after every step.
+    """
+
+    def __init__(self, factory: Callable[[ReplicaConfig], Any], size: int = 3,
+                 options: Mapping[str, Any] | None = None, seed: int = 0,
+                 state_machine: Callable[[], StateMachine] = KVStore,
+                 invariants: Callable[[Mapping[str, Any]], None] | None = None,
+                 check: bool = True) -> None:
+        self.factory = factory
+        self.ids = tuple(f"n{i}" for i in range(1, size + 1))
+        self.options = dict(options or {})
+        self.seed = seed
+        self.state_machine = state_machine
+        self.check_enabled = check
+        self.invariants = invariants
+        self.durable: dict[str, dict[str, Any]] = {n: {} for n in self.ids}
+        self.cores: dict[str, Any] = {}
+        self.incarnations: dict[str, int] = {n: 0 for n in self.ids}
+        self.in_flight: list[Message] = []
+        self.cut_links: set[tuple[str, str]] = set()
+        self.drop_if: Callable[[str, str, Any], bool] | None = None
+        self.replies: list[Reply] = []
+        self.applied: dict[int, ClientRequest] = {}
+        self.applied_by: dict[str, list[int]] = {n: [] for n in self.ids}
+        self.remote_errors: list[str] = []
+        self.delivered: Counter[str] = Counter()
+        for node in self.ids:
+            self.start(node)
+
+    # ------------------------------------------------------------ nodes
+    def start(self, node: str) -> None:
+        """Boot ``node`` from its durable map (a restart if it ran before)."""
+        self.incarnations[node] += 1
+        peers = tuple(n for n in self.ids if n != node)
+        rng = random.Random(f"{self.seed}/{node}/{self.incarnations[node]}")
+        core = self.factory(ReplicaConfig(node, peers, rng, self.state_machine, self.options))
+        self.cores[node] = core
+        self.applied_by[node] = []
+        self._handle(node, core.step(Start(dict(self.durable[node]))))
+
+    def crash(self, node: str) -> None:
+        """Stop ``node``: its volatile state is gone, its durable map stays."""
+        del self.cores[node]
+
+    def restart(self, node: str) -> None:
+        """Crash ``node`` if it runs, then boot it from durable state."""
+        self.cores.pop(node, None)
+        self.start(node)
+
+    def step(self, node: str, event: Any) -> Ready:
+        """Feed one input to ``node`` and route its outputs; a remote error is recorded, not raised."""
+        try:
+            ready = self.cores[node].step(event)
+        except RemoteProtocolError as exc:
+            self.remote_errors.append(str(exc))
+            return Ready()
+        self._handle(node, ready)
+        return ready
+
+    def _handle(self, node: str, ready: Ready) -> None:
+        durable = self.durable[node]
+        for write in ready.persist:  # synced before any message leaves
+            if write.value is None:
+                durable.pop(write.key, None)
+            else:
+                durable[write.key] = write.value
+        for c in ready.committed:
+            done = self.applied_by[node]
+            if done and c.index <= done[-1]:
+                raise AssertionError(f"{node} applied index {c.index} after {done[-1]}")
+            done.append(c.index)
+            known = self.applied.setdefault(c.index, c.entry)
+            if known != c.entry:
+                raise AssertionError(f"state machine safety: {node} applied {c.entry} at index "
+                                     f"{c.index}, but {known} was applied there before")
+        for send in ready.messages:
+            self.in_flight.append((node, send.dst, send.message))
+        self.replies.extend(ready.replies)
+        self.check()
+
+    def check(self) -> None:
+        """Run the backend's invariants over the live cores."""
+        if self.check_enabled and self.invariants is not None:
+            self.invariants(self.cores)
+
+    # ------------------------------------------------------------ links
+    def cut(self, a: str, b: str) -> None:
+        """Cut the link between ``a`` and ``b`` both ways."""
+        self.cut_links |= {(a, b), (b, a)}
+
+    def isolate(self, node: str) -> None:
+        """Cut every link of ``node``."""
+        for other in self.ids:
+            if other != node:
+                self.cut(node, other)
+
+    def partition(self, *groups: Iterable[str]) -> None:
+        """Cut every link between different groups (nodes not listed form one more group)."""
+        sets = [set(g) for g in groups]
+        rest = set(self.ids) - set().union(*sets)
+        if rest:
+            sets.append(rest)
+        for i, a in enumerate(sets):
+            for b in sets[i + 1:]:
+                for x in a:
+                    for y in b:
+                        self.cut(x, y)
+
+    def recover(self) -> None:
+        """Restore every link and stop dropping messages."""
+        self.cut_links.clear()
+        self.drop_if = None
+
+    # ------------------------------------------------------------ delivery
+    def deliver(self, i: int = 0) -> bool:
+        """Deliver in-flight message ``i``; return False if it was dropped."""
+        src, dst, msg = self.in_flight.pop(i)
+        if dst not in self.cores or (src, dst) in self.cut_links or \
+                (self.drop_if is not None and self.drop_if(src, dst, msg)):
+            return False
+        self.delivered[type(msg).__name__] += 1
+        self.step(dst, Receive(src, msg))
+        return True
+
+    def drop(self, i: int = 0) -> Message:
+        """Lose in-flight message ``i``."""
+        return self.in_flight.pop(i)
+
+    def duplicate(self, i: int = 0) -> None:
+        """Put a second copy of in-flight message ``i`` at the end of the queue."""
+        self.in_flight.append(self.in_flight[i])
+
+    def take(self, kind: type | None = None, src: str | None = None,
+             dst: str | None = None) -> list[Message]:
+        """Remove and return the in-flight messages matching type/src/dst (to hold or replay)."""
+        taken: list[Message] = []
+        kept: list[Message] = []
+        for m in self.in_flight:
+            match = (kind is None or isinstance(m[2], kind)) and (src is None or m[0] == src) \
+                and (dst is None or m[1] == dst)
+            (taken if match else kept).append(m)
+        self.in_flight = kept
+        return taken
+
+    def inject(self, messages: Iterable[Message]) -> None:
+        """Put messages (e.g. ones taken earlier) back in flight."""
+        self.in_flight.extend(messages)
+
+    def stabilize(self, limit: int = 100_000) -> int:
+        """Deliver messages in order until none is in flight; return how many were handled."""
+        n = 0
+        while self.in_flight:
+            n += 1
+            if n > limit:
+                raise AssertionError(f"no quiescence after {limit} messages")
+            self.deliver(0)
+        return n
+
+    # ------------------------------------------------------------ time
+    def tick(self, node: str, n: int = 1) -> None:
+        """Give ``node`` ``n`` ticks (no delivery in between)."""
+        for _ in range(n):
+            if node in self.cores:
+                self.step(node, TICK)
+
+    def tick_all(self, n: int = 1, stabilize: bool = True) -> None:
+        """Tick every live node ``n`` times, delivering until quiet after each round if asked."""
+        for _ in range(n):
+            for node in self.ids:
+                self.tick(node)
+            if stabilize:
+                self.stabilize()
+
+    def campaign(self, node: str) -> None:
+        """Tick ``node`` until its election timeout fires (it campaigns), without delivering."""
+        core = self.cores[node]
+        for _ in range(core.opts.election_ticks_max + 1):
+            if core.role != "follower":
+                return
+            self.tick(node)
+        raise AssertionError(f"{node} did not campaign")
+
+    def elect(self, node: str) -> None:
+        """Make ``node`` campaign and deliver until quiet; it must end up leader."""
+        self.campaign(node)
+        self.stabilize()
+        role = self.cores[node].role
+        if role != "leader":
+            raise AssertionError(f"{node} campaigned but is {role}")
+
+    # ------------------------------------------------------------ clients
+    def request(self, node: str, command: Command, client: str = "c1", seq: int = 1) -> list[Reply]:
+        """Send client request (client, seq) to ``node``; return the replies it caused at once."""
+        before = len(self.replies)
+        self.step(node, ClientRequest(client, seq, command))
+        return self.replies[before:]
+
+    def replies_to(self, client: str, seq: int) -> list[Reply]:
+        """Every reply to (client, seq) so far."""
+        return [r for r in self.replies if r.client_id == client and r.seq == seq]
+
+    # ------------------------------------------------------------ views
+    def leader(self) -> str | None:
+        """The live leader with the highest epoch (term or ballot round), if any."""
+        best: tuple[int, str] | None = None
+        for node, core in self.cores.items():
+            status = core.status()
+            if status.role == "leader" and (best is None or status.epoch > best[0]):
+                best = (status.epoch, node)
+        return None if best is None else best[1]
