@@ -22,15 +22,31 @@ def _print_json(doc: Any) -> None:
 def _sim_config(args: argparse.Namespace) -> Any:
     from .sim import ClientConfig, SimConfig, load_scenario
 
-    if args.scenario:
+    if args.scenario and args.config:
+        raise LocalProtocolError("give a scenario file or --config, not both")
+    if args.config:
+        from .sim import parse_scenario
+
+        config = parse_scenario(args.config, "--config")
+    elif args.scenario:
         config = load_scenario(args.scenario)
     else:
         config = SimConfig(backend=args.backend, nodes=args.nodes, duration_ms=args.duration,
                            swarm=args.swarm,
                            clients=ClientConfig(count=args.clients, workload=args.workload))
     overrides: dict[str, Any] = {}
-    if args.scenario and args.backend_given:
+    if (args.scenario or args.config) and args.backend_given:
         overrides["backend"] = args.backend
+    if args.option:
+        options = dict(config.backend_options)
+        for item in args.option:
+            key, sep, raw = item.partition("=")
+            if not sep or not key:
+                raise LocalProtocolError(f"--option needs KEY=VALUE, got {item!r}")
+            import yaml
+
+            options[key] = yaml.safe_load(raw)
+        overrides["backend_options"] = options
     if args.no_trace and not args.trace_out:
         overrides["trace"] = False
     return attrs.evolve(config, **overrides) if overrides else config
@@ -89,6 +105,9 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clients", type=int, default=3)
     p.add_argument("--workload", default="kv")
     p.add_argument("--swarm", action="store_true", help="draw fault settings from the seed")
+    p.add_argument("--config", metavar="YAML", help="the whole scenario inline (as replay commands print it)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="a backend option (repeatable), e.g. --option pre_vote=true")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--trace", dest="trace_out", metavar="FILE", help="write the trace ('-' for stdout)")
     p.add_argument("--history", dest="history_out", metavar="FILE", help="write the client history (JSON lines)")

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
+
+import pytest
+
+from smr.cli import main
 from smr.sim import ClientConfig, FaultEvent, NetworkConfig, SimConfig, simulate
 
 CONFIG = SimConfig(
@@ -35,3 +40,19 @@ def test_swarm_settings_come_from_the_seed() -> None:
 def test_replay_command_names_the_seed() -> None:
     result = simulate(SimConfig(nodes=3, duration_ms=50, swarm=True), 77)
     assert result.replay.startswith("smr sim ") and result.replay.endswith("--seed 77")
+
+
+def test_the_printed_replay_command_reproduces_the_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """A programmatic config (options, faults, clients) replays exactly from its printed command."""
+    result = simulate(CONFIG, 8)
+    command = result.replay
+    assert command.startswith("smr sim --config ")
+    argv = shlex.split(command)[1:] + ["--trace", "-"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out.rstrip("\n").split("\n")
+    assert printed == list(result.trace)
+
+
+def test_backend_options_reach_the_replay() -> None:
+    config = SimConfig(backend="raft", nodes=3, duration_ms=50, backend_options={"pre_vote": True})
+    assert '"pre_vote":true' in simulate(config, 1).replay

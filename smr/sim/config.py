@@ -146,16 +146,10 @@ class SimConfig:
         return tuple(f"n{i}" for i in range(1, self.nodes + 1))
 
     def replay_command(self, seed: int) -> str:
-        """The one shell command that replays this run with ``seed``."""
-        if self.source is not None:
+        """The one shell command that replays this run with ``seed``, exactly."""
+        if self.source is not None and self == _reload(self.source):
             return f"smr sim {self.source} --seed {seed}"
-        parts = [f"smr sim --backend {self.backend} --nodes {self.nodes}",
-                 f"--duration {self.duration_ms:g}", f"--clients {self.clients.count}",
-                 f"--workload {self.clients.workload}"]
-        if self.swarm:
-            parts.append("--swarm")
-        parts.append(f"--seed {seed}")
-        return " ".join(parts)
+        return f"smr sim --config '{config_to_json(self)}' --seed {seed}"
 
 
 converter = cattrs.Converter(forbid_extra_keys=True)
@@ -256,3 +250,30 @@ def load_scenario(path: str | Path) -> SimConfig:
     except OSError as exc:
         raise ConfigError(f"cannot read scenario: {exc.strerror}", file=str(path)) from None
     return parse_scenario(text, str(path))
+
+
+def _reload(source: str) -> SimConfig | None:
+    try:
+        return load_scenario(source)
+    except ConfigError:
+        return None
+
+
+def _diff(value: Any, default: Any) -> Any:
+    if isinstance(value, dict) and isinstance(default, dict):
+        out = {k: _diff(v, default.get(k)) for k, v in value.items() if v != default.get(k)}
+        return out
+    return value
+
+
+def config_to_json(config: SimConfig) -> str:
+    """The settings of ``config`` that differ from the defaults, as compact JSON (YAML-readable)."""
+    import json
+
+    data = _diff(converter.unstructure(attrs.evolve(config, source=None)),
+                 converter.unstructure(SimConfig()))
+    if "faults" in data:
+        blank = converter.unstructure(FaultEvent(0.0, "heal"))
+        data["faults"] = [{k: v for k, v in f.items() if k in ("at", "action") or v != blank[k]}
+                          for f in data["faults"]]
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
