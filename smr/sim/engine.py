@@ -29,7 +29,6 @@ from ..state_machines import make_state_machine
 from ..wire import encode
 from .config import FaultEvent, SimConfig
 from .faults import draw_swarm
-from .latency import Latency
 from .metrics import Counters
 from .tracefmt import describe
 
@@ -137,9 +136,10 @@ class Simulation:
             drawn = draw_swarm(config, random.Random(f"{seed}/swarm"))
             self.network, self.lose_unsynced, faults = drawn.network, drawn.lose_unsynced, drawn.faults
             self.swarm_note = drawn.describe()
-        self._link_latency: dict[tuple[str, str], Latency] = {
-            (link.src, link.dst): link.latency for link in self.network.links}
-        self._default_latency = self.network.latency
+        self._link_delay: dict[tuple[str, str], Callable[[], float]] = {
+            (link.src, link.dst): link.latency.sampler(self.net_rng) for link in self.network.links}
+        self._default_delay = self.network.latency.sampler(self.net_rng)
+        self._sync_delay = config.disk.sync.sampler(self.net_rng)
         from workloads import make_workload
 
         self.workload = make_workload(config.clients.workload, config.clients.workload_options)
@@ -278,7 +278,7 @@ class Simulation:
             for write in ready.persist:
                 node.unsynced.append((write.key, write.value))
             self.counters.writes += len(ready.persist)
-            done = max(self.now, node.release_at) + self.config.disk.sync.sample(self.net_rng)
+            done = max(self.now, node.release_at) + self._sync_delay()
             node.release_at = done
             self._push(done, _RELEASE, node, node.incarnation, (ready, len(ready.persist)))
         elif node.release_at > self.now:
@@ -350,13 +350,14 @@ class Simulation:
         copies = 2 if network.duplicate and rng.random() < network.duplicate else 1
         if copies == 2:
             counters.duplicated[name] += 1
-        latency = self._link_latency.get((src, dst), self._default_latency) if self._link_latency \
-            else self._default_latency
+        delay_of = self._link_delay.get((src, dst), self._default_delay) if self._link_delay \
+            else self._default_delay
         for _ in range(copies):
-            delay = latency.sample(rng)
+            delay = delay_of()
             if network.reorder and rng.random() < network.reorder:
                 delay += rng.uniform(0.0, network.reorder_ms)
-            self._push(self.now + delay, _DELIVER, src, dst, msg)
+            self._seq += 1
+            heapq.heappush(self._queue, (self.now + delay, self._seq, _DELIVER, src, dst, msg))
             if self.timeline is not None:
                 self.timeline.append(("msg", self.now, self.now + delay, src, dst, name, describe(msg)))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Literal
+from typing import Callable, Literal
 
 import attrs
 
@@ -30,6 +30,16 @@ class Latency:
             raise ValueError("latency parameters must not be negative")
         if self.dist == "uniform" and self.high < self.low:
             raise ValueError("uniform latency needs high >= low")
+
+    def sampler(self, rng: random.Random) -> Callable[[], float]:
+        """Return a zero-argument function drawing delays from ``rng`` (fast path of ``sample``)."""
+        if self.dist == "constant":
+            mean = self.mean
+            return lambda: mean
+        if self.dist == "uniform":
+            low, span, draw = self.low, self.high - self.low, rng.random
+            return lambda: low + span * draw()
+        return lambda: self.sample(rng)
 
     def sample(self, rng: random.Random) -> float:
         """Draw one non-negative delay."""
