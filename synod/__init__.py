@@ -68,3 +68,8 @@ from .voting import Vote as Vote
 from .voting import tiebreak as tiebreak
 from .write_once import LocalWriteOnce as LocalWriteOnce
 from .write_once import WriteOnce as WriteOnce
+from .adversary import DuelAdversary as DuelAdversary
+from .adversary import RandomNetwork as RandomNetwork
+from .adversary import Scheduler as Scheduler
+from .flp import fit_geometric as fit_geometric
+from .flp import run_flp as run_flp
