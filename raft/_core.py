@@ -30,7 +30,6 @@ sessions) and answered on the leader that appended them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -91,7 +90,8 @@ class RaftCore:
         self.votes: dict[str, bool] = {}
         # leader only
         self.progress: dict[str, Progress] = {}
-        self.round = 0
+        self.round = 0   # stamped on every leader message; ReadIndex waits for a quorum of acks
+        self.beat = 0    # tick-driven heartbeat intervals: the clock for presuming messages lost
         self.pending: dict[int, ClientRequest] = {}
         self.in_log: dict[str, tuple[int, int]] = {}
         self.reads: list[_Read] = []
@@ -238,7 +238,8 @@ class RaftCore:
                     return
         if self.heartbeat_elapsed >= opts.heartbeat_ticks:
             self.heartbeat_elapsed = 0
-            self._bcast_heartbeat()
+            self.beat += 1
+            self._bcast_heartbeat(detect_loss=True)
 
     def _reset_election_timer(self) -> None:
         self.election_elapsed = 0
@@ -316,6 +317,7 @@ class RaftCore:
         self.heartbeat_elapsed = 0
         self.election_elapsed = 0
         self.round = 0
+        self.beat = 0
         self.transferee = None
         nxt = self.log.last_index + 1
         self.progress = {peer: Progress(next=nxt) for peer in self.peers}
@@ -463,14 +465,20 @@ class RaftCore:
             # we hold the snapshot's last entry: keep the log after it (section 7)
             self._commit_to(snap.index)
         else:
+            applier = Applier(self.config.state_machine)
             try:
-                data = snap.data.encode()
-                json.loads(data)
-            except (UnicodeEncodeError, ValueError) as exc:
-                raise RemoteProtocolError(f"raft {self.id}: bad snapshot from {src}: {exc}") from None
-            self._persist.extend(self.log.reset(snap.index, snap.term))
+                applier.restore(snap.data.encode())
+            except (UnicodeEncodeError, ValueError, KeyError, TypeError, AttributeError,
+                    LocalProtocolError) as exc:
+                raise RemoteProtocolError(f"raft {self.id}: bad snapshot from {src}: {exc!r}") from None
+            # Crash-safe order: entries beyond the snapshot go first, then the snapshot is
+            # written, and only then the entries it covers, so no prefix of this batch
+            # leaves the node with less than it acknowledged.
+            deletes = self.log.reset(snap.index, snap.term)
+            self._persist.extend(w for w in deletes if int(w.key.rsplit("/", 1)[1]) > snap.index)
             self._persist.append(Write(SNAPSHOT_KEY, snap))
-            self.applier.restore(data)
+            self._persist.extend(w for w in deletes if int(w.key.rsplit("/", 1)[1]) <= snap.index)
+            self.applier = applier
             self.snapshot = snap
             self.commit_index = self.last_applied = snap.index
         self._send(src, AppendEntriesReply(self.term, True, snap.index, round=m.round))
@@ -509,7 +517,7 @@ class RaftCore:
             if not entries:
                 return
             pr.next = last + 1  # replicate: optimistic, pipelined
-            pr.inflight.append((last, self.round))
+            pr.inflight.append((last, self.beat))
             allow_empty = False
 
     def _send_snapshot(self, peer: str) -> None:
@@ -523,23 +531,33 @@ class RaftCore:
         self._send(peer, AppendEntries(self.term, prev, self.log.term_at(prev) or 0, (),
                                        min(self.commit_index, pr.match), self.round))
 
-    def _bcast_heartbeat(self) -> None:
+    def _bcast_heartbeat(self, detect_loss: bool = False) -> None:
+        """Send every follower a heartbeat stamped with a new round.
+
+        Only the tick-driven heartbeat (``detect_loss``) also presumes lost the
+        appends and snapshots unacknowledged for a whole heartbeat interval; a
+        heartbeat sent early to confirm a ReadIndex leaves that clock alone.
+        """
         self.round += 1
         for peer in self.peers:
             pr = self.progress[peer]
             if pr.state == PROBE:
-                pr.probe_sent = False  # the probe doubles as the heartbeat
-                self._send_append(peer, allow_empty=True)
+                if detect_loss:
+                    pr.probe_sent = False  # the probe doubles as the heartbeat
+                    self._send_append(peer, allow_empty=True)
+                else:
+                    self._send_heartbeat(peer)
             elif pr.state == REPLICATE:
-                if pr.inflight and pr.inflight[0][1] < self.round - 1:
+                if detect_loss and pr.inflight and pr.inflight[0][1] < self.beat - 1:
                     # unacknowledged for a whole heartbeat interval: presumed lost, so probe
                     pr.become_probe(pr.match + 1)
                     self._send_append(peer, allow_empty=True)
                 else:
                     self._send_heartbeat(peer)
             else:
-                pr.snapshot_ticks += self.opts.heartbeat_ticks
-                if pr.snapshot_ticks >= self.opts.election_ticks_min:
+                if detect_loss:
+                    pr.snapshot_ticks += self.opts.heartbeat_ticks
+                if detect_loss and pr.snapshot_ticks >= self.opts.election_ticks_min:
                     self._send_snapshot(peer)  # presumed lost: send again
                 else:
                     self._send_heartbeat(peer)

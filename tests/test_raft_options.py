@@ -264,3 +264,19 @@ def test_single_node_cluster_elects_itself_and_commits_alone() -> None:
     net2.elect("n1")
     (reply,) = net2.request("n1", put("x", "1"), "c1", 1)
     assert reply.status == ReplyStatus.OK
+
+
+@pytest.mark.parametrize("data", ["not json", "[]", '{"machine": 3}', '{"machine": "{}", "sessions": 7}'])
+def test_a_malformed_snapshot_is_a_remote_error_and_the_follower_keeps_serving(data: str) -> None:
+    """InstallSnapshot with garbage is dropped and counted; the follower's state is untouched."""
+    net = _net()
+    net.request("n1", put("k", "v"), "c1", 1)
+    net.tick_all(3)  # a heartbeat carries the new commit index to the followers
+    leader_term = net.cores["n1"].term
+    bad = InstallSnapshot(leader_term, SnapshotRecord(50, leader_term, data), 99)
+    net.step("n2", Receive("n1", bad))
+    assert net.remote_errors and "bad snapshot" in net.remote_errors[-1]
+    assert net.cores["n2"].applier.machine.data == {"k": "v"}
+    net.request("n1", put("k", "w"), "c1", 2)
+    net.tick_all(3)
+    assert net.cores["n2"].applier.machine.data == {"k": "w"}
