@@ -5,6 +5,8 @@ Importing the package registers the ``multipaxos`` backend.
 
 from smr.replica import Backend, register_backend
 
+from ._core import ACCEPTOR_PREFIX as ACCEPTOR_PREFIX
+from ._core import SNAPSHOT_KEY as SNAPSHOT_KEY
 from ._core import MultiPaxosCore as MultiPaxosCore
 from .invariants import check_invariants as check_invariants
 from .messages import Accept as Accept

@@ -46,6 +46,8 @@ from .messages import (Accept, Accepted, Catchup, CatchupRequest, Heartbeat, Nac
 from .options import MultiPaxosOptions
 
 FOLLOWER, CANDIDATE, LEADER = "follower", "candidate", "leader"
+#: Durable keys: the acceptor's promise is ``ACCEPTOR_PREFIX + "promised"``, slot s is under
+#: ``ACCEPTOR_PREFIX + "slot/%012d" % s``; the latest snapshot is under ``SNAPSHOT_KEY``.
 ACCEPTOR_PREFIX = "mp/acc/"
 SNAPSHOT_KEY = "mp/snapshot"
 

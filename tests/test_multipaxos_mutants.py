@@ -1,0 +1,151 @@
+"""Deliberately broken multi-Paxos, each caught in a hand-built scenario.
+
+A checker that catches no bug proves nothing.  Each test runs one short,
+hand-built fault schedule twice on the in-memory network: with the mutant
+switched on, :func:`multipaxos.check_invariants` (run after every step) or the
+network's comparison of applied entries must raise naming the violated
+property; with it off the very same schedule is safe, and ends with every
+replica holding the value that was really chosen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from smr.commands import put
+from smr.replica import ClientRequest
+from smr.testing import Network
+
+from multipaxos import Accept, MultiPaxosCore, check_invariants
+
+ON_OFF = [pytest.param(True, id="mutant"), pytest.param(False, id="correct")]
+V = ClientRequest("c1", 1, put("x", "v"))
+W = ClientRequest("c2", 1, put("x", "w"))
+
+
+def _net(size: int, **options: object) -> Network:
+    return Network(MultiPaxosCore, size, options, 0, invariants=check_invariants)
+
+
+def _run(mutant: bool, prop: str, scenario: Callable[[], None]) -> None:
+    if mutant:
+        with pytest.raises(AssertionError, match=prop):
+            scenario()
+    else:
+        scenario()
+
+
+def _settle(net: Network, leader: str) -> None:
+    net.recover()
+    net.tick_all(2 * net.cores[leader].opts.heartbeat_ticks + 1)
+
+
+def _preempted_accept(net: Network) -> list:
+    """n1 leads ballot 1.n1 and sends Accept(V) for slot 1, which is held back; n2 then wins ballot
+    2.n2 with n3's promise and gets W chosen at slot 1 (by n2 and n3).  Returns the held Accepts."""
+    net.elect("n1")
+    net.step("n1", V)
+    held = net.take(Accept, src="n1")
+    net.isolate("n1")
+    net.elect("n2")
+    net.step("n2", W)
+    net.stabilize()
+    assert net.cores["n2"].log[1] == W  # chosen by n2 and n3, applied by n2
+    return held
+
+
+@pytest.mark.parametrize("mutant", ON_OFF)
+def test_mutant_accept_lower_ballot_lets_a_deposed_leader_overwrite_a_chosen_value(mutant: bool) -> None:
+    """An acceptor that accepts below its promise lets the old leader's delayed Accept(V) join n1's
+    own acceptance into a second majority for slot 1, where W was already chosen.
+
+    Reference: Paxos Made Simple, section 2.2 (P1a: accept only if no higher prepare was promised)
+    """
+    net = _net(3, mutant_accept_lower_ballot=mutant)
+
+    def scenario() -> None:
+        held = _preempted_accept(net)
+        net.inject([m for m in held if m[1] == "n3"])
+        net.stabilize()
+        assert net.cores["n3"].acceptor.accepted[1][1] == W
+        _settle(net, "n2")
+        assert all(core.log[1] == W for core in net.cores.values())
+
+    _run(mutant, "chosen values stick", scenario)
+
+
+@pytest.mark.parametrize("mutant", ON_OFF)
+def test_mutant_ignore_promised_values_lets_a_new_leader_replace_a_chosen_value(mutant: bool) -> None:
+    """A new leader that ignores the values reported in promises proposes W at a slot where V was
+    already chosen (accepted by n1 and n2 in ballot 1.n1, applied by n1).
+
+    Reference: Paxos Made Simple, section 2.2 (P2c: propose the highest-numbered accepted value)
+    """
+    net = _net(3, mutant_ignore_promised_values=mutant)
+
+    def scenario() -> None:
+        net.elect("n1")
+        net.step("n1", V)
+        net.stabilize()
+        assert net.cores["n1"].log[1] == V and net.cores["n2"].applied == 0  # n2 has not learned it yet
+        net.isolate("n1")                        # n1 stays up: its acceptance of V is visible
+        net.elect("n3")                          # promises: n3 (nothing) and n2 (V in 1.n1)
+        net.step("n3", W)
+        net.stabilize()
+        assert net.cores["n3"].log == {1: V, 2: W}
+        _settle(net, "n3")
+        assert all(core.log[1] == V for core in net.cores.values())
+
+    _run(mutant, "chosen values stick", scenario)
+
+
+@pytest.mark.parametrize("mutant", ON_OFF)
+def test_mutant_forget_promise_accepts_an_old_ballot_after_a_restart(mutant: bool) -> None:
+    """An acceptor whose promise is not made durable forgets it in a crash, then accepts the deposed
+    leader's delayed Accept(V) in ballot 1.n1: a second majority at a slot where W was chosen.
+
+    Reference: Paxos Made Simple, section 2.3 (an acceptor records its promise in stable storage)
+    """
+    net = _net(3, mutant_forget_promise=mutant)
+
+    def scenario() -> None:
+        held = _preempted_accept(net)
+        net.restart("n3")
+        assert (net.cores["n3"].acceptor.promised is None) == mutant
+        net.inject([m for m in held if m[1] == "n3"])
+        net.stabilize()
+        assert net.cores["n3"].acceptor.accepted[1][1] == W
+        _settle(net, "n2")
+        assert all(core.log[1] == W for core in net.cores.values())
+
+    _run(mutant, "chosen values stick", scenario)
+
+
+@pytest.mark.parametrize("mutant", ON_OFF)
+def test_mutant_apply_unchosen_applies_a_value_only_a_minority_accepted(mutant: bool) -> None:
+    """A replica that applies every value it accepts applies V, accepted by 2 of 5; the next leader,
+    whose promisers never saw V, rightly chooses W at that slot: two replicas applied different
+    values at slot 1.
+
+    Reference: Paxos Made Simple, section 2.3 (a value is chosen only once a majority accepted it)
+    """
+    net = _net(5, mutant_apply_unchosen=mutant)
+
+    def scenario() -> None:
+        net.elect("n1")
+        net.drop_if = lambda s, d, m: isinstance(m, Accept) and d != "n2"
+        net.step("n1", V)
+        net.stabilize()
+        net.crash("n1")
+        net.recover()
+        net.isolate("n2")
+        net.elect("n3")                          # promisers n3, n4, n5: slot 1 is free
+        net.step("n3", W)
+        net.stabilize()
+        assert net.cores["n3"].log[1] == W
+        _settle(net, "n3")
+        assert all(core.log[1] == W for core in net.cores.values())
+
+    _run(mutant, "state machine safety", scenario)
