@@ -193,9 +193,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print figures (never run as tests)")
     from .checker.bench import register_bench as register_checker_bench
 
+    from .net.cli import register_bench as register_tcp_bench
+
     bench_sub = p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     register_sim_bench(bench_sub)
     register_checker_bench(bench_sub)
+    register_tcp_bench(bench_sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,12 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
     from synod.cli import register as register_essay
 
     from .checker.cli import register_check
+    from .net.cli import register as register_net
 
     _add_compare(sub)
     _add_sim(sub)
     _add_trace(sub)
     register_check(sub)
     register_essay(sub)
+    register_net(sub)
     _add_backends(sub)
     _add_bench(sub)
     return parser

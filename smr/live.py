@@ -75,7 +75,9 @@ class LocalCluster:
             ReplicaConfig(node_id, peers, rng, lambda: make_state_machine(sm), self._options))
         node.send, node.recv = trio.open_memory_channel[Any](math.inf)
         node.scope = trio.CancelScope()
-        self._nursery.start_soon(self._run_node, node, node.scope)
+        # The task gets this incarnation's core and inbox as arguments, so a crash and a
+        # restart with no checkpoint in between never let the old task step the new core.
+        self._nursery.start_soon(self._run_node, node, node.core, node.recv, node.scope)
         node.send.send_nowait(Start(dict(node.durable)))
 
     def crash(self, node_id: str) -> None:
@@ -97,22 +99,25 @@ class LocalCluster:
                     best = (st.epoch, node.id)
         return None if best is None else best[1]
 
-    async def _run_node(self, node: _Node, scope: trio.CancelScope) -> None:
+    async def _run_node(self, node: _Node, core: Any, inbox: trio.MemoryReceiveChannel[Any],
+                        scope: trio.CancelScope) -> None:
         with scope:
             async with trio.open_nursery() as inner:
-                inner.start_soon(self._ticker, node)
-                async for event in node.recv:
+                inner.start_soon(self._ticker, node.send)
+                async for event in inbox:
+                    if scope.cancel_called:
+                        return
                     try:
-                        ready = node.core.step(event)
+                        ready = core.step(event)
                     except RemoteProtocolError:
                         node.remote_errors += 1
                         continue
                     self._handle(node, ready)
 
-    async def _ticker(self, node: _Node) -> None:
+    async def _ticker(self, inbox: trio.MemorySendChannel[Any]) -> None:
         while True:
             await trio.sleep(self.tick_seconds)
-            node.send.send_nowait(TICK)
+            inbox.send_nowait(TICK)
 
     def _handle(self, node: _Node, ready: Ready) -> None:
         for write in ready.persist:  # durable before anything leaves

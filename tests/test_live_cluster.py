@@ -48,3 +48,14 @@ async def test_misuse_is_a_local_error(autojump_clock: trio.abc.Clock) -> None:
     async with open_local_cluster("coordinator", n=1) as cluster:
         with pytest.raises(LocalProtocolError, match="already running"):
             cluster.start_node("n1")
+
+
+async def test_crash_and_restart_without_a_checkpoint_in_between(autojump_clock: trio.abc.Clock) -> None:
+    """The old incarnation's task never steps the new core (restart right after crash)."""
+    async with open_local_cluster("raft", n=3, state_machine="kv") as cluster:
+        await cluster.submit(c.put("k", "v"), timeout=0.5)
+        for _ in range(3):
+            for node in ("n1", "n2", "n3"):
+                cluster.crash(node)
+                cluster.start_node(node)
+        assert await cluster.submit(c.get("k"), timeout=0.5, attempts=40) == "v"

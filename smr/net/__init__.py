@@ -1,0 +1,33 @@
+"""The TCP runtime: one replica per process, authenticated frames, durable SQLite storage.
+
+The public surface:
+
+* :func:`serve` / :class:`NodeServer` -- run one replica (``smr serve``);
+* :func:`open_tcp_client` -> :class:`TcpCluster` (``submit``, ``client()``,
+  ``status``) and its sessions :class:`TcpClient`;
+* :func:`load_cluster` / :func:`parse_cluster` -> :class:`ClusterConfig`;
+* :class:`Storage` / :func:`open_storage` -- a node's durable map on disk;
+* :class:`LocalTcpCluster` / :func:`open_local_tcp_cluster` -- a whole
+  cluster of subprocesses on 127.0.0.1 (``smr cluster up``).
+"""
+
+from ._client import CommandRefused as CommandRefused
+from ._client import TcpClient as TcpClient
+from ._client import TcpCluster as TcpCluster
+from ._client import open_tcp_client as open_tcp_client
+from ._config import ClusterConfig as ClusterConfig
+from ._config import NodeAddress as NodeAddress
+from ._config import dump_cluster as dump_cluster
+from ._config import load_cluster as load_cluster
+from ._config import parse_cluster as parse_cluster
+from ._frames import FrameError as FrameError
+from ._launcher import LocalTcpCluster as LocalTcpCluster
+from ._launcher import free_ports as free_ports
+from ._launcher import open_local_tcp_cluster as open_local_tcp_cluster
+from ._messages import StatusQuery as StatusQuery
+from ._messages import StatusReport as StatusReport
+from ._server import NodeServer as NodeServer
+from ._server import serve as serve
+from ._storage import Storage as Storage
+from ._storage import open_storage as open_storage
+from ._values import CorruptValue as CorruptValue

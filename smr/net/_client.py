@@ -1,0 +1,299 @@
+"""A client of a TCP cluster: finds the leader, follows redirects, retries with the same sequence number.
+
+The surface matches the in-process cluster of :mod:`smr.live`::
+
+    async with smr.net.open_tcp_client("cluster.yaml") as cluster:
+        await cluster.submit(smr.commands.put("x", "1"))
+        session = cluster.client()          # its own client id and sequence numbers
+        await session.submit(smr.commands.get("x"))
+
+Each :class:`TcpClient` keeps one request outstanding (the replicas' session
+table remembers one answer per client), so a retry -- after a timeout, a
+redirect or a lost connection -- carries the same (client id, sequence
+number) and is applied at most once.  ``TcpCluster.submit`` borrows an idle
+session from a pool, so concurrent callers never share one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from smr import wire
+from smr.commands import Command, Scalar
+from smr.errors import LocalProtocolError, RemoteProtocolError
+from smr.replica import ClientRequest, Reply, ReplyStatus
+
+from ._config import ClusterConfig, load_cluster
+from ._frames import TAG_BYTES, FrameError
+from ._messages import StatusQuery, StatusReport
+from ._transport import FramedConnection, connect, decode_message
+
+PAUSE_MIN_S = 0.02
+PAUSE_MAX_S = 0.25
+CONNECT_TIMEOUT_S = 1.0
+
+_DISCONNECTED = object()
+
+
+class CommandRefused(LocalProtocolError):
+    """The cluster answered that the command was not applied and never will be."""
+
+
+class _Link:
+    """The client's connection to one node, shared by every session."""
+
+    def __init__(self, node: str, conn: FramedConnection) -> None:
+        self.node = node
+        self.conn = conn
+        self.lock = trio.StrictFIFOLock()
+        self.waiting: set[tuple[str, int]] = set()
+        self.status_waiters: deque[trio.MemorySendChannel[StatusReport | None]] = deque()
+        self.closed = False
+
+
+class TcpCluster:
+    """A connection pool to one cluster; make it with :func:`open_tcp_client`."""
+
+    def __init__(self, config: ClusterConfig, nursery: trio.Nursery, prefix: str = "tcp") -> None:
+        self.config = config
+        self.names = list(config.node_ids)
+        self.leader_hint: str | None = None
+        self.errors = 0
+        self._secret = config.secret_bytes()
+        self._nursery = nursery
+        self._prefix = f"{prefix}-{os.getpid()}-{secrets.token_hex(4)}"
+        self._count = 0
+        self._links: dict[str, _Link] = {}
+        self._connecting: dict[str, trio.Lock] = {n: trio.Lock() for n in self.names}
+        self._waiters: dict[tuple[str, int], trio.MemorySendChannel[tuple[str, Any]]] = {}
+        self._idle: list[TcpClient] = []
+
+    # ----------------------------------------------------------------- API
+    def client(self) -> "TcpClient":
+        """Return a new session with its own client id and sequence numbers."""
+        self._count += 1
+        return TcpClient(self, f"{self._prefix}-{self._count}")
+
+    async def submit(self, command: Command, *, timeout: float = 1.0, attempts: int = 40) -> Scalar:
+        """Run ``command`` through the replicated log once and return its result."""
+        session = self._idle.pop() if self._idle else self.client()
+        try:
+            return await session.submit(command, timeout=timeout, attempts=attempts)
+        finally:
+            self._idle.append(session)
+
+    async def status(self, node: str, *, timeout: float = 1.0) -> StatusReport | None:
+        """Return ``node``'s status report, or None if it does not answer within ``timeout``."""
+        with trio.move_on_after(timeout):
+            link = await self._link(node)
+            if link is None:
+                return None
+            send, recv = trio.open_memory_channel[StatusReport | None](1)
+            link.status_waiters.append(send)
+            if not await self._send(link, wire.encode(StatusQuery())):
+                return None
+            return await recv.receive()
+        return None
+
+    async def statuses(self, *, timeout: float = 1.0) -> dict[str, StatusReport | None]:
+        """Ask every node for its status at once; None for those that do not answer."""
+        found: dict[str, StatusReport | None] = {}
+
+        async def ask(node: str) -> None:
+            found[node] = await self.status(node, timeout=timeout)
+
+        async with trio.open_nursery() as nursery:
+            for node in self.names:
+                nursery.start_soon(ask, node)
+        return {n: found.get(n) for n in self.names}
+
+    async def find_leader(self, *, timeout: float = 1.0) -> str | None:
+        """Return the node that reports itself leader with the highest epoch, if any answers."""
+        best: tuple[int, str] | None = None
+        for node, report in (await self.statuses(timeout=timeout)).items():
+            if report is not None and report.role in ("leader", "coordinator"):
+                if best is None or report.epoch > best[0]:
+                    best = (report.epoch, node)
+        return None if best is None else best[1]
+
+    async def aclose(self) -> None:
+        """Close every connection."""
+        for link in list(self._links.values()):
+            link.closed = True
+            await trio.aclose_forcefully(link.conn.stream)
+        self._links.clear()
+
+    # ------------------------------------------------------------ plumbing
+    async def _link(self, node: str) -> _Link | None:
+        link = self._links.get(node)
+        if link is not None and not link.closed:
+            return link
+        async with self._connecting[node]:
+            link = self._links.get(node)
+            if link is not None and not link.closed:
+                return link
+            address = self.config.address(node)
+            try:
+                with trio.fail_after(CONNECT_TIMEOUT_S):
+                    conn, _hello = await connect(address.host, address.port, self._secret, "client",
+                                                 self._prefix, self.config.max_frame_bytes)
+            except (OSError, trio.TooSlowError, FrameError):
+                return None
+            link = _Link(node, conn)
+            self._links[node] = link
+            self._nursery.start_soon(self._reader, link)
+            return link
+
+    async def _send(self, link: _Link, body: bytes) -> bool:
+        try:
+            async with link.lock:
+                await link.conn.send([body])
+            return True
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await self._drop(link)
+            return False
+
+    async def _reader(self, link: _Link) -> None:
+        try:
+            while True:
+                body = await link.conn.receive()
+                if body is None:
+                    return
+                msg = decode_message(body)
+                if isinstance(msg, Reply):
+                    waiter = self._waiters.get((msg.client_id, msg.seq))
+                    if waiter is not None:
+                        waiter.send_nowait((link.node, msg))
+                elif isinstance(msg, StatusReport) and link.status_waiters:
+                    link.status_waiters.popleft().send_nowait(msg)
+        except (RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            self.errors += 1
+        finally:
+            await self._drop(link)
+
+    async def _drop(self, link: _Link) -> None:
+        if self._links.get(link.node) is link:
+            del self._links[link.node]
+        link.closed = True
+        for key in link.waiting:
+            waiter = self._waiters.get(key)
+            if waiter is not None:
+                waiter.send_nowait((link.node, _DISCONNECTED))
+        while link.status_waiters:
+            link.status_waiters.popleft().send_nowait(None)
+        await trio.aclose_forcefully(link.conn.stream)
+
+
+class TcpClient:
+    """One client session of a :class:`TcpCluster`: one request outstanding at a time."""
+
+    def __init__(self, cluster: TcpCluster, client_id: str) -> None:
+        self.cluster = cluster
+        self.client_id = client_id
+        self.seq = 0
+        self._turn = secrets.randbelow(len(cluster.names))
+
+    async def submit(self, command: Command, *, timeout: float = 1.0, attempts: int = 40) -> Scalar:
+        """Submit ``command``; raise TimeoutError (outcome unknown) if ``attempts`` tries get no answer.
+
+        Raises CommandRefused if the cluster says the command was not, and will
+        never be, applied.
+        """
+        cluster = self.cluster
+        self.seq += 1
+        key = (self.client_id, self.seq)
+        request = wire.encode(ClientRequest(self.client_id, self.seq, command))
+        if len(request) + TAG_BYTES > cluster.config.max_frame_bytes:
+            raise LocalProtocolError(f"command of {len(request)} bytes exceeds the cluster's max_frame_bytes "
+                                     f"({cluster.config.max_frame_bytes})")
+        send, recv = trio.open_memory_channel[tuple[str, Any]](math.inf)
+        cluster._waiters[key] = send
+        pause = PAUSE_MIN_S
+        followed: set[str] = set()
+        try:
+            for _ in range(attempts):
+                target = cluster.leader_hint or cluster.names[self._turn % len(cluster.names)]
+                outcome, value = await self._attempt(target, key, request, recv, timeout)
+                if outcome == "ok":
+                    return value
+                if outcome == "redirect":
+                    if value is not None and value != target and value in cluster.names:
+                        cluster.leader_hint = value
+                        if value not in followed:  # a fresh hint: follow it at once
+                            followed.add(value)
+                            continue
+                        await trio.sleep(pause)  # hints going round in circles: give the election time
+                        pause = min(pause * 2, PAUSE_MAX_S)
+                        continue
+                    cluster.leader_hint = None
+                elif cluster.leader_hint == target:
+                    cluster.leader_hint = None
+                self._turn += 1
+                await trio.sleep(pause * (0.5 + secrets.randbelow(1000) / 1000))
+                pause = min(pause * 2, PAUSE_MAX_S)
+            raise TimeoutError(f"no answer to {command} after {attempts} attempts")
+        finally:
+            del cluster._waiters[key]
+
+    async def _attempt(self, target: str, key: tuple[str, int], request: bytes,
+                       recv: trio.MemoryReceiveChannel[tuple[str, Any]], timeout: float) -> tuple[str, Any]:
+        """Send the request to ``target`` once; return ("ok", result), ("redirect", leader) or ("retry", None)."""
+        cluster = self.cluster
+        with trio.move_on_after(timeout):
+            link = await cluster._link(target)
+            if link is None:
+                return "retry", None
+            link.waiting.add(key)
+            try:
+                if not await cluster._send(link, request):
+                    return "retry", None
+                while True:
+                    node, reply = await recv.receive()
+                    if reply is _DISCONNECTED:
+                        if node == target:
+                            return "retry", None
+                        continue
+                    if reply.status == ReplyStatus.OK:
+                        cluster.leader_hint = node
+                        return "ok", reply.result  # from any node: it was applied
+                    if node != target:
+                        continue  # a late answer to an earlier attempt
+                    if reply.status == ReplyStatus.FAIL:
+                        reason = f": {reply.result}" if reply.result is not None else ""
+                        raise CommandRefused(f"command {reply.seq} was refused by {target}{reason}")
+                    return "redirect", reply.leader
+            finally:
+                link.waiting.discard(key)
+        return "retry", None
+
+
+@asynccontextmanager
+async def open_tcp_client(cluster: str | Path | ClusterConfig, *,
+                          prefix: str = "tcp") -> AsyncIterator[TcpCluster]:
+    """Connect to the cluster described by a cluster file (or config); close everything on exit.
+
+    An exception raised in the ``async with`` body comes out as itself, not
+    wrapped in an exception group.
+    """
+    config = cluster if isinstance(cluster, ClusterConfig) else load_cluster(cluster)
+    raised: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        client = TcpCluster(config, nursery, prefix)
+        try:
+            yield client
+        except BaseException as exc:  # re-raised below, once the readers are gone
+            raised = exc
+        finally:
+            nursery.cancel_scope.cancel()
+            await client.aclose()
+    if raised is not None:
+        raise raised

@@ -1,0 +1,33 @@
+"""The few messages a TCP client exchanges with a node besides ClientRequest and Reply."""
+
+from __future__ import annotations
+
+import attrs
+
+from smr import wire
+
+
+@wire.message
+@attrs.frozen
+class StatusQuery:
+    """A client asks a node how it is doing (answered at once, outside the log)."""
+
+
+@wire.message
+@attrs.frozen
+class StatusReport:
+    """A node's answer to :class:`StatusQuery`: role, epoch, leader belief and counters.
+
+    ``refused`` counts frames dropped per reason (see ``smr.net._frames.REASONS``).
+    """
+
+    node: str
+    backend: str
+    role: str
+    epoch: int
+    leader: str | None
+    commit_index: int
+    uptime_s: float
+    counters: dict[str, int] = attrs.field(factory=dict)
+    refused: dict[str, int] = attrs.field(factory=dict)
+    storage: dict[str, float] = attrs.field(factory=dict)

@@ -1,0 +1,394 @@
+"""One replica as one process: the sans-IO core driven by trio TCP, trio's clock and durable storage.
+
+The node loop is the one of :mod:`smr.live` with a real disk:
+
+1. wait for an input (a peer message, a client request, a tick), take every
+   input that has queued meanwhile, and step the core with each (peer
+   messages first, client requests last);
+2. release the outputs of the leading batches that persist nothing (an
+   acknowledgement's commit and replies need not wait for any sync);
+3. **group commit**: write the persist sets of all the remaining batches in
+   one transaction and sync it once (:class:`~smr.net._storage.Storage`);
+4. only then release their messages and replies, in batch order.
+
+While a sync is in flight (in a worker thread) the network keeps reading, so
+the next round's batch is whatever arrived during this one's sync.  (Syncing
+inline, blocking the loop, was measured too: sequential latency ~1 ms lower,
+but 16-client throughput 340-410 ops/s against 560-700 with the thread.)
+
+Failures are split by blame: a frame that is oversized, truncated,
+unauthenticated or malformed, or a message a connection may not carry, is
+counted under its reason and its connection closed, and the node keeps
+serving; an input the core rejects (``RemoteProtocolError``) is counted and
+dropped; a client command the state machine cannot apply is answered
+``fail`` before it can reach the log.  Outgoing peer connections reconnect with jittered exponential
+back-off; messages for an unreachable peer are dropped, as a lossy network
+would, and the protocols' own timeouts retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from smr import wire
+from smr.errors import ConfigError, LocalProtocolError, RemoteProtocolError
+from smr.replica import (TICK, ClientRequest, Ready, ReplicaConfig, Receive, Reply, ReplyStatus, Start,
+                         get_backend)
+from smr.state_machines import make_state_machine
+
+from ._config import ClusterConfig, NodeAddress
+from ._frames import REASONS, TAG_BYTES, FrameError
+from ._messages import StatusQuery, StatusReport
+from ._storage import Storage, open_storage
+from ._transport import FramedConnection, accept, connect, decode_message
+
+log = logging.getLogger("smr.net")
+
+#: Most inputs stepped before one group commit.
+MAX_BATCH_EVENTS = 1024
+#: Inputs waiting for the core; readers block (TCP back-pressure) when it is full.
+EVENT_QUEUE = 4096
+#: Messages waiting per peer and replies waiting per client connection; beyond it they are dropped.
+PEER_QUEUE = 4096
+CLIENT_QUEUE = 4096
+#: Most frames written to a connection in one send.
+SEND_BATCH = 256
+HELLO_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 2.0
+BACKOFF_MIN_S = 0.05
+BACKOFF_MAX_S = 0.5
+#: If the ticker falls this many ticks behind (a stalled process), it skips ahead instead of bursting.
+MAX_TICK_LAG = 5
+
+
+def _rank(event: Any) -> int:
+    return 0 if isinstance(event, Receive) else 2 if isinstance(event, ClientRequest) else 1
+
+
+class NodeServer:
+    """A running replica of ``config`` named ``node``, with its storage in ``data_dir``."""
+
+    def __init__(self, config: ClusterConfig, node: str, data_dir: str | Path) -> None:
+        self.config = config
+        self.me: NodeAddress = config.address(node)
+        self.id = node
+        self.data_dir = Path(data_dir)
+        self.secret = config.secret_bytes()
+        self.peers = tuple(n for n in config.node_ids if n != node)
+        self.counters: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter({reason: 0 for reason in REASONS})
+        self.storage: Storage | None = None
+        self.core: Any = None
+        self.started = time.monotonic()
+        self._events_send, self._events = trio.open_memory_channel[Any](EVENT_QUEUE)
+        self._peer_out: dict[str, trio.MemorySendChannel[bytes]] = {}
+        self._peer_in: dict[str, trio.MemoryReceiveChannel[bytes]] = {}
+        for peer in self.peers:
+            self._peer_out[peer], self._peer_in[peer] = trio.open_memory_channel[bytes](PEER_QUEUE)
+        self._clients: dict[str, trio.MemorySendChannel[bytes]] = {}
+
+    # -------------------------------------------------------------- lifecycle
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Recover from disk, listen, and serve until cancelled; reports the bound port when ready."""
+        storage, durable = open_storage(self.data_dir, self.id, fsync=self.config.fsync)
+        self.storage = storage
+        try:
+            storage.claim("backend", self.config.backend)  # another backend's state would be garbage
+            backend = get_backend(self.config.backend)
+            sm = self.config.state_machine
+            rng = random.Random(int.from_bytes(os.urandom(8), "big"))
+            self.core = backend.factory(ReplicaConfig(
+                self.id, self.peers, rng, lambda: make_state_machine(sm),
+                {**backend.options, **self.config.backend_options}))
+            log.info("%s: recovered %d durable keys from %s", self.id, len(durable), self.data_dir)
+            await self._commit_and_release([self.core.step(Start(durable))])
+            try:
+                listeners = await trio.open_tcp_listeners(self.me.port, host=self.me.host)
+            except OSError as exc:
+                index = self.config.node_ids.index(self.id)
+                raise ConfigError(f"cannot listen on {self.me.host}:{self.me.port}: {exc.strerror}",
+                                  file=self.config.source, field=f"nodes[{index}].port") from None
+            port = listeners[0].socket.getsockname()[1]
+            async with trio.open_nursery() as nursery:
+                await nursery.start(trio.serve_listeners, self._handle_connection, listeners)
+                for peer in self.peers:
+                    nursery.start_soon(self._peer_sender, self.config.address(peer), self._peer_in[peer])
+                nursery.start_soon(self._ticker)
+                nursery.start_soon(self._core_loop)
+                log.info("%s: serving %s on %s:%d", self.id, self.config.backend, self.me.host, port)
+                task_status.started(port)
+        finally:
+            storage.close()
+
+    def report(self) -> StatusReport:
+        """Return this node's status and counters."""
+        st = self.core.status()
+        storage = self.storage.stats.to_json() if self.storage is not None else {}
+        return StatusReport(self.id, self.config.backend, st.role, st.epoch, st.leader, st.commit_index,
+                            round(time.monotonic() - self.started, 3), dict(self.counters),
+                            dict(self.refused), storage)
+
+    # -------------------------------------------------------------- core loop
+    async def _ticker(self) -> None:
+        period = self.config.tick_ms / 1000.0
+        deadline = trio.current_time()
+        while True:
+            deadline += period
+            now = trio.current_time()
+            if deadline < now - MAX_TICK_LAG * period:
+                deadline = now
+            await trio.sleep_until(deadline)
+            try:
+                self._events_send.send_nowait(TICK)
+            except trio.WouldBlock:
+                self.counters["ticks_dropped"] += 1
+
+    def _step(self, event: Any) -> Ready | None:
+        try:
+            return self.core.step(event)
+        except RemoteProtocolError as exc:
+            self.counters["remote_errors"] += 1
+            log.warning("%s: dropped an input the core rejected: %s", self.id, exc)
+            return None
+
+    async def _core_loop(self) -> None:
+        while True:
+            events = [await self._events.receive()]
+            while len(events) < MAX_BATCH_EVENTS:  # take everything queued: one sync covers it all
+                try:
+                    events.append(self._events.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            # Peer messages first, client requests last: acknowledgements (and the replies they
+            # release) then need not wait for the sync of new entries.  The sort is stable and each
+            # source belongs to one class, so every peer's and client's own order is kept.
+            events.sort(key=_rank)
+            readies = [r for r in map(self._step, events) if r]
+            await self._commit_and_release(readies)
+
+    async def _commit_and_release(self, readies: list[Ready]) -> None:
+        """Release each batch once its own writes and every earlier batch's are synced, in order."""
+        first = next((i for i, r in enumerate(readies) if r.persist), len(readies))
+        for ready in readies[:first]:  # nothing before these awaits a sync
+            self._release(ready)
+        rest = readies[first:]
+        writes = [w for r in rest for w in r.persist]
+        if writes:
+            storage = self.storage
+            if storage is None:
+                raise LocalProtocolError(f"{self.id}: a batch to persist before the storage is open")
+            if self.config.fsync:  # in a thread: the network keeps reading during the sync
+                await trio.to_thread.run_sync(storage.commit, writes)
+            else:
+                storage.commit(writes)  # no sync: nothing worth a thread
+            self.counters["group_commits"] += 1
+        for ready in rest:  # durable now
+            self._release(ready)
+
+    def _release(self, ready: Ready) -> None:
+        for send in ready.messages:
+            out = self._peer_out.get(send.dst)
+            body = self._encode(send.message)
+            if out is None or body is None:
+                continue
+            try:
+                out.send_nowait(body)
+            except trio.WouldBlock:
+                self.counters["messages_dropped"] += 1
+        for reply in ready.replies:
+            self._send_reply(reply)
+
+    def _encode(self, message: Any) -> bytes | None:
+        """The frame body of ``message``, or None (counted, logged) if no peer would accept its size."""
+        body = wire.encode(message)
+        if len(body) + TAG_BYTES > self.config.max_frame_bytes:
+            self.counters["messages_too_large"] += 1
+            log.error("%s: dropped a %d-byte %s: max_frame_bytes is %d; raise it in the cluster file",
+                      self.id, len(body), type(message).__name__, self.config.max_frame_bytes)
+            return None
+        return body
+
+    def _send_reply(self, reply: Reply) -> None:
+        out = self._clients.get(reply.client_id)
+        if out is None:
+            self.counters["replies_unroutable"] += 1
+            return
+        body = self._encode(reply)
+        if body is None:
+            return
+        try:
+            out.send_nowait(body)
+            self.counters["replies"] += 1
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            self.counters["replies_dropped"] += 1
+
+    # ----------------------------------------------------------- peers (out)
+    async def _peer_sender(self, peer: NodeAddress, queue: trio.MemoryReceiveChannel[bytes]) -> None:
+        backoff = BACKOFF_MIN_S
+        while True:
+            try:
+                with trio.fail_after(CONNECT_TIMEOUT_S):
+                    conn, hello = await connect(peer.host, peer.port, self.secret, "peer", self.id,
+                                                self.config.max_frame_bytes)
+                if hello.id != peer.id:
+                    await conn.aclose()
+                    raise FrameError("unexpected", f"{peer.host}:{peer.port} is {hello.id!r}, not {peer.id!r}")
+            except (OSError, trio.TooSlowError, FrameError) as exc:
+                if isinstance(exc, FrameError):
+                    self.refused[exc.reason] += 1
+                self.counters["peer_connect_failures"] += 1
+                self._discard(queue)
+                await trio.sleep(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                continue
+            backoff = BACKOFF_MIN_S
+            self.counters["peer_connects"] += 1
+            log.info("%s: connected to %s", self.id, peer.id)
+            try:
+                async with conn.stream:
+                    while True:
+                        bodies = [await queue.receive()]
+                        while len(bodies) < SEND_BATCH:
+                            try:
+                                bodies.append(queue.receive_nowait())
+                            except trio.WouldBlock:
+                                break
+                        await conn.send(bodies)
+                        self.counters["frames_out"] += len(bodies)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                self.counters["peer_disconnects"] += 1
+                log.info("%s: lost connection to %s", self.id, peer.id)
+
+    def _discard(self, queue: trio.MemoryReceiveChannel[bytes]) -> None:
+        while True:
+            try:
+                queue.receive_nowait()
+            except trio.WouldBlock:
+                return
+            self.counters["messages_dropped"] += 1
+
+    # ------------------------------------------------------------ connections
+    def _refuse(self, exc: FrameError, who: str) -> None:
+        self.refused[exc.reason] += 1
+        log.warning("%s: refused a frame from %s: %s", self.id, who, exc)
+
+    async def _handle_connection(self, stream: trio.SocketStream) -> None:
+        self.counters["connections"] += 1
+        who = "?"
+        try:
+            who = "%s:%d" % stream.socket.getpeername()[:2]
+            with trio.fail_after(HELLO_TIMEOUT_S):
+                conn, hello = await accept(stream, self.secret, self.id, self.config.max_frame_bytes)
+            who = f"{hello.role} {hello.id} ({who})"
+            if hello.role == "peer":
+                if hello.id not in self.peers:
+                    raise FrameError("unexpected", f"{hello.id!r} is not a peer of {self.id}")
+                await self._read_peer(conn, hello.id)
+            else:
+                await self._serve_client(conn, who)
+        except FrameError as exc:
+            self._refuse(exc, who)
+        except trio.TooSlowError:
+            self._refuse(FrameError("truncated", "no complete hello in time"), who)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # the other side went away; nothing to count
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _read_peer(self, conn: FramedConnection, src: str) -> None:
+        while True:
+            body = await conn.receive()
+            if body is None:
+                return
+            self.counters["frames_in"] += 1
+            msg = decode_message(body)
+            if isinstance(msg, (ClientRequest, Reply, StatusQuery, StatusReport)):
+                raise FrameError("unexpected", f"{type(msg).__name__} on a peer connection")
+            await self._events_send.send(Receive(src, msg))
+
+    async def _serve_client(self, conn: FramedConnection, who: str) -> None:
+        out_send, out_recv = trio.open_memory_channel[bytes](CLIENT_QUEUE)
+        mine: set[str] = set()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._client_writer, conn, out_recv, nursery.cancel_scope)
+            try:
+                await self._read_client(conn, out_send, mine)
+            except FrameError as exc:  # handled here: nursery errors would arrive grouped
+                self._refuse(exc, who)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+            finally:
+                for client_id in mine:
+                    if self._clients.get(client_id) is out_send:
+                        del self._clients[client_id]
+                out_send.close()
+                nursery.cancel_scope.cancel()
+
+    async def _read_client(self, conn: FramedConnection, out: trio.MemorySendChannel[bytes],
+                           mine: set[str]) -> None:
+        while True:
+            body = await conn.receive()
+            if body is None:
+                return
+            self.counters["frames_in"] += 1
+            msg = decode_message(body)
+            if isinstance(msg, ClientRequest):
+                self.counters["client_requests"] += 1
+                self._clients[msg.client_id] = out
+                mine.add(msg.client_id)
+                problem = self._invalid(msg)
+                if problem is None:
+                    await self._events_send.send(msg)
+                    continue
+                self.counters["commands_refused"] += 1
+                self._send_reply(Reply(msg.client_id, msg.seq, ReplyStatus.FAIL, problem))
+            elif isinstance(msg, StatusQuery):
+                try:
+                    out.send_nowait(wire.encode(self.report()))  # small: a few counters
+                except trio.WouldBlock:
+                    self.counters["replies_dropped"] += 1
+            else:
+                raise FrameError("unexpected", f"{type(msg).__name__} on a client connection")
+
+    def _invalid(self, request: ClientRequest) -> str | None:
+        """Why ``request`` must not enter the log, or None.
+
+        A command the state machine cannot apply would be committed and then
+        crash every replica that applies it -- again at every recovery.  So
+        each one is first tried on a fresh, empty state machine.
+        """
+        try:
+            make_state_machine(self.config.state_machine).apply(request.command)
+        except Exception as exc:  # whatever a bad command makes the probe raise, it stays out
+            return f"{self.config.state_machine} cannot apply {request.command}: {type(exc).__name__}: {exc}"
+        return None
+
+    async def _client_writer(self, conn: FramedConnection, queue: trio.MemoryReceiveChannel[bytes],
+                             scope: trio.CancelScope) -> None:
+        try:
+            async for body in queue:
+                bodies = [body]
+                while len(bodies) < SEND_BATCH:
+                    try:
+                        bodies.append(queue.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                await conn.send(bodies)
+                self.counters["frames_out"] += len(bodies)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            scope.cancel()
+
+
+async def serve(config: ClusterConfig, node: str, data_dir: str | Path, *,
+                task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run replica ``node`` of ``config`` with storage in ``data_dir`` until cancelled."""
+    await NodeServer(config, node, data_dir).run(task_status=task_status)
+

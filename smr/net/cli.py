@@ -1,0 +1,291 @@
+"""The TCP runtime's commands: ``smr serve``, ``smr kv``, ``smr status``, ``smr cluster up``,
+``smr crashloop``, and the benchmarks ``smr bench tcp`` / ``smr bench storage``.
+
+:func:`register` adds the first five to the ``smr`` subcommands and
+:func:`register_bench` adds the benchmarks under ``smr bench``; ``python -m
+smr.net`` runs the same commands on their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from smr import commands
+from smr.errors import ConfigError, LocalProtocolError, SMRError
+
+
+def _run(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """trio.run ``fn``; a single SMRError inside an exception group comes out on its own."""
+    try:
+        return trio.run(fn, *args)
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if len(leaves) == 1 and isinstance(leaves[0], (SMRError, TimeoutError)):
+            raise leaves[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
+
+
+def _print_json(doc: Any) -> None:
+    json.dump(doc, sys.stdout, indent=2, sort_keys=True, default=str)
+    sys.stdout.write("\n")
+
+
+# ------------------------------------------------------------------ serve
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run one replica until SIGTERM or Ctrl-C."""
+    from ._config import load_cluster
+    from ._server import serve
+    from ._values import CorruptValue
+
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    config = load_cluster(args.cluster)
+    config.address(args.node)
+    config.secret_bytes()
+
+    async def main() -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                port = await nursery.start(serve, config, args.node, args.data)
+                print(f"{args.node} ready on port {port}", flush=True)
+                async for signum in signals:
+                    logging.getLogger("smr.net").info("%s: stopping on signal %d", args.node, signum)
+                    nursery.cancel_scope.cancel()
+                    break
+
+    try:
+        _run(main)
+    except CorruptValue as exc:
+        raise ConfigError(f"cannot recover: {exc}") from None
+    return 0
+
+
+# --------------------------------------------------------------------- kv
+def _kv_command(args: argparse.Namespace) -> commands.Command:
+    if args.kv_op == "put":
+        return commands.put(args.key, args.value)
+    if args.kv_op == "get":
+        return commands.get(args.key)
+    if args.kv_op == "delete":
+        return commands.delete(args.key)
+    if args.from_absent:
+        if len(args.values) != 1:
+            raise LocalProtocolError("cas --from-absent takes KEY NEW")
+        return commands.cas(args.key, None, args.values[0])
+    if len(args.values) != 2:
+        raise LocalProtocolError("cas takes KEY EXPECTED NEW (or --from-absent KEY NEW)")
+    return commands.cas(args.key, args.values[0], args.values[1])
+
+
+def cmd_kv(args: argparse.Namespace) -> int:
+    """Run one KV command against a TCP cluster and print its result."""
+    from ._client import open_tcp_client
+
+    command = _kv_command(args)
+
+    async def main() -> Any:
+        async with open_tcp_client(args.cluster, prefix="cli") as client:
+            return await client.submit(command, timeout=args.timeout, attempts=args.attempts)
+
+    try:
+        result = _run(main)
+    except TimeoutError as exc:
+        print(f"smr: {exc} (the command may or may not have been applied)", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json({"command": str(command), "result": result})
+    else:
+        print("(absent)" if result is None and args.kv_op == "get" else json.dumps(result))
+    return 0
+
+
+# ----------------------------------------------------------------- status
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print every node's role, epoch, leader and counters; exit 1 if none answers."""
+    from ._client import open_tcp_client
+
+    async def main() -> dict[str, Any]:
+        async with open_tcp_client(args.cluster, prefix="status") as client:
+            return await client.statuses(timeout=args.timeout)
+
+    reports = _run(main)
+    if args.json:
+        _print_json({n: None if r is None else {
+            "role": r.role, "epoch": r.epoch, "leader": r.leader, "commit_index": r.commit_index,
+            "backend": r.backend, "uptime_s": r.uptime_s, "counters": r.counters, "refused": r.refused,
+            "storage": r.storage} for n, r in reports.items()})
+    else:
+        print(f"{'node':8s} {'role':10s} {'epoch':>6s} {'leader':8s} {'commit':>8s} {'uptime_s':>9s} "
+              f"{'frames in/out':>15s} {'refused':>8s} {'syncs':>7s}")
+        for node, r in reports.items():
+            if r is None:
+                print(f"{node:8s} (no answer)")
+                continue
+            print(f"{node:8s} {r.role:10s} {r.epoch:6d} {str(r.leader):8s} {r.commit_index:8d} "
+                  f"{r.uptime_s:9.1f} {r.counters.get('frames_in', 0):>7d}/{r.counters.get('frames_out', 0):<7d} "
+                  f"{sum(r.refused.values()):8d} {int(r.storage.get('commits', 0)):7d}")
+    return 0 if any(r is not None for r in reports.values()) else 1
+
+
+# ---------------------------------------------------------------- cluster
+def cmd_cluster_up(args: argparse.Namespace) -> int:
+    """Start a loopback cluster, print how to use it, and stop it on Ctrl-C or SIGTERM."""
+    from ._launcher import LocalTcpCluster
+
+    temporary = args.dir is None
+    directory = Path(args.dir or tempfile.mkdtemp(prefix="smr-cluster-"))
+    options = json.loads(args.options) if args.options else {}
+    cluster = LocalTcpCluster(directory, nodes=args.nodes, backend=args.backend,
+                              state_machine=args.state_machine, tick_ms=args.tick_ms,
+                              backend_options=options, fsync=not args.no_fsync)
+
+    async def main() -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            cluster.start()
+            leader = await cluster.wait_for_leader(args.leader_timeout)
+            print(f"cluster of {len(cluster.node_ids)} {cluster.config.backend} nodes is up; leader {leader}")
+            print(f"cluster file: {cluster.cluster_file}")
+            print(f"try: smr kv put x 1 --cluster {cluster.cluster_file}")
+            print("Ctrl-C stops it", flush=True)
+            async for _ in signals:
+                return
+
+    try:
+        _run(main)
+    except TimeoutError as exc:
+        print(f"smr: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        codes = cluster.stop()
+        print("stopped: " + ", ".join(f"{n} exit {c}" for n, c in codes.items()), flush=True)
+        if temporary:
+            shutil.rmtree(directory, ignore_errors=True)
+    return 0
+
+
+# -------------------------------------------------------------- crashloop
+def cmd_crashloop(args: argparse.Namespace) -> int:
+    """Kill random nodes under load, then check the history; exit 1 unless linearizable."""
+    from ._crashloop import crashloop
+
+    temporary = args.dir is None
+    directory = Path(args.dir or tempfile.mkdtemp(prefix="smr-crashloop-"))
+    try:
+        options = json.loads(args.options) if args.options else None
+        report = _run(crashloop, directory, args.backend, args.kills, args.interval, args.clients,
+                      args.seed, options)
+    finally:
+        if temporary and not args.keep:
+            shutil.rmtree(directory, ignore_errors=True)
+    if args.json:
+        _print_json(report)
+    else:
+        for line in report["lines"]:
+            print(line)
+    return 0 if report["verdict"] == "linearizable" else 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add serve, kv, status, cluster and crashloop to the ``smr`` subcommands."""
+    p = subparsers.add_parser("serve", help="run one replica over TCP (one process per node)",
+                              description="Run one replica of a cluster file until SIGTERM or Ctrl-C.")
+    p.add_argument("--cluster", required=True, metavar="FILE", help="cluster YAML file")
+    p.add_argument("--node", required=True, help="this node's id in the cluster file")
+    p.add_argument("--data", required=True, metavar="DIR", help="this node's data directory")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_serve)
+
+    p = subparsers.add_parser("kv", help="put/get/cas/delete on a TCP cluster's KV store")
+    kv = p.add_subparsers(dest="kv_op", required=True, metavar="OP")
+    for name, help_ in (("put", "write VALUE to KEY"), ("get", "read KEY"), ("delete", "delete KEY"),
+                        ("cas", "compare-and-set: KEY EXPECTED NEW (or --from-absent KEY NEW)")):
+        q = kv.add_parser(name, help=help_)
+        q.add_argument("key")
+        if name == "put":
+            q.add_argument("value")
+        if name == "cas":
+            q.add_argument("values", nargs="+", metavar="VALUE")
+            q.add_argument("--from-absent", action="store_true", help="expect KEY to be absent")
+        q.add_argument("--cluster", required=True, metavar="FILE")
+        q.add_argument("--timeout", type=float, default=1.0, help="seconds per attempt")
+        q.add_argument("--attempts", type=int, default=40)
+        q.add_argument("--json", action="store_true")
+        q.set_defaults(func=cmd_kv)
+
+    p = subparsers.add_parser("status", help="every node's role, epoch, leader and counters")
+    p.add_argument("--cluster", required=True, metavar="FILE")
+    p.add_argument("--timeout", type=float, default=1.0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = subparsers.add_parser("cluster", help="start a local cluster on 127.0.0.1")
+    cl = p.add_subparsers(dest="cluster_op", required=True, metavar="OP")
+    q = cl.add_parser("up", help="start N `smr serve` processes, wait for a leader, stop on Ctrl-C")
+    q.add_argument("--nodes", type=int, default=3)
+    q.add_argument("--backend", default="raft")
+    q.add_argument("--state-machine", default="kv")
+    q.add_argument("--tick-ms", type=float, default=10.0)
+    q.add_argument("--options", default=None, help="backend options as JSON")
+    q.add_argument("--no-fsync", action="store_true", help="do not sync batches (benchmarks only)")
+    q.add_argument("--dir", default=None, help="cluster directory (kept; reused if it has a cluster file)")
+    q.add_argument("--leader-timeout", type=float, default=20.0)
+    q.set_defaults(func=cmd_cluster_up)
+
+    p = subparsers.add_parser("crashloop", help="kill random nodes under load, then check the history")
+    p.add_argument("--backend", default="raft")
+    p.add_argument("--kills", type=int, default=5)
+    p.add_argument("--interval", type=float, default=3.0, help="seconds between kills")
+    p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--options", default=None, help="backend options as JSON (e.g. a mutant_* switch)")
+    p.add_argument("--dir", default=None, help="cluster directory (default: a temporary one)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_crashloop)
+
+
+def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
+    """Add ``tcp`` and ``storage`` to the ``smr bench`` subcommands."""
+    from ._bench import register_bench as add
+
+    add(bench_subparsers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m smr.net`` (the same commands as ``smr``)."""
+    parser = argparse.ArgumentParser(prog="python -m smr.net", description="The TCP runtime of smr.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    register(sub)
+    bench = sub.add_parser("bench", help="benchmarks that print figures")
+    register_bench(bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m smr.net``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ConfigError, LocalProtocolError) as exc:
+        print(f"smr: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
