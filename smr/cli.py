@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -147,7 +148,8 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backends", default=None, help="comma-separated backend names (default: every replicated-log backend)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per scenario and backend")
     p.add_argument("--first-seed", type=int, default=1)
-    p.add_argument("--jobs", type=int, default=1, help="run seeds in this many processes")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                   help="run seeds in this many processes (default: up to 2)")
     p.add_argument("--out", default="smr-results", help="directory for compare.json and the plots")
     p.add_argument("--no-plots", action="store_true", help="write no files")
     p.add_argument("--json", action="store_true", help="print one JSON document")
