@@ -98,7 +98,9 @@ class MultiPaxosCore:
         self.queue: list[ClientRequest] = []
         self.in_log: dict[tuple[str, int], int] = {}
         self.waiting: set[tuple[str, int]] = set()
-        self.sent_since_heartbeat = False
+        self.ticks = 0                                   # leader ticks, the clock of the two below
+        self.last_broadcast = 0                          # tick of the last Accept/Heartbeat to all
+        self.sent_at: dict[int, int] = {}                # slot -> tick its Accept last went out
         # output under construction
         self._out: list[Send] = []
         self._committed: list[Committed] = []
@@ -169,6 +171,7 @@ class MultiPaxosCore:
             self.in_log.clear()
             self.proposals.clear()
             self.batches.clear()
+            self.sent_at.clear()
         self.role = FOLLOWER
         self.ballot = None
         self.prepare = None
@@ -195,14 +198,17 @@ class MultiPaxosCore:
         if self.catchup_cooldown:
             self.catchup_cooldown -= 1
         if self.role == LEADER:
+            # Followers hear from the leader at least once per heartbeat interval (an
+            # Accept counts), and an Accept unanswered for a whole interval is sent again.
+            self.ticks += 1
             self.heartbeat_elapsed += 1
             if self.heartbeat_elapsed >= self.opts.heartbeat_ticks:
                 self.heartbeat_elapsed = 0
                 self._resend_unchosen()
-                if not self.sent_since_heartbeat:
-                    assert self.ballot is not None
-                    self._broadcast(Heartbeat(self.ballot, self.applied))
-                self.sent_since_heartbeat = False
+            if self.ticks - self.last_broadcast >= self.opts.heartbeat_ticks:
+                assert self.ballot is not None
+                self._broadcast(Heartbeat(self.ballot, self.applied))
+                self.last_broadcast = self.ticks
             return
         self.election_elapsed += 1
         if self.election_elapsed >= self.election_timeout:
@@ -213,10 +219,14 @@ class MultiPaxosCore:
         if not self.proposals:
             return
         assert self.ballot is not None
+        due = self.ticks - self.opts.heartbeat_ticks
+        stale = {s for s in self.proposals if self.sent_at.get(s, 0) <= due}
         for peer in self.peers:
-            missing = sorted(s for s, q in self.proposals.items() if peer not in q.acceptors)
+            missing = sorted(s for s in stale if peer not in self.proposals[s].acceptors)
             for first, values in self._runs(missing):
                 self._send(peer, Accept(self.ballot, first, values, self.applied))
+        for slot in stale:
+            self.sent_at[slot] = self.ticks
 
     def _runs(self, slots: list[int]) -> list[tuple[int, tuple[ClientRequest, ...]]]:
         """Group sorted slots into contiguous runs of at most ``max_batch`` proposals."""
@@ -310,7 +320,8 @@ class MultiPaxosCore:
         if not recovered:
             self._broadcast(Heartbeat(self.ballot, self.applied))
         self.heartbeat_elapsed = 0
-        self.sent_since_heartbeat = True
+        self.ticks = self.last_broadcast = 0
+        self.sent_at = dict.fromkeys(recovered, 0)
         self._check_chosen(recovered)
         self._pump()
 
@@ -337,7 +348,9 @@ class MultiPaxosCore:
                 self.next_slot += 1
             self.batches.append(_Batch(first, self.next_slot - 1))
             self._broadcast(Accept(self.ballot, first, tuple(take), self.applied))
-            self.sent_since_heartbeat = True
+            self.last_broadcast = self.ticks
+            for slot in range(first, self.next_slot):
+                self.sent_at[slot] = self.ticks
             self._check_chosen(list(range(first, self.next_slot)))
 
     def _on_accept(self, src: str, msg: Accept) -> None:
@@ -381,6 +394,7 @@ class MultiPaxosCore:
             if quorum is not None and quorum.chosen:
                 self.chosen[slot] = quorum.value
                 del self.proposals[slot]
+                self.sent_at.pop(slot, None)
         self._apply_chosen()
         while self.batches and all(s not in self.proposals for s in
                                    range(self.batches[0].first, self.batches[0].last + 1)):

@@ -195,12 +195,14 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print figures (never run as tests)")
     from .checker.bench import register_bench as register_checker_bench
 
+    from .experiments.cli import register_bench as register_messages_bench
     from .net.cli import register_bench as register_tcp_bench
 
     bench_sub = p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     register_sim_bench(bench_sub)
     register_checker_bench(bench_sub)
     register_tcp_bench(bench_sub)
+    register_messages_bench(bench_sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     from synod.cli import register as register_essay
 
     from .checker.cli import register_check
+    from .experiments.cli import register as register_experiments
     from .net.cli import register as register_net
 
     _add_compare(sub)
@@ -219,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_check(sub)
     register_essay(sub)
     register_net(sub)
+    register_experiments(sub)
     _add_backends(sub)
     _add_bench(sub)
     return parser

@@ -35,7 +35,13 @@ class LinkLatency:
 
 @attrs.frozen
 class NetworkConfig:
-    """The network model: delays, loss, duplication, reordering."""
+    """The network model: delays, loss, duplication, reordering.
+
+    With ``fifo`` (the default) each link delivers in send order, as a TCP
+    connection does, whatever delays are drawn; ``reorder`` is the share of
+    messages given an extra delay of up to ``reorder_ms`` that may overtake
+    others.  Without ``fifo`` independent delays reorder messages freely.
+    """
 
     latency: Latency = Latency("uniform", low=0.5, high=1.5)
     links: tuple[LinkLatency, ...] = ()
@@ -43,6 +49,7 @@ class NetworkConfig:
     duplicate: float = 0.0
     reorder: float = 0.0
     reorder_ms: float = 5.0
+    fifo: bool = True
 
     def __attrs_post_init__(self) -> None:
         for name in ("loss", "duplicate", "reorder"):

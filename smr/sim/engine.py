@@ -52,6 +52,7 @@ class SimNode:
     durable: dict[str, Any] = attrs.field(factory=dict)
     unsynced: list[tuple[str, Any]] = attrs.field(factory=list)
     release_at: float = 0.0
+    pending_releases: int = 0
     last_committed: int = 0
     last_leader_epoch: int | None = None
 
@@ -140,6 +141,7 @@ class Simulation:
             (link.src, link.dst): link.latency.sampler(self.net_rng) for link in self.network.links}
         self._default_delay = self.network.latency.sampler(self.net_rng)
         self._sync_delay = config.disk.sync.sampler(self.net_rng)
+        self._link_last: dict[tuple[str, str], float] = {}
         from workloads import make_workload
 
         self.workload = make_workload(config.clients.workload, config.clients.workload_options)
@@ -235,6 +237,7 @@ class Simulation:
         node.incarnation += 1
         node.alive = True
         node.release_at = self.now
+        node.pending_releases = 0
         node.last_committed = 0
         node.last_leader_epoch = None
         peers = tuple(n for n in self.node_ids if n != node_id)
@@ -280,8 +283,12 @@ class Simulation:
             self.counters.writes += len(ready.persist)
             done = max(self.now, node.release_at) + self._sync_delay()
             node.release_at = done
+            node.pending_releases += 1
             self._push(done, _RELEASE, node, node.incarnation, (ready, len(ready.persist)))
-        elif node.release_at > self.now:
+        elif node.pending_releases:
+            # An earlier batch still waits for its sync: this one queues behind it
+            # (same time or later; the heap's sequence number keeps the order).
+            node.pending_releases += 1
             self._push(node.release_at, _RELEASE, node, node.incarnation, (ready, 0))
         else:
             self._emit(node, ready)
@@ -290,6 +297,7 @@ class Simulation:
         if not node.alive or node.incarnation != incarnation:
             return  # the node crashed before the sync completed: nothing leaves
         ready, n_writes = payload
+        node.pending_releases -= 1
         if n_writes:
             durable = node.durable
             for key, value in node.unsynced[:n_writes]:
@@ -353,13 +361,19 @@ class Simulation:
         delay_of = self._link_delay.get((src, dst), self._default_delay) if self._link_delay \
             else self._default_delay
         for _ in range(copies):
-            delay = delay_of()
+            at = self.now + delay_of()
             if network.reorder and rng.random() < network.reorder:
-                delay += rng.uniform(0.0, network.reorder_ms)
+                at += rng.uniform(0.0, network.reorder_ms)  # explicitly out of order
+            elif network.fifo:
+                link = (src, dst)
+                last = self._link_last.get(link, 0.0)
+                if at < last:
+                    at = last  # in order behind the previous message, as over TCP
+                self._link_last[link] = at
             self._seq += 1
-            heapq.heappush(self._queue, (self.now + delay, self._seq, _DELIVER, src, dst, msg))
+            heapq.heappush(self._queue, (at, self._seq, _DELIVER, src, dst, msg))
             if self.timeline is not None:
-                self.timeline.append(("msg", self.now, self.now + delay, src, dst, name, describe(msg)))
+                self.timeline.append(("msg", self.now, at, src, dst, name, describe(msg)))
 
     def _deliver(self, src: str, dst: str, msg: Any) -> None:
         node = self.nodes.get(dst)
