@@ -123,6 +123,7 @@ class Simulation:
         self._queue: list[tuple[Any, ...]] = []
         self._seq = 0
         self.trace: list[str] | None = [] if config.trace else None
+        self._logging = config.trace or timeline  # skip formatting lines nobody keeps
         self.counters = Counters()
         self.history = HistoryRecorder()
         self.committed: dict[int, Any] = {}
@@ -411,7 +412,8 @@ class Simulation:
         client.op_id = self.history.invoke(client.id, command, self.now)
         client.timeouts = 0
         client.redirects = 0
-        self._log(f"{client.id} INVOKE seq={client.seq} {command}")
+        if self._logging:
+            self._log(f"{client.id} INVOKE seq={client.seq} {command}")
         self._client_send(client)
 
     def _arrival(self) -> None:
@@ -448,11 +450,13 @@ class Simulation:
             return  # an answer to an attempt the client already gave up on
         if reply.status == ReplyStatus.OK:
             self.history.ok(client.op_id, self.now, reply.result)
-            self._log(f"{client.id} OK seq={client.seq} -> {reply.result!r}")
+            if self._logging:
+                self._log(f"{client.id} OK seq={client.seq} -> {reply.result!r}")
             self._client_done(client)
         elif reply.status == ReplyStatus.FAIL:
             self.history.fail(client.op_id, self.now)
-            self._log(f"{client.id} FAIL seq={client.seq}")
+            if self._logging:
+                self._log(f"{client.id} FAIL seq={client.seq}")
             self._client_done(client)
         else:
             client.redirects += 1
@@ -475,10 +479,12 @@ class Simulation:
         client.target += 1
         if client.timeouts >= self.config.clients.max_attempts:
             self.history.unknown(client.op_id)
-            self._log(f"{client.id} UNKNOWN seq={client.seq} after {client.timeouts} timeouts")
+            if self._logging:
+                self._log(f"{client.id} UNKNOWN seq={client.seq} after {client.timeouts} timeouts")
             self._client_done(client)
         else:
-            self._log(f"{client.id} TIMEOUT seq={client.seq} retry")
+            if self._logging:
+                self._log(f"{client.id} TIMEOUT seq={client.seq} retry")
             self._client_send(client)
 
     # --------------------------------------------------------------- faults
