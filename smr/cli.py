@@ -213,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     from synod.cli import register as register_essay
 
     from .checker.cli import register_check
+    from .conformance.cli import register as register_conformance
     from .experiments.cli import register as register_experiments
     from .net.cli import register as register_net
 
@@ -223,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_essay(sub)
     register_net(sub)
     register_experiments(sub)
+    register_conformance(sub)
     _add_backends(sub)
     _add_bench(sub)
     return parser

@@ -218,7 +218,10 @@ def _explain(exc: Exception, lines: dict[str, int], source: str) -> ConfigError:
     path = match.group(1) if match else "$"
     probe = path
     while probe not in lines and ("." in probe or "[" in probe):
-        probe = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", probe)
+        shorter = re.sub(r"(\.[^.\[]+|\[\d+\]|\['[^']*'\])$", "", probe)
+        if shorter == probe:
+            break  # nothing more can be stripped; report without a line
+        probe = shorter
     field = path[2:] if path.startswith("$.") else None
     reason = _PATH_RE.sub("", first).strip()
     if "extra fields" in reason.lower():

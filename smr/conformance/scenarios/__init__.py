@@ -1,0 +1,1 @@
+"""The built-in conformance catalogue: one YAML file per scenario (see smr.conformance.catalogue)."""
