@@ -3,6 +3,7 @@ and the node keeps serving."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,28 @@ async def test_a_node_refuses_and_counts_bad_frames_and_keeps_serving(tmp_path: 
             assert report.role == "leader" and report.uptime_s > 0
             assert report.counters["commands_refused"] == 2
             assert cluster.alive("n1")
+
+
+async def test_a_peer_reset_mid_handshake_is_only_unreachable() -> None:
+    """Regression (crash loop): a connection reset while dialling a peer killed the node.
+
+    A listener that accepts and at once resets every connection stands in for a peer
+    dying during the handshake; what connect() raises must be one of the errors the
+    node's reconnect loop treats as "unreachable".
+    """
+    import socket as _socket
+    import struct
+
+    from smr.net._server import UNREACHABLE
+    from smr.net._transport import connect
+
+    async def reset_at_once(stream: trio.SocketStream) -> None:
+        stream.socket.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, reset_at_once, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        with pytest.raises(UNREACHABLE):
+            await connect("127.0.0.1", port, b"secret", "peer", "n9", 1 << 20)
+        nursery.cancel_scope.cancel()

@@ -146,8 +146,9 @@ class TcpCluster:
                 with trio.fail_after(CONNECT_TIMEOUT_S):
                     conn, _hello = await connect(address.host, address.port, self._secret, "client",
                                                  self._prefix, self.config.max_frame_bytes)
-            except (OSError, trio.TooSlowError, FrameError):
-                return None
+            except (OSError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError,
+                    FrameError):
+                return None  # down, or reset mid-handshake: try another node
             link = _Link(node, conn)
             self._links[node] = link
             self._nursery.start_soon(self._reader, link)

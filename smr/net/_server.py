@@ -50,6 +50,11 @@ from ._messages import StatusQuery, StatusReport
 from ._storage import Storage, open_storage
 from ._transport import FramedConnection, accept, connect, decode_message
 
+
+#: What dialling a peer can raise when the peer is down, slow, or resets the
+#: connection mid-handshake (it died): the peer is just unreachable for now.
+UNREACHABLE = (OSError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, FrameError)
+
 log = logging.getLogger("smr.net")
 
 #: Most inputs stepped before one group commit.
@@ -241,7 +246,7 @@ class NodeServer:
                 if hello.id != peer.id:
                     await conn.aclose()
                     raise FrameError("unexpected", f"{peer.host}:{peer.port} is {hello.id!r}, not {peer.id!r}")
-            except (OSError, trio.TooSlowError, FrameError) as exc:
+            except UNREACHABLE as exc:
                 if isinstance(exc, FrameError):
                     self.refused[exc.reason] += 1
                 self.counters["peer_connect_failures"] += 1
