@@ -37,7 +37,7 @@ import yaml
 
 from ..errors import ConfigError, LocalProtocolError
 from ..sim import FaultEvent, SimConfig
-from ..sim.config import _explain, _load_with_lines, converter
+from ..sim.config import converter, explain_structure_error, read_yaml_mapping
 
 #: The judgements of a run, in the order they are reported.
 CHECKS: tuple[str, ...] = ("linearizability", "invariants", "workload", "liveness", "quorum")
@@ -132,14 +132,7 @@ _SCENARIO_FORBIDDEN = {"backend": "the backend is chosen per run; remove 'backen
 
 def parse_entry(text: str, source: str = "<conformance>") -> ConformanceScenario:
     """Parse one catalogue entry, or raise ConfigError naming the file, line and field."""
-    try:
-        data, lines = _load_with_lines(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=source,
-                          line=None if mark is None else mark.line + 1) from None
-    if not isinstance(data, dict):
-        raise ConfigError("a conformance scenario must be a YAML mapping", file=source, line=1)
+    data, lines = read_yaml_mapping(text, source, "conformance scenario")
 
     def fail(message: str, path: str) -> ConfigError:
         return ConfigError(message, file=source, line=lines.get(f"$.{path}"), field=path)
@@ -159,7 +152,7 @@ def parse_entry(text: str, source: str = "<conformance>") -> ConformanceScenario
     try:
         entry = converter.structure(data, ConformanceScenario)
     except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
-        raise _explain(exc, lines, source) from None
+        raise explain_structure_error(exc, lines, source) from None
     entry = _expand(entry, fail)
     _validate(entry, fail)
     return attrs.evolve(entry, source=source,

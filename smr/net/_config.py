@@ -31,7 +31,7 @@ import yaml
 
 from smr.errors import ConfigError, LocalProtocolError
 from smr.replica import ReplicaConfig, get_backend
-from smr.sim.config import _explain, _load_with_lines
+from smr.sim.config import explain_structure_error, read_yaml_mapping
 from smr.state_machines import make_state_machine
 
 #: The environment variable read for the secret when the file names none.
@@ -170,21 +170,14 @@ def _semantic_errors(config: ClusterConfig) -> list[tuple[str, str]]:
 
 def parse_cluster(text: str, source: str = "<cluster>") -> ClusterConfig:
     """Parse cluster YAML into a ClusterConfig, or raise ConfigError naming file, line and field."""
-    try:
-        data, lines = _load_with_lines(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=source,
-                          line=None if mark is None else mark.line + 1) from None
-    if not isinstance(data, dict):
-        raise ConfigError("a cluster file must be a YAML mapping", file=source, line=1)
+    data, lines = read_yaml_mapping(text, source, "cluster file")
     if "source" in data:
         raise ConfigError("'source' is set by the loader, not the file", file=source,
                           line=lines.get("$.source"), field="source")
     try:
         config = _converter.structure(data, ClusterConfig)
     except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
-        raise _explain(exc, lines, source) from None
+        raise explain_structure_error(exc, lines, source) from None
     problems = _semantic_errors(config)
     if problems:
         path, message = problems[0]

@@ -233,8 +233,11 @@ def _explain(exc: Exception, lines: dict[str, int], source: str) -> ConfigError:
     return ConfigError(reason, file=source, line=lines.get(probe), field=field)
 
 
-def parse_scenario(text: str, source: str = "<scenario>") -> SimConfig:
-    """Parse scenario YAML into a SimConfig, or raise ConfigError naming file, line and field."""
+def read_yaml_mapping(text: str, source: str, kind: str) -> tuple[dict[str, Any], dict[str, int]]:
+    """Parse YAML that must be a mapping; return it with the line of every path (``$.a.b[0]``).
+
+    Raises ConfigError naming ``source`` and the line for bad YAML or a non-mapping.
+    """
     try:
         data, lines = _load_with_lines(text)
     except yaml.YAMLError as exc:
@@ -242,7 +245,18 @@ def parse_scenario(text: str, source: str = "<scenario>") -> SimConfig:
         raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=source,
                           line=None if mark is None else mark.line + 1) from None
     if not isinstance(data, dict):
-        raise ConfigError("a scenario must be a YAML mapping", file=source, line=1)
+        raise ConfigError(f"a {kind} must be a YAML mapping", file=source, line=1)
+    return data, lines
+
+
+def explain_structure_error(exc: Exception, lines: dict[str, int], source: str) -> ConfigError:
+    """Turn a cattrs structuring error into a ConfigError naming file, line and field."""
+    return _explain(exc, lines, source)
+
+
+def parse_scenario(text: str, source: str = "<scenario>") -> SimConfig:
+    """Parse scenario YAML into a SimConfig, or raise ConfigError naming file, line and field."""
+    data, lines = read_yaml_mapping(text, source, "scenario")
     if "source" in data:
         raise ConfigError("'source' is set by the loader, not the file", file=source,
                           line=lines.get("$.source"), field="source")
