@@ -63,6 +63,11 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
+#: Backends whose local clusters take a snapshot every DEFAULT_SNAPSHOT_EVERY entries by default.
+COMPACTING_BACKENDS = frozenset({"raft", "raft-pv-cq", "multipaxos"})
+DEFAULT_SNAPSHOT_EVERY = 1000
+
+
 class LocalTcpCluster:
     """N replica processes on loopback, sharing one cluster file in ``directory``."""
 
@@ -82,9 +87,15 @@ class LocalTcpCluster:
             if nodes < 1:
                 raise LocalProtocolError("a cluster needs at least one node")
             ports = free_ports(nodes)
+            options = dict(backend_options or {})
+            if backend in COMPACTING_BACKENDS:
+                # A long-lived cluster compacts its log: without snapshots a restarted
+                # multi-Paxos replica starts from slot 1 and its phase-1 promises grow with
+                # the whole history (past the frame limit after ~15k commands).
+                options.setdefault("snapshot_every", DEFAULT_SNAPSHOT_EVERY)
             config = ClusterConfig(
                 nodes=tuple(NodeAddress(f"n{i}", LOOPBACK, port) for i, port in enumerate(ports, 1)),
-                backend=backend, backend_options=dict(backend_options or {}), state_machine=state_machine,
+                backend=backend, backend_options=options, state_machine=state_machine,
                 tick_ms=tick_ms, secret=secrets.token_hex(24), fsync=fsync)
             fd = os.open(self.cluster_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
