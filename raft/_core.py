@@ -251,16 +251,17 @@ class RaftCore:
         return self.leader is not None and self.election_elapsed < self.opts.election_ticks_min
 
     # ================================================================ roles
-    def _become_follower(self, term: int, leader: str | None) -> None:
+    def _become_follower(self, term: int, leader: str | None, reset_timer: bool = True) -> None:
         was_leader = self.role == LEADER
         if term > self.term:
             self.term = term
             self.voted_for = None
             self._hard_dirty = True
+        if reset_timer or self.role != FOLLOWER:
+            self._reset_election_timer()
         self.role = FOLLOWER
         self.leader = leader
         self.votes = {}
-        self._reset_election_timer()
         if was_leader:
             self._drop_leader_state()
 
@@ -342,7 +343,10 @@ class RaftCore:
                 if self.opts.check_quorum and not m.transfer and self._in_lease():
                     return  # thesis 6.2: we hear from a live leader, so ignore the disruption
                 if not m.pre_vote:
-                    self._become_follower(m.term, None)
+                    # Figure 2: a follower's timer restarts only on hearing the current leader
+                    # or granting a vote, not on a (possibly hopeless) candidate's higher term;
+                    # otherwise a stale node that keeps campaigning can hold off every election.
+                    self._become_follower(m.term, None, reset_timer=False)
             elif isinstance(m, RequestVoteReply) and m.pre_vote and m.granted:
                 pass  # a granted pre-vote carries the term we would campaign in
             else:
