@@ -353,16 +353,23 @@ class MultiPaxosCore:
                 self.sent_at[slot] = self.ticks
             self._check_chosen(list(range(first, self.next_slot)))
 
-    def _on_accept(self, src: str, msg: Accept) -> None:
-        self._see_round(msg.ballot)
+    def _follow_leader(self, src: str, ballot: Ballot, allow_lower: bool = False) -> bool:
+        """Take ``src`` (leading ``ballot``) as leader, or Nack it if we promised higher; True if followed."""
+        self._see_round(ballot)
         promised = self.acceptor.promised
-        if promised is not None and msg.ballot < promised and not self.opts.mutant_accept_lower_ballot:
-            self._send(src, Nack(msg.ballot, promised))
-            return
-        if self.role != FOLLOWER and self.ballot != msg.ballot:
-            self._become_follower(msg.ballot)
-        self.leader_ballot = msg.ballot
+        if promised is not None and ballot < promised and not allow_lower:
+            self._send(src, Nack(ballot, promised))
+            return False
+        if self.role != FOLLOWER and self.ballot != ballot:
+            self._become_follower(ballot)
+        self.leader_ballot = ballot
         self._reset_election_timer()
+        return True
+
+    def _on_accept(self, src: str, msg: Accept) -> None:
+        promised = self.acceptor.promised
+        if not self._follow_leader(src, msg.ballot, allow_lower=self.opts.mutant_accept_lower_ballot):
+            return
         for offset, value in enumerate(msg.values):
             slot = msg.first_slot + offset
             if self.opts.mutant_accept_lower_ballot and promised is not None and msg.ballot < promised:
@@ -401,16 +408,8 @@ class MultiPaxosCore:
             self.batches.pop(0)
 
     def _on_heartbeat(self, src: str, msg: Heartbeat) -> None:
-        self._see_round(msg.ballot)
-        promised = self.acceptor.promised
-        if promised is not None and msg.ballot < promised:
-            self._send(src, Nack(msg.ballot, promised))
-            return
-        if self.role != FOLLOWER and self.ballot != msg.ballot:
-            self._become_follower(msg.ballot)
-        self.leader_ballot = msg.ballot
-        self._reset_election_timer()
-        self._learn(msg.ballot, msg.commit)
+        if self._follow_leader(src, msg.ballot):
+            self._learn(msg.ballot, msg.commit)
 
     def _on_nack(self, src: str, msg: Nack) -> None:
         self._see_round(msg.promised)
