@@ -19,6 +19,8 @@ from cattrs.preconf.json import make_converter
 from .errors import LocalProtocolError, RemoteProtocolError
 
 converter = make_converter()
+#: Canonical JSON, made once (``json.dumps`` with options builds a new encoder per call).
+_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 _BY_NAME: dict[str, type] = {}
 _NAME_OF: dict[type, str] = {}
 
@@ -67,7 +69,7 @@ def from_obj(obj: Any) -> Any:
 
 def encode(msg: Any) -> bytes:
     """Serialise a registered message to canonical bytes."""
-    return json.dumps(to_obj(msg), sort_keys=True, separators=(",", ":")).encode()
+    return _JSON.encode(to_obj(msg)).encode()
 
 
 def decode(data: bytes) -> Any:

@@ -35,11 +35,13 @@ from smr.replica import ClientRequest, Reply, ReplyStatus
 from ._config import ClusterConfig, load_cluster
 from ._frames import TAG_BYTES, FrameError
 from ._messages import StatusQuery, StatusReport
-from ._transport import FramedConnection, connect, decode_message
+from ._transport import FramedConnection, connect, decode_message, next_batch
 
 PAUSE_MIN_S = 0.02
 PAUSE_MAX_S = 0.25
 CONNECT_TIMEOUT_S = 1.0
+#: Frames a connection holds for its writer; a session finding it full retries as if the link failed.
+OUTBOX_FRAMES = 4096
 
 _DISCONNECTED = object()
 
@@ -49,12 +51,16 @@ class CommandRefused(LocalProtocolError):
 
 
 class _Link:
-    """The client's connection to one node, shared by every session."""
+    """The client's connection to one node, shared by every session.
+
+    Sessions queue their frames in ``outbox``; one writer task sends whatever
+    has queued in a single write, so concurrent requests share a syscall.
+    """
 
     def __init__(self, node: str, conn: FramedConnection) -> None:
         self.node = node
         self.conn = conn
-        self.lock = trio.StrictFIFOLock()
+        self.outbox, self.queued = trio.open_memory_channel[bytes](OUTBOX_FRAMES)
         self.waiting: set[tuple[str, int]] = set()
         self.status_waiters: deque[trio.MemorySendChannel[StatusReport | None]] = deque()
         self.closed = False
@@ -99,7 +105,9 @@ class TcpCluster:
                 return None
             send, recv = trio.open_memory_channel[StatusReport | None](1)
             link.status_waiters.append(send)
-            if not await self._send(link, wire.encode(StatusQuery())):
+            if not self._send(link, wire.encode(StatusQuery())):
+                if send in link.status_waiters:  # not sent: the next report is another caller's
+                    link.status_waiters.remove(send)
                 return None
             return await recv.receive()
         return None
@@ -128,8 +136,7 @@ class TcpCluster:
     async def aclose(self) -> None:
         """Close every connection."""
         for link in list(self._links.values()):
-            link.closed = True
-            await trio.aclose_forcefully(link.conn.stream)
+            await self._drop(link)
         self._links.clear()
 
     # ------------------------------------------------------------ plumbing
@@ -152,16 +159,25 @@ class TcpCluster:
             link = _Link(node, conn)
             self._links[node] = link
             self._nursery.start_soon(self._reader, link)
+            self._nursery.start_soon(self._writer, link)
             return link
 
-    async def _send(self, link: _Link, body: bytes) -> bool:
+    def _send(self, link: _Link, body: bytes) -> bool:
+        """Queue ``body`` on ``link``; False if the link is gone or full (a later failure drops the link)."""
         try:
-            async with link.lock:
-                await link.conn.send([body])
+            link.outbox.send_nowait(body)
             return True
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            await self._drop(link)
+        except (trio.WouldBlock, trio.ClosedResourceError):
             return False
+
+    async def _writer(self, link: _Link) -> None:
+        try:
+            while True:
+                await link.conn.send(await next_batch(link.queued))
+        except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # dropped already, or the connection failed: either way the link is done
+        finally:
+            await self._drop(link)
 
     async def _reader(self, link: _Link) -> None:
         try:
@@ -182,9 +198,13 @@ class TcpCluster:
             await self._drop(link)
 
     async def _drop(self, link: _Link) -> None:
+        """Forget and close ``link`` and tell the sessions waiting on it; only the first call counts."""
+        if link.closed:
+            return
+        link.closed = True
         if self._links.get(link.node) is link:
             del self._links[link.node]
-        link.closed = True
+        link.outbox.close()
         for key in link.waiting:
             waiter = self._waiters.get(key)
             if waiter is not None:
@@ -202,6 +222,9 @@ class TcpClient:
         self.client_id = client_id
         self.seq = 0
         self._turn = secrets.randbelow(len(cluster.names))
+        # Answers to the current request; one channel serves them all, one request at a time.
+        self._answers_in, self._answers = trio.open_memory_channel[tuple[str, Any]](math.inf)
+        self._busy = False
 
     async def submit(self, command: Command, *, timeout: float = 1.0, attempts: int = 40) -> Scalar:
         """Submit ``command``; raise TimeoutError (outcome unknown) if ``attempts`` tries get no answer.
@@ -210,14 +233,17 @@ class TcpClient:
         never be, applied.
         """
         cluster = self.cluster
+        if self._busy:
+            raise LocalProtocolError(f"session {self.client_id} already has a request outstanding")
         self.seq += 1
         key = (self.client_id, self.seq)
         request = wire.encode(ClientRequest(self.client_id, self.seq, command))
         if len(request) + TAG_BYTES > cluster.config.max_frame_bytes:
             raise LocalProtocolError(f"command of {len(request)} bytes exceeds the cluster's max_frame_bytes "
                                      f"({cluster.config.max_frame_bytes})")
-        send, recv = trio.open_memory_channel[tuple[str, Any]](math.inf)
-        cluster._waiters[key] = send
+        self._busy = True
+        cluster._waiters[key] = self._answers_in
+        recv = self._answers
         pause = PAUSE_MIN_S
         followed: set[str] = set()
         try:
@@ -244,6 +270,16 @@ class TcpClient:
             raise TimeoutError(f"no answer to {command} after {attempts} attempts")
         finally:
             del cluster._waiters[key]
+            self._discard_stale()
+            self._busy = False
+
+    def _discard_stale(self) -> None:
+        """Empty the answer channel: what is left belongs to a finished request, not the next one."""
+        while True:
+            try:
+                self._answers.receive_nowait()
+            except trio.WouldBlock:
+                return
 
     async def _attempt(self, target: str, key: tuple[str, int], request: bytes,
                        recv: trio.MemoryReceiveChannel[tuple[str, Any]], timeout: float) -> tuple[str, Any]:
@@ -255,7 +291,7 @@ class TcpClient:
                 return "retry", None
             link.waiting.add(key)
             try:
-                if not await cluster._send(link, request):
+                if not cluster._send(link, request):
                     return "retry", None
                 while True:
                     node, reply = await recv.receive()

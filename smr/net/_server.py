@@ -48,7 +48,7 @@ from ._config import ClusterConfig, NodeAddress
 from ._frames import REASONS, TAG_BYTES, FrameError
 from ._messages import StatusQuery, StatusReport
 from ._storage import Storage, open_storage
-from ._transport import FramedConnection, accept, connect, decode_message
+from ._transport import FramedConnection, accept, connect, decode_message, next_batch
 
 
 #: What dialling a peer can raise when the peer is down, slow, or resets the
@@ -64,8 +64,6 @@ EVENT_QUEUE = 4096
 #: Messages waiting per peer and replies waiting per client connection; beyond it they are dropped.
 PEER_QUEUE = 4096
 CLIENT_QUEUE = 4096
-#: Most frames written to a connection in one send.
-SEND_BATCH = 256
 HELLO_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 2.0
 BACKOFF_MIN_S = 0.05
@@ -156,6 +154,13 @@ class NodeServer:
             except trio.WouldBlock:
                 self.counters["ticks_dropped"] += 1
 
+    async def _enqueue(self, event: Any) -> None:
+        """Queue ``event`` for the core; wait (back-pressure on the sender) only while the queue is full."""
+        try:  # no scheduler round trip per frame: the reader yields at its next socket read
+            self._events_send.send_nowait(event)
+        except trio.WouldBlock:
+            await self._events_send.send(event)
+
     def _step(self, event: Any) -> Ready | None:
         try:
             return self.core.step(event)
@@ -199,10 +204,15 @@ class NodeServer:
             self._release(ready)
 
     def _release(self, ready: Ready) -> None:
+        sent: Any = None
+        body: bytes | None = None
         for send in ready.messages:
             out = self._peer_out.get(send.dst)
-            body = self._encode(send.message)
-            if out is None or body is None:
+            if out is None:
+                continue
+            if send.message is not sent:  # a broadcast repeats one message object: encode it once
+                sent, body = send.message, self._encode(send.message)
+            if body is None:
                 continue
             try:
                 out.send_nowait(body)
@@ -260,12 +270,7 @@ class NodeServer:
             try:
                 async with conn.stream:
                     while True:
-                        bodies = [await queue.receive()]
-                        while len(bodies) < SEND_BATCH:
-                            try:
-                                bodies.append(queue.receive_nowait())
-                            except trio.WouldBlock:
-                                break
+                        bodies = await next_batch(queue)
                         await conn.send(bodies)
                         self.counters["frames_out"] += len(bodies)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -317,7 +322,7 @@ class NodeServer:
             msg = decode_message(body)
             if isinstance(msg, (ClientRequest, Reply, StatusQuery, StatusReport)):
                 raise FrameError("unexpected", f"{type(msg).__name__} on a peer connection")
-            await self._events_send.send(Receive(src, msg))
+            await self._enqueue(Receive(src, msg))
 
     async def _serve_client(self, conn: FramedConnection, who: str) -> None:
         out_send, out_recv = trio.open_memory_channel[bytes](CLIENT_QUEUE)
@@ -351,7 +356,7 @@ class NodeServer:
                 mine.add(msg.client_id)
                 problem = self._invalid(msg)
                 if problem is None:
-                    await self._events_send.send(msg)
+                    await self._enqueue(msg)
                     continue
                 self.counters["commands_refused"] += 1
                 self._send_reply(Reply(msg.client_id, msg.seq, ReplyStatus.FAIL, problem))
@@ -379,15 +384,12 @@ class NodeServer:
     async def _client_writer(self, conn: FramedConnection, queue: trio.MemoryReceiveChannel[bytes],
                              scope: trio.CancelScope) -> None:
         try:
-            async for body in queue:
-                bodies = [body]
-                while len(bodies) < SEND_BATCH:
-                    try:
-                        bodies.append(queue.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
+            while True:
+                bodies = await next_batch(queue)
                 await conn.send(bodies)
                 self.counters["frames_out"] += len(bodies)
+        except trio.EndOfChannel:
+            pass
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             scope.cancel()
 

@@ -15,6 +15,8 @@ from ._frames import (FrameDecoder, FrameError, Hello, Session, acceptor_hello, 
                       check_connector_hello, connector_hello)
 
 RECEIVE_CHUNK = 65536
+#: Most frames a writer task sends in one write.
+SEND_BATCH = 256
 #: The largest hello accepted: before authentication nobody gets to announce megabytes.
 HELLO_MAX_BYTES = 1024
 
@@ -65,6 +67,20 @@ class FramedConnection:
     async def aclose(self) -> None:
         """Close the connection."""
         await self.stream.aclose()
+
+
+async def next_batch(queue: trio.MemoryReceiveChannel[bytes], limit: int = SEND_BATCH) -> list[bytes]:
+    """Wait for the next body in ``queue`` and return it with every one already queued (at most ``limit``).
+
+    Raises EndOfChannel once the queue is closed and empty.
+    """
+    bodies = [await queue.receive()]
+    while len(bodies) < limit:
+        try:
+            bodies.append(queue.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+    return bodies
 
 
 async def connect(host: str, port: int, secret: bytes, role: str, my_id: str,

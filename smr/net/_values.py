@@ -30,6 +30,9 @@ from smr.errors import LocalProtocolError, RemoteProtocolError, SMRError
 
 _MSG, _TUPLE, _BYTES, _DICT = "$msg", "$tuple", "$bytes", "$dict"
 _TAGS = frozenset((_MSG, _TUPLE, _BYTES, _DICT))
+# ASCII with escapes: a lone surrogate a client smuggled into a string must not crash the node.
+# Made once: ``json.dumps`` with options builds a new encoder per call.
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 class CorruptValue(SMRError):
@@ -95,8 +98,7 @@ def from_storable(obj: Any) -> Any:
 
 def dumps(value: Any) -> bytes:
     """Encode a durable value to compact UTF-8 JSON bytes."""
-    # ASCII with escapes: a lone surrogate a client smuggled into a string must not crash the node
-    return json.dumps(to_storable(value), separators=(",", ":"), allow_nan=False).encode("ascii")
+    return _JSON.encode(to_storable(value)).encode("ascii")
 
 
 def loads(data: bytes) -> Any:
