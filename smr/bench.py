@@ -131,7 +131,7 @@ def cmd_bench_sim(args: argparse.Namespace) -> int:
     rows["engine floor (echo, no protocol)"] = floor
     alone = max((cores_alone_rate() for _ in range(args.repeat)), key=lambda r: r["deliveries_per_s"])
     alone["ratio_deliveries_to_heap"] = alone["deliveries_per_s"] / heap
-    rows["coordinator cores alone (no sim)"] = alone
+    rows["cores + workload, no simulator"] = alone
     if args.json:
         json.dump({"bare_heap_events_per_s": heap, "runs": rows, "target_ratio": 0.25}, sys.stdout,
                   indent=2, sort_keys=True)
