@@ -40,8 +40,8 @@ from ._transport import FramedConnection, connect, decode_message, next_batch
 PAUSE_MIN_S = 0.02
 PAUSE_MAX_S = 0.25
 CONNECT_TIMEOUT_S = 1.0
-#: Frames a connection holds for its writer; a session finding it full retries as if the link failed.
-OUTBOX_FRAMES = 4096
+#: Frames a connection holds for its writer; a session finding it full waits (within its attempt's timeout).
+OUTBOX_FRAMES = 1024
 
 _DISCONNECTED = object()
 
@@ -105,9 +105,13 @@ class TcpCluster:
                 return None
             send, recv = trio.open_memory_channel[StatusReport | None](1)
             link.status_waiters.append(send)
-            if not self._send(link, wire.encode(StatusQuery())):
-                if send in link.status_waiters:  # not sent: the next report is another caller's
+            sent = False
+            try:
+                sent = await self._send(link, wire.encode(StatusQuery()))
+            finally:
+                if not sent and send in link.status_waiters:  # not sent: the next report is another caller's
                     link.status_waiters.remove(send)
+            if not sent:
                 return None
             return await recv.receive()
         return None
@@ -162,12 +166,16 @@ class TcpCluster:
             self._nursery.start_soon(self._writer, link)
             return link
 
-    def _send(self, link: _Link, body: bytes) -> bool:
-        """Queue ``body`` on ``link``; False if the link is gone or full (a later failure drops the link)."""
+    async def _send(self, link: _Link, body: bytes) -> bool:
+        """Queue ``body`` on ``link``, waiting while its outbox is full; False if the link is gone.
+
+        Callers bound the wait with their attempt's deadline; a frame that was
+        queued but never written fails the link, which wakes its waiters.
+        """
         try:
-            link.outbox.send_nowait(body)
+            await link.outbox.send(body)
             return True
-        except (trio.WouldBlock, trio.ClosedResourceError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             return False
 
     async def _writer(self, link: _Link) -> None:
@@ -291,7 +299,7 @@ class TcpClient:
                 return "retry", None
             link.waiting.add(key)
             try:
-                if not cluster._send(link, request):
+                if not await cluster._send(link, request):
                     return "retry", None
                 while True:
                     node, reply = await recv.receive()

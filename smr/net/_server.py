@@ -61,6 +61,8 @@ log = logging.getLogger("smr.net")
 MAX_BATCH_EVENTS = 1024
 #: Inputs waiting for the core; readers block (TCP back-pressure) when it is full.
 EVENT_QUEUE = 4096
+#: Frames readers queue without waiting before one of them yields to the scheduler.
+YIELD_EVERY = 64
 #: Messages waiting per peer and replies waiting per client connection; beyond it they are dropped.
 PEER_QUEUE = 4096
 CLIENT_QUEUE = 4096
@@ -92,6 +94,7 @@ class NodeServer:
         self.core: Any = None
         self.started = time.monotonic()
         self._events_send, self._events = trio.open_memory_channel[Any](EVENT_QUEUE)
+        self._queued_unyielded = 0
         self._peer_out: dict[str, trio.MemorySendChannel[bytes]] = {}
         self._peer_in: dict[str, trio.MemoryReceiveChannel[bytes]] = {}
         for peer in self.peers:
@@ -156,10 +159,15 @@ class NodeServer:
 
     async def _enqueue(self, event: Any) -> None:
         """Queue ``event`` for the core; wait (back-pressure on the sender) only while the queue is full."""
-        try:  # no scheduler round trip per frame: the reader yields at its next socket read
+        try:  # no scheduler round trip per frame; a reader yields at its next socket read
             self._events_send.send_nowait(event)
         except trio.WouldBlock:
             await self._events_send.send(event)
+            return
+        self._queued_unyielded += 1
+        if self._queued_unyielded >= YIELD_EVERY:  # one read can hold hundreds of small frames
+            self._queued_unyielded = 0
+            await trio.lowlevel.checkpoint()
 
     def _step(self, event: Any) -> Ready | None:
         try:
