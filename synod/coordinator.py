@@ -55,23 +55,28 @@ class CoordinatorWriteOnce(WriteOnceCore):
         return self.node == self.coordinator
 
     def role(self) -> str:
+        """Return "coordinator" on the node the bully algorithm picked, "replica" elsewhere."""
         return "coordinator" if self.is_coordinator else "replica"
 
     def leader(self) -> str | None:
+        """The bully-chosen coordinator (fixed for the whole run)."""
         return self.coordinator
 
     def on_start(self, durable: Mapping[str, Any]) -> None:
+        """On the coordinator, recover and re-decide a persisted value."""
         if self.is_coordinator and durable.get(_VALUE_KEY) is not None:
             self.value = durable[_VALUE_KEY]
             self.decide(self.value)
 
     def on_propose(self, value: Scalar) -> None:
+        """The coordinator initializes directly; any other node asks the coordinator."""
         if self.is_coordinator:
             self._initialize(value)
         else:
             self.send(self.coordinator, TryInitialize(value))
 
     def on_tick(self) -> None:
+        """Until decided, retry: the coordinator re-delivers its answer, others ask it every ``ask_ticks`` ticks."""
         if self.decided is None and self.is_coordinator and self.value is not None:
             self.send(self.node, Decided(self.value))  # its own answer was lost: ask again
         elif self.decided is None and not self.is_coordinator and self.ticks % self.ask_ticks == 0:
@@ -80,6 +85,7 @@ class CoordinatorWriteOnce(WriteOnceCore):
             self.send(self.coordinator, AskDecided())
 
     def on_message(self, src: str, msg: Any) -> None:
+        """The coordinator keeps the first value and answers with it; others decide what it says."""
         if isinstance(msg, TryInitialize) and self.is_coordinator:
             self._initialize(msg.value)
             if src != self.node:

@@ -83,14 +83,17 @@ class PaxosSynod(WriteOnceCore):
         self.ballots_started = 0
 
     def role(self) -> str:
+        """Return "proposer" during a ballot, "leader" once phase 1 succeeded, else "acceptor"."""
         return "proposer" if self.phase in (Phase.PREPARING, Phase.ACCEPTING, Phase.BACKOFF) else (
             "leader" if self.phase == Phase.PREPARED else "acceptor")
 
     def epoch(self) -> int:
+        """The highest ballot round this node has seen."""
         return self.round_seen
 
     # ------------------------------------------------------------------ inputs
     def on_start(self, durable: Mapping[str, Any]) -> None:
+        """Restore the acceptor's promise and accepted value and the highest round seen."""
         self.acceptor = Acceptor.restore(durable)
         rounds = [int(durable.get(_ROUND_KEY, 0))]
         if self.acceptor.promised is not None:
@@ -100,6 +103,7 @@ class PaxosSynod(WriteOnceCore):
             self._start_ballot()
 
     def on_local(self, event: Any) -> None:
+        """A ``Campaign`` starts a ballot when this node is idle or backing off."""
         if isinstance(event, Campaign):
             if self.phase in (Phase.IDLE, Phase.BACKOFF):
                 self._start_ballot()
@@ -107,6 +111,7 @@ class PaxosSynod(WriteOnceCore):
             super().on_local(event)
 
     def on_propose(self, value: Scalar) -> None:
+        """Propose ``value`` (or the value phase 1 forces) if prepared, else start a ballot."""
         if self.phase == Phase.PREPARED:
             assert self.prepare_quorum is not None
             self._accept(self.prepare_quorum.value_to_propose(value))
@@ -114,6 +119,7 @@ class PaxosSynod(WriteOnceCore):
             self._start_ballot()
 
     def on_tick(self) -> None:
+        """Until decided: ask peers for the decision now and then, and time out or retry ballots."""
         if self.decided is not None:
             return
         if self.ticks % self.ask_ticks == 0:
@@ -127,6 +133,7 @@ class PaxosSynod(WriteOnceCore):
                     self._abandon()
 
     def on_message(self, src: str, msg: Any) -> None:
+        """Acceptor, proposer and learner roles: each reply leaves only after its state is persisted."""
         if isinstance(msg, Prepare):
             self._see(msg.ballot)
             reply = self.acceptor.on_prepare(msg.ballot)

@@ -70,22 +70,27 @@ class MajorityRulesVoting(WriteOnceCore):
         self.tally: dict[str, Scalar] = {}
 
     def role(self) -> str:
+        """Return "voter" until this node has cast its one vote, then "voted"."""
         return "voter" if self.my_vote is None else "voted"
 
     def on_start(self, durable: Mapping[str, Any]) -> None:
+        """Recover the persisted vote and candidate, and announce them again."""
         self.my_vote = durable.get(_VOTE_KEY)
         self.proposal = durable.get(_CANDIDATE_KEY)
         self._rebroadcast()
 
     def on_propose(self, value: Scalar) -> None:
+        """Persist ``value`` as this node's candidate and broadcast it."""
         self.persist(_CANDIDATE_KEY, value)
         self.broadcast(Candidate(value))
 
     def on_tick(self) -> None:
+        """Every ``rebroadcast_ticks`` ticks, repeat the candidate and vote (messages may be lost)."""
         if self.ticks % self.rebroadcast_ticks == 0:
             self._rebroadcast()
 
     def on_message(self, src: str, msg: Any) -> None:
+        """Vote once, for the first candidate heard (persisted before the vote leaves); tally votes."""
         if isinstance(msg, Candidate):
             if self.my_vote is None and msg.value is not None:
                 self.my_vote = msg.value
