@@ -37,7 +37,8 @@ import yaml
 
 from ..errors import ConfigError, LocalProtocolError
 from ..sim import FaultEvent, SimConfig
-from ..sim.config import converter, explain_structure_error, read_yaml_mapping
+from ..sim.config import converter
+from ..yamlfiles import LOADER_FIELDS, explain_structure_error, read_yaml_mapping, refuse_loader_fields
 
 #: The judgements of a run, in the order they are reported.
 CHECKS: tuple[str, ...] = ("linearizability", "invariants", "workload", "liveness", "quorum")
@@ -126,7 +127,7 @@ class ConformanceScenario:
 
 
 _SCENARIO_FORBIDDEN = {"backend": "the backend is chosen per run; remove 'backend'",
-                       "source": "'source' is set by the loader, not the file",
+                       **LOADER_FIELDS,
                        "name": "name the entry at the top level, not inside 'scenario'"}
 
 
@@ -137,8 +138,7 @@ def parse_entry(text: str, source: str = "<conformance>") -> ConformanceScenario
     def fail(message: str, path: str) -> ConfigError:
         return ConfigError(message, file=source, line=lines.get(f"$.{path}"), field=path)
 
-    if "source" in data:
-        raise fail("'source' is set by the loader, not the file", "source")
+    refuse_loader_fields(data, lines, source)
     expect = data.get("expect", {})
     if not isinstance(expect, dict) or not all(
             isinstance(v, list) and all(isinstance(c, str) for c in v) for v in expect.values()):

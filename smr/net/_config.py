@@ -31,7 +31,7 @@ import yaml
 
 from smr.errors import ConfigError, LocalProtocolError
 from smr.replica import ReplicaConfig, get_backend
-from smr.sim.config import explain_structure_error, read_yaml_mapping
+from smr.yamlfiles import line_of, structure_yaml
 from smr.state_machines import make_state_machine
 
 #: The environment variable read for the secret when the file names none.
@@ -106,13 +106,6 @@ class ClusterConfig:
 _converter = cattrs.Converter(forbid_extra_keys=True)
 
 
-def _line(lines: dict[str, int], path: str) -> int | None:
-    probe = path
-    while probe not in lines and ("." in probe or "[" in probe):
-        probe = probe[:max(probe.rfind("."), probe.rfind("["))]
-    return lines.get(probe)
-
-
 def _semantic_errors(config: ClusterConfig) -> list[tuple[str, str]]:
     """Return (path, message) for every rule the types alone cannot express."""
     problems: list[tuple[str, str]] = []
@@ -170,18 +163,11 @@ def _semantic_errors(config: ClusterConfig) -> list[tuple[str, str]]:
 
 def parse_cluster(text: str, source: str = "<cluster>") -> ClusterConfig:
     """Parse cluster YAML into a ClusterConfig, or raise ConfigError naming file, line and field."""
-    data, lines = read_yaml_mapping(text, source, "cluster file")
-    if "source" in data:
-        raise ConfigError("'source' is set by the loader, not the file", file=source,
-                          line=lines.get("$.source"), field="source")
-    try:
-        config = _converter.structure(data, ClusterConfig)
-    except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
-        raise explain_structure_error(exc, lines, source) from None
+    config, lines = structure_yaml(text, source, "cluster file", ClusterConfig, _converter)
     problems = _semantic_errors(config)
     if problems:
         path, message = problems[0]
-        raise ConfigError(message, file=source, line=_line(lines, path), field=path[2:])
+        raise ConfigError(message, file=source, line=line_of(lines, path), field=path[2:])
     return attrs.evolve(config, source=source)
 
 

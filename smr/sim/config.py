@@ -7,15 +7,14 @@ typo never silently becomes a default.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
 import cattrs
-import yaml
 
 from ..errors import ConfigError
+from ..yamlfiles import structure_yaml
 from .latency import Latency
 
 FaultAction = Literal[
@@ -171,99 +170,9 @@ def _structure_latency(value: Any, _type: type) -> Latency:
 converter.register_structure_hook(Latency, _structure_latency)
 
 
-class _LineLoader(yaml.SafeLoader):
-    """A YAML loader that remembers the line of every mapping value and list item."""
-
-
-def _load_with_lines(text: str) -> tuple[Any, dict[str, int]]:
-    lines: dict[str, int] = {}
-    root = yaml.compose(text, Loader=_LineLoader)
-    if root is None:
-        return {}, lines
-
-    def walk(node: yaml.Node, path: str) -> None:
-        lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                child = f"{path}.{key_node.value}"
-                lines[child] = key_node.start_mark.line + 1
-                walk(value_node, child)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, f"{path}[{i}]")
-
-    walk(root, "$")
-    return yaml.safe_load(text), lines
-
-
-def _format_exception(exc: BaseException, type_: Any) -> str:
-    if "not in literal" in str(exc):
-        choices = ", ".join(repr(c) for c in getattr(type_, "__args__", ()))
-        return f"unknown value {str(exc).split(' not in literal')[0]!r}; expected one of {choices}"
-    if isinstance(exc, (ValueError, TypeError)) and str(exc) and type(exc) is not TypeError:
-        return str(exc)
-    return cattrs.v.format_exception(exc, type_)
-
-
-_PATH_RE = re.compile(r"@ (\$[^\s]*)")
-
-
-def _explain(exc: Exception, lines: dict[str, int], source: str) -> ConfigError:
-    if isinstance(exc, cattrs.BaseValidationError):
-        messages = cattrs.transform_error(exc, format_exception=_format_exception)
-    else:
-        messages = [str(exc)]
-    first = messages[0]
-    match = _PATH_RE.search(first)
-    path = match.group(1) if match else "$"
-    probe = path
-    while probe not in lines and ("." in probe or "[" in probe):
-        shorter = re.sub(r"(\.[^.\[]+|\[\d+\]|\['[^']*'\])$", "", probe)
-        if shorter == probe:
-            break  # nothing more can be stripped; report without a line
-        probe = shorter
-    field = path[2:] if path.startswith("$.") else None
-    reason = _PATH_RE.sub("", first).strip()
-    if "extra fields" in reason.lower():
-        extra = [x.strip() for x in re.findall(r"\(([^)]+)\)", reason)[0].split(",")]
-        if extra:
-            field = f"{field}.{extra[0]}" if field else extra[0]
-            probe_extra = f"{path}.{extra[0]}"
-            probe = probe_extra if probe_extra in lines else probe
-    return ConfigError(reason, file=source, line=lines.get(probe), field=field)
-
-
-def read_yaml_mapping(text: str, source: str, kind: str) -> tuple[dict[str, Any], dict[str, int]]:
-    """Parse YAML that must be a mapping; return it with the line of every path (``$.a.b[0]``).
-
-    Raises ConfigError naming ``source`` and the line for bad YAML or a non-mapping.
-    """
-    try:
-        data, lines = _load_with_lines(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=source,
-                          line=None if mark is None else mark.line + 1) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"a {kind} must be a YAML mapping", file=source, line=1)
-    return data, lines
-
-
-def explain_structure_error(exc: Exception, lines: dict[str, int], source: str) -> ConfigError:
-    """Turn a cattrs structuring error into a ConfigError naming file, line and field."""
-    return _explain(exc, lines, source)
-
-
 def parse_scenario(text: str, source: str = "<scenario>") -> SimConfig:
     """Parse scenario YAML into a SimConfig, or raise ConfigError naming file, line and field."""
-    data, lines = read_yaml_mapping(text, source, "scenario")
-    if "source" in data:
-        raise ConfigError("'source' is set by the loader, not the file", file=source,
-                          line=lines.get("$.source"), field="source")
-    try:
-        config = converter.structure(data, SimConfig)
-    except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
-        raise _explain(exc, lines, source) from None
+    config, _lines = structure_yaml(text, source, "scenario", SimConfig, converter)
     return attrs.evolve(config, source=source)
 
 
