@@ -10,6 +10,7 @@ that says where.  The pieces stay public for files that check more first.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, TypeVar
 
 import cattrs
@@ -105,6 +106,14 @@ def read_yaml_mapping(text: str, source: str, kind: str) -> tuple[dict[str, Any]
     if not isinstance(data, dict):
         raise ConfigError(f"a {kind} must be a YAML mapping", file=source, line=1)
     return data, lines
+
+
+def read_config_text(path: str | Path, kind: str) -> str:
+    """Return the UTF-8 text of the ``kind`` file at ``path``, or raise ConfigError naming it."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {kind}: {exc.strerror}", file=str(path)) from None
 
 
 def refuse_loader_fields(data: dict[str, Any], lines: dict[str, int], source: str,

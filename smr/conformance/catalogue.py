@@ -38,7 +38,8 @@ import yaml
 from ..errors import ConfigError, LocalProtocolError
 from ..sim import FaultEvent, SimConfig
 from ..sim.config import converter
-from ..yamlfiles import LOADER_FIELDS, explain_structure_error, read_yaml_mapping, refuse_loader_fields
+from ..yamlfiles import (LOADER_FIELDS, explain_structure_error, read_config_text, read_yaml_mapping,
+                         refuse_loader_fields)
 
 #: The judgements of a run, in the order they are reported.
 CHECKS: tuple[str, ...] = ("linearizability", "invariants", "workload", "liveness", "quorum")
@@ -199,11 +200,7 @@ def _validate(entry: ConformanceScenario, fail: Callable[[str, str], ConfigError
 
 def load_entry(path: str | Path) -> ConformanceScenario:
     """Read one catalogue entry from a file; errors name the file, line and field."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read conformance scenario: {exc.strerror}", file=str(path)) from None
-    return parse_entry(text, str(path))
+    return parse_entry(read_config_text(path, "conformance scenario"), str(path))
 
 
 def catalogue_paths() -> list[Path]:

@@ -31,7 +31,7 @@ import yaml
 
 from smr.errors import ConfigError, LocalProtocolError
 from smr.replica import ReplicaConfig, get_backend
-from smr.yamlfiles import line_of, structure_yaml
+from smr.yamlfiles import line_of, read_config_text, structure_yaml
 from smr.state_machines import make_state_machine
 
 #: The environment variable read for the secret when the file names none.
@@ -173,11 +173,7 @@ def parse_cluster(text: str, source: str = "<cluster>") -> ClusterConfig:
 
 def load_cluster(path: str | Path) -> ClusterConfig:
     """Read and validate a cluster file; errors name the file, line and field."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read cluster file: {exc.strerror}", file=str(path)) from None
-    return parse_cluster(text, str(path))
+    return parse_cluster(read_config_text(path, "cluster file"), str(path))
 
 
 def dump_cluster(config: ClusterConfig) -> str:

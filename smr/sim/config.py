@@ -14,7 +14,7 @@ import attrs
 import cattrs
 
 from ..errors import ConfigError
-from ..yamlfiles import structure_yaml
+from ..yamlfiles import read_config_text, structure_yaml
 from .latency import Latency
 
 FaultAction = Literal[
@@ -178,11 +178,7 @@ def parse_scenario(text: str, source: str = "<scenario>") -> SimConfig:
 
 def load_scenario(path: str | Path) -> SimConfig:
     """Read a scenario file; errors name the file, line and field."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read scenario: {exc.strerror}", file=str(path)) from None
-    return parse_scenario(text, str(path))
+    return parse_scenario(read_config_text(path, "scenario"), str(path))
 
 
 def _reload(source: str) -> SimConfig | None:
