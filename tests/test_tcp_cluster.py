@@ -117,9 +117,13 @@ async def test_killing_every_node_recovers_the_state_from_disk(backend: str, tmp
             code = await trio.to_thread.run_sync(main, ["status", "--cluster", file, "--json"])
             assert code == 0 and '"role": "leader"' in capsys.readouterr().out
     assert len(written) == 45
-    for node in ("n1", "n2", "n3"):  # each process read a non-empty state back from its own disk
-        recovered = re.findall(r"recovered (\d+) durable keys", (tmp_path / f"{node}.log").read_text())
-        assert len(recovered) == 2 and int(recovered[0]) == 0 and int(recovered[1]) > 0, (node, recovered)
+    # every acknowledged write was on a majority's disks, so at least two processes recovered a
+    # non-empty state (the third may have booted too late to hear anything before the kill)
+    recovered = {node: [int(n) for n in re.findall(r"recovered (\d+) durable keys",
+                                                    (tmp_path / f"{node}.log").read_text())]
+                 for node in ("n1", "n2", "n3")}
+    assert all(len(counts) == 2 and counts[0] == 0 for counts in recovered.values()), recovered
+    assert sum(counts[1] > 0 for counts in recovered.values()) >= 2, recovered
 
 
 async def test_cluster_up_serves_and_stops_cleanly_on_sigterm(tmp_path: Path,

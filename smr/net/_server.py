@@ -99,6 +99,8 @@ class NodeServer:
         self._peer_in: dict[str, trio.MemoryReceiveChannel[bytes]] = {}
         for peer in self.peers:
             self._peer_out[peer], self._peer_in[peer] = trio.open_memory_channel[bytes](PEER_QUEUE)
+        # set when a peer dials in, so our own dial to it stops backing off
+        self._peer_up: dict[str, trio.Event] = {peer: trio.Event() for peer in self.peers}
         self._clients: dict[str, trio.MemorySendChannel[bytes]] = {}
 
     # -------------------------------------------------------------- lifecycle
@@ -269,7 +271,9 @@ class NodeServer:
                     self.refused[exc.reason] += 1
                 self.counters["peer_connect_failures"] += 1
                 self._discard(queue)
-                await trio.sleep(backoff * random.uniform(0.5, 1.0))
+                with trio.move_on_after(backoff * random.uniform(0.5, 1.0)):
+                    await self._peer_up[peer.id].wait()  # it dialled us: it is listening now
+                self._peer_up[peer.id] = trio.Event()
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
             backoff = BACKOFF_MIN_S
@@ -309,6 +313,7 @@ class NodeServer:
             if hello.role == "peer":
                 if hello.id not in self.peers:
                     raise FrameError("unexpected", f"{hello.id!r} is not a peer of {self.id}")
+                self._peer_up[hello.id].set()
                 await self._read_peer(conn, hello.id)
             else:
                 await self._serve_client(conn, who)
