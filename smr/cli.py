@@ -12,11 +12,7 @@ from typing import Any
 import attrs
 
 from .errors import ConfigError, LocalProtocolError
-
-
-def _print_json(doc: Any) -> None:
-    json.dump(doc, sys.stdout, indent=2, sort_keys=True, default=str)
-    sys.stdout.write("\n")
+from .output import print_json
 
 
 # ------------------------------------------------------------------- smr sim
@@ -76,7 +72,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
             dump_history(result.history, f)
     summary = summarize(result, tuple(f.at for f in config.faults))
     if args.json:
-        _print_json({"seed": args.seed, "replay": result.replay, "summary": summary.to_json(),
+        print_json({"seed": args.seed, "replay": result.replay, "summary": summary.to_json(),
                      "counters": result.counters.to_json(), "swarm": result.swarm})
     elif args.trace_out != "-":
         print(f"seed {args.seed}  backend {config.backend}  nodes {config.nodes}  "
@@ -124,7 +120,7 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
     rows = [(name, get_backend(name).description) for name in backend_names()]
     if args.json:
-        _print_json([{"name": n, "description": d} for n, d in rows])
+        print_json([{"name": n, "description": d} for n, d in rows])
     else:
         for name, desc in rows:
             print(f"{name:14s} {desc}")
@@ -209,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the full ``smr`` argument parser."""
     parser = argparse.ArgumentParser(
         prog="smr", description="Raft and multi-Paxos behind one replicated-log contract, side by side.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"smr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from synod.cli import register as register_essay
 

@@ -27,6 +27,7 @@ state machine; the runtime uses them for tracing and safety checking only.
 
 from __future__ import annotations
 
+import enum
 import random
 from collections.abc import Mapping
 from typing import Any, Callable, ClassVar, Protocol, Union
@@ -136,12 +137,32 @@ class Ready:
 EMPTY = Ready()
 
 
+class Role(enum.StrEnum):
+    """Every role a core can report; a ``StrEnum``, so it prints and compares as its name."""
+
+    FOLLOWER = "follower"
+    PRECANDIDATE = "precandidate"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+    COORDINATOR = "coordinator"  # the single coordinator's chosen node (it leads)
+    REPLICA = "replica"          # any other node of the single coordinator
+    PROPOSER = "proposer"        # single-decree Paxos during a ballot
+    ACCEPTOR = "acceptor"
+    VOTER = "voter"              # the essay's voting algorithms
+    VOTED = "voted"
+    NODE = "node"                # an algorithm with no roles
+
+
+#: The roles whose holder orders client commands: the one rule for "who leads".
+LEADING_ROLES = frozenset({Role.LEADER, Role.COORDINATOR})
+
+
 @attrs.frozen
 class ReplicaStatus:
     """What a replica says about itself, for tracing, faults and invariants.
 
-    ``role`` is backend-specific ("leader", "follower", "candidate", ...);
-    ``epoch`` is the term or ballot round; ``leader`` is who it believes leads.
+    ``role`` is one of :class:`Role`; ``epoch`` is the term or ballot round;
+    ``leader`` is who it believes leads.
     """
 
     node: NodeId
@@ -149,6 +170,11 @@ class ReplicaStatus:
     epoch: int
     leader: NodeId | None
     commit_index: int
+
+    @property
+    def is_leader(self) -> bool:
+        """True if this replica orders client commands now (a leader or the coordinator)."""
+        return self.role in LEADING_ROLES
 
 
 @attrs.frozen

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import attrs
 
 from .history import Outcome
+from .stats import percentile as percentile
 from .sim.engine import SimResult
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """The q-quantile (0..1) of ``values`` by nearest rank, or None if empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))
-    return ordered[rank]
 
 
 @attrs.frozen

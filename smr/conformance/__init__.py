@@ -5,8 +5,6 @@
 * :mod:`.judging` -- the five judgements of a run (linearizability, backend
   invariants, workload invariants, liveness, no progress without a quorum);
 * :mod:`.fuzz` -- seeded swarm campaigns over processes (``smr fuzz``);
-* :mod:`.strategies` -- Hypothesis strategies for fault schedules (needs the
-  ``test`` extra, so it is not imported here);
 * :mod:`.cli` -- ``smr conformance`` and ``smr fuzz``.
 """
 

@@ -14,11 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LocalProtocolError
+from ..output import print_json
 
-
-def _print_json(doc: Any) -> None:
-    json.dump(doc, sys.stdout, indent=2, sort_keys=True)
-    sys.stdout.write("\n")
 
 
 # ----------------------------------------------------------- smr conformance
@@ -60,7 +57,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
                     Path(args.trace).write_text("\n".join(result.trace) + "\n", encoding="utf-8")
     surprises = [r for r in reports if not r.as_expected]
     if args.json:
-        _print_json({"mutant": args.mutant, "runs": [r.to_json() for r in reports],
+        print_json({"mutant": args.mutant, "runs": [r.to_json() for r in reports],
                      "unexpected": len(surprises)})
     else:
         for r in reports:
@@ -120,7 +117,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if args.json:
-        _print_json(doc)
+        print_json(doc)
     else:
         print(report.describe())
         if args.out:

@@ -18,13 +18,10 @@ from ..sim.latency import Latency
 from ..table import render_table
 from .election import DEFAULT_RANGES, ELECTION_BACKENDS, PAPER_LATENCY, ElectionSetup, parse_range
 from .messages import MESSAGE_BACKENDS, MessageCount, count_messages
+from ..output import print_json
 
 _TARGET_RATIO = 1.05
 
-
-def _print_json(doc: Any) -> None:
-    json.dump(doc, sys.stdout, indent=2, sort_keys=True)
-    sys.stdout.write("\n")
 
 
 def _backends(text: str | None, default: tuple[str, ...], allowed: tuple[str, ...]) -> list[str]:
@@ -99,7 +96,7 @@ def cmd_election(args: argparse.Namespace) -> int:
             files += [str(p) for p in paths]
     violations = sum(s.violations for s in summaries)
     if args.json:
-        _print_json({"experiment": "election", "setup": setup_doc, "wall_s": round(wall, 2),
+        print_json({"experiment": "election", "setup": setup_doc, "wall_s": round(wall, 2),
                      "ranges": [s.to_json() for s in summaries], "files": files})
     else:
         print(f"leader election after a leader crash (Figure 16 of the extended Raft paper): "
@@ -199,7 +196,7 @@ def cmd_messages(args: argparse.Namespace) -> int:
                              seed=args.seed, latency=args.latency) for b in backends]
     wall = time.perf_counter() - started
     if args.json:
-        _print_json({"benchmark": "messages", "target_ratio": _TARGET_RATIO, "wall_s": round(wall, 2),
+        print_json({"benchmark": "messages", "target_ratio": _TARGET_RATIO, "wall_s": round(wall, 2),
                      "results": [c.to_json() for c in counts]})
         return 0
     first = counts[0]

@@ -8,7 +8,7 @@ and writes per second at several group-commit batch sizes, beside a bare
 by default), then measures (a) sustained throughput with ``--clients``
 sessions each keeping one put outstanding for ``--seconds`` and (b) the
 latency of ``--latency-ops`` puts issued one at a time; it runs the same puts
-against a 3-node PySyncObj cluster (``workloads.pysyncobj_adapter``) when
+against a 3-node PySyncObj cluster (``smr.net._pysyncobj_baseline``) when
 that package is installed, and prints everything side by side with ratios.
 Every loop is bounded in operations and in time.
 """
@@ -28,6 +28,7 @@ import trio
 
 from smr.commands import put
 from smr.replica import ClientRequest, Write
+from smr.stats import percentile as _percentile
 
 from ._client import open_tcp_client
 from ._launcher import open_local_tcp_cluster
@@ -36,10 +37,8 @@ from ._storage import Storage
 
 def percentile(values: list[float], q: float) -> float:
     """The ``q`` quantile of ``values`` (nearest rank); NaN if empty."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    found = _percentile(values, q)
+    return float("nan") if found is None else found
 
 
 # ---------------------------------------------------------------- storage
@@ -165,7 +164,7 @@ def _pysyncobj(directory: Path, args: argparse.Namespace) -> list[dict[str, Any]
     except ImportError:
         print("(pysyncobj is not installed: pip install 'smr-compare[pysyncobj]' to compare)", file=sys.stderr)
         return []
-    from workloads.pysyncobj_adapter import run_pysyncobj_bench
+    from ._pysyncobj_baseline import run_pysyncobj_bench
 
     rows = []
     for batch in (True, False):  # its default, and its low-latency setting

@@ -23,6 +23,7 @@ import trio
 
 from smr import commands
 from smr.errors import ConfigError, LocalProtocolError, SMRError
+from ..output import print_json
 
 
 def _run(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
@@ -42,10 +43,6 @@ def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
         found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
     return found
 
-
-def _print_json(doc: Any) -> None:
-    json.dump(doc, sys.stdout, indent=2, sort_keys=True, default=str)
-    sys.stdout.write("\n")
 
 
 # ------------------------------------------------------------------ serve
@@ -111,7 +108,7 @@ def cmd_kv(args: argparse.Namespace) -> int:
         print(f"smr: {exc} (the command may or may not have been applied)", file=sys.stderr)
         return 1
     if args.json:
-        _print_json({"command": str(command), "result": result})
+        print_json({"command": str(command), "result": result})
     else:
         print("(absent)" if result is None and args.kv_op == "get" else json.dumps(result))
     return 0
@@ -128,7 +125,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     reports = _run(main)
     if args.json:
-        _print_json({n: None if r is None else {
+        print_json({n: None if r is None else {
             "role": r.role, "epoch": r.epoch, "leader": r.leader, "commit_index": r.commit_index,
             "backend": r.backend, "uptime_s": r.uptime_s, "counters": r.counters, "refused": r.refused,
             "storage": r.storage} for n, r in reports.items()})
@@ -196,7 +193,7 @@ def cmd_crashloop(args: argparse.Namespace) -> int:
         if temporary and not args.keep:
             shutil.rmtree(directory, ignore_errors=True)
     if args.json:
-        _print_json(report)
+        print_json(report)
     else:
         for line in report["lines"]:
             print(line)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from smr.conformance import ConformanceScenario, builtin_catalogue, mutants_of, parse_entry, run_cell, to_yaml
 from smr.conformance.cli import register
 from smr.conformance.fuzz import FuzzSettings, fuzz, run_seed
-from smr.conformance.strategies import describe_failure, seeds, swarm_entries
+from strategies import describe_failure, seeds, swarm_entries
 
 SAFETY = frozenset({"invariants", "linearizability", "workload"})
 RAFT_MUTANTS = ("mutant_commit_previous_term", "mutant_forget_vote", "mutant_truncate_on_stale_append",

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from smr.conformance import ConformanceScenario, conformance_backends, parse_entry, run_cell, to_yaml
-from smr.conformance.strategies import describe_failure, seeds, swarm_entries
+from strategies import describe_failure, seeds, swarm_entries
 
 SWARM = settings(max_examples=20, deadline=None, derandomize=True, database=None,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

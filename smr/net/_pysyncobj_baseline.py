@@ -12,7 +12,7 @@ process crash but not a power loss.  Compare it with ``smr``'s ``fsync:
 false`` figures for like-for-like, and with the default figures for what a
 synced log costs.
 
-Run one node by hand with ``python -m workloads.pysyncobj_adapter node ...``;
+Run one node by hand with ``python -m smr.net._pysyncobj_baseline node ...``;
 :func:`run_pysyncobj_bench` starts three, waits for the leader's figures and
 stops them.
 """
@@ -30,15 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._bench import percentile
+
 LOOPBACK = "127.0.0.1"
 READY_TIMEOUT_S = 30.0
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _make_kv(self_addr: str, partners: list[str], journal: str | None, batch: bool) -> Any:
@@ -97,8 +92,8 @@ def drive(kv: Any, *, clients: int, seconds: float, latency_ops: int, value_size
     return {
         "system": "pysyncobj", "ok": done["ok"], "errors": done["err"], "elapsed_s": round(elapsed, 3),
         "throughput": done["ok"] / elapsed,
-        "loaded_p50_ms": _percentile(loaded, 0.5) * 1000, "loaded_p99_ms": _percentile(loaded, 0.99) * 1000,
-        "p50_ms": _percentile(sequential, 0.5) * 1000, "p99_ms": _percentile(sequential, 0.99) * 1000,
+        "loaded_p50_ms": percentile(loaded, 0.5) * 1000, "loaded_p99_ms": percentile(loaded, 0.99) * 1000,
+        "p50_ms": percentile(sequential, 0.5) * 1000, "p99_ms": percentile(sequential, 0.99) * 1000,
         "latency_ops": len(sequential),
     }
 
@@ -145,7 +140,7 @@ def run_pysyncobj_bench(directory: str | Path, *, clients: int = 16, seconds: fl
     procs = []
     try:
         for i, addr in enumerate(addrs):
-            cmd = [sys.executable, "-m", "workloads.pysyncobj_adapter", "node", addr,
+            cmd = [sys.executable, "-m", "smr.net._pysyncobj_baseline", "node", addr,
                    *[a for a in addrs if a != addr], "--journal", str(directory / f"journal{i}"),
                    "--out", str(out), "--clients", str(clients), "--seconds", str(seconds),
                    "--latency-ops", str(latency_ops), "--value-size", str(value_size),
@@ -172,8 +167,8 @@ def run_pysyncobj_bench(directory: str | Path, *, clients: int = 16, seconds: fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m workloads.pysyncobj_adapter node SELF PARTNER...``: run one node."""
-    parser = argparse.ArgumentParser(prog="python -m workloads.pysyncobj_adapter")
+    """``python -m smr.net._pysyncobj_baseline node SELF PARTNER...``: run one node."""
+    parser = argparse.ArgumentParser(prog="python -m smr.net._pysyncobj_baseline")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("node", help="run one PySyncObj node (the leader measures)")
     p.add_argument("self_addr")

@@ -18,9 +18,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from ..sim import ClientConfig, DiskConfig, FaultEvent, Latency, NetworkConfig, SimConfig
-from .catalogue import ConformanceScenario, to_yaml
-from .judging import CellReport
+from smr.sim import ClientConfig, DiskConfig, FaultEvent, Latency, NetworkConfig, SimConfig
+from smr.conformance.catalogue import ConformanceScenario, to_yaml
+from smr.conformance.judging import CellReport
 
 #: The actions a drawn schedule may use before the heal (the heal itself is always appended).
 ACTIONS = ("crash", "restart", "crash_leader", "isolate", "isolate_leader", "partition",
