@@ -33,7 +33,7 @@ class Series:
 
 def fault_bands(faults: Sequence[FaultEvent], end: float) -> list[tuple[float, float, str]]:
     """Turn a fault schedule into (start, stop, label) spans: from a fault to the next repair."""
-    bands = []
+    bands: list[tuple[float, float, str]] = []
     ordered = sorted(faults, key=lambda f: f.at)
     for i, fault in enumerate(ordered):
         if fault.action in _RESTORE or fault.action == "network":

@@ -10,8 +10,11 @@ different nodes.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
+
 from smr import commands
 from smr.commands import Command
+from smr.history import Operation
 from workloads import register_workload
 
 #: The essay's three colours.
@@ -37,6 +40,10 @@ class ProposalsWorkload:
             self._proposed.add(client)
             return commands.try_init(self.key, self.values[(client - 1) % len(self.values)])
         return commands.final_value(self.key)
+
+    def check(self, history: Sequence[Operation]) -> list[str]:
+        """No invariant of its own: the checker's ``write_once`` model judges agreement and validity."""
+        return []
 
 
 register_workload(WORKLOAD, ProposalsWorkload)

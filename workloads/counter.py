@@ -38,14 +38,19 @@ class CounterWorkload:
         for op in history:
             if op.outcome is not Outcome.OK or op.result is None:
                 continue
-            low = sum(int(a.command.args[0]) for a in adds  # type: ignore[arg-type]
-                      if a.outcome is Outcome.OK and a.end < op.invoke)
-            high = sum(int(a.command.args[0]) for a in adds  # type: ignore[arg-type]
-                       if a.outcome is not Outcome.FAIL and a.invoke < op.end)
-            if not low <= int(op.result) <= high:  # type: ignore[arg-type]
+            low = sum(_amount(a) for a in adds if a.outcome is Outcome.OK and a.end < op.invoke)
+            high = sum(_amount(a) for a in adds if a.outcome is not Outcome.FAIL and a.invoke < op.end)
+            if not low <= int(op.result) <= high:
                 problems.append(f"op {op.id}: total {op.result} outside [{low}, {high}] "
                                 "(an increment was lost or applied twice)")
         return problems
 
 
 register_workload("counter", CounterWorkload)
+
+
+def _amount(op: Operation) -> int:
+    """How much an ``add`` operation adds (the workload made it, so it is an int)."""
+    amount = op.command.args[0]
+    assert isinstance(amount, int), f"op {op.id}: add of {amount!r}"
+    return amount

@@ -10,6 +10,7 @@ tuples so values stay hashable; each map records the line it started on.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import attrs
 
@@ -39,7 +40,7 @@ class Symbol:
     name: str
 
 
-class EdnMap(dict):  # type: ignore[type-arg]
+class EdnMap(dict[Any, Any]):
     """An EDN map that remembers the line it started on."""
 
     __slots__ = ("line",)

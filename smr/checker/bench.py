@@ -91,7 +91,7 @@ def rows_to_json(rows: list[BenchRow], seed: int) -> dict[str, Any]:
     }
 
 
-def register_bench(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register_bench(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add the ``checker [--json] [--seed N]`` benchmark subcommand; its ``func(args)`` returns 0."""
     parser = subparsers.add_parser(
         "checker", help="measure linearizability checker throughput",

@@ -39,7 +39,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def register_check(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register_check(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add the ``check HISTORY_FILE --model ...`` subcommand; its ``func(args)`` returns the exit code."""
     parser = subparsers.add_parser(
         "check", help="check a client history for linearizability",

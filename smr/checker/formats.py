@@ -72,10 +72,9 @@ def _is_pair(value: object) -> bool:
 
 def _split_key(f: str, value: object) -> tuple[str, object, bool]:
     """Return (key, value without key, whether the value was an independent [key value] tuple)."""
-    independent = _is_pair(value) and (f != "cas" or _is_pair(value[1]))  # type: ignore[index]
-    if not independent:
+    if not isinstance(value, tuple) or len(value) != 2 or (f == "cas" and not _is_pair(value[1])):
         return "", value, False
-    key, inner = value  # type: ignore[misc]
+    key, inner = value
     if isinstance(key, Keyword):
         return key.name, inner, True
     if isinstance(key, (int, str)) and not isinstance(key, bool):
@@ -137,10 +136,10 @@ class _Pairer:
         if f in _READ_OPS:
             args: tuple[Scalar, ...] = ()
         elif f == "cas":
-            if not _is_pair(arg):
+            if not isinstance(arg, tuple) or len(arg) != 2:
                 raise ConfigError(f"cas needs a value [expected new], got {_show(arg)}",
                                   file=self.source, line=line)
-            args = tuple(_scalar(a, self.source, line) for a in arg)  # type: ignore[union-attr]
+            args = tuple(_scalar(a, self.source, line) for a in arg)
         elif arg is None:
             args = ()
         else:

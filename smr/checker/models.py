@@ -65,7 +65,7 @@ _PLAIN_TYPES = (int, str)
 def _tag(value: object) -> Hashable:
     """Return a hashable, never-None form of ``value`` equal only to values of the same type."""
     if value.__class__ in _PLAIN_TYPES:
-        return value  # type: ignore[return-value]
+        return value
     if value is None:
         return NIL
     if isinstance(value, list):

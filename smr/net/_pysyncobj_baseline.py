@@ -39,7 +39,7 @@ READY_TIMEOUT_S = 30.0
 def _make_kv(self_addr: str, partners: list[str], journal: str | None, batch: bool) -> Any:
     from pysyncobj import SyncObj, SyncObjConf, replicated
 
-    class KV(SyncObj):  # type: ignore[misc]
+    class KV(SyncObj):
         """A replicated dict with one operation, put."""
 
         def __init__(self) -> None:
@@ -47,7 +47,7 @@ def _make_kv(self_addr: str, partners: list[str], journal: str | None, batch: bo
             super().__init__(self_addr, partners, conf)
             self._data: dict[str, str] = {}
 
-        @replicated  # type: ignore[misc]
+        @replicated
         def put(self, key: str, value: str) -> None:
             """Set ``key`` to ``value``."""
             self._data[key] = value

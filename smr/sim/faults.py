@@ -13,7 +13,11 @@ import random
 
 import attrs
 
-from .config import FaultEvent, NetworkConfig, SimConfig
+from .config import FaultAction, FaultEvent, NetworkConfig, SimConfig
+
+#: The fault kinds a swarm run draws its schedule from (the heal at the end is always added).
+_SWARM_ACTIONS: tuple[FaultAction, ...] = ("crash", "crash_leader", "restart", "partition_halves", "isolate",
+                                           "isolate_leader", "bridge", "heal", "flap")
 
 
 @attrs.frozen
@@ -44,8 +48,7 @@ def draw_swarm(config: SimConfig, rng: random.Random) -> SwarmDraw:
     faults: list[FaultEvent] = []
     for _ in range(rng.randint(0, 6)):
         at = round(rng.uniform(0.05, 0.55) * config.duration_ms, 3)
-        kind = rng.choice(["crash", "crash_leader", "restart", "partition_halves", "isolate",
-                           "isolate_leader", "bridge", "heal", "flap"])
+        kind: FaultAction = rng.choice(_SWARM_ACTIONS)
         node = rng.choice(nodes)
         if kind == "flap":
             faults.append(FaultEvent(at, "flap", period_ms=round(rng.uniform(20, 200), 3),
