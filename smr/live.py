@@ -24,9 +24,10 @@ from typing import Any
 import trio
 
 from .commands import Command, Scalar
+from .driver import Driver, apply_writes, current_leader
 from .errors import LocalProtocolError, RemoteProtocolError
-from .replica import (TICK, ClientRequest, Ready, ReplicaConfig, Receive, Reply, ReplyStatus, Start,
-                      get_backend)
+from .replica import (TICK, ClientRequest, Ready, ReplicaConfig, ReplicaCore, Receive, Reply, ReplyStatus,
+                      Start, get_backend)
 from .state_machines import make_state_machine
 
 
@@ -34,7 +35,7 @@ class _Node:
     def __init__(self, node_id: str) -> None:
         self.id = node_id
         self.durable: dict[str, Any] = {}
-        self.core: Any = None
+        self.driver: Driver[ReplicaCore] | None = None
         self.scope: trio.CancelScope | None = None
         self.send, self.recv = trio.open_memory_channel[Any](math.inf)
         self.incarnation = 0
@@ -71,13 +72,14 @@ class LocalCluster:
         peers = tuple(n for n in self.nodes if n != node_id)
         rng = random.Random(f"{self._seed}/{node_id}/{node.incarnation}")
         sm = self._sm
-        node.core = self._backend.factory(
+        core = self._backend.factory(
             ReplicaConfig(node_id, peers, rng, lambda: make_state_machine(sm), self._options))
+        node.driver = Driver(core, node_id, on_reject=self._reject)
         node.send, node.recv = trio.open_memory_channel[Any](math.inf)
         node.scope = trio.CancelScope()
-        # The task gets this incarnation's core and inbox as arguments, so a crash and a
+        # The task gets this incarnation's driver and inbox as arguments, so a crash and a
         # restart with no checkpoint in between never let the old task step the new core.
-        self._nursery.start_soon(self._run_node, node, node.core, node.recv, node.scope)
+        self._nursery.start_soon(self._run_node, node, node.driver, node.recv, node.scope)
         node.send.send_nowait(Start(dict(node.durable)))
 
     def crash(self, node_id: str) -> None:
@@ -87,19 +89,16 @@ class LocalCluster:
             raise LocalProtocolError(f"{node_id} is not running")
         node.scope.cancel()
         node.scope = None
-        node.core = None
+        node.driver = None
 
     def leader(self) -> str | None:
         """The running node that claims leadership with the highest epoch, if any."""
-        best = None
-        for node in self.nodes.values():
-            if node.core is not None:
-                st = node.core.status()
-                if st.role in ("leader", "coordinator") and (best is None or st.epoch > best[0]):
-                    best = (st.epoch, node.id)
-        return None if best is None else best[1]
+        return current_leader(n.driver.status() for n in self.nodes.values() if n.driver is not None)
 
-    async def _run_node(self, node: _Node, core: Any, inbox: trio.MemoryReceiveChannel[Any],
+    def _reject(self, node_id: str, exc: RemoteProtocolError) -> None:
+        self.nodes[node_id].remote_errors += 1
+
+    async def _run_node(self, node: _Node, driver: Driver[ReplicaCore], inbox: trio.MemoryReceiveChannel[Any],
                         scope: trio.CancelScope) -> None:
         with scope:
             async with trio.open_nursery() as inner:
@@ -107,12 +106,9 @@ class LocalCluster:
                 async for event in inbox:
                     if scope.cancel_called:
                         return
-                    try:
-                        ready = core.step(event)
-                    except RemoteProtocolError:
-                        node.remote_errors += 1
-                        continue
-                    self._handle(node, ready)
+                    ready = driver.step(event)
+                    if not driver.rejected:
+                        self._handle(node, ready)
 
     async def _ticker(self, inbox: trio.MemorySendChannel[Any]) -> None:
         while True:
@@ -120,11 +116,7 @@ class LocalCluster:
             inbox.send_nowait(TICK)
 
     def _handle(self, node: _Node, ready: Ready) -> None:
-        for write in ready.persist:  # durable before anything leaves
-            if write.value is None:
-                node.durable.pop(write.key, None)
-            else:
-                node.durable[write.key] = write.value
+        apply_writes(node.durable, ready.persist)  # durable before anything leaves
         for send in ready.messages:
             peer = self.nodes.get(send.dst)
             if peer is not None and peer.alive:

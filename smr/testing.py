@@ -8,8 +8,8 @@ Persistence is honoured: each node's durable map is updated from
 ``Ready.persist`` (synced at once, before its messages join the network), and
 a restart hands that map back in ``Start``.  After every step the backend's
 invariants run (when given), and every applied entry is compared with what any other node
-applied at that index (state machine safety), so a test fails at the first
-unsafe step.
+applied at that index (state machine safety, :class:`smr.driver.CommitLedger`), so a test
+fails at the first unsafe step.  Each core is stepped through a :class:`smr.driver.Driver`.
 """
 
 from __future__ import annotations
@@ -17,18 +17,22 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .commands import Command
+from .driver import CommitLedger, Driver, apply_writes, current_leader
 from .errors import RemoteProtocolError
-from .replica import (TICK, ClientRequest, Ready, ReplicaConfig, Receive, Reply, Start)
+from .replica import (TICK, ClientRequest, Ready, ReplicaConfig, ReplicaCore, ReplicaStatus, Receive, Reply,
+                      Role, Start)
 from .state_machines import KVStore, StateMachine
 
 
 Message = tuple[str, str, Any]  # (src, dst, message)
 
+CoreT = TypeVar("CoreT", bound=ReplicaCore)
 
-class Network:
+
+class Network(Generic[CoreT]):
     """An in-memory cluster: cores, durable maps, in-flight messages and faults.
 
     Args:
@@ -41,7 +45,7 @@ class Network:
         check: run the invariants after every step.
     """
 
-    def __init__(self, factory: Callable[[ReplicaConfig], Any], size: int = 3,
+    def __init__(self, factory: Callable[[ReplicaConfig], CoreT], size: int = 3,
                  options: Mapping[str, Any] | None = None, seed: int = 0,
                  state_machine: Callable[[], StateMachine] = KVStore,
                  invariants: Callable[[Mapping[str, Any]], None] | None = None,
@@ -54,14 +58,17 @@ class Network:
         self.check_enabled = check
         self.invariants = invariants
         self.durable: dict[str, dict[str, Any]] = {n: {} for n in self.ids}
-        self.cores: dict[str, Any] = {}
+        #: The live cores, and the drivers that step them.
+        self.cores: dict[str, CoreT] = {}
+        self.drivers: dict[str, Driver[CoreT]] = {}
         self.incarnations: dict[str, int] = {n: 0 for n in self.ids}
         self.in_flight: list[Message] = []
         self.cut_links: set[tuple[str, str]] = set()
         self.drop_if: Callable[[str, str, Any], bool] | None = None
         self.replies: list[Reply] = []
-        self.applied: dict[int, ClientRequest] = {}
-        self.applied_by: dict[str, list[int]] = {n: [] for n in self.ids}
+        self.ledger = CommitLedger()
+        #: index -> the entry applied there (by whichever node applied it first).
+        self.applied: dict[int, Any] = self.ledger.entries
         self.remote_errors: list[str] = []
         self.delivered: Counter[str] = Counter()
         for node in self.ids:
@@ -75,44 +82,36 @@ class Network:
         rng = random.Random(f"{self.seed}/{node}/{self.incarnations[node]}")
         core = self.factory(ReplicaConfig(node, peers, rng, self.state_machine, self.options))
         self.cores[node] = core
-        self.applied_by[node] = []
-        self._handle(node, core.step(Start(dict(self.durable[node]))))
+        driver = self.drivers[node] = Driver(core, node, on_reject=self._reject)
+        self.ledger.boot(node)
+        self._handle(node, driver.step(Start(dict(self.durable[node]))))
 
     def crash(self, node: str) -> None:
         """Stop ``node``: its volatile state is gone, its durable map stays."""
         del self.cores[node]
+        del self.drivers[node]
 
     def restart(self, node: str) -> None:
         """Crash ``node`` if it runs, then boot it from durable state."""
         self.cores.pop(node, None)
+        self.drivers.pop(node, None)
         self.start(node)
 
     def step(self, node: str, event: Any) -> Ready:
         """Feed one input to ``node`` and route its outputs; a remote error is recorded, not raised."""
-        try:
-            ready = self.cores[node].step(event)
-        except RemoteProtocolError as exc:
-            self.remote_errors.append(str(exc))
-            return Ready()
-        self._handle(node, ready)
+        driver = self.drivers[node]
+        ready = driver.step(event)
+        if not driver.rejected:
+            self._handle(node, ready)
         return ready
 
+    def _reject(self, node: str, exc: RemoteProtocolError) -> None:
+        self.remote_errors.append(str(exc))
+
     def _handle(self, node: str, ready: Ready) -> None:
-        durable = self.durable[node]
-        for write in ready.persist:  # synced before any message leaves
-            if write.value is None:
-                durable.pop(write.key, None)
-            else:
-                durable[write.key] = write.value
+        apply_writes(self.durable[node], ready.persist)  # synced before any message leaves
         for c in ready.committed:
-            done = self.applied_by[node]
-            if done and c.index <= done[-1]:
-                raise AssertionError(f"{node} applied index {c.index} after {done[-1]}")
-            done.append(c.index)
-            known = self.applied.setdefault(c.index, c.entry)
-            if known != c.entry:
-                raise AssertionError(f"state machine safety: {node} applied {c.entry} at index "
-                                     f"{c.index}, but {known} was applied there before")
+            self.ledger.record(node, c)
         for send in ready.messages:
             self.in_flight.append((node, send.dst, send.message))
         self.replies.extend(ready.replies)
@@ -213,9 +212,9 @@ class Network:
 
     def campaign(self, node: str) -> None:
         """Tick ``node`` until its election timeout fires (it campaigns), without delivering."""
-        core = self.cores[node]
+        core: Any = self.cores[node]  # a core with election timers (Raft, multi-Paxos)
         for _ in range(core.opts.election_ticks_max + 1):
-            if core.role != "follower":
+            if self.status(node).role != Role.FOLLOWER:
                 return
             self.tick(node)
         raise AssertionError(f"{node} did not campaign")
@@ -224,9 +223,9 @@ class Network:
         """Make ``node`` campaign and deliver until quiet; it must end up leader."""
         self.campaign(node)
         self.stabilize()
-        role = self.cores[node].role
-        if role != "leader":
-            raise AssertionError(f"{node} campaigned but is {role}")
+        status = self.status(node)
+        if not status.is_leader:
+            raise AssertionError(f"{node} campaigned but is {status.role}")
 
     # ------------------------------------------------------------ clients
     def request(self, node: str, command: Command, client: str = "c1", seq: int = 1) -> list[Reply]:
@@ -240,11 +239,10 @@ class Network:
         return [r for r in self.replies if r.client_id == client and r.seq == seq]
 
     # ------------------------------------------------------------ views
+    def status(self, node: str) -> ReplicaStatus:
+        """What live ``node`` says about itself (role, epoch, leader belief, commit index)."""
+        return self.drivers[node].status()
+
     def leader(self) -> str | None:
-        """The live leader with the highest epoch (term or ballot round), if any."""
-        best: tuple[int, str] | None = None
-        for node, core in self.cores.items():
-            status = core.status()
-            if status.role == "leader" and (best is None or status.epoch > best[0]):
-                best = (status.epoch, node)
-        return None if best is None else best[1]
+        """The live leader (or coordinator) with the highest epoch (term or ballot round), if any."""
+        return current_leader(d.status() for d in self.drivers.values())

@@ -32,11 +32,13 @@ from typing import Any, Protocol, overload
 
 import attrs
 
+from smr.driver import Driver, apply_writes
 from smr.errors import LocalProtocolError, RemoteProtocolError
-from smr.replica import TICK, Ready, ReplicaConfig, Receive, Start, get_backend
+from smr.replica import TICK, Ready, ReplicaConfig, ReplicaCore, Receive, Start, get_backend
 from smr.state_machines import make_state_machine
 
 from .messages import Accept
+from .paxos import PaxosSynod
 
 DELIVER, TICK_EVENT = "deliver", "tick"
 
@@ -150,12 +152,15 @@ class Scheduler:
         self.remote_errors = 0
         self._next_id = 0
         sm_name = "write_once" if not self.backend.replicated_log else "kv"
-        self.cores: dict[str, Any] = {}
+        #: The live nodes' cores, and the drivers that step them.
+        self.cores: dict[str, ReplicaCore] = {}
+        self.drivers: dict[str, Driver[ReplicaCore]] = {}
         for node in self.node_ids:
             peers = tuple(n for n in self.node_ids if n != node)
             rng = random.Random(f"{seed}/{node}/1")
-            self.cores[node] = self.backend.factory(
+            core = self.cores[node] = self.backend.factory(
                 ReplicaConfig(node, peers, rng, lambda: make_state_machine(sm_name), self.options))
+            self.drivers[node] = Driver(core, node, on_reject=self._reject)
         for node in self.node_ids:
             self._apply(node, self._step_core(node, Start({})), record=None)
             self._arm_tick(node)
@@ -177,6 +182,7 @@ class Scheduler:
             raise LocalProtocolError(f"the FLP adversary crashes at most one node; {self.crashed[0]} already did")
         self.crashed.append(node)
         del self.cores[node]
+        del self.drivers[node]
         for event in [e for e in self.pending.values() if e.kind == TICK_EVENT and e.dst == node]:
             del self.pending[event.id]
         self.steps += 1
@@ -252,12 +258,10 @@ class Scheduler:
                              crashes=tuple(self.crashed))
 
     def _step_core(self, node: str, event: Any) -> Ready:
-        try:
-            ready: Ready = self.cores[node].step(event)
-        except RemoteProtocolError:
-            self.remote_errors += 1
-            return Ready()
-        return ready
+        return self.drivers[node].step(event)  # a rejected input gives the empty batch
+
+    def _reject(self, node: str, exc: RemoteProtocolError) -> None:
+        self.remote_errors += 1
 
     @overload
     def _apply(self, node: str, ready: Ready, record: StepRecord) -> StepRecord: ...
@@ -266,12 +270,7 @@ class Scheduler:
     def _apply(self, node: str, ready: Ready, record: None) -> None: ...
 
     def _apply(self, node: str, ready: Ready, record: StepRecord | None) -> StepRecord | None:
-        disk = self.durable[node]
-        for write in ready.persist:  # durable before any message of this batch is pending
-            if write.value is None:
-                disk.pop(write.key, None)
-            else:
-                disk[write.key] = write.value
+        apply_writes(self.durable[node], ready.persist)  # durable before any message of this batch is pending
         outputs = []
         for send in ready.messages:
             event = self._new_event(DELIVER, send.dst, node, send.message)
@@ -352,7 +351,10 @@ class DuelAdversary:
         """False only for an ``Accept`` its live destination would take now."""
         if not isinstance(event.message, Accept) or not scheduler.alive(event.dst):
             return True
-        promised = scheduler.cores[event.dst].acceptor.promised
+        core = scheduler.cores[event.dst]
+        if not isinstance(core, PaxosSynod):
+            raise LocalProtocolError(f"the duel adversary plays against the Paxos synod, not {core.backend}")
+        promised = core.acceptor.promised
         return promised is not None and event.message.ballot < promised
 
 

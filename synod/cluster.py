@@ -18,11 +18,12 @@ from collections.abc import Callable
 from typing import Any
 
 from smr.commands import Scalar
-from smr.errors import RemoteProtocolError
-from smr.replica import TICK, Ready, ReplicaConfig, Receive, Start, get_backend
+from smr.driver import Driver, apply_writes
+from smr.errors import LocalProtocolError
+from smr.replica import TICK, ReplicaConfig, Receive, Start, get_backend
 from smr.state_machines import WriteOnceMap
 
-from .core import Propose
+from .core import Propose, WriteOnceCore
 from .essay import ALGORITHMS
 
 _DELIVER, _TICK = 0, 1
@@ -42,7 +43,8 @@ class CoreCluster:
         self.tick_ms = tick_ms
         self.now = 0.0
         self.rng = random.Random(f"{seed}/cluster")
-        self.cores: dict[str, Any] = {}
+        #: The running nodes' drivers (each wraps one WriteOnce core).
+        self.drivers: dict[str, Driver[WriteOnceCore]] = {}
         self.durable: dict[str, dict[str, Any]] = {n: {} for n in self.node_ids}
         self.incarnation: dict[str, int] = {n: 0 for n in self.node_ids}
         self._queue: list[tuple[Any, ...]] = []
@@ -54,14 +56,19 @@ class CoreCluster:
         """The essay's ``WriteOnce`` as seen from ``node``."""
         return ClusterWriteOnce(self, node)
 
+    @property
+    def cores(self) -> dict[str, WriteOnceCore]:
+        """The running nodes' cores, by node id."""
+        return {node: driver.core for node, driver in self.drivers.items()}
+
     def alive(self, node: str) -> bool:
         """True if ``node`` is running."""
-        return node in self.cores
+        return node in self.drivers
 
     def decided(self, node: str) -> Scalar:
         """What ``node`` has decided (None if undecided or down)."""
-        core = self.cores.get(node)
-        return None if core is None else core.decided
+        driver = self.drivers.get(node)
+        return None if driver is None else driver.core.decided
 
     def propose(self, node: str, value: Scalar) -> None:
         """Feed ``try_initialize(value)`` to ``node`` (ignored if it is down)."""
@@ -69,11 +76,11 @@ class CoreCluster:
 
     def crash(self, node: str) -> None:
         """Stop ``node``: volatile state is gone, durable state stays."""
-        self.cores.pop(node, None)
+        self.drivers.pop(node, None)
 
     def restart(self, node: str) -> None:
         """Restart a crashed ``node`` from its durable state."""
-        if node not in self.cores:
+        if node not in self.drivers:
             self._boot(node)
 
     def run_until(self, done: Callable[[], bool], timeout_ms: float) -> bool:
@@ -87,7 +94,7 @@ class CoreCluster:
             self.now = time
             if kind == _DELIVER:
                 self._step(b, Receive(a, c))
-            elif a in self.cores and self.incarnation[a] == b:
+            elif a in self.drivers and self.incarnation[a] == b:
                 self._step(a, TICK)
                 self._push(self.now + self.tick_ms, _TICK, a, b)
         return True
@@ -100,25 +107,19 @@ class CoreCluster:
         self.incarnation[node] += 1
         peers = tuple(n for n in self.node_ids if n != node)
         rng = random.Random(f"{self.seed}/{node}/{self.incarnation[node]}")
-        self.cores[node] = self.backend.factory(
-            ReplicaConfig(node, peers, rng, WriteOnceMap, self.options))
+        core = self.backend.factory(ReplicaConfig(node, peers, rng, WriteOnceMap, self.options))
+        if not isinstance(core, WriteOnceCore):
+            raise LocalProtocolError(f"{self.backend.name} is not a WriteOnce algorithm")
+        self.drivers[node] = Driver(core, node)
         self._step(node, Start(dict(self.durable[node])))
         self._push(self.now + self.tick_ms * self.rng.random(), _TICK, node, self.incarnation[node])
 
     def _step(self, node: str, event: Any) -> None:
-        core = self.cores.get(node)
-        if core is None:
+        driver = self.drivers.get(node)
+        if driver is None:
             return
-        try:
-            ready: Ready = core.step(event)
-        except RemoteProtocolError:
-            return
-        disk = self.durable[node]
-        for write in ready.persist:  # synced before anything below leaves
-            if write.value is None:
-                disk.pop(write.key, None)
-            else:
-                disk[write.key] = write.value
+        ready = driver.step(event)  # a rejected input (counted by the driver) gives the empty batch
+        apply_writes(self.durable[node], ready.persist)  # synced before anything below leaves
         low, high = self.latency_ms
         for send in ready.messages:
             self._push(self.now + self.rng.uniform(low, high), _DELIVER, node, send.dst, send.message)

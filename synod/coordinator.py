@@ -1,6 +1,6 @@
 """The essay's ``DistributedWriteOnce``: one coordinator, chosen by the bully algorithm, holds the variable.
 
-Every node runs :func:`smr.replica.bully` on the member list and gets the same
+Every node runs :func:`smr.backends.coordinator.bully` on the member list and gets the same
 coordinator without sending a message.  ``tryInitialize`` is a remote call to
 the coordinator (retried on ticks until answered, like the essay's
 ``remoteCall``); ``finalValue`` asks the coordinator until it answers.  The
@@ -20,8 +20,9 @@ from typing import Any
 import attrs
 
 from smr import wire
+from smr.backends.coordinator import bully
 from smr.commands import Scalar
-from smr.replica import Backend, bully, register_backend
+from smr.replica import Role
 
 from .core import WriteOnceCore
 from .messages import AskDecided, Decided
@@ -54,9 +55,9 @@ class CoordinatorWriteOnce(WriteOnceCore):
         """True on the node the bully algorithm picked."""
         return self.node == self.coordinator
 
-    def role(self) -> str:
-        """Return "coordinator" on the node the bully algorithm picked, "replica" elsewhere."""
-        return "coordinator" if self.is_coordinator else "replica"
+    def role(self) -> Role:
+        """Return COORDINATOR on the node the bully algorithm picked, REPLICA elsewhere."""
+        return Role.COORDINATOR if self.is_coordinator else Role.REPLICA
 
     def leader(self) -> str | None:
         """The bully-chosen coordinator (fixed for the whole run)."""
@@ -103,12 +104,3 @@ class CoordinatorWriteOnce(WriteOnceCore):
             self.value = value
             self.persist(_VALUE_KEY, value)
             self.send(self.node, Decided(value))
-
-
-BACKEND = register_backend(Backend(
-    replicated_log=False,
-    name=CoordinatorWriteOnce.backend,
-    factory=CoordinatorWriteOnce,
-    description="essay: one write-once variable held by the bully-chosen coordinator (not fault tolerant)",
-    options={"key": "x", "ask_ticks": 3},
-))

@@ -26,7 +26,7 @@ import attrs
 from smr.commands import Command, Scalar
 from smr.errors import LocalProtocolError, RemoteProtocolError
 from smr.replica import (ClientRequest, Committed, Ready, ReplicaConfig, ReplicaStatus, Receive, Reply,
-                         ReplyStatus, Send, Start, Tick, Write)
+                         ReplyStatus, Role, Send, Start, Tick, Write)
 
 
 @attrs.frozen
@@ -42,6 +42,8 @@ class WriteOnceCore:
     backend: ClassVar[str] = ""
     #: The class name the essay gives this algorithm.
     essay_name: ClassVar[str] = ""
+    #: The local inputs this core takes besides the contract's (see :class:`smr.driver.Driver`).
+    local_inputs: ClassVar[tuple[type, ...]] = (Propose,)
 
     def __init__(self, config: ReplicaConfig) -> None:
         self.config = config
@@ -103,9 +105,9 @@ class WriteOnceCore:
         """Handle an algorithm-specific local input."""
         raise LocalProtocolError(f"{type(self).__name__} cannot step {event!r}")
 
-    def role(self) -> str:
-        """A short role name for status lines."""
-        return "node"
+    def role(self) -> Role:
+        """This node's role for status lines (one of :class:`smr.replica.Role`)."""
+        return Role.NODE
 
     def epoch(self) -> int:
         """The ballot round (or 0 for algorithms without rounds)."""

@@ -17,7 +17,7 @@ import attrs
 from smr.sim import ClientConfig, DiskConfig, LinkLatency, NetworkConfig, SimConfig, Simulation
 from smr.sim.latency import constant
 
-from . import paxos as _paxos  # noqa: F401  (registers synod-paxos)
+from .core import WriteOnceCore
 from .workload import WORKLOAD
 
 _PROTOCOL = ("Prepare", "Promise", "Accept", "Accepted")
@@ -89,7 +89,7 @@ def _measure(nodes: int, latency_ms: float, warm: bool) -> PaxosCost:
 
     def observe(sim: Simulation, node_id: str) -> None:
         core = sim.nodes[node_id].core
-        if core is None:
+        if not isinstance(core, WriteOnceCore):
             return
         if "phase1" not in marks and getattr(core, "phase", None) == "prepared":
             marks["phase1"] = Counter(sim.counters.sent)  # the leader's phase 1 is done

@@ -18,6 +18,7 @@ stabilises.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -25,9 +26,6 @@ import attrs
 
 from smr.sim import Simulation
 
-from . import coordinator as _coordinator  # noqa: F401  (registers the backends)
-from . import paxos as _paxos  # noqa: F401
-from . import voting as _voting  # noqa: F401
 from .judge import DecisionLog, RunVerdict, run_judged
 from .scenarios import DEFAULT_BOUND_MS, SCENARIOS, SCENARIOS_BY_NAME, Scenario, build_config
 
@@ -75,20 +73,15 @@ class RunRecord:
 
 
 @attrs.frozen
-class Counterexample:
-    """The smallest failing run found for one (algorithm, property), with its trace."""
+class Counterexample(RunRecord):
+    """The smallest failing run found for one (algorithm, property): the run, why it fails, and its trace."""
 
-    algorithm: str
     property: str
-    scenario: str
-    seed: int
-    nodes: int
-    proposers: int
     faults: tuple[str, ...]
     problems: tuple[str, ...]
     trace: tuple[str, ...]
 
-    @property
+    @builtins.property  # this class has a field named ``property``
     def replay(self) -> str:
         """The Python call that replays this run."""
         return (f"synod.essay.replay({self.scenario!r}, {self.algorithm!r}, seed={self.seed}, "
@@ -128,12 +121,12 @@ class Cell:
     violating_seeds: tuple[tuple[str, int], ...]
     counterexample: Counterexample | None = None
 
-    @property
+    @builtins.property  # this class has a field named ``property``
     def held(self) -> bool:
         """True if no run violated the property."""
         return self.violations == 0
 
-    @property
+    @builtins.property  # this class has a field named ``property``
     def expected(self) -> bool:
         """What the essay predicts for this cell."""
         return EXPECTED[(self.algorithm, self.property)]
@@ -245,8 +238,9 @@ def shrink_counterexample(algorithm: str, prop: str, scenarios: Iterable[str],
                     _, trace = run_once(sc, algorithm, seed, nodes=n, proposers=p, trace=True)
                     problems = tuple(x for x in verdict.problems
                                      if prop == "fault_tolerance" or x.startswith(prop))
-                    failing.append(Counterexample(algorithm, prop, name, seed, n, p,
-                                                  _describe_faults(sc, seed, n, p), problems, trace))
+                    failing.append(Counterexample(algorithm, name, seed, n, p, verdict, property=prop,
+                                                  faults=_describe_faults(sc, seed, n, p), problems=problems,
+                                                  trace=trace))
             if failing:
                 shortest = min(failing, key=lambda c: len(c.trace))
                 if best is None or (n, p, len(shortest.trace)) < (best.nodes, best.proposers,

@@ -31,13 +31,15 @@ from typing import Any
 
 import attrs
 
+from smr.errors import LocalProtocolError
+from smr.replica import Role
 from smr.sim.tracefmt import describe
 
-from . import paxos as _paxos  # noqa: F401  (registers synod-paxos)
 from .adversary import Admissibility, DuelAdversary, Event, RandomNetwork, Scheduler, StepRecord, highest_round
 from .ballot import Ballot
 from .core import Propose
 from .messages import Accept, Accepted, AskDecided, Decided, Nack, Prepare, Promise
+from .paxos import PaxosSynod
 from .workload import COLOURS
 
 #: Election timeout ranges compared in part 3 (ms), as in the Raft paper's Figure 16.
@@ -149,17 +151,17 @@ def run_duel(rounds: int = 20, *, nodes: int = 3, seed: int = 0, crash: str | No
     proposers = ("n1", "n2")
     for node, colour in zip(proposers, COLOURS):
         sched.input(node, Propose(colour))
+    synods = _synods(sched)
 
     def decided(s: Scheduler) -> bool:
-        return any(core.decided is not None for core in s.cores.values())
+        return any(synods[n].decided is not None for n in s.cores)
 
     def past(s: Scheduler) -> bool:
-        return all(s.cores[p].ballot is not None and s.cores[p].ballot.round > rounds
-                   for p in proposers if p in s.cores)
+        return all(_round(synods[p]) > rounds for p in proposers if p in s.cores)
 
     sched.run(lambda s: decided(s) or past(s), max_steps)
     is_decided = decided(sched)
-    live = [sched.cores[p].ballot.round for p in proposers if p in sched.cores and sched.cores[p].ballot]
+    live = [_round(synods[p]) for p in proposers if p in sched.cores and synods[p].ballot]
     undecided_rounds = highest_round(sched) if is_decided else min(live, default=1) - 1
     ballots = _ballot_rows(sched)
     delivered = {rec.event_id: rec.index for rec in sched.records if rec.kind == "deliver"}
@@ -173,6 +175,21 @@ def run_duel(rounds: int = 20, *, nodes: int = 3, seed: int = 0, crash: str | No
                       forced=adversary.forced, admissibility=sched.admissibility(patience),
                       trace=trace, trace_rounds=trace_rounds, schedule=tuple(sched.records),
                       messages=dict(sched.messages), held_ids=frozenset(adversary.held))
+
+
+def _synods(sched: Scheduler) -> dict[str, PaxosSynod]:
+    """The scheduler's cores as what they must be here: Paxos synod nodes."""
+    synods = {}
+    for node, core in sched.cores.items():
+        if not isinstance(core, PaxosSynod):
+            raise LocalProtocolError(f"{node} runs {core.backend}, not the Paxos synod")
+        synods[node] = core
+    return synods
+
+
+def _round(core: PaxosSynod) -> int:
+    """The round of ``core``'s current ballot (0 before its first)."""
+    return 0 if core.ballot is None else core.ballot.round
 
 
 def show(message: Any) -> str:
@@ -344,10 +361,11 @@ def _decision_round(seed: int, nodes: int, proposers: int, options: dict[str, An
                       record=False)
     for i in range(proposers):
         sched.input(f"n{i + 1}", Propose(COLOURS[i % len(COLOURS)]))
-    if not sched.run(lambda s: s.now > limit_ms or any(c.decided is not None for c in s.cores.values()),
+    cores = tuple(_synods(sched).values())  # nobody crashes here
+    if not sched.run(lambda s: s.now > limit_ms or any(c.decided is not None for c in cores),
                      max_steps=10_000_000) or sched.now > limit_ms:
         return None
-    first = next(c for c in sched.cores.values() if c.decided is not None)
+    first = next(c for c in cores if c.decided is not None)
     chosen = [b for b, voters in first.learner.votes.items() if len(voters) >= first.quorum]
     return min(b.round for b in chosen)
 
@@ -413,13 +431,13 @@ class _StableLeader:
         if core is None:
             return
         status = core.status()
-        if status.role == "candidate":
+        if status.role == Role.CANDIDATE:
             self.candidacies.add((node, status.epoch))
         if status.epoch > self.max_epoch:
             self.max_epoch = status.epoch
             if self.current is not None and self.current[1] < status.epoch:
                 self.current = None
-        if status.role == "leader" and status.epoch == self.max_epoch:
+        if status.is_leader and status.epoch == self.max_epoch:
             if self.current is None or self.current[0] != node:
                 self.current = (node, status.epoch, sched.now)
         elif self.current is not None and self.current[0] == node:

@@ -21,6 +21,8 @@ import attrs
 from smr.commands import Scalar
 from smr.sim import SimResult, Simulation
 
+from .core import WriteOnceCore
+
 
 @attrs.define
 class DecisionLog:
@@ -33,7 +35,7 @@ class DecisionLog:
     def __call__(self, sim: Simulation, node_id: str) -> None:
         """Look at ``node_id``'s core after it stepped."""
         core = sim.nodes[node_id].core
-        if core is None:
+        if not isinstance(core, WriteOnceCore):
             return
         value = core.decided
         if value is None:
@@ -90,7 +92,7 @@ def judge(sim: Simulation, result: SimResult, log: DecisionLog) -> RunVerdict:
             problems.append(f"validity: {node} decided {value!r} at t={at:.3f}, "
                             f"but only {list(proposed)} were proposed")
     undecided = sorted(n for n, node in sim.nodes.items()
-                       if node.alive and node.core is not None and node.core.decided is None)
+                       if node.alive and isinstance(node.core, WriteOnceCore) and node.core.decided is None)
     termination = not undecided
     if undecided:
         problems.append(f"termination: live nodes {','.join(undecided)} still undecided at "

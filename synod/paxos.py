@@ -32,11 +32,11 @@ from typing import Any
 import attrs
 
 from smr.commands import Scalar
-from smr.replica import Backend, register_backend
+from smr.replica import Role
 
 from .acceptor import Acceptor
 from .ballot import Ballot
-from .core import WriteOnceCore
+from .core import Propose, WriteOnceCore
 from .learner import Learner
 from .messages import Accept, Accepted, AskDecided, Decided, Nack, Prepare, Promise
 from .proposer import PrepareQuorum, next_ballot
@@ -65,6 +65,7 @@ class PaxosSynod(WriteOnceCore):
 
     backend = "synod-paxos"
     essay_name = "Paxos"
+    local_inputs = (Propose, Campaign)
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -82,10 +83,10 @@ class PaxosSynod(WriteOnceCore):
         self.timer = 0
         self.ballots_started = 0
 
-    def role(self) -> str:
-        """Return "proposer" during a ballot, "leader" once phase 1 succeeded, else "acceptor"."""
-        return "proposer" if self.phase in (Phase.PREPARING, Phase.ACCEPTING, Phase.BACKOFF) else (
-            "leader" if self.phase == Phase.PREPARED else "acceptor")
+    def role(self) -> Role:
+        """Return PROPOSER during a ballot, LEADER once phase 1 succeeded, else ACCEPTOR."""
+        return Role.PROPOSER if self.phase in (Phase.PREPARING, Phase.ACCEPTING, Phase.BACKOFF) else (
+            Role.LEADER if self.phase == Phase.PREPARED else Role.ACCEPTOR)
 
     def epoch(self) -> int:
         """The highest ballot round this node has seen."""
@@ -141,12 +142,12 @@ class PaxosSynod(WriteOnceCore):
             self.send(src, reply)
         elif isinstance(msg, Accept):
             self._see(msg.ballot)
-            reply = self.acceptor.on_accept(msg.ballot, msg.value)
+            answer = self.acceptor.on_accept(msg.ballot, msg.value)
             self.persist_all(self.acceptor.drain_writes())
-            if isinstance(reply, Accepted):
-                self.broadcast(reply)
+            if isinstance(answer, Accepted):
+                self.broadcast(answer)
             else:
-                self.send(src, reply)
+                self.send(src, answer)
         elif isinstance(msg, Promise):
             self._on_promise(src, msg)
         elif isinstance(msg, Accepted):
@@ -213,12 +214,3 @@ class PaxosSynod(WriteOnceCore):
             self.timer = self.rng.randint(1, self.backoff_ticks)
         else:
             self._start_ballot()
-
-
-BACKEND = register_backend(Backend(
-    replicated_log=False,
-    name=PaxosSynod.backend,
-    factory=PaxosSynod,
-    description="essay: the Paxos synod algorithm (single-decree Paxos) as a write-once variable",
-    options={"key": "x", "retry_ticks": 6, "backoff": True, "backoff_ticks": 6, "ask_ticks": 3},
-))

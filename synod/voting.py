@@ -26,7 +26,7 @@ import attrs
 from smr import wire
 from smr.commands import Scalar
 from smr.errors import RemoteProtocolError
-from smr.replica import Backend, register_backend
+from smr.replica import Role
 
 from .ballot import node_key
 from .core import WriteOnceCore
@@ -69,9 +69,9 @@ class MajorityRulesVoting(WriteOnceCore):
         self.my_vote: Scalar = None
         self.tally: dict[str, Scalar] = {}
 
-    def role(self) -> str:
-        """Return "voter" until this node has cast its one vote, then "voted"."""
-        return "voter" if self.my_vote is None else "voted"
+    def role(self) -> Role:
+        """Return VOTER until this node has cast its one vote, then VOTED."""
+        return Role.VOTER if self.my_vote is None else Role.VOTED
 
     def on_start(self, durable: Mapping[str, Any]) -> None:
         """Recover the persisted vote and candidate, and announce them again."""
@@ -129,14 +129,3 @@ class TiebreakVoting(MajorityRulesVoting):
     backend = "synod-tiebreak"
     essay_name = "TiebreakVoting"
     uses_tiebreak = True
-
-
-_OPTIONS = {"key": "x", "rebroadcast_ticks": 5}
-MAJORITY_BACKEND = register_backend(Backend(
-    replicated_log=False,
-    name=MajorityRulesVoting.backend, factory=MajorityRulesVoting, options=_OPTIONS,
-    description="essay: majority-rules voting (a split vote never terminates)"))
-TIEBREAK_BACKEND = register_backend(Backend(
-    replicated_log=False,
-    name=TiebreakVoting.backend, factory=TiebreakVoting, options=_OPTIONS,
-    description="essay: voting with a bully tie-break once all votes are in (not fault tolerant)"))

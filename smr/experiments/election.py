@@ -63,7 +63,7 @@ from typing import Any
 import attrs
 
 from ..commands import put
-from ..replica import ClientRequest
+from ..replica import ClientRequest, ReplicaStatus, Role
 from ..sim import ClientConfig, DiskConfig, FaultEvent, NetworkConfig, SimConfig
 from ..sim.latency import Latency, constant
 from .scripted import ScriptedSimulation
@@ -238,7 +238,7 @@ class _Script:
         phase = self.phase
         if phase == _BOOT:
             first = sim.nodes["n1"]
-            if node_id == "n1" and first.alive and first.core.status().role != "follower":
+            if node_id == "n1" and first.alive and self._status(sim, "n1").role != Role.FOLLOWER:
                 self.phase = _ELECT  # n1 campaigns: boot the others, so they can vote
                 sim.call_at(sim.now, self._boot_others)
         elif phase == _ELECT:
@@ -255,7 +255,7 @@ class _Script:
             if node_id == self.leader:
                 self._heartbeat(sim)
             else:
-                status = sim.nodes[node_id].core.status()
+                status = self._status(sim, node_id)
                 if status.leader != self.leader or status.epoch != self.epoch:
                     self.phase = _ELECT  # leadership moved on: wait for the next agreement
         elif phase in (_FAILOVER, _MARGIN):
@@ -296,7 +296,7 @@ class _Script:
         index = self._committed_index(sim, self.warmup)
         if index is None:
             return False
-        commits = {sim.nodes[n].core.status().commit_index for n in sim.node_ids}
+        commits = {self._status(sim, n).commit_index for n in sim.node_ids}
         return len(commits) == 1 and commits.pop() >= index
 
     @staticmethod
@@ -349,8 +349,8 @@ class _Script:
         sim.call_at(sim.now + self.setup.cap_ms, self._stop)
 
     def _watch(self, sim: ScriptedSimulation, node_id: str) -> None:
-        status = sim.nodes[node_id].core.status()
-        if status.role == "leader" and status.commit_index != self.last_commit.get(node_id):
+        status = self._status(sim, node_id)
+        if status.is_leader and status.commit_index != self.last_commit.get(node_id):
             self.last_commit[node_id] = status.commit_index
             self.leader_commits.append((sim.now, node_id, status.commit_index))
         if self.phase == _FAILOVER and status.leader is not None:
@@ -365,27 +365,36 @@ class _Script:
         raise _Stop
 
     @staticmethod
-    def _agreement(sim: ScriptedSimulation, members: tuple[str, ...]) -> tuple[str, int] | None:
+    def _status(sim: ScriptedSimulation, node_id: str) -> ReplicaStatus:
+        """What live node ``node_id`` says about itself."""
+        driver = sim.nodes[node_id].driver
+        if driver is None:
+            raise RuntimeError(f"{node_id} is down")
+        return driver.status()
+
+    @classmethod
+    def _agreement(cls, sim: ScriptedSimulation, members: tuple[str, ...]) -> tuple[str, int] | None:
         """(leader, epoch) if every member follows one live member that leads that epoch."""
         statuses = []
         for node_id in members:
             node = sim.nodes[node_id]
             if not node.alive:
                 return None
-            status = node.core.status()
+            status = cls._status(sim, node_id)
             if status.leader is None:
                 return None
             statuses.append(status)
         first = statuses[0]
-        if any(s.leader != first.leader or s.epoch != first.epoch for s in statuses):
+        leader_id = first.leader
+        if leader_id is None or any(s.leader != leader_id or s.epoch != first.epoch for s in statuses):
             return None
-        leader = sim.nodes.get(first.leader)
-        if leader is None or not leader.alive or first.leader not in members:
+        leader = sim.nodes.get(leader_id)
+        if leader is None or not leader.alive or leader_id not in members:
             return None
-        status = leader.core.status()
-        if status.role != "leader" or status.epoch != first.epoch:
+        status = cls._status(sim, leader_id)
+        if not status.is_leader or status.epoch != first.epoch:
             return None
-        return first.leader, first.epoch
+        return leader_id, first.epoch
 
     # ------------------------------------------------------------ the result
     def result(self, sim: ScriptedSimulation, seed: int) -> ElectionTrial:

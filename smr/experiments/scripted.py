@@ -21,7 +21,7 @@ that depends on those names.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -41,10 +41,12 @@ class ScriptedSimulation(Simulation):
     """A Simulation with callbacks at chosen virtual times, injected client requests and a message tap."""
 
     def __init__(self, config: SimConfig, seed: int,
-                 on_step: Callable[[Simulation, str], None] | None = None,
+                 on_step: Callable[["ScriptedSimulation", str], None] | None = None,
                  on_send: Callable[["ScriptedSimulation", str, str, Any], None] | None = None,
                  timeline: bool = False) -> None:
-        super().__init__(config, seed, on_step=on_step, timeline=timeline)
+        # The engine calls on_step with itself, which is this ScriptedSimulation.
+        super().__init__(config, seed, on_step=cast("Callable[[Simulation, str], None] | None", on_step),
+                         timeline=timeline)
         self.on_send = on_send
 
     def call_at(self, time: float, action: Callable[["ScriptedSimulation"], None]) -> None:

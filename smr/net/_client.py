@@ -29,6 +29,7 @@ import trio
 
 from smr import wire
 from smr.commands import Command, Scalar
+from smr.driver import current_leader
 from smr.errors import LocalProtocolError, RemoteProtocolError
 from smr.replica import ClientRequest, Reply, ReplyStatus
 
@@ -130,12 +131,8 @@ class TcpCluster:
 
     async def find_leader(self, *, timeout: float = 1.0) -> str | None:
         """Return the node that reports itself leader with the highest epoch, if any answers."""
-        best: tuple[int, str] | None = None
-        for node, report in (await self.statuses(timeout=timeout)).items():
-            if report is not None and report.role in ("leader", "coordinator"):
-                if best is None or report.epoch > best[0]:
-                    best = (report.epoch, node)
-        return None if best is None else best[1]
+        reports = (await self.statuses(timeout=timeout)).values()
+        return current_leader(report for report in reports if report is not None)
 
     async def aclose(self) -> None:
         """Close every connection."""

@@ -39,9 +39,10 @@ from typing import Any
 import trio
 
 from smr import wire
+from smr.driver import Driver
 from smr.errors import ConfigError, LocalProtocolError, RemoteProtocolError
-from smr.replica import (TICK, ClientRequest, Ready, ReplicaConfig, Receive, Reply, ReplyStatus, Start,
-                         get_backend)
+from smr.replica import (TICK, ClientRequest, Ready, ReplicaConfig, ReplicaCore, Receive, Reply, ReplyStatus,
+                         Start, get_backend)
 from smr.state_machines import make_state_machine
 
 from ._config import ClusterConfig, NodeAddress
@@ -91,7 +92,7 @@ class NodeServer:
         self.counters: Counter[str] = Counter()
         self.refused: Counter[str] = Counter({reason: 0 for reason in REASONS})
         self.storage: Storage | None = None
-        self.core: Any = None
+        self.driver: Driver[ReplicaCore] | None = None
         self.started = time.monotonic()
         self._events_send, self._events = trio.open_memory_channel[Any](EVENT_QUEUE)
         self._queued_unyielded = 0
@@ -113,11 +114,12 @@ class NodeServer:
             backend = get_backend(self.config.backend)
             sm = self.config.state_machine
             rng = random.Random(int.from_bytes(os.urandom(8), "big"))
-            self.core = backend.factory(ReplicaConfig(
+            core = backend.factory(ReplicaConfig(
                 self.id, self.peers, rng, lambda: make_state_machine(sm),
                 {**backend.options, **self.config.backend_options}))
+            self.driver = Driver(core, self.id, on_reject=self._reject)
             log.info("%s: recovered %d durable keys from %s", self.id, len(durable), self.data_dir)
-            await self._commit_and_release([self.core.step(Start(durable))])
+            await self._commit_and_release([self.driver.step(Start(durable))])
             try:
                 listeners = await trio.open_tcp_listeners(self.me.port, host=self.me.host)
             except OSError as exc:
@@ -135,6 +137,13 @@ class NodeServer:
                 task_status.started(port)
         finally:
             storage.close()
+
+    @property
+    def core(self) -> ReplicaCore:
+        """This replica's core (once :meth:`run` has built it)."""
+        if self.driver is None:
+            raise LocalProtocolError(f"{self.id}: the node is not running yet")
+        return self.driver.core
 
     def report(self) -> StatusReport:
         """Return this node's status and counters."""
@@ -172,12 +181,16 @@ class NodeServer:
             await trio.lowlevel.checkpoint()
 
     def _step(self, event: Any) -> Ready | None:
-        try:
-            return self.core.step(event)
-        except RemoteProtocolError as exc:
-            self.counters["remote_errors"] += 1
-            log.warning("%s: dropped an input the core rejected: %s", self.id, exc)
-            return None
+        driver = self.driver
+        assert driver is not None, "the core loop runs only once the core is built"
+        ready = driver.step(event)
+        if driver.became_leader is not None:
+            log.info("%s: became leader at epoch %d", self.id, driver.became_leader)
+        return None if driver.rejected else ready
+
+    def _reject(self, node: str, exc: RemoteProtocolError) -> None:
+        self.counters["remote_errors"] += 1
+        log.warning("%s: dropped an input the core rejected: %s", node, exc)
 
     async def _core_loop(self) -> None:
         while True:

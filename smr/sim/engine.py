@@ -9,22 +9,26 @@ The runtime keeps the replica contract of :mod:`smr.replica`: a batch's writes
 are synced before its messages, replies and commits are released, and batches
 of one node are released in order.  A crash loses the node's volatile state
 and, if the disk model says so, a random suffix of its writes not yet synced.
+Each core is stepped through a :class:`smr.driver.Driver` (Start first, remote
+errors counted, leader changes noticed) and every commit is checked by one
+:class:`smr.driver.CommitLedger`, as in every other runtime.
 """
 
 from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import attrs
 
 from ..commands import Command
+from ..driver import CommitLedger, Driver, apply_writes, current_leader
 from ..errors import RemoteProtocolError
 from ..history import HistoryRecorder, Operation
-from ..replica import (ClientRequest, Committed, Ready, ReplicaConfig, ReplicaStatus, Receive, Reply,
-                       ReplyStatus, Start, TICK, get_backend)
+from ..replica import (ClientRequest, Ready, ReplicaConfig, ReplicaCore, ReplicaStatus, Receive, Reply,
+                       ReplyStatus, Start, TICK, Write, get_backend)
 from ..state_machines import make_state_machine
 from ..wire import encode
 from .config import FaultEvent, SimConfig
@@ -33,7 +37,6 @@ from .metrics import Counters
 from .tracefmt import describe
 
 _DELIVER, _TICK, _RELEASE, _CLIENT_TIMEOUT, _CLIENT_NEXT, _FAULT, _CLIENT_RESEND, _ARRIVAL = range(8)
-_LEADER_ROLES = frozenset({"leader", "coordinator"})
 
 
 class SafetyViolation(AssertionError):
@@ -42,19 +45,18 @@ class SafetyViolation(AssertionError):
 
 @attrs.define
 class SimNode:
-    """The simulator's view of one replica: its core, disk and liveness."""
+    """The simulator's view of one replica: its core (and the driver stepping it), disk and liveness."""
 
     id: str
     tick_ms: float
-    core: Any = None
+    core: ReplicaCore | None = None
+    driver: Driver[ReplicaCore] | None = None
     alive: bool = False
     incarnation: int = 0
     durable: dict[str, Any] = attrs.field(factory=dict)
-    unsynced: list[tuple[str, Any]] = attrs.field(factory=list)
+    unsynced: list[Write] = attrs.field(factory=list)
     release_at: float = 0.0
     pending_releases: int = 0
-    last_committed: int = 0
-    last_leader_epoch: int | None = None
 
 
 @attrs.define
@@ -126,7 +128,9 @@ class Simulation:
         self._logging = config.trace or timeline  # skip formatting lines nobody keeps
         self.counters = Counters()
         self.history = HistoryRecorder()
-        self.committed: dict[int, Any] = {}
+        #: The canonical commit history every replica must agree with.
+        self.ledger = CommitLedger(SafetyViolation)
+        self.committed: dict[int, Any] = self.ledger.entries
         self.violations: list[str] = []
         self.leader_changes = 0
         self.cut: set[tuple[str, str]] = set()
@@ -227,7 +231,7 @@ class Simulation:
             self.violations.append(str(exc))
             self._log(f"VIOLATION {exc}")
         self.now = min(self.now, end) if not self.violations else self.now
-        statuses = tuple(n.core.status() for n in self.nodes.values() if n.alive)
+        statuses = tuple(self._live_statuses())
         return SimResult(self.seed, self.config, tuple(self.trace or ()), counters,
                          tuple(self.history.finish()), dict(self.committed), tuple(self.violations),
                          self.leader_changes, self.now, statuses, self.swarm_note)
@@ -239,36 +243,32 @@ class Simulation:
         node.alive = True
         node.release_at = self.now
         node.pending_releases = 0
-        node.last_committed = 0
-        node.last_leader_epoch = None
+        self.ledger.boot(node_id)
         peers = tuple(n for n in self.node_ids if n != node_id)
         rng = random.Random(f"{self.seed}/{node_id}/{node.incarnation}")
         node.core = self.backend.factory(
             ReplicaConfig(node_id, peers, rng, self._sm_factory, self.options))
+        node.driver = Driver(node.core, node_id, on_reject=self._reject)
         self._step(node, Start(dict(node.durable)))
         # Stagger first ticks by a random fraction so nodes are not in lock-step.
         first = self.now + node.tick_ms * self.net_rng.random()
         self._push(first, _TICK, node, node.incarnation)
 
+    def _reject(self, node_id: str, exc: RemoteProtocolError) -> None:
+        self.counters.remote_errors += 1
+        self._log(f"{node_id} REJECT {exc}")
+
     def _step(self, node: SimNode, event: Any) -> None:
-        try:
-            ready = node.core.step(event)
-        except RemoteProtocolError as exc:
-            self.counters.remote_errors += 1
-            self._log(f"{node.id} REJECT {exc}")
-            return
+        driver = node.driver
+        assert driver is not None, f"{node.id} is down"
+        ready = driver.step(event)
+        if driver.rejected:
+            return  # counted and logged by _reject
         if ready:
             self._handle(node, ready)
-            # A replica cannot become leader without saying something (a heartbeat, a
-            # no-op entry), so leadership is only looked at after a non-empty batch.
-            status = node.core.status()
-            if status.role in _LEADER_ROLES:
-                if status.epoch != node.last_leader_epoch:
-                    node.last_leader_epoch = status.epoch
-                    self.leader_changes += 1
-                    self._log(f"{node.id} LEADER epoch={status.epoch}")
-            else:
-                node.last_leader_epoch = None
+            if driver.became_leader is not None:
+                self.leader_changes += 1
+                self._log(f"{node.id} LEADER epoch={driver.became_leader}")
         if self.invariants is not None and self.config.check_invariants:
             try:
                 self.invariants({n.id: n.core for n in self.nodes.values() if n.alive})
@@ -279,8 +279,7 @@ class Simulation:
 
     def _handle(self, node: SimNode, ready: Ready) -> None:
         if ready.persist:
-            for write in ready.persist:
-                node.unsynced.append((write.key, write.value))
+            node.unsynced.extend(ready.persist)
             self.counters.writes += len(ready.persist)
             done = max(self.now, node.release_at) + self._sync_delay()
             node.release_at = done
@@ -300,19 +299,14 @@ class Simulation:
         ready, n_writes = payload
         node.pending_releases -= 1
         if n_writes:
-            durable = node.durable
-            for key, value in node.unsynced[:n_writes]:
-                if value is None:
-                    durable.pop(key, None)
-                else:
-                    durable[key] = value
+            apply_writes(node.durable, node.unsynced[:n_writes])
             del node.unsynced[:n_writes]
             self.counters.syncs += 1
         self._emit(node, ready)
 
     def _emit(self, node: SimNode, ready: Ready) -> None:
         for c in ready.committed:
-            self._check_commit(node, c)
+            self.ledger.record(node.id, c)
             if self.timeline is not None:
                 self.timeline.append(("commit", self.now, node.id, c.index))
         src = node.id
@@ -320,17 +314,6 @@ class Simulation:
             self._send(src, send.dst, send.message)
         for reply in ready.replies:
             self._send(src, reply.client_id, reply)
-
-    def _check_commit(self, node: SimNode, c: Committed) -> None:
-        if c.index <= node.last_committed:
-            raise SafetyViolation(f"{node.id} committed index {c.index} after index {node.last_committed}")
-        node.last_committed = c.index
-        known = self.committed.get(c.index, _MISSING)
-        if known is _MISSING:
-            self.committed[c.index] = c.entry
-        elif known != c.entry:
-            raise SafetyViolation(f"state machine safety: {node.id} committed {c.entry!r} at index "
-                                  f"{c.index}, but {known!r} was committed there before")
 
     # -------------------------------------------------------------- network
     def _send(self, src: str, dst: str, msg: Any) -> None:
@@ -490,13 +473,12 @@ class Simulation:
     # --------------------------------------------------------------- faults
     def current_leader(self) -> str | None:
         """The live node that claims leadership with the highest epoch, if any."""
-        best: tuple[int, str] | None = None
+        return current_leader(self._live_statuses())
+
+    def _live_statuses(self) -> Iterator[ReplicaStatus]:
         for node in self.nodes.values():
-            if node.alive:
-                st = node.core.status()
-                if st.role in _LEADER_ROLES and (best is None or st.epoch > best[0]):
-                    best = (st.epoch, node.id)
-        return None if best is None else best[1]
+            if node.alive and node.driver is not None:
+                yield node.driver.status()
 
     def crash(self, node_id: str) -> None:
         """Crash ``node_id``: volatile state is gone; unsynced writes may be lost."""
@@ -505,13 +487,10 @@ class Simulation:
             return
         node.alive = False
         node.core = None
+        node.driver = None
         pending = node.unsynced
         keep = self.fault_rng.randint(0, len(pending)) if self.lose_unsynced else len(pending)
-        for key, value in pending[:keep]:
-            if value is None:
-                node.durable.pop(key, None)
-            else:
-                node.durable[key] = value
+        apply_writes(node.durable, pending[:keep])
         lost = len(pending) - keep
         self.counters.lost_writes += lost
         node.unsynced = []
@@ -599,8 +578,6 @@ class Simulation:
         else:
             self._log(f"fault {action} needs a node; ignored")
 
-
-_MISSING = object()
 
 
 def simulate(config: SimConfig, seed: int) -> SimResult:
