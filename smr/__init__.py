@@ -7,8 +7,20 @@ The public surface:
 * state machines -- :class:`KVStore`, :class:`Counter`, :class:`WriteOnceMap`;
 * the simulator -- :func:`simulate` and :class:`SimConfig` (in :mod:`smr.sim`);
 * the in-process live cluster -- :func:`open_local_cluster`;
-* histories -- :class:`Operation`, :class:`HistoryRecorder`.
+* histories -- :class:`Operation`, :class:`HistoryRecorder`;
+* backends -- :func:`get_backend`, :func:`backend_names`, :func:`register_backend`
+  (see :mod:`smr.registry` for the built-ins table and the ``smr.backends``
+  entry-point group).
+
+Importing :mod:`smr` stays light: the contract is imported at once, the
+runtimes (the simulator, the live cluster, which pull in trio, YAML and
+cattrs) on first use of their names (PEP 562), and no protocol package.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from . import commands as commands
 from .commands import Command as Command
@@ -18,8 +30,6 @@ from .errors import RemoteProtocolError as RemoteProtocolError
 from .history import HistoryRecorder as HistoryRecorder
 from .history import Operation as Operation
 from .history import Outcome as Outcome
-from .live import LocalCluster as LocalCluster
-from .live import open_local_cluster as open_local_cluster
 from .replica import Backend as Backend
 from .replica import ClientRequest as ClientRequest
 from .replica import Committed as Committed
@@ -38,11 +48,38 @@ from .replica import backend_names as backend_names
 from .replica import get_backend as get_backend
 from .replica import register_backend as register_backend
 from .sessions import Applier as Applier
-from .sim import SimConfig as SimConfig
-from .sim import simulate as simulate
 from .state_machines import Counter as Counter
 from .state_machines import KVStore as KVStore
 from .state_machines import StateMachine as StateMachine
 from .state_machines import WriteOnceMap as WriteOnceMap
 
+if TYPE_CHECKING:
+    from .live import LocalCluster as LocalCluster
+    from .live import open_local_cluster as open_local_cluster
+    from .sim import SimConfig as SimConfig
+    from .sim import simulate as simulate
+
 __version__ = "0.1.0"
+
+#: The heavy re-exports, imported on first use: name -> the module that defines it.
+_LAZY: dict[str, str] = {
+    "LocalCluster": ".live",
+    "open_local_cluster": ".live",
+    "SimConfig": ".sim",
+    "simulate": ".sim",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a heavy re-export (the simulator, the live cluster) on first use (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's names, the lazily imported ones included."""
+    return sorted({*globals(), *_LAZY})

@@ -9,22 +9,21 @@ import random
 import sys
 import time
 from collections import deque
-from typing import Any
+from typing import Any, ClassVar
 
-from .errors import LocalProtocolError
 from .replica import (EMPTY, Backend, ClientRequest, Input, Ready, ReplicaConfig, ReplicaStatus, Receive, Reply,
-                      ReplyStatus, Start, get_backend, register_backend)
+                      ReplyStatus, Role, Start, get_backend)
 from .sim import ClientConfig, SimConfig, simulate
 from .state_machines import make_state_machine
 
-#: The no-protocol backend of the engine-floor run (registered on first use, never listed in comparisons).
+#: The no-protocol backend of the engine-floor run (a built-in, never listed in comparisons).
 ECHO_BACKEND = "bench-echo"
 
 
 class _EchoCore:
     """Answers every client request at once, sends nothing else: what the engine costs on its own."""
 
-    backend = ECHO_BACKEND
+    backend: ClassVar[str] = ECHO_BACKEND
 
     def __init__(self, config: ReplicaConfig) -> None:
         self.node = config.node
@@ -37,15 +36,16 @@ class _EchoCore:
 
     def status(self) -> ReplicaStatus:
         """An echo node is a plain replica with no leader and no log."""
-        return ReplicaStatus(self.node, "replica", 0, None, 0)
+        return ReplicaStatus(self.node, Role.REPLICA, 0, None, 0)
+
+
+#: The ``bench-echo`` backend (named in :data:`smr.registry.BUILTIN_BACKENDS`); not a replicated
+#: log, so comparisons and conformance runs leave it out.
+ECHO = Backend(ECHO_BACKEND, _EchoCore, "benchmark only: replies at once, no protocol", replicated_log=False)
 
 
 def _echo_backend() -> str:
-    try:
-        get_backend(ECHO_BACKEND)
-    except LocalProtocolError:
-        register_backend(Backend(ECHO_BACKEND, _EchoCore, "benchmark only: replies at once, no protocol",
-                                 replicated_log=False))
+    """The name of the echo backend (a built-in: nothing to register)."""
     return ECHO_BACKEND
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -115,20 +114,44 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:
 
 # ------------------------------------------------------------- smr backends
 def cmd_backends(args: argparse.Namespace) -> int:
-    """List the registered backends."""
-    from .replica import backend_names, get_backend
+    """List every backend: built-ins, plugins (``smr.backends`` entry points) and registered ones.
 
-    rows = [(name, get_backend(name).description) for name in backend_names()]
+    A plugin that fails to load is listed with its error and the exit code is 1.
+    """
+    from .registry import BackendLoadError, backend_sources, get_backend
+
+    rows: list[dict[str, Any]] = []
+    for source in backend_sources():
+        row: dict[str, Any] = {"name": source.name, "origin": source.origin, "source": source.where(),
+                               "target": source.target, "distribution": source.distribution}
+        if source.origin == "shadowed":
+            row["description"] = f"not used: a built-in or registered backend is already called {source.name!r}"
+        else:
+            try:
+                backend = get_backend(source.name)
+            except BackendLoadError as exc:
+                row["error"] = str(exc)
+                row["description"] = f"FAILED TO LOAD: {exc}"
+            else:
+                row["description"] = backend.description
+                row["replicated_log"] = backend.replicated_log
+        rows.append(row)
     if args.json:
-        print_json([{"name": n, "description": d} for n, d in rows])
+        print_json(rows)
     else:
-        for name, desc in rows:
-            print(f"{name:14s} {desc}")
-    return 0
+        width = max(len(r["name"]) for r in rows)
+        where = max(len(r["source"]) for r in rows)
+        for r in rows:
+            kind = "-" if "replicated_log" not in r else "log" if r["replicated_log"] else "value"
+            print(f"{r['name']:{width}s}  {r['source']:{where}s}  {kind:5s}  {r['description']}")
+    return 1 if any("error" in r for r in rows) else 0
 
 
 def _add_backends(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("backends", help="list the registered backends")
+    p = sub.add_parser("backends", help="list the backends: built-ins, plugins and registered ones",
+                       description="List every backend by name, with where it comes from (built-in, a plugin "
+                                   "package's smr.backends entry point, or registered by a program), whether it "
+                                   "serves a replicated log or one value, and its description.")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_backends)
 

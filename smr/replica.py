@@ -34,7 +34,13 @@ from typing import Any, Callable, ClassVar, Protocol, Union
 
 import attrs
 
+from . import wire
 from .commands import Command, Scalar
+# The backend registry lives in smr.registry (the built-ins table, the entry-point
+# group, programmatic registration); runtimes import these three names from here.
+from .registry import backend_names as backend_names
+from .registry import get_backend as get_backend
+from .registry import register_backend as register_backend
 from .state_machines import StateMachine
 
 NodeId = str
@@ -64,6 +70,7 @@ class Receive:
     message: Any
 
 
+@wire.message
 @attrs.frozen
 class ClientRequest:
     """A client command; (client_id, seq) identifies it across retries."""
@@ -109,6 +116,7 @@ class ReplyStatus:
     FAIL = "fail"          # definitely not applied and never will be
 
 
+@wire.message
 @attrs.frozen
 class Reply:
     """The answer to client request (client_id, seq)."""
@@ -235,51 +243,3 @@ class Backend:
     invariants: Callable[[], Callable[[Mapping[NodeId, Any]], None]] | None = None
     replicated_log: bool = True
 
-
-_BACKENDS: dict[str, Backend] = {}
-
-
-def register_backend(backend: Backend) -> Backend:
-    """Make ``backend`` available by name to every runtime and command."""
-    _BACKENDS[backend.name] = backend
-    return backend
-
-
-def get_backend(name: str) -> Backend:
-    """Return the backend registered as ``name`` (loading built-ins on first use)."""
-    from . import backends  # noqa: F401  (registers the built-in backends)
-
-    try:
-        return _BACKENDS[name]
-    except KeyError:
-        from .errors import LocalProtocolError
-
-        raise LocalProtocolError(
-            f"unknown backend {name!r}; registered: {', '.join(sorted(_BACKENDS))}") from None
-
-
-def backend_names(replicated_log_only: bool = False) -> list[str]:
-    """Return the names of the registered backends (only replicated logs if asked), sorted."""
-    from . import backends  # noqa: F401
-
-    return sorted(name for name, b in _BACKENDS.items() if b.replicated_log or not replicated_log_only)
-
-
-def bully(nodes: tuple[NodeId, ...] | list[NodeId]) -> NodeId:
-    """The essay's bully algorithm: every node picks the same coordinator, the largest id."""
-    return max(nodes, key=_node_order)
-
-
-def _node_order(node: NodeId) -> tuple[int, str]:
-    digits = "".join(ch for ch in node if ch.isdigit())
-    return (int(digits) if digits else -1, node)
-
-
-def _register_client_messages() -> None:
-    from . import wire
-
-    wire.message(ClientRequest)
-    wire.message(Reply)
-
-
-_register_client_messages()

@@ -5,20 +5,24 @@ Backends register their frozen attrs message classes with :func:`message`
 ``{"t": <registered name>, "b": <unstructured fields>}``.  Decoding anything
 that is not a registered, well-formed message raises
 :class:`~smr.errors.RemoteProtocolError`, so a runtime can drop and count it.
+
+Registering a message costs nothing: cattrs is imported, and the converter
+built, the first time a message is encoded or decoded (a protocol core that
+only declares its messages never loads it).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
-import cattrs
-from cattrs.preconf.json import make_converter
 
 from .errors import LocalProtocolError, RemoteProtocolError
 
-converter = make_converter()
+if TYPE_CHECKING:
+    import cattrs
+
 #: Canonical JSON, made once (``json.dumps`` with options builds a new encoder per call).
 _JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 _BY_NAME: dict[str, type] = {}
@@ -26,10 +30,33 @@ _NAME_OF: dict[type, str] = {}
 
 T = TypeVar("T", bound=type)
 
+_converter: cattrs.Converter | None = None
+#: What a malformed message body raises while structuring (cattrs' own error added on first use).
+_STRUCTURE_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError, AttributeError)
+
+
+def get_converter() -> cattrs.Converter:
+    """Return the one JSON converter for wire messages, importing cattrs on the first call."""
+    global _converter, _STRUCTURE_ERRORS
+    if _converter is None:
+        import cattrs
+        from cattrs.preconf.json import make_converter
+
+        _STRUCTURE_ERRORS = (cattrs.BaseValidationError, *_STRUCTURE_ERRORS)
+        _converter = make_converter()
+    return _converter
+
+
+def __getattr__(name: str) -> Any:
+    """``wire.converter`` still names the converter (built on first access)."""
+    if name == "converter":
+        return get_converter()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 def message(cls: T) -> T:
     """Register a frozen attrs class as a wire message under its qualified module name."""
-    if not attrs.has(cls):
+    if not attrs.has(cast(type, cls)):  # (cast: a TypeGuard here would narrow ``cls`` away from T)
         raise LocalProtocolError(f"{cls!r} is not an attrs class and cannot be a wire message")
     name = f"{cls.__module__.split('.')[0]}.{cls.__name__}"
     existing = _BY_NAME.get(name)
@@ -51,7 +78,7 @@ def to_obj(msg: Any) -> dict[str, Any]:
         name = _NAME_OF[type(msg)]
     except KeyError:
         raise LocalProtocolError(f"{type(msg).__name__} is not a registered wire message") from None
-    return {"t": name, "b": converter.unstructure(msg)}
+    return {"t": name, "b": (_converter or get_converter()).unstructure(msg)}
 
 
 def from_obj(obj: Any) -> Any:
@@ -61,9 +88,10 @@ def from_obj(obj: Any) -> Any:
     cls = _BY_NAME.get(obj["t"]) if isinstance(obj["t"], str) else None
     if cls is None:
         raise RemoteProtocolError(f"unknown message type {obj['t']!r}")
+    converter = _converter or get_converter()
     try:
         return converter.structure(obj["b"], cls)
-    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError, AttributeError) as exc:
+    except _STRUCTURE_ERRORS as exc:
         raise RemoteProtocolError(f"malformed {obj['t']} message: {exc}") from None
 
 

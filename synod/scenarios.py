@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import attrs
 
-from smr.replica import bully
+from smr.backends.coordinator import bully
 from smr.sim import ClientConfig, FaultEvent, NetworkConfig, SimConfig
 
 from .workload import WORKLOAD

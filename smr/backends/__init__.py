@@ -1,8 +1,5 @@
-"""The built-in backends; importing this package registers every one of them."""
+"""The backends that live in ``smr`` itself: the essay's single coordinator.
 
-from __future__ import annotations
-
-from . import coordinator as coordinator  # noqa: F401  (registers "coordinator")
-
-import raft as _raft  # noqa: E402,F401  (registers Raft backends, when present)
-import multipaxos as _multipaxos  # noqa: E402,F401  (registers multi-Paxos, when present)
+Nothing here registers anything on import: :mod:`smr.registry` names every
+built-in backend in a table and imports its module on first use.
+"""

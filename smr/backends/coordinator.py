@@ -9,21 +9,33 @@ crashes nobody takes over: requests stall until it comes back (the essay's
 point: it is not fault tolerant), but no client is ever answered wrongly,
 because the coordinator only answers after the entry is durable.
 
-It is the baseline of every comparison.
+It is the baseline of every comparison.  :func:`bully`, the election rule,
+lives here; the essay's write-once coordinator (:mod:`synod.coordinator`)
+uses it too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar
 
 import attrs
 
-from ..replica import (EMPTY, Backend, ClientRequest, Committed, Input, Ready, ReplicaConfig,
-                       ReplicaStatus, Receive, Reply, ReplyStatus, Send, Start, Tick, Write,
-                       bully, register_backend)
+from ..replica import (EMPTY, Backend, ClientRequest, Committed, Input, NodeId, Ready, ReplicaConfig,
+                       ReplicaStatus, Receive, Reply, ReplyStatus, Role, Send, Start, Tick, Write)
 from ..errors import RemoteProtocolError
 from ..sessions import Applier
 from .. import wire
+
+
+def bully(nodes: Iterable[NodeId]) -> NodeId:
+    """The essay's bully algorithm: every node picks the same coordinator, the largest id."""
+    return max(nodes, key=_node_order)
+
+
+def _node_order(node: NodeId) -> tuple[int, str]:
+    digits = "".join(ch for ch in node if ch.isdigit())
+    return (int(digits) if digits else -1, node)
 
 
 @wire.message
@@ -65,8 +77,8 @@ class CoordinatorCore:
         return self.node == self.coordinator
 
     def status(self) -> ReplicaStatus:
-        """Role is "coordinator" or "replica"; the coordinator never changes."""
-        role = "coordinator" if self.is_coordinator else "replica"
+        """Role is COORDINATOR on the bully-chosen node, REPLICA elsewhere; the coordinator never changes."""
+        role = Role.COORDINATOR if self.is_coordinator else Role.REPLICA
         return ReplicaStatus(self.node, role, 0, self.coordinator, self.log_length)
 
     def step(self, event: Input) -> Ready:
@@ -118,8 +130,9 @@ class CoordinatorCore:
                      replies=(Reply(request.client_id, request.seq, ReplyStatus.OK, result),))
 
 
-BACKEND = register_backend(Backend(
+#: The ``coordinator`` backend (named in :data:`smr.registry.BUILTIN_BACKENDS`).
+BACKEND = Backend(
     name="coordinator",
     factory=CoordinatorCore,
     description="the essay's single coordinator chosen by the bully algorithm (not fault tolerant)",
-))
+)

@@ -7,9 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import smr.backends  # noqa: F401  (registers every built-in backend's messages)
 from smr import wire
 from smr.errors import RemoteProtocolError
+from smr.registry import load_builtin_backends
+
+load_builtin_backends()  # imports every built-in backend, registering its messages
 
 MESSAGES = sorted(wire.registered_messages().items())
 

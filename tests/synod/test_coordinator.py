@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from smr.history import Outcome
-from smr.replica import bully
+from smr.backends.coordinator import bully
 from smr.sessions import Applier
 from smr.sim import ClientConfig, FaultEvent, SimConfig, simulate
 from smr.state_machines import KVStore
