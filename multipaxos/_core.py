@@ -27,15 +27,28 @@ all slots from its first unchosen one, then only phase 2 per batch of commands:
 
 Persist before you promise: every acceptor change is drained into the same
 ``Ready`` as the reply that depends on it, and the runtime syncs it first.
+
+The module has the shape of :mod:`raft._core`: one way in (``step``), one
+central check (:meth:`MultiPaxosCore._on_message`: a known sender, a known
+message), then the handler table ``_HANDLERS`` (bottom of this module) keyed by
+(role, message type), with an explicit ``_ignore`` where a role drops a
+message.  Roles are :class:`smr.replica.Role` members; majorities come from
+:mod:`smr.quorum`.  Each rule a ``mutant_*`` option breaks is one overridable
+method here (:meth:`MultiPaxosCore._accept_values`,
+:meth:`MultiPaxosCore._values_to_propose`,
+:meth:`MultiPaxosCore._drain_acceptor`); the broken variants are subclasses
+in :mod:`multipaxos.mutants`, built by :func:`multipaxos.mutants.build`.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any, Callable, ClassVar
 
-from smr.errors import RemoteProtocolError
-from smr.replica import (ClientRequest, Committed, Input, Ready, ReplicaConfig, ReplicaStatus, Receive,
-                         Reply, ReplyStatus, Send, Start, Tick, Write)
+from smr.errors import LocalProtocolError, RemoteProtocolError
+from smr.replica import (ClientRequest, Committed, ReplicaConfig, ReplicaStatus, Reply, ReplyStatus, Role, Send,
+                         Write)
+from smr.log_core import LogCore
 from smr.sessions import NOOP_ENTRY, Applier
 from synod.acceptor import MultiAcceptor, SlotAccepted, SlotPromise, SlotVote
 from synod.ballot import Ballot
@@ -45,7 +58,8 @@ from .messages import (Accept, Accepted, Catchup, CatchupRequest, Heartbeat, Nac
                        SlotValue, Snapshot)
 from .options import MultiPaxosOptions
 
-FOLLOWER, CANDIDATE, LEADER = "follower", "candidate", "leader"
+#: Multi-Paxos's roles, as the shared :class:`smr.replica.Role` members.
+FOLLOWER, CANDIDATE, LEADER = Role.FOLLOWER, Role.CANDIDATE, Role.LEADER
 #: Durable keys: the acceptor's promise is ``ACCEPTOR_PREFIX + "promised"``, slot s is under
 #: ``ACCEPTOR_PREFIX + "slot/%012d" % s``; the latest snapshot is under ``SNAPSHOT_KEY``.
 ACCEPTOR_PREFIX = "mp/acc/"
@@ -59,18 +73,15 @@ class _Batch:
         self.first, self.last = first, last
 
 
-class MultiPaxosCore:
+class MultiPaxosCore(LogCore):
     """One multi-Paxos replica (proposer, acceptor and learner); see the module docstring."""
 
     backend: ClassVar[str] = "multipaxos"
+    builder: ClassVar[str] = "multipaxos.mutants.build"
 
     def __init__(self, config: ReplicaConfig) -> None:
-        self.config = config
-        self.node = config.node
-        self.peers = config.peers
-        self.quorum = config.quorum
         self.opts = MultiPaxosOptions.from_mapping(config.options)
-        self.rng = config.rng
+        super().__init__(config, frozenset(self.opts.mutants))
         self.acceptor = MultiAcceptor(ACCEPTOR_PREFIX)
         self.max_accepted = 0                            # highest slot the acceptor ever accepted
         self.applier = Applier(config.state_machine)
@@ -80,7 +91,7 @@ class MultiPaxosCore:
         self.log: dict[int, ClientRequest] = {}        # chosen and applied, above the snapshot
         self.chosen: dict[int, ClientRequest] = {}     # chosen, not applied yet
         self.max_round = 0
-        self.role = FOLLOWER
+        self.role: Role = FOLLOWER
         self.ballot: Ballot | None = None               # ours, as candidate or leader
         self.leader_ballot: Ballot | None = None        # the leader we follow (or ours)
         self.election_elapsed = 0
@@ -101,11 +112,6 @@ class MultiPaxosCore:
         self.ticks = 0                                   # leader ticks, the clock of the two below
         self.last_broadcast = 0                          # tick of the last Accept/Heartbeat to all
         self.sent_at: dict[int, int] = {}                # slot -> tick its Accept last went out
-        # output under construction
-        self._out: list[Send] = []
-        self._committed: list[Committed] = []
-        self._replies: list[Reply] = []
-        self._writes: list[Write] = []
 
     # ------------------------------------------------------------- surface
     def status(self) -> ReplicaStatus:
@@ -115,39 +121,31 @@ class MultiPaxosCore:
             self.leader_ballot.round if self.leader_ballot else self.max_round)
         return ReplicaStatus(self.node, self.role, epoch, leader, self.applied)
 
-    def step(self, event: Input) -> Ready:
-        """Consume one input; see :mod:`smr.replica` for the contract."""
-        if isinstance(event, Tick):
-            self._tick()
-        elif isinstance(event, Receive):
-            self._receive(event.src, event.message)
-        elif isinstance(event, ClientRequest):
-            self._client(event)
-        elif isinstance(event, Start):
-            self._start(event)
-        else:
-            raise TypeError(f"MultiPaxosCore cannot step {event!r}")
-        return self._flush_ready()
-
-    # ------------------------------------------------------------- helpers
-    def _flush_ready(self) -> Ready:
-        writes = self.acceptor.drain_writes()
-        if self.opts.mutant_forget_promise:
-            writes = tuple(w for w in writes if not w.key.endswith("promised"))
-        persist = tuple(self._writes) + writes
-        if not (persist or self._out or self._committed or self._replies):
-            return _EMPTY
-        ready = Ready(persist, tuple(self._out), tuple(self._committed), tuple(self._replies))
-        self._writes, self._out, self._committed, self._replies = [], [], [], []
-        return ready
-
+    # ------------------------------------------------------------- outputs
     def _send(self, dst: str, msg: Any) -> None:
-        self._out.append(Send(dst, msg))
+        self._messages.append(Send(dst, msg))
 
     def _broadcast(self, msg: Any) -> None:
         for peer in self.peers:
-            self._out.append(Send(peer, msg))
+            self._messages.append(Send(peer, msg))
 
+    def _reply(self, request: ClientRequest, status: str, result: Any = None,
+               leader: str | None = None) -> None:
+        self._replies.append(Reply(request.client_id, request.seq, status, result, leader))
+
+    def _redirect(self, request: ClientRequest) -> None:
+        leader = self.leader_ballot.node if self.leader_ballot is not None else None
+        self._reply(request, ReplyStatus.REDIRECT, leader=None if leader == self.node else leader)
+
+    def _pending_writes(self) -> tuple[Write, ...]:
+        """This step's writes: ours first, then the acceptor's (promise, acceptances)."""
+        return tuple(self._writes) + self._drain_acceptor()
+
+    def _drain_acceptor(self) -> tuple[Write, ...]:
+        """The acceptor's durable writes of this step (promise, acceptances): in the Ready of the replies."""
+        return self.acceptor.drain_writes()
+
+    # ------------------------------------------------------------- helpers
     def _draw_timeout(self, backoff: bool) -> int:
         timeout = self.rng.randint(self.opts.election_ticks_min, self.opts.election_ticks_max)
         if backoff:
@@ -179,8 +177,9 @@ class MultiPaxosCore:
         self._reset_election_timer(backoff)
 
     # -------------------------------------------------------------- start
-    def _start(self, event: Start) -> None:
-        durable = event.durable
+    def _start(self, durable: Mapping[str, Any]) -> None:
+        if self.started:
+            raise LocalProtocolError(f"multipaxos {self.node}: Start given twice to one incarnation")
         self.acceptor = MultiAcceptor.restore(durable, ACCEPTOR_PREFIX)
         self.max_accepted = max(self.acceptor.accepted, default=0)
         snap = durable.get(SNAPSHOT_KEY)
@@ -192,6 +191,7 @@ class MultiPaxosCore:
         if self.acceptor.promised is not None:
             rounds.append(self.acceptor.promised.round)
         self.max_round = max(rounds, default=0)
+        self.started = True
 
     # --------------------------------------------------------------- ticks
     def _tick(self) -> None:
@@ -212,7 +212,7 @@ class MultiPaxosCore:
             return
         self.election_elapsed += 1
         if self.election_elapsed >= self.election_timeout:
-            self._start_election()
+            self._campaign()
 
     def _resend_unchosen(self) -> None:
         """Re-send Accept for slots still short of a majority (their messages may be lost)."""
@@ -240,7 +240,7 @@ class MultiPaxosCore:
         return [(first, tuple(values)) for first, values in runs]
 
     # ------------------------------------------------------------ election
-    def _start_election(self) -> None:
+    def _campaign(self) -> None:
         self.max_round += 1
         ballot = Ballot(self.max_round, self.node)
         self.role = CANDIDATE
@@ -278,8 +278,9 @@ class MultiPaxosCore:
         self._send(src, Promise(msg.ballot, msg.from_slot, accepted, chosen, snapshot))
 
     def _on_promise(self, src: str, msg: Promise) -> None:
-        if self.role != CANDIDATE or self.prepare is None or msg.ballot != self.ballot:
-            return
+        assert self.prepare is not None, "a candidate collects promises"
+        if msg.ballot != self.ballot:
+            return  # for an earlier campaign of ours
         votes = tuple(SlotVote(v.slot, v.ballot, v.value) for v in msg.accepted if v.ballot is not None)
         for sv in msg.chosen:
             self.promise_chosen[sv.slot] = sv.value
@@ -297,8 +298,8 @@ class MultiPaxosCore:
         for slot, value in self.promise_chosen.items():
             if slot > self.applied:
                 self.chosen.setdefault(slot, value)
-        self._apply_chosen()
-        values = {} if self.opts.mutant_ignore_promised_values else prepare.values_to_propose()
+        self._apply()
+        values = self._values_to_propose(prepare)
         self.max_round = max(self.max_round, prepare.highest_round())
         last = max([self.applied, *values, *self.chosen], default=self.applied)
         self.role = LEADER
@@ -324,6 +325,10 @@ class MultiPaxosCore:
         self.sent_at = dict.fromkeys(recovered, 0)
         self._check_chosen(recovered)
         self._pump()
+
+    def _values_to_propose(self, prepare: MultiPrepareQuorum) -> dict[int, ClientRequest]:
+        """Phase 1's one rule, per slot: re-propose the value of the highest ballot any promiser accepted."""
+        return prepare.values_to_propose()
 
     # ---------------------------------------------------------- replication
     def _propose(self, slot: int, value: ClientRequest) -> None:
@@ -353,39 +358,47 @@ class MultiPaxosCore:
                 self.sent_at[slot] = self.ticks
             self._check_chosen(list(range(first, self.next_slot)))
 
-    def _follow_leader(self, src: str, ballot: Ballot, allow_lower: bool = False) -> bool:
+    def _follow_leader(self, src: str, ballot: Ballot) -> bool:
         """Take ``src`` (leading ``ballot``) as leader, or Nack it if we promised higher; True if followed."""
         self._see_round(ballot)
-        promised = self.acceptor.promised
-        if promised is not None and ballot < promised and not allow_lower:
-            self._send(src, Nack(ballot, promised))
+        if self.acceptor.refuses(ballot):
+            self._nack(src, ballot)
             return False
+        self._follow(ballot)
+        return True
+
+    def _nack(self, src: str, ballot: Ballot) -> None:
+        promised = self.acceptor.promised
+        assert promised is not None, "only a ballot below our promise is refused"
+        self._send(src, Nack(ballot, promised))
+
+    def _follow(self, ballot: Ballot) -> None:
         if self.role != FOLLOWER and self.ballot != ballot:
             self._become_follower(ballot)
         self.leader_ballot = ballot
         self._reset_election_timer()
-        return True
 
     def _on_accept(self, src: str, msg: Accept) -> None:
-        promised = self.acceptor.promised
-        if not self._follow_leader(src, msg.ballot, allow_lower=self.opts.mutant_accept_lower_ballot):
+        self._see_round(msg.ballot)
+        if not self._accept_values(msg):
+            self._nack(src, msg.ballot)
             return
-        for offset, value in enumerate(msg.values):
-            slot = msg.first_slot + offset
-            if self.opts.mutant_accept_lower_ballot and promised is not None and msg.ballot < promised:
-                self.acceptor.accepted[slot] = (msg.ballot, value)
-                self._writes.append(Write(f"{ACCEPTOR_PREFIX}slot/{slot:012d}", [msg.ballot.to_json(), value]))
-                continue
-            self.acceptor.on_accept(msg.ballot, slot, value)
-            if self.opts.mutant_apply_unchosen and slot > self.applied:
-                self.chosen[slot] = value
+        self._follow(msg.ballot)
         self.max_accepted = max(self.max_accepted, msg.first_slot + len(msg.values) - 1)
         self._send(src, Accepted(msg.ballot, msg.first_slot, len(msg.values)))
         self._learn(msg.ballot, msg.commit)
 
+    def _accept_values(self, msg: Accept) -> bool:
+        """Phase 2b for every slot of ``msg``: False (accepting nothing) if we promised a higher ballot."""
+        if self.acceptor.refuses(msg.ballot):
+            return False
+        for offset, value in enumerate(msg.values):
+            self.acceptor.on_accept(msg.ballot, msg.first_slot + offset, value)
+        return True
+
     def _on_accepted(self, src: str, msg: Accepted) -> None:
-        if self.role != LEADER or msg.ballot != self.ballot:
-            return
+        if msg.ballot != self.ballot:
+            return  # for an earlier leadership of ours
         slots = []
         for slot in range(msg.first_slot, msg.first_slot + msg.count):
             quorum = self.proposals.get(slot)
@@ -402,7 +415,7 @@ class MultiPaxosCore:
                 self.chosen[slot] = quorum.value
                 del self.proposals[slot]
                 self.sent_at.pop(slot, None)
-        self._apply_chosen()
+        self._apply()
         while self.batches and all(s not in self.proposals for s in
                                    range(self.batches[0].first, self.batches[0].last + 1)):
             self.batches.pop(0)
@@ -413,8 +426,8 @@ class MultiPaxosCore:
 
     def _on_nack(self, src: str, msg: Nack) -> None:
         self._see_round(msg.promised)
-        if self.role != FOLLOWER and msg.ballot == self.ballot and self.ballot < msg.promised:
-            self._become_follower(None, backoff=True)
+        if self.ballot is not None and msg.ballot == self.ballot and self.ballot < msg.promised:
+            self._become_follower(None, backoff=True)  # (a follower has no ballot of its own)
 
     # ------------------------------------------------------------- learning
     def _learn(self, ballot: Ballot, commit: int) -> None:
@@ -427,14 +440,14 @@ class MultiPaxosCore:
                     break
                 self.chosen[slot] = accepted[1]
             slot += 1
-        self._apply_chosen()
+        self._apply()
         if self.applied < commit and self.catchup_cooldown == 0:
             self.catchup_cooldown = self.opts.heartbeat_ticks
             self._send(ballot.node, CatchupRequest(ballot, self.applied + 1))
 
     def _on_catchup_request(self, src: str, msg: CatchupRequest) -> None:
-        if self.role != LEADER or msg.ballot != self.ballot:
-            return
+        if msg.ballot != self.ballot:
+            return  # for an earlier leadership of ours
         snapshot = None
         start = msg.from_slot
         if start <= self.snapshot_slot and self.snapshot_data is not None:
@@ -450,7 +463,7 @@ class MultiPaxosCore:
         for sv in msg.chosen:
             if sv.slot > self.applied:
                 self.chosen.setdefault(sv.slot, sv.value)
-        self._apply_chosen()
+        self._apply()
         self.catchup_cooldown = 0
 
     def _install_snapshot(self, snap: Snapshot) -> None:
@@ -462,7 +475,7 @@ class MultiPaxosCore:
         self._writes.append(Write(SNAPSHOT_KEY, {"last_slot": snap.last_slot, "data": snap.data}))
         self.acceptor.forget_below(snap.last_slot + 1)
 
-    def _apply_chosen(self) -> None:
+    def _apply(self) -> None:
         while self.applied + 1 in self.chosen:
             slot = self.applied + 1
             value = self.chosen.pop(slot)
@@ -473,7 +486,7 @@ class MultiPaxosCore:
             key = (value.client_id, value.seq)
             if key in self.waiting:
                 self.waiting.discard(key)
-                self._replies.append(Reply(value.client_id, value.seq, ReplyStatus.OK, result))
+                self._reply(value, ReplyStatus.OK, result)
             self.in_log.pop(key, None)
         if self.opts.snapshot_every and self.applied - self.snapshot_slot >= self.opts.snapshot_every:
             self._take_snapshot()
@@ -487,15 +500,13 @@ class MultiPaxosCore:
         self.acceptor.forget_below(self.applied + 1)
 
     # -------------------------------------------------------------- clients
-    def _client(self, request: ClientRequest) -> None:
+    def _on_client(self, request: ClientRequest) -> None:
         if self.role != LEADER:
-            leader = self.leader_ballot.node if self.leader_ballot is not None else None
-            self._replies.append(Reply(request.client_id, request.seq, ReplyStatus.REDIRECT,
-                                       leader=None if leader == self.node else leader))
+            self._redirect(request)
             return
         done, result = self.applier.lookup(request.client_id, request.seq)
         if done:
-            self._replies.append(Reply(request.client_id, request.seq, ReplyStatus.OK, result))
+            self._reply(request, ReplyStatus.OK, result)
             return
         if self.applier.is_stale(request.client_id, request.seq):
             return
@@ -506,22 +517,50 @@ class MultiPaxosCore:
         self.queue.append(request)
         self._pump()
 
-    # ------------------------------------------------------------- dispatch
-    def _receive(self, src: str, msg: Any) -> None:
-        handler = _HANDLERS.get(type(msg))
-        if handler is None or src not in self.peers:
-            raise RemoteProtocolError(f"{self.node}: unexpected {type(msg).__name__} from {src}")
+    # ------------------------------------------------------------- messages
+    def _on_message(self, src: str, msg: Any) -> None:
+        if src not in self.peers:
+            raise RemoteProtocolError(f"multipaxos {self.node}: message from unknown node {src!r}")
+        handler = _HANDLERS.get((self.role, type(msg)))
+        if handler is None:
+            raise RemoteProtocolError(f"multipaxos {self.node} ({self.role}): no rule for "
+                                      f"{type(msg).__name__} from {src}")
         handler(self, src, msg)
 
+    def _ignore(self, src: str, msg: Any) -> None:
+        """Drop ``msg``: this role has no use for it (e.g. a reply to a role we no longer hold)."""
 
-_EMPTY = Ready()
-_HANDLERS = {
-    Prepare: MultiPaxosCore._on_prepare,
-    Promise: MultiPaxosCore._on_promise,
-    Accept: MultiPaxosCore._on_accept,
-    Accepted: MultiPaxosCore._on_accepted,
-    Heartbeat: MultiPaxosCore._on_heartbeat,
-    Nack: MultiPaxosCore._on_nack,
-    CatchupRequest: MultiPaxosCore._on_catchup_request,
-    Catchup: MultiPaxosCore._on_catchup,
+
+# ==================================================================== the handler table
+#: What each role does with each message from a known peer: (role, type) -> method.
+#: Every pair is listed; ``_ignore`` marks a message the role drops on purpose.
+_Handler = Callable[[MultiPaxosCore, str, Any], None]
+_HANDLERS: dict[tuple[Role, type], _Handler] = {
+    # a follower is an acceptor and a learner
+    (FOLLOWER, Prepare): MultiPaxosCore._on_prepare,
+    (FOLLOWER, Promise): MultiPaxosCore._ignore,              # to a campaign that is over
+    (FOLLOWER, Accept): MultiPaxosCore._on_accept,
+    (FOLLOWER, Accepted): MultiPaxosCore._ignore,             # to a leadership we lost
+    (FOLLOWER, Heartbeat): MultiPaxosCore._on_heartbeat,
+    (FOLLOWER, Nack): MultiPaxosCore._on_nack,                # still raises the round we know
+    (FOLLOWER, CatchupRequest): MultiPaxosCore._ignore,       # we do not lead
+    (FOLLOWER, Catchup): MultiPaxosCore._on_catchup,
+    # a candidate collects promises (phase 1) and yields to a higher ballot
+    (CANDIDATE, Prepare): MultiPaxosCore._on_prepare,
+    (CANDIDATE, Promise): MultiPaxosCore._on_promise,
+    (CANDIDATE, Accept): MultiPaxosCore._on_accept,
+    (CANDIDATE, Accepted): MultiPaxosCore._ignore,
+    (CANDIDATE, Heartbeat): MultiPaxosCore._on_heartbeat,
+    (CANDIDATE, Nack): MultiPaxosCore._on_nack,
+    (CANDIDATE, CatchupRequest): MultiPaxosCore._ignore,
+    (CANDIDATE, Catchup): MultiPaxosCore._on_catchup,
+    # a leader counts acceptances (phase 2) and serves catch-up requests
+    (LEADER, Prepare): MultiPaxosCore._on_prepare,
+    (LEADER, Promise): MultiPaxosCore._ignore,                # late, for the campaign we won
+    (LEADER, Accept): MultiPaxosCore._on_accept,
+    (LEADER, Accepted): MultiPaxosCore._on_accepted,
+    (LEADER, Heartbeat): MultiPaxosCore._on_heartbeat,
+    (LEADER, Nack): MultiPaxosCore._on_nack,
+    (LEADER, CatchupRequest): MultiPaxosCore._on_catchup_request,
+    (LEADER, Catchup): MultiPaxosCore._on_catchup,
 }

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from smr.replica import Role
+
 WINDOW = 64
 
 
@@ -30,7 +32,7 @@ def check_invariants(cores: Mapping[str, Any]) -> None:
     quorum = live[0].quorum
     accepted_maps = [c.acceptor.accepted for c in live]
     logs = [c.log for c in live]
-    leaders = [c for c in live if c.role == "leader" and c.proposals]
+    leaders = [c for c in live if c.role == Role.LEADER and c.proposals]
     # This runs after every simulated step, so it is written for speed: (ballot, value) pairs are
     # compared as tuples, which tests identity before calling the attrs __eq__ of their items.
     for slot in range(max(low + 1, high - WINDOW), high):

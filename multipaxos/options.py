@@ -16,6 +16,8 @@ class MultiPaxosOptions:
 
     The ``mutant_*`` switches exist only so the test suite can prove it catches
     real bugs; each is off by default and each breaks safety.
+    :func:`multipaxos.mutants.build` picks the subclass of
+    :mod:`multipaxos.mutants` the switch names.
     """
 
     election_ticks_min: int = 15
@@ -38,6 +40,12 @@ class MultiPaxosOptions:
             raise LocalProtocolError("need 0 < heartbeat_ticks < election_ticks_min")
         if self.max_batch < 1 or self.max_inflight < 1:
             raise LocalProtocolError("max_batch and max_inflight must be at least 1")
+
+    @property
+    def mutants(self) -> tuple[str, ...]:
+        """The names of the deliberately broken behaviours switched on."""
+        return tuple(a.name for a in attrs.fields(MultiPaxosOptions)
+                     if a.name.startswith("mutant_") and getattr(self, a.name))
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> "MultiPaxosOptions":

@@ -9,8 +9,13 @@ and Ongaro's thesis, structured like etcd raft:
 * **one central term check** (:meth:`RaftCore._on_message`): a message from a
   higher term turns us into a follower of that term (except pre-votes, and
   votes ignored under a check-quorum lease); a message from a lower term is
-  answered with our term or dropped; only then is it dispatched by type and
-  role;
+  answered with our term or dropped; only then is it dispatched through the
+  handler table ``_HANDLERS`` (bottom of this module), keyed by
+  (role, message type) like etcd's ``stepFollower``/``stepCandidate``/
+  ``stepLeader``: every pair has an entry, an explicit ``_ignore`` where a
+  role drops a message (a reply to a role it no longer holds);
+* quorum arithmetic (votes, the commit index, acks) comes from
+  :mod:`smr.quorum`;
 * timeouts count ticks; each election draws its timeout from the node's own
   ``config.rng`` in [election_ticks_min, election_ticks_max].
 
@@ -21,23 +26,31 @@ syncs ``persist`` before it sends anything.  ``raft/hard`` always comes first
 in ``persist``, log deletes come before the appends that replace them, so any
 prefix of the writes that survives a crash is a consistent state.
 
-Roles: ``follower``, ``precandidate`` (pre-vote, thesis 9.6), ``candidate``,
-``leader``.  Client requests reach the log only on the leader; others answer
+Roles (:class:`smr.replica.Role`): ``FOLLOWER``, ``PRECANDIDATE`` (pre-vote,
+thesis 9.6), ``CANDIDATE``, ``LEADER``.  Client requests reach the log only on the leader; others answer
 ``REDIRECT`` with their best guess of the leader.  Committed entries are
 applied in order through :class:`~smr.sessions.Applier` (exactly-once client
 sessions) and answered on the leader that appended them.
+
+**Mutants.**  Each rule the ``mutant_*`` options break is one overridable method
+here -- :meth:`RaftCore._vote_log_ok`, :meth:`RaftCore._may_commit`,
+:meth:`RaftCore._durable_vote`, :meth:`RaftCore._merge_entries` -- and the
+broken variants are subclasses in :mod:`raft.mutants`, built by
+:func:`raft.mutants.build`.  This module holds only the correct protocol.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import attrs
 
 from smr.errors import LocalProtocolError, RemoteProtocolError
-from smr.replica import (EMPTY, ClientRequest, Committed, Input, Ready, ReplicaConfig, ReplicaStatus,
-                         Receive, Reply, ReplyStatus, Send, Start, Tick, Write)
+from smr.quorum import VoteResult, committed_index, has_majority, vote_result
+from smr.replica import (ClientRequest, Committed, Ready, ReplicaConfig, ReplicaStatus, Reply, ReplyStatus,
+                         Role, Send, Write)
+from smr.log_core import LogCore
 from smr.sessions import NOOP_ENTRY, Applier
 
 from .log import RaftLog
@@ -47,7 +60,8 @@ from .messages import (HARD_KEY, LOG_PREFIX, SNAPSHOT_KEY, AppendEntries, Append
 from .options import RaftOptions
 from .progress import PROBE, REPLICATE, SNAPSHOT, Progress
 
-FOLLOWER, PRECANDIDATE, CANDIDATE, LEADER = "follower", "precandidate", "candidate", "leader"
+#: Raft's roles, as the shared :class:`smr.replica.Role` members (kept as module names for importers).
+FOLLOWER, PRECANDIDATE, CANDIDATE, LEADER = Role.FOLLOWER, Role.PRECANDIDATE, Role.CANDIDATE, Role.LEADER
 
 
 @attrs.define
@@ -60,19 +74,16 @@ class _Read:
     confirmed: bool = False
 
 
-class RaftCore:
+class RaftCore(LogCore):
     """One Raft server as a pure state machine; see the module docstring for the ordering rule."""
 
     backend: ClassVar[str] = "raft"
+    builder: ClassVar[str] = "raft.mutants.build"
 
     def __init__(self, config: ReplicaConfig) -> None:
-        self.config = config
-        self.id = config.node
-        self.peers = tuple(config.peers)
-        self._peer_set = frozenset(self.peers)
-        self.quorum = config.quorum
         self.opts = RaftOptions.from_mapping(config.options)
-        self.rng = config.rng
+        super().__init__(config, frozenset(self.opts.mutants))
+        self._peer_set = frozenset(self.peers)
         self.applier = Applier(config.state_machine)
         self.log = RaftLog()
         self.snapshot: SnapshotRecord | None = None
@@ -80,7 +91,7 @@ class RaftCore:
         self.term = 0
         self.voted_for: str | None = None
         # volatile
-        self.role = FOLLOWER
+        self.role: Role = FOLLOWER
         self.leader: str | None = None
         self.commit_index = 0
         self.last_applied = 0
@@ -99,43 +110,21 @@ class RaftCore:
         self.transferee: str | None = None
         self.transfer_elapsed = 0
         self.transfer_sent = False
-        self.started = False
-        # outputs of the current step
-        self._hard_dirty = False
-        self._persist: list[Write] = []
-        self._messages: list[Send] = []
-        self._committed: list[Committed] = []
-        self._replies: list[Reply] = []
+        self._hard_dirty = False  # raft/hard changed in this step
 
     # ================================================================ surface
     def status(self) -> ReplicaStatus:
         """Role, current term (as epoch), known leader and commit index."""
-        return ReplicaStatus(self.id, self.role, self.term, self.leader, self.commit_index)
-
-    def step(self, event: Input) -> Ready:
-        """Consume one input and return its outputs; persist them before sending (module docstring)."""
-        if isinstance(event, Start):
-            return self._start(event.durable)
-        if not self.started:
-            raise LocalProtocolError(f"raft {self.id}: the first input must be Start, got {event!r}")
-        if isinstance(event, Tick):
-            self._tick()
-        elif isinstance(event, Receive):
-            self._on_message(event.src, event.message)
-        elif isinstance(event, ClientRequest):
-            self._on_client(event)
-        else:
-            raise LocalProtocolError(f"raft {self.id}: cannot step {event!r}")
-        return self._flush()
+        return ReplicaStatus(self.node, self.role, self.term, self.leader, self.commit_index)
 
     def transfer_leadership(self, to: str) -> Ready:
         """Hand leadership to peer ``to`` (thesis 3.10): catch it up, then send TimeoutNow."""
         if not self.opts.leadership_transfer:
             raise LocalProtocolError("leadership transfer needs the raft option leadership_transfer")
         if to not in self._peer_set:
-            raise LocalProtocolError(f"raft {self.id}: cannot transfer leadership to unknown node {to!r}")
+            raise LocalProtocolError(f"raft {self.node}: cannot transfer leadership to unknown node {to!r}")
         if self.role != LEADER:
-            raise LocalProtocolError(f"raft {self.id}: only the leader can transfer leadership "
+            raise LocalProtocolError(f"raft {self.node}: only the leader can transfer leadership "
                                      f"(role: {self.role})")
         self.transferee = to
         self.transfer_elapsed = 0
@@ -156,59 +145,60 @@ class RaftCore:
     def _send(self, dst: str, message: Any) -> None:
         self._messages.append(Send(dst, message))
 
+    def _broadcast(self, message: Any) -> None:
+        for peer in self.peers:
+            self._messages.append(Send(peer, message))
+
     def _reply(self, request: ClientRequest, status: str, result: Any = None,
                leader: str | None = None) -> None:
         self._replies.append(Reply(request.client_id, request.seq, status, result, leader))
 
     def _redirect(self, request: ClientRequest) -> None:
-        hint = self.leader if self.leader != self.id else self.transferee
+        hint = self.leader if self.leader != self.node else self.transferee
         self._reply(request, ReplyStatus.REDIRECT, leader=hint)
 
-    def _flush(self) -> Ready:
-        persist = self._persist
+    def _pending_writes(self) -> tuple[Write, ...]:
+        """This step's writes, raft/hard (term and vote) first when it changed."""
         if self._hard_dirty:
-            vote = None if self.opts.mutant_forget_vote else self.voted_for
-            persist.insert(0, Write(HARD_KEY, HardState(self.term, vote)))
             self._hard_dirty = False
-        if not (persist or self._messages or self._committed or self._replies):
-            return EMPTY
-        ready = Ready(tuple(persist), tuple(self._messages), tuple(self._committed), tuple(self._replies))
-        self._persist, self._messages, self._committed, self._replies = [], [], [], []
-        return ready
+            return (Write(HARD_KEY, HardState(self.term, self._durable_vote())), *self._writes)
+        return tuple(self._writes)
+
+    def _durable_vote(self) -> str | None:
+        """The vote written to raft/hard with the term: the vote itself (Figure 2: persist votedFor)."""
+        return self.voted_for
 
     # ================================================================ restart
-    def _start(self, durable: Mapping[str, Any]) -> Ready:
+    def _start(self, durable: Mapping[str, Any]) -> None:
         if self.started:
-            raise LocalProtocolError(f"raft {self.id}: Start given twice to one incarnation")
+            raise LocalProtocolError(f"raft {self.node}: Start given twice to one incarnation")
         hard = durable.get(HARD_KEY)
         if hard is not None:
             if not isinstance(hard, HardState):
-                raise LocalProtocolError(f"raft {self.id}: durable {HARD_KEY} holds {hard!r}")
+                raise LocalProtocolError(f"raft {self.node}: durable {HARD_KEY} holds {hard!r}")
             self.term, self.voted_for = hard.term, hard.vote
         snap = durable.get(SNAPSHOT_KEY)
         if snap is not None:
             if not isinstance(snap, SnapshotRecord):
-                raise LocalProtocolError(f"raft {self.id}: durable {SNAPSHOT_KEY} holds {snap!r}")
+                raise LocalProtocolError(f"raft {self.node}: durable {SNAPSHOT_KEY} holds {snap!r}")
             self.applier.restore(snap.data.encode())
             self.log = RaftLog(snap.index, snap.term)
             self.snapshot = snap
             self.commit_index = self.last_applied = snap.index
-        cleanup: list[Write] = []
         gap = False
         for key in sorted(k for k in durable if k.startswith(LOG_PREFIX)):
             index = int(key[len(LOG_PREFIX):])
             if index == self.log.last_index + 1 and not gap:
                 entry = durable[key]
                 if not isinstance(entry, Entry):
-                    raise LocalProtocolError(f"raft {self.id}: durable {key} holds {entry!r}")
+                    raise LocalProtocolError(f"raft {self.node}: durable {key} holds {entry!r}")
                 self.log.entries.append(entry)
             else:
                 # compacted, or beyond a hole left by a crash: never part of the log again
                 gap = gap or index > self.log.last_index
-                cleanup.append(Write(log_key(index), None))
+                self._writes.append(Write(log_key(index), None))
         self.started = True
         self._reset_election_timer()
-        return Ready(persist=tuple(cleanup)) if cleanup else EMPTY
 
     # ================================================================ ticks
     def _tick(self) -> None:
@@ -233,7 +223,7 @@ class RaftCore:
                 active = 1 + sum(pr.recent_active for pr in self.progress.values())
                 for pr in self.progress.values():
                     pr.recent_active = False
-                if active < self.quorum:
+                if not has_majority(active, self.voters):
                     self._become_follower(self.term, None)  # thesis 6.2: lost touch with a majority
                     return
         if self.heartbeat_elapsed >= opts.heartbeat_ticks:
@@ -285,35 +275,33 @@ class RaftCore:
             term = self.term + 1  # the term we would campaign in; ours does not change yet
         else:
             self.term += 1
-            self.voted_for = self.id
+            self.voted_for = self.node
             self._hard_dirty = True
             self.role = CANDIDATE
             term = self.term
         self.leader = None
-        self.votes = {self.id: True}
+        self.votes = {self.node: True}
         self._reset_election_timer()
-        if self.quorum == 1:
-            self._tally()
-            return
-        request = RequestVote(term, self.log.last_index, self.log.last_term, pre_vote=pre,
-                              transfer=transfer)
-        for peer in self.peers:
-            self._send(peer, request)
+        if self._tally() is not VoteResult.PENDING:
+            return  # our own vote decided it: a cluster of one
+        self._broadcast(RequestVote(term, self.log.last_index, self.log.last_term, pre_vote=pre,
+                                    transfer=transfer))
 
-    def _tally(self) -> None:
-        granted = sum(self.votes.values())
-        rejected = len(self.votes) - granted
-        if granted >= self.quorum:
+    def _tally(self) -> VoteResult:
+        """Act on the votes so far: won -> next phase or lead; lost -> follow; and say which."""
+        result = vote_result(self.votes, self.voters)
+        if result is VoteResult.WON:
             if self.role == PRECANDIDATE:
                 self._campaign(pre=False)
             else:
                 self._become_leader()
-        elif rejected >= self.quorum:
+        elif result is VoteResult.LOST:
             self._become_follower(self.term, None)
+        return result
 
     def _become_leader(self) -> None:
         self.role = LEADER
-        self.leader = self.id
+        self.leader = self.node
         self.votes = {}
         self.heartbeat_elapsed = 0
         self.election_elapsed = 0
@@ -334,9 +322,9 @@ class RaftCore:
     # ================================================================ messages
     def _on_message(self, src: str, m: Any) -> None:
         if src not in self._peer_set:
-            raise RemoteProtocolError(f"raft {self.id}: message from unknown node {src!r}")
+            raise RemoteProtocolError(f"raft {self.node}: message from unknown node {src!r}")
         if not isinstance(m, RaftMessage):
-            raise RemoteProtocolError(f"raft {self.id}: unexpected {type(m).__name__} from {src}")
+            raise RemoteProtocolError(f"raft {self.node}: unexpected {type(m).__name__} from {src}")
         # ---- the central term check
         if m.term > self.term:
             if isinstance(m, RequestVote):
@@ -360,25 +348,23 @@ class RaftCore:
             elif isinstance(m, RequestVote) and m.pre_vote:
                 self._send(src, RequestVoteReply(self.term, False, pre_vote=True))
             return
-        # ---- dispatch by type and role
-        if isinstance(m, AppendEntries):
-            self._on_append(src, m)
-        elif isinstance(m, AppendEntriesReply):
-            if self.role == LEADER:
-                self._on_append_reply(src, m)
-        elif isinstance(m, RequestVote):
-            self._on_request_vote(src, m)
-        elif isinstance(m, RequestVoteReply):
-            self._on_vote_reply(src, m)
-        elif isinstance(m, InstallSnapshot):
-            self._on_install_snapshot(src, m)
-        else:
-            self._on_timeout_now(src, m)
+        # ---- dispatch by role and type
+        handler = _HANDLERS.get((self.role, type(m)))
+        if handler is None:
+            raise RemoteProtocolError(f"raft {self.node} ({self.role}): no rule for "
+                                      f"{type(m).__name__} from {src}")
+        handler(self, src, m)
+
+    def _ignore(self, src: str, m: Any) -> None:
+        """Drop ``m``: this role has no use for it (e.g. a reply to a role we no longer hold)."""
 
     # ---------------------------------------------------------------- votes
+    def _vote_log_ok(self, m: RequestVote) -> bool:
+        """Section 5.4.1: vote only for a candidate whose log is at least as up to date as ours."""
+        return self.log.is_up_to_date(m.last_log_index, m.last_log_term)
+
     def _on_request_vote(self, src: str, m: RequestVote) -> None:
-        log_ok = self.opts.mutant_vote_without_log_check or \
-            self.log.is_up_to_date(m.last_log_index, m.last_log_term)
+        log_ok = self._vote_log_ok(m)
         if m.pre_vote:
             # thesis 9.6: grant only if we would vote, and we hear from no live leader
             live_leader = self.role == LEADER or (self._in_lease() and not m.transfer)
@@ -393,26 +379,38 @@ class RaftCore:
             self._reset_election_timer()
         self._send(src, RequestVoteReply(self.term, grant))
 
-    def _on_vote_reply(self, src: str, m: RequestVoteReply) -> None:
-        if self.role == PRECANDIDATE and m.pre_vote:
-            if m.term != (self.term + 1 if m.granted else self.term):
-                return  # an answer to an older pre-vote
-        elif not (self.role == CANDIDATE and not m.pre_vote):
-            return  # we are no longer campaigning in this phase
+    def _on_pre_vote_reply(self, src: str, m: RequestVoteReply) -> None:
+        if not m.pre_vote:
+            return  # a real vote from an older campaign
+        if m.term != (self.term + 1 if m.granted else self.term):
+            return  # an answer to an older pre-vote
         self.votes[src] = m.granted
         self._tally()
 
-    def _on_timeout_now(self, src: str, m: TimeoutNow) -> None:
+    def _on_vote_reply(self, src: str, m: RequestVoteReply) -> None:
+        if m.pre_vote:
+            return  # an answer to the pre-vote phase we left
+        self.votes[src] = m.granted
+        self._tally()
+
+    def _check_transfers_on(self, src: str) -> None:
         if not self.opts.leadership_transfer:
-            raise RemoteProtocolError(f"raft {self.id}: TimeoutNow from {src} but transfers are off")
-        if self.role == FOLLOWER and src == self.leader:
+            raise RemoteProtocolError(f"raft {self.node}: TimeoutNow from {src} but transfers are off")
+
+    def _on_timeout_now(self, src: str, m: TimeoutNow) -> None:
+        self._check_transfers_on(src)
+        if src == self.leader:
             self._campaign(pre=False, transfer=True)  # thesis 3.10: skip pre-vote and the lease
 
+    def _on_late_timeout_now(self, src: str, m: TimeoutNow) -> None:
+        self._check_transfers_on(src)  # we campaign or lead already: nothing to hand over
+
     # ---------------------------------------------------------------- follower side
+    def _on_rival_leader(self, src: str, m: AppendEntries | InstallSnapshot) -> None:
+        raise RemoteProtocolError(f"raft {self.node}: {src} claims to lead term {self.term}, "
+                                  f"which this server leads")
+
     def _follow(self, src: str) -> None:
-        if self.role == LEADER:
-            raise RemoteProtocolError(f"raft {self.id}: {src} claims to lead term {self.term}, "
-                                      f"which this server leads")
         if self.role != FOLLOWER:
             self._become_follower(self.term, src)
         self.leader = src
@@ -434,30 +432,31 @@ class RaftCore:
             self._send(src, AppendEntriesReply(self.term, False, m.prev_index, hint_term, hint_index,
                                                round=m.round))
             return
-        # The logs match up to prev_index.  Skip entries we already hold; truncate only at a
-        # real conflict (same index, different term), never because the message is stale.
-        new: tuple[Entry, ...] = ()
-        for k, entry in enumerate(m.entries):
-            index = m.prev_index + 1 + k
-            if index > log.last_index:
-                new = m.entries[k:]
-                break
-            if log.term_at(index) != entry.term:
-                if index <= self.commit_index:
-                    raise RemoteProtocolError(
-                        f"raft {self.id}: {src} sent entry {index} conflicting with a committed one")
-                self._persist.extend(log.truncate_from(index))
-                new = m.entries[k:]
-                break
+        self._merge_entries(src, m)
         last_new = m.prev_index + len(m.entries)
-        if self.opts.mutant_truncate_on_stale_append and m.entries and not new \
-                and log.last_index > last_new:
-            self._persist.extend(log.truncate_from(last_new + 1))  # BROKEN on purpose
-        if new:
-            self._persist.extend(log.append(new))
         if m.commit > self.commit_index:
             self._commit_to(min(m.commit, last_new))
         self._send(src, AppendEntriesReply(self.term, True, last_new, round=m.round))
+
+    def _merge_entries(self, src: str, m: AppendEntries) -> None:
+        """Section 5.3, our log matching ``m`` up to prev_index: append the entries we lack.
+
+        Skip entries we already hold; truncate only at a real conflict (same
+        index, different term), never because the message is stale.
+        """
+        log = self.log
+        for k, entry in enumerate(m.entries):
+            index = m.prev_index + 1 + k
+            if index > log.last_index:
+                self._writes.extend(log.append(m.entries[k:]))
+                return
+            if log.term_at(index) != entry.term:
+                if index <= self.commit_index:
+                    raise RemoteProtocolError(
+                        f"raft {self.node}: {src} sent entry {index} conflicting with a committed one")
+                self._writes.extend(log.truncate_from(index))
+                self._writes.extend(log.append(m.entries[k:]))
+                return
 
     def _on_install_snapshot(self, src: str, m: InstallSnapshot) -> None:
         self._follow(src)
@@ -474,14 +473,14 @@ class RaftCore:
                 applier.restore(snap.data.encode())
             except (UnicodeEncodeError, ValueError, KeyError, TypeError, AttributeError,
                     LocalProtocolError) as exc:
-                raise RemoteProtocolError(f"raft {self.id}: bad snapshot from {src}: {exc!r}") from None
+                raise RemoteProtocolError(f"raft {self.node}: bad snapshot from {src}: {exc!r}") from None
             # Crash-safe order: entries beyond the snapshot go first, then the snapshot is
             # written, and only then the entries it covers, so no prefix of this batch
             # leaves the node with less than it acknowledged.
             deletes = self.log.reset(snap.index, snap.term)
-            self._persist.extend(w for w in deletes if int(w.key.rsplit("/", 1)[1]) > snap.index)
-            self._persist.append(Write(SNAPSHOT_KEY, snap))
-            self._persist.extend(w for w in deletes if int(w.key.rsplit("/", 1)[1]) <= snap.index)
+            self._writes.extend(w for w in deletes if int(w.key.rsplit("/", 1)[1]) > snap.index)
+            self._writes.append(Write(SNAPSHOT_KEY, snap))
+            self._writes.extend(w for w in deletes if int(w.key.rsplit("/", 1)[1]) <= snap.index)
             self.applier = applier
             self.snapshot = snap
             self.commit_index = self.last_applied = snap.index
@@ -489,7 +488,7 @@ class RaftCore:
 
     # ---------------------------------------------------------------- leader side
     def _append(self, requests: Iterable[ClientRequest]) -> int:
-        self._persist.extend(self.log.append(Entry(self.term, r) for r in requests))
+        self._writes.extend(self.log.append(Entry(self.term, r) for r in requests))
         return self.log.last_index
 
     def _bcast_append(self) -> None:
@@ -607,14 +606,13 @@ class RaftCore:
         self._send_append(src, allow_empty=True)
 
     def _maybe_commit(self) -> None:
-        matches = sorted([self.log.last_index, *(pr.match for pr in self.progress.values())],
-                         reverse=True)
-        n = matches[self.quorum - 1]
-        if n <= self.commit_index:
-            return
-        # section 5.4.2: only an entry of the current term is committed by counting replicas
-        if self.log.term_at(n) == self.term or self.opts.mutant_commit_previous_term:
+        n = committed_index([self.log.last_index, *(pr.match for pr in self.progress.values())])
+        if n > self.commit_index and self._may_commit(n):
             self._commit_to(n)
+
+    def _may_commit(self, index: int) -> bool:
+        """Section 5.4.2: only an entry of the current term is committed by counting replicas."""
+        return self.log.term_at(index) == self.term
 
     def _maybe_send_timeout_now(self) -> None:
         to = self.transferee
@@ -665,7 +663,7 @@ class RaftCore:
             if read.confirmed:
                 continue
             acks = 1 + sum(pr.acked_round >= read.round for pr in self.progress.values())
-            if acks < self.quorum:
+            if not has_majority(acks, self.voters):
                 break  # later reads have later rounds
             read.confirmed = True
         self._serve_reads()
@@ -713,5 +711,41 @@ class RaftCore:
         term = self.log.term_at(index)
         assert term is not None
         self.snapshot = SnapshotRecord(index, term, self.applier.snapshot().decode())
-        self._persist.append(Write(SNAPSHOT_KEY, self.snapshot))
-        self._persist.extend(self.log.compact(index))
+        self._writes.append(Write(SNAPSHOT_KEY, self.snapshot))
+        self._writes.extend(self.log.compact(index))
+
+
+# ==================================================================== the handler table
+#: What each role does with each message that passed the central term check: (role, type) -> method.
+#: Every pair is listed; ``_ignore`` marks a message the role drops on purpose.
+_Handler = Callable[[RaftCore, str, Any], None]
+_HANDLERS: dict[tuple[Role, type], _Handler] = {
+    # a follower obeys the leader of its term, votes, and hands over on TimeoutNow
+    (FOLLOWER, AppendEntries): RaftCore._on_append,
+    (FOLLOWER, InstallSnapshot): RaftCore._on_install_snapshot,
+    (FOLLOWER, AppendEntriesReply): RaftCore._ignore,       # to a leadership we lost
+    (FOLLOWER, RequestVote): RaftCore._on_request_vote,
+    (FOLLOWER, RequestVoteReply): RaftCore._ignore,         # to a campaign that is over
+    (FOLLOWER, TimeoutNow): RaftCore._on_timeout_now,
+    # a pre-candidate counts pre-votes; a leader of the term it probes for turns it into a follower
+    (PRECANDIDATE, AppendEntries): RaftCore._on_append,
+    (PRECANDIDATE, InstallSnapshot): RaftCore._on_install_snapshot,
+    (PRECANDIDATE, AppendEntriesReply): RaftCore._ignore,
+    (PRECANDIDATE, RequestVote): RaftCore._on_request_vote,
+    (PRECANDIDATE, RequestVoteReply): RaftCore._on_pre_vote_reply,
+    (PRECANDIDATE, TimeoutNow): RaftCore._on_late_timeout_now,
+    # a candidate counts votes; a leader of its own term turns it into a follower
+    (CANDIDATE, AppendEntries): RaftCore._on_append,
+    (CANDIDATE, InstallSnapshot): RaftCore._on_install_snapshot,
+    (CANDIDATE, AppendEntriesReply): RaftCore._ignore,
+    (CANDIDATE, RequestVote): RaftCore._on_request_vote,
+    (CANDIDATE, RequestVoteReply): RaftCore._on_vote_reply,
+    (CANDIDATE, TimeoutNow): RaftCore._on_late_timeout_now,
+    # a leader replicates; another leader of its own term is a protocol violation
+    (LEADER, AppendEntries): RaftCore._on_rival_leader,
+    (LEADER, InstallSnapshot): RaftCore._on_rival_leader,
+    (LEADER, AppendEntriesReply): RaftCore._on_append_reply,
+    (LEADER, RequestVote): RaftCore._on_request_vote,
+    (LEADER, RequestVoteReply): RaftCore._ignore,           # to the campaign we won
+    (LEADER, TimeoutNow): RaftCore._on_late_timeout_now,
+}

@@ -107,7 +107,9 @@ class RaftInvariants:
             w.checked_upto = log.snapshot_index
         start = max(w.checked_upto, log.snapshot_index) + 1
         if start <= log.last_index:
-            prev_term = log.term_at(start - 1)
+            before = log.term_at(start - 1)
+            assert before is not None, "start - 1 is the snapshot index or inside the log"
+            prev_term = before
             seen = self.seen
             for index in range(start, log.last_index + 1):
                 entry = log.entry(index)

@@ -2,7 +2,8 @@
 
 Every feature is off by default; every ``mutant_*`` switch builds a
 deliberately broken Raft so the checkers can be shown to catch it (a test
-suite that catches no bug proves nothing).  Unknown option names are a
+suite that catches no bug proves nothing): :func:`raft.mutants.build` picks
+the subclass of :mod:`raft.mutants` the switch names.  Unknown option names are a
 :class:`~smr.errors.LocalProtocolError`, so a typo never silently becomes a
 default.
 """

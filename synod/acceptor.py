@@ -144,7 +144,7 @@ class MultiAcceptor:
     def restore(cls, durable: Mapping[str, Any], prefix: str = "macceptor/") -> "MultiAcceptor":
         """Rebuild the acceptor (promise and every accepted slot) from durable state."""
         acceptor = cls(prefix)
-        promised = durable.get(prefix + "promised")
+        promised = durable.get(acceptor.promise_key)
         if promised is not None:
             acceptor.promised = Ballot.from_json(promised)
         slot_prefix = prefix + "slot/"
@@ -153,13 +153,22 @@ class MultiAcceptor:
                 acceptor.accepted[int(key[len(slot_prefix):])] = (Ballot.from_json(value[0]), value[1])
         return acceptor
 
+    @property
+    def promise_key(self) -> str:
+        """The durable key of the promise (shared by every slot)."""
+        return self.prefix + "promised"
+
+    def refuses(self, ballot: Ballot) -> bool:
+        """True if a higher ballot was promised: phase 1b and 2b answer ``ballot`` with a Nack."""
+        return self.promised is not None and ballot < self.promised
+
     def on_prepare(self, ballot: Ballot, from_slot: int = 0) -> SlotPromise | Nack:
         """Promise ``ballot`` for all slots and report every value accepted at slot >= ``from_slot``."""
         if self.promised is not None and ballot < self.promised:
             return Nack(ballot, self.promised)
         if self.promised != ballot:
             self.promised = ballot
-            self._writes.append(Write(self.prefix + "promised", ballot.to_json()))
+            self._writes.append(Write(self.promise_key, ballot.to_json()))
         votes = tuple(SlotVote(slot, b, v) for slot, (b, v) in sorted(self.accepted.items())
                       if slot >= from_slot)
         return SlotPromise(ballot, from_slot, votes)
@@ -170,11 +179,24 @@ class MultiAcceptor:
             return Nack(ballot, self.promised)
         if self.promised != ballot:
             self.promised = ballot
-            self._writes.append(Write(self.prefix + "promised", ballot.to_json()))
+            self._writes.append(Write(self.promise_key, ballot.to_json()))
         if self.accepted.get(slot) != (ballot, value):
-            self.accepted[slot] = (ballot, value)
-            self._writes.append(Write(_slot_key(self.prefix, slot), [ballot.to_json(), value]))
+            self._store(ballot, slot, value)
         return SlotAccepted(ballot, slot, value)
+
+    def accept_despite_promise(self, ballot: Ballot, slot: int, value: Any) -> SlotAccepted:
+        """UNSAFE, for deliberately broken replicas only: store ``value`` for ``slot`` ignoring the promise.
+
+        This is the one bug Paxos exists to prevent (a chosen value can be
+        overwritten); :mod:`multipaxos.mutants` uses it to prove the checkers
+        catch it.  The promise is left as it was.
+        """
+        self._store(ballot, slot, value)
+        return SlotAccepted(ballot, slot, value)
+
+    def _store(self, ballot: Ballot, slot: int, value: Any) -> None:
+        self.accepted[slot] = (ballot, value)
+        self._writes.append(Write(_slot_key(self.prefix, slot), [ballot.to_json(), value]))
 
     def forget_below(self, slot: int) -> None:
         """Drop (and delete durably) every slot below ``slot``, e.g. once a snapshot covers them."""

@@ -14,17 +14,26 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from smr import wire
 from smr.commands import add, put, read_counter
-from smr.replica import TICK, ClientRequest, Ready, Receive, ReplicaConfig, ReplyStatus, Start
+from smr.errors import LocalProtocolError, RemoteProtocolError
+from smr.replica import TICK, ClientRequest, Ready, Receive, ReplicaConfig, ReplyStatus, Role, Start
 from smr.sessions import NOOP_ENTRY
 from smr.state_machines import Counter, KVStore
 from smr.testing import Message, Network
 
 from multipaxos import (ACCEPTOR_PREFIX, SNAPSHOT_KEY, Accept, Accepted, Catchup, MultiPaxosCore, Nack, Prepare,
                         Promise, check_invariants)
+from multipaxos._core import _HANDLERS
+from multipaxos.messages import CatchupRequest, Heartbeat
+from multipaxos.mutants import build
 from synod.ballot import Ballot
+
+
+MESSAGE_TYPES = [Prepare, Promise, Accept, Accepted, Heartbeat, Nack, CatchupRequest, Catchup]
 
 
 def _net(size: int = 3, seed: int = 0, state_machine: Any = KVStore, **options: object) -> Network:
@@ -450,7 +459,7 @@ def test_no_promise_or_accepted_leaves_before_its_write() -> None:
 def test_the_durability_audit_catches_a_promise_that_is_never_persisted() -> None:
     """The audit above is not vacuous: with ``mutant_forget_promise`` the first Promise is sent in a
     Ready without the write of the promised ballot, and the audit says so."""
-    net = DurabilityAudit(MultiPaxosCore, 3, {"max_batch": 2, "mutant_forget_promise": True}, 0, KVStore,
+    net = DurabilityAudit(build, 3, {"max_batch": 2, "mutant_forget_promise": True}, 0, KVStore,
                           check_invariants)
     with pytest.raises(AssertionError, match=r"n\d sent Promise\(1\.n1\) with durable promise None"):
         _durability_schedule(net)
@@ -577,6 +586,27 @@ def test_a_message_from_a_stranger_is_a_remote_protocol_error() -> None:
     net.step("n2", Receive("n9", Prepare(Ballot(9, "n9"), 1)))
     assert net.remote_errors and "n9" in net.remote_errors[0]
     assert net.cores["n2"].acceptor.promised == Ballot(1, "n1")
+
+
+def test_caller_and_peer_errors_are_split_by_blame() -> None:
+    """Misuse by the caller raises LocalProtocolError (as Raft does); garbage from a peer a remote error."""
+    core = MultiPaxosCore(ReplicaConfig("n1", ("n2", "n3"), random.Random(0), KVStore, {}))
+    with pytest.raises(LocalProtocolError, match="Start"):
+        core.step(TICK)
+    core.step(Start({}))
+    with pytest.raises(LocalProtocolError, match="twice"):
+        core.step(Start({}))
+    with pytest.raises(LocalProtocolError, match="cannot step"):
+        core.step("hello")  # type: ignore[arg-type]
+    with pytest.raises(RemoteProtocolError, match=r"multipaxos n1 \(follower\): no rule for str from n2"):
+        core.step(Receive("n2", "hello"))
+    assert core.step(TICK) is not None  # still serving
+
+
+@given(st.sampled_from([Role.FOLLOWER, Role.CANDIDATE, Role.LEADER]), st.sampled_from(MESSAGE_TYPES))
+def test_every_role_has_a_rule_for_every_message(role: Role, kind: type) -> None:
+    """The handler table is total: each (role, message) pair is handled or explicitly ignored."""
+    assert (role, kind) in _HANDLERS
 
 
 def test_the_same_seed_gives_the_same_campaign_times() -> None:

@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import random
 
+import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from smr import wire
 from smr.commands import put
 from smr.errors import LocalProtocolError, RemoteProtocolError
-from smr.replica import TICK, ClientRequest, Receive, ReplicaConfig, ReplyStatus, Start, Write, get_backend
+from smr.replica import (TICK, ClientRequest, Receive, ReplicaConfig, ReplyStatus, Role, Start, Write,
+                         get_backend)
 from smr.sessions import NOOP_ENTRY
 from smr.state_machines import KVStore
 
 from raft import (AppendEntries, AppendEntriesReply, Entry, HardState, InstallSnapshot, RaftCore,
                   RaftOptions, RequestVote, RequestVoteReply, SnapshotRecord, TimeoutNow)
-from raft.messages import HARD_KEY, log_key
+from raft._core import _HANDLERS, CANDIDATE, FOLLOWER, LEADER, PRECANDIDATE
+from raft.messages import HARD_KEY, RaftMessage, log_key
 from raft.testing import Network
 
 
@@ -240,6 +245,32 @@ def test_caller_and_peer_errors_are_split_by_blame() -> None:
     with pytest.raises(RemoteProtocolError, match="unexpected"):
         core.step(Receive("n2", "hello"))
     assert core.step(TICK) is not None  # still serving
+
+
+@attrs.frozen
+class _OddTimeoutNow(TimeoutNow):
+    """A message type the handler table has no rule for."""
+
+
+def test_a_message_with_no_rule_for_the_role_is_a_remote_error_naming_node_role_and_type() -> None:
+    core = RaftCore(ReplicaConfig("n1", ("n2", "n3"), random.Random(0), KVStore, {}))
+    core.step(Start({}))
+    with pytest.raises(RemoteProtocolError, match=r"raft n1 \(follower\): no rule for _OddTimeoutNow from n2"):
+        core.step(Receive("n2", _OddTimeoutNow(0)))
+
+
+@given(st.sampled_from([FOLLOWER, PRECANDIDATE, CANDIDATE, LEADER]), st.sampled_from(RaftMessage))
+def test_every_role_has_a_rule_for_every_message(role: Role, kind: type) -> None:
+    """The handler table is total: each (role, message) pair is handled or explicitly ignored."""
+    assert (role, kind) in _HANDLERS
+
+
+def test_a_leader_told_of_a_rival_leader_of_its_own_term_rejects_it() -> None:
+    """Election safety seen from the inside: a second leader of our term is a remote protocol error."""
+    net = _net()
+    term = net.cores["n1"].term
+    with pytest.raises(RemoteProtocolError, match="claims to lead term"):
+        net.cores["n1"].step(Receive("n2", AppendEntries(term, 0, 0, (), 0)))
 
 
 def test_restart_ignores_log_entries_beyond_a_hole() -> None:

@@ -1,0 +1,92 @@
+"""Deliberately broken multi-Paxos: each overrides exactly one rule of the core.
+
+A test suite that catches no bug proves nothing, so every ``mutant_*`` option
+of :class:`multipaxos.options.MultiPaxosOptions` names one subclass here that
+breaks one rule of Paxos; the checkers (``multipaxos.check_invariants``, the
+comparison of applied entries, the linearizability checker, the conformance
+catalogue) must catch each of them.  The protocol itself lives in
+:mod:`multipaxos._core`, free of these branches.
+
+Build cores with :func:`build`: it reads the ``mutant_*`` options of the
+config and returns the matching core (the correct :class:`MultiPaxosCore`
+when none is switched on).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from smr.mutants import MutantSet
+from smr.replica import ClientRequest, ReplicaConfig, Write
+from synod.proposer import MultiPrepareQuorum
+
+from ._core import MultiPaxosCore
+from .messages import Accept
+from .options import MultiPaxosOptions
+
+
+class AcceptLowerBallot(MultiPaxosCore):
+    """BROKEN: an acceptor accepts (and follows) an Accept of a ballot below its promise."""
+
+    mutants: ClassVar[frozenset[str]] = frozenset({"mutant_accept_lower_ballot"})
+
+    def _accept_values(self, msg: Accept) -> bool:
+        """Take every value, through the acceptor's unsafe door when the promise forbids it."""
+        for offset, value in enumerate(msg.values):
+            slot = msg.first_slot + offset
+            if self.acceptor.refuses(msg.ballot):
+                self.acceptor.accept_despite_promise(msg.ballot, slot, value)
+            else:
+                self.acceptor.on_accept(msg.ballot, slot, value)
+        return True
+
+
+class IgnorePromisedValues(MultiPaxosCore):
+    """BROKEN: a new leader ignores the values its promisers accepted and fills every slot afresh."""
+
+    mutants: ClassVar[frozenset[str]] = frozenset({"mutant_ignore_promised_values"})
+
+    def _values_to_propose(self, prepare: MultiPrepareQuorum) -> dict[int, ClientRequest]:
+        """Nothing to re-propose: a chosen value may be replaced."""
+        return {}
+
+
+class ForgetPromise(MultiPaxosCore):
+    """BROKEN: the acceptor's promise is never written to stable storage, so a restart forgets it."""
+
+    mutants: ClassVar[frozenset[str]] = frozenset({"mutant_forget_promise"})
+
+    def _drain_acceptor(self) -> tuple[Write, ...]:
+        """The acceptor's writes without the promise."""
+        promise_key = self.acceptor.promise_key
+        return tuple(w for w in super()._drain_acceptor() if w.key != promise_key)
+
+
+class ApplyUnchosen(MultiPaxosCore):
+    """BROKEN: a replica applies a value as soon as it accepts it, before a majority has."""
+
+    mutants: ClassVar[frozenset[str]] = frozenset({"mutant_apply_unchosen"})
+
+    def _accept_values(self, msg: Accept) -> bool:
+        """Accept as Paxos does, then take every accepted value as chosen."""
+        if not super()._accept_values(msg):
+            return False
+        for offset, value in enumerate(msg.values):
+            slot = msg.first_slot + offset
+            if slot > self.applied:
+                self.chosen[slot] = value
+        return True
+
+
+#: The mutants of :class:`MultiPaxosCore`; :func:`build` below is the backend's factory.
+_SET = MutantSet(MultiPaxosCore, (AcceptLowerBallot, IgnorePromisedValues, ForgetPromise, ApplyUnchosen),
+                 lambda options: MultiPaxosOptions.from_mapping(options).mutants)
+#: Every mutant class, by the option that selects it.
+MUTANTS = _SET.by_option
+#: The core class implementing exactly a set of mutant options (the correct core for none).
+core_class = _SET.core_class
+
+
+def build(config: ReplicaConfig) -> MultiPaxosCore:
+    """Build the core ``config`` asks for: the correct one, or the mutant its options switch on."""
+    return _SET.build(config)

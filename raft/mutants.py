@@ -1,0 +1,82 @@
+"""Deliberately broken Rafts: each overrides exactly one rule of :class:`raft._core.RaftCore`.
+
+A test suite that catches no bug proves nothing, so every ``mutant_*`` option
+of :class:`raft.options.RaftOptions` names one subclass here that breaks one
+rule of the paper; the checkers (``raft.invariants``, the linearizability
+checker, the conformance catalogue) must catch each of them.  The protocol
+itself lives in :mod:`raft._core`, free of these branches: each broken rule is
+one overridable method there.
+
+Build cores with :func:`build`: it reads the ``mutant_*`` options of the
+config and returns the matching core (the correct :class:`RaftCore` when none
+is switched on), so the option names stay the way to select a mutant from the
+CLI, scenario files and tests.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from smr.mutants import MutantSet
+from smr.replica import ReplicaConfig
+
+from ._core import RaftCore
+from .messages import AppendEntries, RequestVote
+from .options import RaftOptions
+
+
+class VoteWithoutLogCheck(RaftCore):
+    """BROKEN: grants votes ignoring the up-to-date-log restriction (section 5.4.1)."""
+
+    mutants: ClassVar[frozenset[str]] = frozenset({"mutant_vote_without_log_check"})
+
+    def _vote_log_ok(self, m: RequestVote) -> bool:
+        """Any candidate's log will do (a leader may lack committed entries)."""
+        return True
+
+
+class CommitPreviousTerm(RaftCore):
+    """BROKEN: commits entries of earlier terms by counting replicas (the Figure 8 bug, section 5.4.2)."""
+
+    mutants: ClassVar[frozenset[str]] = frozenset({"mutant_commit_previous_term"})
+
+    def _may_commit(self, index: int) -> bool:
+        """Any entry a majority holds is taken as committed, whatever its term."""
+        return True
+
+
+class ForgetVote(RaftCore):
+    """BROKEN: the vote is never written to stable storage, so a restarted server may vote twice."""
+
+    mutants: ClassVar[frozenset[str]] = frozenset({"mutant_forget_vote"})
+
+    def _durable_vote(self) -> str | None:
+        """Nothing: raft/hard records the term with no vote."""
+        return None
+
+
+class TruncateOnStaleAppend(RaftCore):
+    """BROKEN: a follower drops every entry after a (possibly stale) AppendEntries, conflict or not."""
+
+    mutants: ClassVar[frozenset[str]] = frozenset({"mutant_truncate_on_stale_append"})
+
+    def _merge_entries(self, src: str, m: AppendEntries) -> None:
+        """Merge as Raft does, then cut the log after the message's last entry."""
+        super()._merge_entries(src, m)
+        last_new = m.prev_index + len(m.entries)
+        if m.entries and self.log.last_index > last_new:
+            self._writes.extend(self.log.truncate_from(last_new + 1))
+
+
+#: The mutants of :class:`RaftCore`; :func:`build` below is the backend's factory.
+_SET = MutantSet(RaftCore, (VoteWithoutLogCheck, CommitPreviousTerm, ForgetVote, TruncateOnStaleAppend),
+                 lambda options: RaftOptions.from_mapping(options).mutants)
+#: Every mutant class, by the option that selects it.
+MUTANTS = _SET.by_option
+#: The core class implementing exactly a set of mutant options (the correct core for none).
+core_class = _SET.core_class
+
+
+def build(config: ReplicaConfig) -> RaftCore:
+    """Build the core ``config`` asks for: the correct one, or the mutant its options switch on."""
+    return _SET.build(config)

@@ -1,0 +1,97 @@
+"""What every replicated-log core shares: its identity, one way in, four output buffers, one way out.
+
+Raft and multi-Paxos subclass :class:`LogCore`, so both have the same shape:
+``step`` checks that ``Start`` comes first and dispatches each input to one
+method (``_start``, ``_tick``, ``_on_message``, ``_on_client``); the
+transitions collect their outputs in ``_writes``, ``_messages``,
+``_committed`` and ``_replies``; ``_flush`` turns them into one
+:class:`~smr.replica.Ready` (``EMPTY`` when nothing happened).  A core
+decides the order of its own durable writes in ``_pending_writes``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from .errors import LocalProtocolError
+from .quorum import majority
+from .replica import (EMPTY, ClientRequest, Committed, Input, Ready, ReplicaConfig, Receive, Reply, Send,
+                      Start, Tick, Write)
+
+
+class LogCore:
+    """The shared surface of a replicated-log core; subclasses write the protocol's transitions."""
+
+    backend: ClassVar[str]
+    #: The ``mutant_*`` options this class implements (none: this is the correct protocol).
+    mutants: ClassVar[frozenset[str]] = frozenset()
+    #: The function (as "package.mutants.build") that builds a core with mutants switched on.
+    builder: ClassVar[str]
+
+    def __init__(self, config: ReplicaConfig, mutants_asked: frozenset[str]) -> None:
+        self.config = config
+        self.node = config.node
+        self.peers = tuple(config.peers)
+        self.voters = len(config.members)
+        self.quorum = majority(self.voters)
+        self.rng: random.Random = config.rng
+        if mutants_asked != self.mutants:
+            raise LocalProtocolError(
+                f"{self.backend} {self.node}: options switch on mutants {sorted(mutants_asked)}, but "
+                f"{type(self).__name__} implements {sorted(self.mutants)}; build cores with "
+                f"{self.builder}(config)")
+        self.started = False
+        # outputs of the current step
+        self._writes: list[Write] = []
+        self._messages: list[Send] = []
+        self._committed: list[Committed] = []
+        self._replies: list[Reply] = []
+
+    def step(self, event: Input) -> Ready:
+        """Consume one input and return its outputs; persist them before sending (see smr.replica)."""
+        if isinstance(event, Start):
+            self._start(event.durable)
+        elif not self.started:
+            raise LocalProtocolError(f"{self.backend} {self.node}: the first input must be Start, got {event!r}")
+        elif isinstance(event, Tick):
+            self._tick()
+        elif isinstance(event, Receive):
+            self._on_message(event.src, event.message)
+        elif isinstance(event, ClientRequest):
+            self._on_client(event)
+        else:
+            raise LocalProtocolError(f"{self.backend} {self.node}: cannot step {event!r}")
+        return self._flush()
+
+    # ------------------------------------------------------- the protocol's part
+    def _start(self, durable: Mapping[str, Any]) -> None:
+        """Restore from the durable state that survived (the first input of an incarnation)."""
+        raise NotImplementedError
+
+    def _tick(self) -> None:
+        """One logical clock tick."""
+        raise NotImplementedError
+
+    def _on_message(self, src: str, message: Any) -> None:
+        """A message from peer ``src``."""
+        raise NotImplementedError
+
+    def _on_client(self, request: ClientRequest) -> None:
+        """A client's command."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- outputs
+    def _pending_writes(self) -> tuple[Write, ...]:
+        """This step's durable writes, in the order they must be applied (a core may add its own)."""
+        return tuple(self._writes)
+
+    def _flush(self) -> Ready:
+        """Collect this step's outputs into one Ready (``EMPTY`` if nothing happened)."""
+        persist = self._pending_writes()
+        if not (persist or self._messages or self._committed or self._replies):
+            return EMPTY
+        ready = Ready(persist, tuple(self._messages), tuple(self._committed), tuple(self._replies))
+        self._writes, self._messages, self._committed, self._replies = [], [], [], []
+        return ready
