@@ -1,0 +1,21 @@
+"""Shared pytest settings: the ``--rewrite-transcripts`` switch of the golden transcripts."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register ``--rewrite-transcripts`` (tests/test_transcripts.py)."""
+    parser.addoption("--rewrite-transcripts", action="store_true", default=False,
+                     help="rewrite the expected output of tests/transcripts/**/*.txt from the "
+                          "current behaviour (also: SMR_REWRITE_TRANSCRIPTS=1)")
+
+
+@pytest.fixture
+def rewrite_transcripts(request: pytest.FixtureRequest) -> bool:
+    """True when golden transcripts should be rewritten instead of checked."""
+    return bool(request.config.getoption("--rewrite-transcripts")) or \
+        os.environ.get("SMR_REWRITE_TRANSCRIPTS", "") not in ("", "0")
