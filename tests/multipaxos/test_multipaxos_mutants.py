@@ -15,17 +15,15 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-import attrs
 import pytest
 
 from smr.commands import put
-from smr.errors import LocalProtocolError
 from smr.replica import ClientRequest, Receive, ReplicaConfig, Start
 from smr.state_machines import KVStore
 from smr.testing import Network
 
-from multipaxos import Accept, MultiPaxosCore, MultiPaxosOptions, check_invariants
-from multipaxos.mutants import MUTANTS, build
+from multipaxos import Accept, check_invariants
+from multipaxos.mutants import build
 from synod.ballot import Ballot
 
 ON_OFF = [pytest.param(True, id="mutant"), pytest.param(False, id="correct")]
@@ -162,30 +160,6 @@ def test_mutant_apply_unchosen_applies_a_value_only_a_minority_accepted(mutant: 
 # ------------------------------------------------------------------ the seam
 def _config(**options: object) -> ReplicaConfig:
     return ReplicaConfig("n1", ("n2", "n3"), random.Random(0), KVStore, options)
-
-
-@pytest.mark.parametrize("option", sorted(MUTANTS))
-def test_each_mutant_is_a_subclass_that_overrides_exactly_one_rule(option: str) -> None:
-    """The protocol file holds only the correct rules; a mutant replaces one of them and nothing else."""
-    core = build(_config(**{option: True}))
-    cls = type(core)
-    assert cls is MUTANTS[option] and cls.__bases__ == (MultiPaxosCore,)
-    overridden = [name for name, value in vars(cls).items() if callable(value)]
-    assert len(overridden) == 1 and hasattr(MultiPaxosCore, overridden[0]), overridden
-    assert core.opts.mutants == (option,)
-
-
-def test_every_mutant_option_has_its_class_and_the_default_build_is_correct_paxos() -> None:
-    assert set(MUTANTS) == {f.name for f in attrs.fields(MultiPaxosOptions) if f.name.startswith("mutant_")}
-    assert type(build(_config())) is MultiPaxosCore
-
-
-def test_the_correct_core_refuses_mutant_options() -> None:
-    """A config that asks for a mutant never silently runs the correct protocol (nor the reverse)."""
-    with pytest.raises(LocalProtocolError, match=r"multipaxos\.mutants\.build"):
-        MultiPaxosCore(_config(mutant_forget_promise=True))
-    with pytest.raises(LocalProtocolError, match="ForgetPromise"):
-        MUTANTS["mutant_forget_promise"](_config())
 
 
 def test_the_accept_lower_ballot_mutant_goes_through_the_acceptor() -> None:

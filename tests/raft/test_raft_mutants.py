@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import random
 
-import attrs
 import pytest
 
 from smr.commands import put
-from smr.errors import LocalProtocolError
 from smr.replica import ReplicaConfig
 from smr.state_machines import KVStore
 
-from raft import AppendEntries, RaftCore, RaftOptions, RequestVote
+from raft import AppendEntries, RequestVote
 from raft.mutants import MUTANTS, build
 from raft.testing import Network
 
@@ -160,30 +158,6 @@ def test_mutant_truncate_on_stale_append_loses_a_committed_entry(mutant: bool) -
 # ------------------------------------------------------------------ the seam
 def _config(**options: object) -> ReplicaConfig:
     return ReplicaConfig("n1", ("n2", "n3"), random.Random(0), KVStore, options)
-
-
-@pytest.mark.parametrize("option", sorted(MUTANTS))
-def test_each_mutant_is_a_subclass_that_overrides_exactly_one_rule(option: str) -> None:
-    """The protocol file holds only the correct rules; a mutant replaces one of them and nothing else."""
-    core = build(_config(**{option: True}))
-    cls = type(core)
-    assert cls is MUTANTS[option] and cls.__bases__ == (RaftCore,)
-    overridden = [name for name, value in vars(cls).items() if callable(value)]
-    assert len(overridden) == 1 and hasattr(RaftCore, overridden[0]), overridden
-    assert core.opts.mutants == (option,)
-
-
-def test_every_mutant_option_has_its_class_and_the_default_build_is_correct_raft() -> None:
-    assert set(MUTANTS) == {f.name for f in attrs.fields(RaftOptions) if f.name.startswith("mutant_")}
-    assert type(build(_config())) is RaftCore
-
-
-def test_the_correct_core_refuses_mutant_options() -> None:
-    """A config that asks for a mutant never silently runs the correct protocol (nor the reverse)."""
-    with pytest.raises(LocalProtocolError, match=r"raft\.mutants\.build"):
-        RaftCore(_config(mutant_forget_vote=True))
-    with pytest.raises(LocalProtocolError, match="ForgetVote"):
-        MUTANTS["mutant_forget_vote"](_config())
 
 
 def test_two_mutants_at_once_combine_their_overrides() -> None:
