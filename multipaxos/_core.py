@@ -49,7 +49,7 @@ from smr.errors import LocalProtocolError, RemoteProtocolError
 from smr.replica import (ClientRequest, Committed, ReplicaConfig, ReplicaStatus, Reply, ReplyStatus, Role, Send,
                          Write)
 from smr.log_core import LogCore
-from smr.sessions import NOOP_ENTRY, Applier
+from smr.sessions import NOOP_ENTRY
 from synod.acceptor import MultiAcceptor, SlotAccepted, SlotPromise, SlotVote
 from synod.ballot import Ballot
 from synod.proposer import AcceptQuorum, MultiPrepareQuorum
@@ -84,7 +84,7 @@ class MultiPaxosCore(LogCore):
         super().__init__(config, frozenset(self.opts.mutants))
         self.acceptor = MultiAcceptor(ACCEPTOR_PREFIX)
         self.max_accepted = 0                            # highest slot the acceptor ever accepted
-        self.applier = Applier(config.state_machine)
+        self.applier = self._new_applier()
         self.applied = 0
         self.snapshot_slot = 0
         self.snapshot_data: str | None = None
@@ -347,6 +347,7 @@ class MultiPaxosCore(LogCore):
         while self.queue and len(self.batches) < self.opts.max_inflight:
             assert self.ballot is not None
             take, self.queue = self.queue[:self.opts.max_batch], self.queue[self.opts.max_batch:]
+            take = [self._stamp(value) for value in take]
             first = self.next_slot
             for value in take:
                 self._propose(self.next_slot, value)
@@ -479,14 +480,14 @@ class MultiPaxosCore(LogCore):
         while self.applied + 1 in self.chosen:
             slot = self.applied + 1
             value = self.chosen.pop(slot)
-            result = self.applier.apply(value)
+            status, result = self.applier.apply(value)
             self.applied = slot
             self.log[slot] = value
             self._committed.append(Committed(slot, value))
             key = (value.client_id, value.seq)
             if key in self.waiting:
                 self.waiting.discard(key)
-                self._reply(value, ReplyStatus.OK, result)
+                self._reply(value, status, result)
             self.in_log.pop(key, None)
         if self.opts.snapshot_every and self.applied - self.snapshot_slot >= self.opts.snapshot_every:
             self._take_snapshot()
@@ -504,9 +505,9 @@ class MultiPaxosCore(LogCore):
         if self.role != LEADER:
             self._redirect(request)
             return
-        done, result = self.applier.lookup(request.client_id, request.seq)
+        done, status, result = self.applier.lookup(request.client_id, request.seq)
         if done:
-            self._reply(request, ReplyStatus.OK, result)
+            self._reply(request, status, result)
             return
         if self.applier.is_stale(request.client_id, request.seq):
             return

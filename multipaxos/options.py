@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from smr.errors import LocalProtocolError
+from smr.sessions import SESSION_OPTIONS
 
 
 @attrs.frozen
@@ -51,6 +52,7 @@ class MultiPaxosOptions:
     def from_mapping(cls, options: Mapping[str, Any]) -> "MultiPaxosOptions":
         """Build options from a backend options mapping; unknown names are a LocalProtocolError."""
         known = {a.name for a in attrs.fields(cls)}
+        options = {k: v for k, v in options.items() if k not in SESSION_OPTIONS}  # the Applier's
         unknown = sorted(set(options) - known)
         if unknown:
             raise LocalProtocolError(f"unknown multi-Paxos options {unknown}; known: {sorted(known)}")

@@ -51,7 +51,8 @@ from smr.quorum import VoteResult, committed_index, has_majority, vote_result
 from smr.replica import (ClientRequest, Committed, Ready, ReplicaConfig, ReplicaStatus, Reply, ReplyStatus,
                          Role, Send, Write)
 from smr.log_core import LogCore
-from smr.sessions import NOOP_ENTRY, Applier
+from smr.sessions import NOOP_ENTRY
+from smr.values import CorruptValue
 
 from .log import RaftLog
 from .messages import (HARD_KEY, LOG_PREFIX, SNAPSHOT_KEY, AppendEntries, AppendEntriesReply, Entry,
@@ -84,7 +85,7 @@ class RaftCore(LogCore):
         self.opts = RaftOptions.from_mapping(config.options)
         super().__init__(config, frozenset(self.opts.mutants))
         self._peer_set = frozenset(self.peers)
-        self.applier = Applier(config.state_machine)
+        self.applier = self._new_applier()
         self.log = RaftLog()
         self.snapshot: SnapshotRecord | None = None
         # persistent (mirrored in raft/hard)
@@ -468,11 +469,11 @@ class RaftCore(LogCore):
             # we hold the snapshot's last entry: keep the log after it (section 7)
             self._commit_to(snap.index)
         else:
-            applier = Applier(self.config.state_machine)
+            applier = self._new_applier()
             try:
                 applier.restore(snap.data.encode())
             except (UnicodeEncodeError, ValueError, KeyError, TypeError, AttributeError,
-                    LocalProtocolError) as exc:
+                    LocalProtocolError, CorruptValue) as exc:
                 raise RemoteProtocolError(f"raft {self.node}: bad snapshot from {src}: {exc!r}") from None
             # Crash-safe order: entries beyond the snapshot go first, then the snapshot is
             # written, and only then the entries it covers, so no prefix of this batch
@@ -488,7 +489,7 @@ class RaftCore(LogCore):
 
     # ---------------------------------------------------------------- leader side
     def _append(self, requests: Iterable[ClientRequest]) -> int:
-        self._writes.extend(self.log.append(Entry(self.term, r) for r in requests))
+        self._writes.extend(self.log.append(Entry(self.term, self._stamp(r)) for r in requests))
         return self.log.last_index
 
     def _bcast_append(self) -> None:
@@ -625,9 +626,9 @@ class RaftCore(LogCore):
         if self.role != LEADER or self.transferee is not None:
             self._redirect(request)
             return
-        done, result = self.applier.lookup(request.client_id, request.seq)
+        done, status, result = self.applier.lookup(request.client_id, request.seq)
         if done:
-            self._reply(request, ReplyStatus.OK, result)
+            self._reply(request, status, result)
             return
         if self.applier.is_stale(request.client_id, request.seq):
             return  # the client has moved on; nobody waits for this answer
@@ -671,8 +672,8 @@ class RaftCore(LogCore):
     def _serve_reads(self) -> None:
         while self.reads and self.reads[0].confirmed and self.reads[0].index <= self.last_applied:
             read = self.reads.pop(0)
-            result = self.applier.machine.apply(read.request.command)
-            self._reply(read.request, ReplyStatus.OK, result)
+            status, result = self.applier.query(read.request.command)
+            self._reply(read.request, status, result)
 
     # ================================================================ commit and apply
     def _commit_to(self, index: int) -> None:
@@ -689,14 +690,14 @@ class RaftCore(LogCore):
         while self.last_applied < self.commit_index:
             index = self.last_applied + 1
             request = self.log.entry(index).request
-            result = self.applier.apply(request)
+            status, result = self.applier.apply(request)
             self.last_applied = index
             self._committed.append(Committed(index, request))
             if leader:
                 waiting = self.pending.pop(index, None)
                 if waiting is not None and (waiting.client_id, waiting.seq) == (request.client_id,
                                                                                  request.seq):
-                    self._reply(waiting, ReplyStatus.OK, result)
+                    self._reply(waiting, status, result)
                 if self.in_log.get(request.client_id) == (request.seq, index):
                     del self.in_log[request.client_id]
         if self.reads:

@@ -4,7 +4,13 @@ The public surface:
 
 * the contract -- :class:`ReplicaCore`, its inputs (:class:`Start`, :class:`Tick`,
   :class:`Receive`, :class:`ClientRequest`) and its output batch :class:`Ready`;
-* state machines -- :class:`KVStore`, :class:`Counter`, :class:`WriteOnceMap`;
+* your own state machine -- subclass :class:`StateMachine`, mark methods with
+  :func:`command` / :func:`query`; name it by class or ``module:Class``
+  (:func:`resolve_app`); call it through :class:`AppClient` (``cluster.client(App)``);
+  failures come back as :class:`CommandError`;
+* ready-made state machines -- :class:`ReplDict`, :class:`ReplCounter`,
+  :class:`ReplLockManager`, and the workloads' :class:`KVStore`, :class:`Counter`,
+  :class:`WriteOnceMap`;
 * the simulator -- :func:`simulate` and :class:`SimConfig` (in :mod:`smr.sim`);
 * the in-process live cluster -- :func:`open_local_cluster`;
 * histories -- :class:`Operation`, :class:`HistoryRecorder`;
@@ -47,14 +53,29 @@ from .replica import Write as Write
 from .replica import backend_names as backend_names
 from .replica import get_backend as get_backend
 from .replica import register_backend as register_backend
+from .apps import AppSpec as AppSpec
+from .apps import app_spec as app_spec
+from .apps import resolve_app as resolve_app
+from .client import AppClient as AppClient
+from .client import commands_for as commands_for
+from .machine import CommandError as CommandError
+from .machine import SessionExpired as SessionExpired
+from .machine import StateMachine as StateMachine
+from .machine import command as command
+from .machine import query as query
 from .sessions import Applier as Applier
+from .sessions import SessionLimits as SessionLimits
 from .state_machines import Counter as Counter
 from .state_machines import KVStore as KVStore
-from .state_machines import StateMachine as StateMachine
+from .state_machines import ReplCounter as ReplCounter
+from .state_machines import ReplDict as ReplDict
+from .state_machines import ReplLockManager as ReplLockManager
 from .state_machines import WriteOnceMap as WriteOnceMap
+from .values import Value as Value
 
 if TYPE_CHECKING:
     from .live import LocalCluster as LocalCluster
+    from .net import connect as connect
     from .live import open_local_cluster as open_local_cluster
     from .sim import SimConfig as SimConfig
     from .sim import simulate as simulate
@@ -64,6 +85,7 @@ __version__ = "0.1.0"
 #: The heavy re-exports, imported on first use: name -> the module that defines it.
 _LAZY: dict[str, str] = {
     "LocalCluster": ".live",
+    "connect": ".net",
     "open_local_cluster": ".live",
     "SimConfig": ".sim",
     "simulate": ".sim",

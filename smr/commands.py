@@ -1,8 +1,10 @@
-"""Client commands and the scalar values they carry.
+"""Client commands: an operation name, an optional key and argument values.
 
 A :class:`Command` is what a client asks the replicated state machine to do.
-It is a frozen attrs value so it can be logged, compared, hashed and sent over
-any transport through :mod:`smr.wire`.
+It is a frozen attrs value so it can be logged, compared and sent over any
+transport through :mod:`smr.wire`.  Its arguments are checked and made
+canonical when it is built (:func:`smr.values.canonical_args`), so a value no
+runtime can carry is a ``TypeError`` at the call site in every runtime.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from typing import Union
 
 import attrs
 
-#: The values a command argument or result may hold (JSON-friendly scalars).
+from .values import Value, canonical_args
+
+#: The scalar values (the older name for the simplest arguments; any :data:`Value` is carried).
 Scalar = Union[None, bool, int, str]
 
 
@@ -23,9 +27,9 @@ class Command:
     ``Command("add", "", (5,))``, ``Command("try_init", "order-7", ("shipped",))``.
     """
 
-    op: str
-    key: str = ""
-    args: tuple[Scalar, ...] = ()
+    op: str = attrs.field(validator=attrs.validators.instance_of(str))
+    key: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
+    args: tuple[Value, ...] = attrs.field(default=(), converter=canonical_args)
 
     def __str__(self) -> str:
         parts = [self.op]
@@ -44,12 +48,12 @@ def get(key: str) -> Command:
     return Command("get", key)
 
 
-def put(key: str, value: Scalar) -> Command:
+def put(key: str, value: Value) -> Command:
     """A KV write of ``value`` to ``key`` (result: None)."""
     return Command("put", key, (value,))
 
 
-def cas(key: str, expected: Scalar, new: Scalar) -> Command:
+def cas(key: str, expected: Value, new: Value) -> Command:
     """A KV compare-and-set (result: True if ``key`` held ``expected`` and now holds ``new``)."""
     return Command("cas", key, (expected, new))
 
@@ -69,7 +73,7 @@ def read_counter(key: str = "") -> Command:
     return Command("read", key)
 
 
-def try_init(key: str, value: Scalar) -> Command:
+def try_init(key: str, value: Value) -> Command:
     """The essay's ``tryInitialize`` on write-once cell ``key`` (result: the final value)."""
     return Command("try_init", key, (value,))
 

@@ -57,7 +57,7 @@ class Cell:
         """(what went wrong, replay command) for every run that was not clean."""
         out = []
         for r in self.runs:
-            if r.verdict != "linearizable":
+            if r.verdict not in ("linearizable", AGREED):
                 out.append((r.verdict, r.replay))
             for problem in r.workload_problems:
                 out.append((f"workload invariant: {problem}", r.replay))
@@ -71,12 +71,18 @@ class Cell:
                          for r in self.runs]}
 
 
+#: The verdict on a run of an app with no checker model: every replica committed the same log and state.
+AGREED = "replicas agree (no model)"
+
+
 def judge(result: Any, workload: Any) -> tuple[str, tuple[str, ...]]:
     """The checker's verdict on a run's history, and the workload's invariant violations."""
     from .checker import check, make_model
 
     if result.violations:
         return "invariant violated: " + "; ".join(result.violations), ()
+    if workload.model is None:  # an app with no checker model: the simulator checked agreement
+        return AGREED, tuple(workload.check(result.history))
     verdict = check(list(result.history), make_model(workload.model))
     return verdict.status.value, tuple(workload.check(result.history))
 

@@ -22,7 +22,8 @@ from typing import IO, Any
 
 import attrs
 
-from .commands import Command, Scalar
+from .commands import Command
+from .values import CorruptValue, Value, from_json, to_json
 from .errors import ConfigError
 
 
@@ -48,7 +49,7 @@ class Operation:
     invoke: float
     complete: float | None
     outcome: Outcome
-    result: Scalar = None
+    result: Value = None
 
     def __attrs_post_init__(self) -> None:
         if self.outcome is Outcome.UNKNOWN:
@@ -78,13 +79,13 @@ class HistoryRecorder:
         self._open[op_id] = (process, command, time)
         return op_id
 
-    def _close(self, op_id: int, outcome: Outcome, time: float | None, result: Scalar) -> Operation:
+    def _close(self, op_id: int, outcome: Outcome, time: float | None, result: Value) -> Operation:
         process, command, invoked = self._open.pop(op_id)
         op = Operation(op_id, process, command, invoked, time, outcome, result)
         self.operations.append(op)
         return op
 
-    def ok(self, op_id: int, time: float, result: Scalar) -> Operation:
+    def ok(self, op_id: int, time: float, result: Value) -> Operation:
         """Record that operation ``op_id`` completed with ``result``."""
         return self._close(op_id, Outcome.OK, time, result)
 
@@ -107,17 +108,17 @@ def operation_to_json(op: Operation) -> dict[str, Any]:
     """Return the native JSON object for one operation."""
     return {
         "id": op.id, "process": op.process, "op": op.command.op, "key": op.command.key,
-        "args": list(op.command.args), "invoke": op.invoke, "complete": op.complete,
-        "outcome": op.outcome.value, "result": op.result,
+        "args": [to_json(a) for a in op.command.args], "invoke": op.invoke, "complete": op.complete,
+        "outcome": op.outcome.value, "result": to_json(op.result),
     }
 
 
 def operation_from_json(obj: dict[str, Any]) -> Operation:
     """Parse one native JSON object into an Operation (KeyError/ValueError if malformed)."""
-    command = Command(str(obj["op"]), str(obj.get("key", "")), tuple(obj.get("args", ())))
+    command = Command(str(obj["op"]), str(obj.get("key", "")), tuple(from_json(a) for a in obj.get("args", ())))
     return Operation(int(obj["id"]), str(obj["process"]), command, float(obj["invoke"]),
                      None if obj.get("complete") is None else float(obj["complete"]),
-                     Outcome(obj["outcome"]), obj.get("result"))
+                     Outcome(obj["outcome"]), from_json(obj.get("result")))
 
 
 def dump_history(operations: Iterable[Operation], out: IO[str]) -> None:
@@ -133,7 +134,7 @@ def iter_history(lines: Iterable[str], source: str = "<history>") -> Iterator[Op
             continue
         try:
             yield operation_from_json(json.loads(line))
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, CorruptValue) as exc:
             raise ConfigError(f"not a native history operation ({exc})", file=source, line=lineno) from None
 
 

@@ -3,8 +3,12 @@
 For library users who want a replicated state machine inside their own trio
 program::
 
-    async with smr.open_local_cluster("raft", n=3, state_machine="kv") as cluster:
-        await cluster.submit(smr.commands.put("x", "1"))
+    async with smr.open_local_cluster(Bank, backend="raft", n=3) as cluster:
+        bank = cluster.client(Bank)
+        await bank.deposit("alice", 10)
+
+A command that raises on the replicas raises :class:`smr.CommandError` in
+the caller; the cluster keeps serving.
 
 Ticks come from trio's clock; the "disk" is an in-memory map written before a
 batch's messages leave (the persist-before-send rule holds trivially).  Runs
@@ -19,16 +23,19 @@ import math
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast, overload
 
 import trio
 
-from .commands import Command, Scalar
+from .apps import AppSpec, resolve_app
+from .client import AppClient, M
+from .commands import Command
 from .driver import Driver, apply_writes, current_leader
-from .errors import LocalProtocolError, RemoteProtocolError
+from .errors import ConfigError, LocalProtocolError, RemoteProtocolError
+from .machine import CommandError
 from .replica import (TICK, ClientRequest, Ready, ReplicaConfig, ReplicaCore, Receive, Reply, ReplyStatus,
                       Start, get_backend)
-from .state_machines import make_state_machine
+from .values import Value
 
 
 class _Node:
@@ -49,13 +56,13 @@ class _Node:
 class LocalCluster:
     """A running in-process cluster; create it with :func:`open_local_cluster`."""
 
-    def __init__(self, nursery: trio.Nursery, backend: str, n: int, state_machine: str, seed: int,
+    def __init__(self, nursery: trio.Nursery, backend: str, n: int, app: AppSpec, seed: int,
                  tick_ms: float, options: dict[str, Any] | None) -> None:
         self._nursery = nursery
         self._backend = get_backend(backend)
         self._options = {**self._backend.options, **(options or {})}
-        make_state_machine(state_machine)
-        self._sm = state_machine
+        #: The state-machine class every replica runs.
+        self.app = resolve_app(app)
         self._seed = seed
         self.tick_seconds = tick_ms / 1000.0
         self.nodes = {f"n{i}": _Node(f"n{i}") for i in range(1, n + 1)}
@@ -71,9 +78,8 @@ class LocalCluster:
         node.incarnation += 1
         peers = tuple(n for n in self.nodes if n != node_id)
         rng = random.Random(f"{self._seed}/{node_id}/{node.incarnation}")
-        sm = self._sm
         core = self._backend.factory(
-            ReplicaConfig(node_id, peers, rng, lambda: make_state_machine(sm), self._options))
+            ReplicaConfig(node_id, peers, rng, self.app, self._options, tick_ms=self.tick_seconds * 1000.0))
         node.driver = Driver(core, node_id, on_reject=self._reject)
         node.send, node.recv = trio.open_memory_channel[Any](math.inf)
         node.scope = trio.CancelScope()
@@ -127,11 +133,23 @@ class LocalCluster:
                 waiter.send_nowait(reply)
 
     # --------------------------------------------------------------- clients
-    def client(self) -> "LocalClient":
-        """Return a new client with its own id and sequence numbers."""
-        return LocalClient(self, f"local-{next(self._client_ids)}")
+    @overload
+    def client(self) -> "LocalClient": ...
 
-    async def submit(self, command: Command, *, timeout: float = 1.0, attempts: int = 10) -> Scalar:
+    @overload
+    def client(self, app: type[M]) -> AppClient[M]: ...
+
+    def client(self, app: type[M] | None = None) -> "LocalClient | AppClient[M]":
+        """A new client session (own id and sequence numbers); given the app class, its typed proxy."""
+        session = LocalClient(self, f"local-{next(self._client_ids)}")
+        if app is None:
+            return session
+        cls = resolve_app(app)
+        if cls.name != self.app.name:
+            raise ConfigError(f"this cluster runs {self.app.name}, not {cls.name}")
+        return AppClient(cast("type[M]", cls), session)
+
+    async def submit(self, command: Command, *, timeout: float = 1.0, attempts: int = 10) -> Value:
         """Run ``command`` through the replicated log once and return its result."""
         return await self.client().submit(command, timeout=timeout, attempts=attempts)
 
@@ -143,11 +161,13 @@ class LocalClient:
         self.cluster = cluster
         self.client_id = client_id
         self.seq = 0
+        #: The highest seq answered so far (sent with each request: see smr.sessions).
+        self.acked = 0
         self._leader: str | None = None
         self._turn = 0
 
-    async def submit(self, command: Command, *, timeout: float = 1.0, attempts: int = 10) -> Scalar:
-        """Submit ``command``; raise TimeoutError if no replica answers within ``attempts`` tries."""
+    async def submit(self, command: Command, *, timeout: float = 1.0, attempts: int = 10) -> Value:
+        """Submit ``command``; CommandError if it raised on the replicas, TimeoutError if nobody answers."""
         self.seq += 1
         key = (self.client_id, self.seq)
         send, recv = trio.open_memory_channel[Reply](math.inf)
@@ -158,13 +178,16 @@ class LocalClient:
                 target = self._leader or names[self._turn % len(names)]
                 node = self.cluster.nodes[target]
                 if node.alive:
-                    node.send.send_nowait(ClientRequest(self.client_id, self.seq, command))
+                    node.send.send_nowait(ClientRequest(self.client_id, self.seq, command, self.acked))
                 with trio.move_on_after(timeout):
                     while True:
                         reply = await recv.receive()
                         if reply.status == ReplyStatus.OK:
-                            self._leader = target
+                            self._leader, self.acked = target, self.seq
                             return reply.result
+                        if reply.status == ReplyStatus.ERROR:
+                            self._leader, self.acked = target, self.seq
+                            raise CommandError.from_result(reply.result)
                         if reply.status == ReplyStatus.FAIL:
                             raise LocalProtocolError(f"command {command} was refused by {target}")
                         self._leader = reply.leader if reply.leader != target else None
@@ -181,17 +204,26 @@ class LocalClient:
 
 
 @asynccontextmanager
-async def open_local_cluster(backend: str, n: int = 3, state_machine: str = "kv", *, seed: int = 0,
+async def open_local_cluster(app: AppSpec = "kv", *, backend: str = "raft", n: int = 3, seed: int = 0,
                              tick_ms: float = 10.0,
                              options: dict[str, Any] | None = None) -> AsyncIterator[LocalCluster]:
-    """Start ``n`` replicas of ``backend`` in this trio program; stop them on exit."""
+    """Start ``n`` replicas of ``app`` (a StateMachine class or spec) on ``backend``; stop them on exit.
+
+    An exception raised in the ``async with`` body comes out as itself, not
+    wrapped in an exception group.
+    """
     if n < 1:
         raise LocalProtocolError("a cluster needs at least one node")
+    raised: BaseException | None = None
     async with trio.open_nursery() as nursery:
-        cluster = LocalCluster(nursery, backend, n, state_machine, seed, tick_ms, options)
+        cluster = LocalCluster(nursery, backend, n, app, seed, tick_ms, options)
         for node_id in cluster.nodes:
             cluster.start_node(node_id)
         try:
             yield cluster
+        except BaseException as exc:  # re-raised below, once the replicas are stopped
+            raised = exc
         finally:
             nursery.cancel_scope.cancel()
+    if raised is not None:
+        raise raised

@@ -7,6 +7,9 @@ transitions collect their outputs in ``_writes``, ``_messages``,
 ``_committed`` and ``_replies``; ``_flush`` turns them into one
 :class:`~smr.replica.Ready` (``EMPTY`` when nothing happened).  A core
 decides the order of its own durable writes in ``_pending_writes``.
+Every tick advances the node's log clock; a leader stamps it into the
+requests it appends (``_stamp``), which is how sessions expire at the same
+log index on every replica (:mod:`smr.sessions`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from .errors import LocalProtocolError
 from .quorum import majority
 from .replica import (EMPTY, ClientRequest, Committed, Input, Ready, ReplicaConfig, Receive, Reply, Send,
                       Start, Tick, Write)
+from .sessions import Applier, SessionLimits
 
 
 class LogCore:
@@ -43,6 +47,9 @@ class LogCore:
                 f"{type(self).__name__} implements {sorted(self.mutants)}; build cores with "
                 f"{self.builder}(config)")
         self.started = False
+        self.session_limits = SessionLimits.from_options(config.options)
+        #: The log clock (ms): advanced by every tick, stamped into the entries this node appends as leader.
+        self.clock_ms = 0.0
         # outputs of the current step
         self._writes: list[Write] = []
         self._messages: list[Send] = []
@@ -56,6 +63,7 @@ class LogCore:
         elif not self.started:
             raise LocalProtocolError(f"{self.backend} {self.node}: the first input must be Start, got {event!r}")
         elif isinstance(event, Tick):
+            self.clock_ms += self.config.tick_ms
             self._tick()
         elif isinstance(event, Receive):
             self._on_message(event.src, event.message)
@@ -81,6 +89,17 @@ class LogCore:
     def _on_client(self, request: ClientRequest) -> None:
         """A client's command."""
         raise NotImplementedError
+
+    # ------------------------------------------------------------ applying
+    def _new_applier(self) -> Applier:
+        """A fresh state machine and session table, with this cluster's session limits."""
+        return Applier(self.config.state_machine, self.session_limits)
+
+    def _stamp(self, request: ClientRequest) -> ClientRequest:
+        """``request`` as a leader appends it: stamped with the log clock (never behind what was applied)."""
+        applier: Applier = getattr(self, "applier")
+        self.clock_ms = max(self.clock_ms, applier.time_ms)
+        return ClientRequest(request.client_id, request.seq, request.command, request.acked, int(self.clock_ms))
 
     # ---------------------------------------------------------------- outputs
     def _pending_writes(self) -> tuple[Write, ...]:

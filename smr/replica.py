@@ -35,13 +35,14 @@ from typing import Any, Callable, ClassVar, Protocol, Union
 import attrs
 
 from . import wire
-from .commands import Command, Scalar
+from .commands import Command
+from .values import Value
 # The backend registry lives in smr.registry (the built-ins table, the entry-point
 # group, programmatic registration); runtimes import these three names from here.
 from .registry import backend_names as backend_names
 from .registry import get_backend as get_backend
 from .registry import register_backend as register_backend
-from .state_machines import StateMachine
+from .machine import StateMachine
 
 NodeId = str
 
@@ -73,11 +74,18 @@ class Receive:
 @wire.message
 @attrs.frozen
 class ClientRequest:
-    """A client command; (client_id, seq) identifies it across retries."""
+    """A client command; (client_id, seq) identifies it across retries.
+
+    ``acked`` is the highest seq this client has had answered (so a replica
+    can tell an expired session from a new one); ``time`` is the leader's log
+    clock in ms, stamped when the leader appends the request (clients send 0).
+    """
 
     client_id: str
     seq: int
     command: Command
+    acked: int = 0
+    time: int = 0
 
 
 Input = Union[Start, Tick, Receive, ClientRequest]
@@ -112,6 +120,7 @@ class ReplyStatus:
     """The ways a replica can answer a client request."""
 
     OK = "ok"              # applied; ``result`` holds the state machine's answer
+    ERROR = "error"        # applied, and the command raised: ``result`` is {"error": kind, "message": ...}
     REDIRECT = "redirect"  # not the leader; try ``leader`` (None: unknown)
     FAIL = "fail"          # definitely not applied and never will be
 
@@ -124,7 +133,7 @@ class Reply:
     client_id: str
     seq: int
     status: str
-    result: Scalar = None
+    result: Value = None
     leader: NodeId | None = None
 
 
@@ -198,6 +207,8 @@ class ReplicaConfig:
     rng: random.Random
     state_machine: Callable[[], StateMachine]
     options: Mapping[str, Any] = attrs.field(factory=dict)
+    #: How long one tick lasts in this runtime (the leader's log clock advances by it per tick).
+    tick_ms: float = 10.0
 
     @property
     def members(self) -> tuple[NodeId, ...]:

@@ -1,52 +1,151 @@
-"""Exactly-once application of client commands (client sessions).
+"""Exactly-once application of client commands, with bounded sessions that expire deterministically.
 
 Every backend applies committed log entries through an :class:`Applier`.  It
-remembers, per client, the last sequence number applied and its result, so a
+keeps, per client, the last sequence number applied and its outcome, so a
 retried request (same client id and sequence number) that was committed twice
-is applied once and answered with the first result.  Clients keep one request
-outstanding at a time, so one slot per client is enough (as in the Raft
-thesis, section 6.3).
+is applied once and answered with the first outcome.  Clients keep one
+request outstanding at a time, so one slot per client is enough (Raft thesis,
+section 6.3).
+
+The table is bounded, and every replica trims it identically because it
+trims only on what the log says (thesis 6.3):
+
+* **time** -- each entry carries ``time``, the leader's clock when it
+  appended it; the applier's log time is the largest stamp applied so far,
+  and a session idle for ``session_timeout_ms`` of log time is dropped;
+* **size** -- beyond ``max_sessions`` the least recently used session goes.
+
+A request carries ``acked``, the highest sequence number its client has had
+answered.  A request whose client has no session but has been answered
+before must belong to a session that was dropped: it is refused with
+``SessionExpired`` rather than risk running a retried command twice.
+
+An exception inside a command is an outcome like any other (``error``),
+the same on every replica -- never a crash of the replica.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
-from typing import Callable
+from collections.abc import Mapping
+from typing import Any, Callable
 
-from .commands import NOOP, Scalar
-from .replica import ClientRequest
-from .state_machines import StateMachine
+import attrs
+
+from .commands import NOOP
+from .errors import LocalProtocolError
+from .machine import CommandError, SessionExpired, StateMachine
+from .replica import ClientRequest, ReplyStatus
+from .values import CorruptValue, Value, canonical, from_json, to_json
 
 #: The log entry a leader commits to open its term or fill a gap.
 NOOP_ENTRY = ClientRequest("", 0, NOOP)
+
+#: What applying one entry gave: a reply status (``ok`` or ``error``) and the result.
+Outcome = tuple[str, Value]
+
+
+def _int_at_least(low: int) -> Callable[[Any, attrs.Attribute, Any], None]:
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise LocalProtocolError(f"session option {attribute.name} must be an int >= {low}, got {value!r}")
+    return check
+
+
+@attrs.frozen
+class SessionLimits:
+    """How many client sessions a replica keeps, and for how long an idle one lives (log time)."""
+
+    max_sessions: int = attrs.field(default=4096, validator=_int_at_least(1))
+    session_timeout_ms: int = attrs.field(default=600_000, validator=_int_at_least(1))
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> "SessionLimits":
+        """Pick this class's settings out of a backend's options mapping."""
+        return cls(**{a.name: options[a.name] for a in attrs.fields(cls) if a.name in options})
+
+
+#: The option names :class:`SessionLimits` reads (every log backend accepts them).
+SESSION_OPTIONS = frozenset(a.name for a in attrs.fields(SessionLimits))
+
+
+def run_command(machine: StateMachine, command: Any) -> Outcome:
+    """Apply ``command`` to ``machine``; an exception becomes an ``error`` outcome, never a crash."""
+    try:
+        result = machine.apply(command)
+    except CommandError as exc:
+        return ReplyStatus.ERROR, exc.to_result()
+    except Exception as exc:  # the user's method raised: part of the replicated outcome
+        return ReplyStatus.ERROR, CommandError(type(exc).__name__, str(exc)).to_result()
+    try:
+        return ReplyStatus.OK, canonical(result, f"result of {command.op}")
+    except TypeError as exc:
+        return ReplyStatus.ERROR, CommandError("BadResult", str(exc)).to_result()
 
 
 class Applier:
     """A state machine plus the client session table that makes commands exactly-once."""
 
-    def __init__(self, factory: Callable[[], StateMachine]) -> None:
+    def __init__(self, factory: Callable[[], StateMachine], limits: SessionLimits | None = None) -> None:
         self.machine = factory()
-        self.sessions: dict[str, tuple[int, Scalar]] = {}
+        self.limits = limits or SessionLimits()
+        #: client id -> (last seq, status, result, log time of last use); oldest use first.
+        self.sessions: dict[str, tuple[int, str, Value, int]] = {}
         self.applied = 0
+        self.time_ms = 0
+        #: Sessions dropped so far (idle too long, or the least recently used beyond the bound).
+        self.dropped = 0
 
-    def apply(self, entry: ClientRequest) -> Scalar:
-        """Apply ``entry`` unless that (client, seq) was applied before; return its result."""
+    def apply(self, entry: ClientRequest) -> Outcome:
+        """Apply ``entry`` unless that (client, seq) was applied before; return its outcome."""
         self.applied += 1
-        if not entry.client_id:
-            return self.machine.apply(entry.command)
-        last = self.sessions.get(entry.client_id)
-        if last is not None and entry.seq <= last[0]:
-            return last[1] if entry.seq == last[0] else None
-        result = self.machine.apply(entry.command)
-        self.sessions[entry.client_id] = (entry.seq, result)
-        return result
+        if entry.time > self.time_ms:
+            self.time_ms = entry.time
+            self._expire()
+        self.machine._smr_time_ms = self.time_ms
+        client = entry.client_id
+        if not client:
+            return run_command(self.machine, entry.command)
+        last = self.sessions.pop(client, None)
+        if last is not None:
+            self.sessions[client] = (*last[:3], self.time_ms)
+            if entry.seq == last[0]:
+                return last[1], last[2]
+            if entry.seq < last[0]:
+                return ReplyStatus.ERROR, CommandError("StaleRequest", f"{client} has moved past seq {entry.seq}"
+                                                       ).to_result()
+        elif entry.acked > 0:
+            return ReplyStatus.ERROR, SessionExpired(
+                f"client {client} has no session (it expired or was evicted); request {entry.seq} was not "
+                f"run -- open a new client").to_result()
+        status, result = run_command(self.machine, entry.command)
+        self.sessions[client] = (entry.seq, status, result, self.time_ms)
+        while len(self.sessions) > self.limits.max_sessions:
+            del self.sessions[next(iter(self.sessions))]
+            self.dropped += 1
+        return status, result
 
-    def lookup(self, client_id: str, seq: int) -> tuple[bool, Scalar]:
-        """Return (True, result) if request (client_id, seq) was already applied."""
+    def _expire(self) -> None:
+        horizon = self.time_ms - self.limits.session_timeout_ms
+        while self.sessions:
+            oldest = next(iter(self.sessions))
+            if self.sessions[oldest][3] >= horizon:
+                break
+            del self.sessions[oldest]
+            self.dropped += 1
+
+    def query(self, command: Any) -> Outcome:
+        """Answer a read-only command from the current state (no log entry, no session)."""
+        return run_command(self.machine, command)
+
+    def lookup(self, client_id: str, seq: int) -> tuple[bool, str, Value]:
+        """Return (True, status, result) if request (client_id, seq) was already applied."""
         last = self.sessions.get(client_id)
         if last is not None and last[0] == seq:
-            return True, last[1]
-        return False, None
+            return True, last[1], last[2]
+        return False, ReplyStatus.OK, None
 
     def is_stale(self, client_id: str, seq: int) -> bool:
         """Return True if the client has since moved past ``seq`` (its answer is gone)."""
@@ -54,14 +153,25 @@ class Applier:
         return last is not None and seq < last[0]
 
     def snapshot(self) -> bytes:
-        """Return state machine and sessions as one canonical blob."""
-        sessions = {k: [s, r] for k, (s, r) in self.sessions.items()}
-        return json.dumps({"machine": self.machine.snapshot().decode(), "sessions": sessions,
-                           "applied": self.applied}, sort_keys=True).encode()
+        """Return state machine and sessions as one canonical blob (session order kept)."""
+        sessions = [[k, s, st, to_json(r), t] for k, (s, st, r, t) in self.sessions.items()]
+        return json.dumps({"machine": base64.b64encode(self.machine.snapshot()).decode("ascii"),
+                           "sessions": sessions, "applied": self.applied, "time_ms": self.time_ms,
+                           "dropped": self.dropped}, sort_keys=True, separators=(",", ":")).encode()
 
     def restore(self, data: bytes) -> None:
-        """Replace state machine and sessions with those of a snapshot."""
-        obj = json.loads(data)
-        self.machine.restore(obj["machine"].encode())
-        self.sessions = {k: (int(s), r) for k, (s, r) in obj["sessions"].items()}
-        self.applied = int(obj["applied"])
+        """Replace state machine and sessions with those of a snapshot (CorruptValue if malformed)."""
+        try:
+            obj = json.loads(data)
+            machine = base64.b64decode(obj["machine"], validate=True)
+            sessions = {str(k): (int(s), str(st), from_json(r), int(t)) for k, s, st, r, t in obj["sessions"]}
+            applied, time_ms, dropped = int(obj["applied"]), int(obj["time_ms"]), int(obj["dropped"])
+        except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError) as exc:
+            raise CorruptValue(f"session snapshot is malformed: {type(exc).__name__}: {exc}") from None
+        try:
+            self.machine.restore(machine)
+        except Exception as exc:  # the machine's own restore refused the bytes
+            raise CorruptValue(f"{self.machine.name} snapshot does not restore: {type(exc).__name__}: {exc}"
+                               ) from None
+        self.sessions, self.applied, self.time_ms, self.dropped = sessions, applied, time_ms, dropped
+        self.machine._smr_time_ms = time_ms

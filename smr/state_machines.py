@@ -1,96 +1,65 @@
-"""Deterministic state machines: what a replicated log drives.
+"""The built-in state machines, written on the public API (:mod:`smr.machine`).
 
-Every state machine promises that ``apply`` is a pure function of its current
-state and the command, so replicas that apply the same log reach the same
-state and return the same results.  ``snapshot`` and ``restore`` let a backend
-compact its log; snapshots are canonical bytes (sorted JSON), so equal states
-give equal snapshots.
+* :class:`KVStore` (``kv``) -- a string-keyed map; the workloads' register store;
+* :class:`Counter` (``counter``) -- named integer counters;
+* :class:`WriteOnceMap` (``write_once``) -- the essay's ``WriteOnce`` per key;
+* :class:`ReplDict`, :class:`ReplCounter`, :class:`ReplLockManager` -- the
+  ready-made replicated types of a library (a dict, a counter, locks with
+  leases), each a plain subclass a user could have written.
+
+Snapshots are the derived default (the attributes as JSON, order kept), so
+equal states give equal snapshots.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Callable, Protocol, runtime_checkable
-
-from .commands import Command, Scalar
 from .errors import LocalProtocolError
+from .machine import StateMachine, command, query
+from .values import Value
 
 
-@runtime_checkable
-class StateMachine(Protocol):
-    """The contract every replicated state machine meets."""
-
-    def apply(self, command: Command) -> Scalar:
-        """Apply ``command`` deterministically and return its result."""
-        ...
-
-    def snapshot(self) -> bytes:
-        """Return the whole state as canonical bytes."""
-        ...
-
-    def restore(self, data: bytes) -> None:
-        """Replace the whole state with the one ``data`` was taken from."""
-        ...
-
-    def is_read_only(self, command: Command) -> bool:
-        """Return True if ``command`` never changes the state."""
-        ...
-
-
-def _dump(obj: object) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-
-
-def _unknown(machine: str, command: Command) -> LocalProtocolError:
-    return LocalProtocolError(f"{machine} has no operation {command.op!r} (command: {command})")
-
-
-class KVStore:
-    """A string-keyed map: ``get``, ``put``, ``cas``, ``delete``; ``noop`` does nothing."""
+class KVStore(StateMachine):
+    """A string-keyed map: ``get``, ``put``, ``cas`` and ``delete``."""
 
     name = "kv"
-    _READS = frozenset({"get", "noop"})
 
     def __init__(self) -> None:
-        self.data: dict[str, Scalar] = {}
+        self.data: dict[str, Value] = {}
 
-    def apply(self, command: Command) -> Scalar:
-        """Apply a KV command; results: get -> value|None, put -> None, cas/delete -> bool."""
-        op, key, args = command.op, command.key, command.args
-        if op == "get":
-            return self.data.get(key)
-        if op == "put":
-            self.data[key] = args[0]
-            return None
-        if op == "cas":
-            expected, new = args
-            if self.data.get(key) == expected:  # a missing key holds None
-                self.data[key] = new
-                return True
-            return False
-        if op == "delete":
-            return self.data.pop(key, _MISSING) is not _MISSING
-        if op == "noop":
-            return None
-        raise _unknown("KVStore", command)
+    @query
+    def get(self, key: str) -> Value:
+        """The value under ``key`` (None if absent)."""
+        return self.data.get(key)
 
-    def snapshot(self) -> bytes:
-        """Return the map as sorted JSON."""
-        return _dump(self.data)
+    @command
+    def put(self, key: str, value: Value) -> None:
+        """Set ``key`` to ``value``."""
+        self.data[key] = value
 
-    def restore(self, data: bytes) -> None:
-        """Replace the map with the snapshot's."""
-        self.data = dict(json.loads(data))
+    @command
+    def cas(self, key: str, expected: Value, new: Value) -> bool:
+        """Set ``key`` to ``new`` if it holds ``expected`` (a missing key holds None)."""
+        if self.data.get(key) == expected:
+            self.data[key] = new
+            return True
+        return False
 
-    def is_read_only(self, command: Command) -> bool:
-        """``get`` and ``noop`` never change the map."""
-        return command.op in self._READS
+    @command
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; True if it existed."""
+        return self.data.pop(key, _MISSING) is not _MISSING
 
 
 _MISSING = object()
 
 
-class Counter:
+def _amount(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"a counter amount must be an int, got {value!r}")
+    return value
+
+
+class Counter(StateMachine):
     """Named integer counters: ``add`` (returns the new total) and ``read``."""
 
     name = "counter"
@@ -98,80 +67,162 @@ class Counter:
     def __init__(self) -> None:
         self.totals: dict[str, int] = {}
 
-    def apply(self, command: Command) -> Scalar:
-        """Apply a counter command; results: add -> new total, read -> total."""
-        if command.op == "add":
-            (amount,) = command.args
-            if not isinstance(amount, int) or isinstance(amount, bool):
-                raise LocalProtocolError(f"Counter add needs an int amount, got {amount!r}")
-            total = self.totals.get(command.key, 0) + amount
-            self.totals[command.key] = total
-            return total
-        if command.op == "read":
-            return self.totals.get(command.key, 0)
-        if command.op == "noop":
-            return None
-        raise _unknown("Counter", command)
+    @command
+    def add(self, key: str, amount: int = 1) -> int:
+        """Add ``amount`` to counter ``key``; return the new total."""
+        total = self.totals.get(key, 0) + _amount(amount)
+        self.totals[key] = total
+        return total
 
-    def snapshot(self) -> bytes:
-        """Return the totals as sorted JSON."""
-        return _dump(self.totals)
-
-    def restore(self, data: bytes) -> None:
-        """Replace the totals with the snapshot's."""
-        self.totals = {k: int(v) for k, v in json.loads(data).items()}
-
-    def is_read_only(self, command: Command) -> bool:
-        """``read`` and ``noop`` never change a total."""
-        return command.op in ("read", "noop")
+    @query
+    def read(self, key: str = "") -> int:
+        """The total of counter ``key`` (0 if never added to)."""
+        return self.totals.get(key, 0)
 
 
-class WriteOnceMap:
-    """The essay's ``WriteOnce`` per key: the first ``try_init`` wins for ever.
-
-    ``try_init(key, v)`` returns the key's final value (``v`` if it was the
-    first); ``final_value(key)`` returns the value or None while uninitialised.
-    """
+class WriteOnceMap(StateMachine):
+    """The essay's ``WriteOnce`` per key: the first ``try_init`` wins for ever."""
 
     name = "write_once"
 
     def __init__(self) -> None:
-        self.cells: dict[str, Scalar] = {}
+        self.cells: dict[str, Value] = {}
 
-    def apply(self, command: Command) -> Scalar:
-        """Apply a write-once command; both ops return the cell's final value (or None)."""
-        if command.op == "try_init":
-            (value,) = command.args
-            return self.cells.setdefault(command.key, value)
-        if command.op == "final_value":
-            return self.cells.get(command.key)
-        if command.op == "noop":
+    @command
+    def try_init(self, key: str, value: Value) -> Value:
+        """The essay's ``tryInitialize``: set the cell if unset; return its final value."""
+        return self.cells.setdefault(key, value)
+
+    @query
+    def final_value(self, key: str) -> Value:
+        """The essay's ``finalValue``: the cell's value, or None while uninitialised."""
+        return self.cells.get(key)
+
+
+class ReplDict(KVStore):
+    """A replicated dict: the KV operations plus the dict methods people reach for."""
+
+    name = "dict"
+
+    @command
+    def setdefault(self, key: str, default: Value = None) -> Value:
+        """Set ``key`` to ``default`` unless present; return its value."""
+        return self.data.setdefault(key, default)
+
+    @command
+    def pop(self, key: str, default: Value = None) -> Value:
+        """Remove ``key`` and return its value (``default`` if absent)."""
+        return self.data.pop(key, default)
+
+    @command
+    def update(self, items: dict[str, Value]) -> None:
+        """Set every key of ``items``."""
+        if not isinstance(items, dict):
+            raise TypeError(f"update takes a dict, got {type(items).__name__}")
+        self.data.update(items)
+
+    @command
+    def clear(self) -> None:
+        """Remove every key."""
+        self.data.clear()
+
+    @query
+    def contains(self, key: str) -> bool:
+        """True if ``key`` is present."""
+        return key in self.data
+
+    @query
+    def keys(self) -> list[str]:
+        """Every key, in insertion order."""
+        return list(self.data)
+
+    @query
+    def items(self) -> dict[str, Value]:
+        """The whole dict."""
+        return dict(self.data)
+
+    @query
+    def size(self) -> int:
+        """How many keys there are."""
+        return len(self.data)
+
+
+class ReplCounter(Counter):
+    """A replicated counter (named, default ``""``): add, subtract, set, read."""
+
+    name = "repl_counter"
+
+    @command
+    def sub(self, key: str, amount: int = 1) -> int:
+        """Subtract ``amount`` from counter ``key``; return the new total."""
+        return self.add(key, -_amount(amount))
+
+    @command
+    def set(self, key: str, value: int) -> int:
+        """Set counter ``key`` to ``value``; return it."""
+        self.totals[key] = _amount(value)
+        return value
+
+
+class ReplLockManager(StateMachine):
+    """Named locks with leases: a holder that stops renewing loses its lock after ``lease`` seconds.
+
+    Time is the log's (:attr:`StateMachine.log_time`), so every replica agrees
+    on who holds a lock at every log index; a lease can only run *longer* than
+    asked (log time advances when entries are applied), never shorter.
+    """
+
+    name = "locks"
+
+    def __init__(self) -> None:
+        #: lock -> [holder, log time (s) the lease ends]
+        self.locks: dict[str, list[Value]] = {}
+
+    def _holder(self, key: str) -> str | None:
+        held = self.locks.get(key)
+        if held is None:
             return None
-        raise _unknown("WriteOnceMap", command)
+        holder, until = held
+        if isinstance(until, (int, float)) and until <= self.log_time:
+            del self.locks[key]
+            return None
+        return holder if isinstance(holder, str) else None
 
-    def snapshot(self) -> bytes:
-        """Return the cells as sorted JSON."""
-        return _dump(self.cells)
+    @command
+    def acquire(self, key: str, owner: str, lease: float = 10.0) -> bool:
+        """Take lock ``key`` for ``owner`` (or renew it) for ``lease`` seconds; False if another holds it."""
+        if not isinstance(lease, (int, float)) or isinstance(lease, bool) or lease <= 0:
+            raise ValueError(f"a lease is a positive number of seconds, got {lease!r}")
+        holder = self._holder(key)
+        if holder is not None and holder != owner:
+            return False
+        self.locks[key] = [owner, self.log_time + lease]
+        return True
 
-    def restore(self, data: bytes) -> None:
-        """Replace the cells with the snapshot's."""
-        self.cells = dict(json.loads(data))
+    @command
+    def release(self, key: str, owner: str) -> bool:
+        """Give lock ``key`` up; False if ``owner`` did not hold it."""
+        if self._holder(key) != owner:
+            return False
+        del self.locks[key]
+        return True
 
-    def is_read_only(self, command: Command) -> bool:
-        """``final_value`` and ``noop`` never change a cell."""
-        return command.op in ("final_value", "noop")
+    @query
+    def holder(self, key: str) -> str | None:
+        """Who holds lock ``key`` now (None: free)."""
+        held = self.locks.get(key)
+        if held is None or not isinstance(held[1], (int, float)) or held[1] <= self.log_time:
+            return None
+        return held[0] if isinstance(held[0], str) else None
 
 
-#: Built-in state machines by name; the factories take no arguments.
-STATE_MACHINES: dict[str, Callable[[], StateMachine]] = {
-    KVStore.name: KVStore,
-    Counter.name: Counter,
-    WriteOnceMap.name: WriteOnceMap,
-}
+#: Built-in state machines by name (read-only for users: pass your class, or ``module:Class``).
+STATE_MACHINES: dict[str, type[StateMachine]] = {
+    m.name: m for m in (KVStore, Counter, WriteOnceMap, ReplDict, ReplCounter, ReplLockManager)}
 
 
 def make_state_machine(name: str) -> StateMachine:
-    """Return a fresh built-in state machine called ``name`` (kv, counter, write_once)."""
+    """Return a fresh built-in state machine called ``name`` (kv, counter, write_once, ...)."""
     try:
         return STATE_MACHINES[name]()
     except KeyError:

@@ -19,12 +19,15 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
+import attrs
+
 from .commands import Command
 from .driver import CommitLedger, Driver, apply_writes, current_leader
 from .errors import RemoteProtocolError
 from .replica import (TICK, ClientRequest, Ready, ReplicaConfig, ReplicaCore, ReplicaStatus, Receive, Reply,
                       Role, Start)
-from .state_machines import KVStore, StateMachine
+from .machine import StateMachine
+from .state_machines import KVStore
 
 
 Message = tuple[str, str, Any]  # (src, dst, message)
@@ -246,3 +249,23 @@ class Network(Generic[CoreT]):
     def leader(self) -> str | None:
         """The live leader (or coordinator) with the highest epoch (term or ballot round), if any."""
         return current_leader(d.status() for d in self.drivers.values())
+
+
+def unstamped(value: Any) -> Any:
+    """``value`` with every ClientRequest's leader time stamp zeroed (inside tuples, lists, dicts, attrs).
+
+    A leader stamps its log clock into each request it appends, so a test that
+    compares what a log holds with the request a client sent compares them
+    unstamped.
+    """
+    if isinstance(value, ClientRequest):
+        return attrs.evolve(value, time=0) if value.time else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(unstamped(v) for v in value)
+    if isinstance(value, dict):
+        return {k: unstamped(v) for k, v in value.items()}
+    if attrs.has(type(value)) and not isinstance(value, Command):
+        changes = {f.name: unstamped(getattr(value, f.name)) for f in attrs.fields(type(value)) if f.init}
+        return attrs.evolve(value, **changes)
+    return value
+

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import attrs
 
 from .errors import LocalProtocolError, RemoteProtocolError
+from .values import CorruptValue, from_json, to_json
 
 if TYPE_CHECKING:
     import cattrs
@@ -42,9 +43,43 @@ def get_converter() -> cattrs.Converter:
         import cattrs
         from cattrs.preconf.json import make_converter
 
-        _STRUCTURE_ERRORS = (cattrs.BaseValidationError, *_STRUCTURE_ERRORS)
+        _STRUCTURE_ERRORS = (cattrs.BaseValidationError, CorruptValue, *_STRUCTURE_ERRORS)
         _converter = make_converter()
+        _register_value_hooks(_converter)
     return _converter
+
+
+def _register_value_hooks(converter: cattrs.Converter) -> None:
+    """Carry command arguments and results (any :data:`smr.values.Value`) in their tagged JSON form."""
+    from .commands import Command
+    from .replica import Reply
+
+    def command_out(c: Command) -> dict[str, Any]:
+        return {"op": c.op, "key": c.key, "args": [to_json(a) for a in c.args]}
+
+    def command_in(obj: Any, _: type) -> Command:
+        if not isinstance(obj, dict) or not isinstance(obj.get("args", []), list):
+            raise TypeError("a command is an object with op, key and a list of args")
+        return Command(obj["op"], obj.get("key", ""), tuple(from_json(a) for a in obj.get("args", [])))
+
+    def reply_out(r: Reply) -> dict[str, Any]:
+        return {"client_id": r.client_id, "seq": r.seq, "status": r.status, "result": to_json(r.result),
+                "leader": r.leader}
+
+    def reply_in(obj: Any, _: type) -> Reply:
+        if not isinstance(obj, dict):
+            raise TypeError("a reply is an object")
+        leader = obj.get("leader")
+        reply = Reply(obj["client_id"], obj["seq"], obj["status"], from_json(obj.get("result")), leader)
+        if not (isinstance(reply.client_id, str) and type(reply.seq) is int and isinstance(reply.status, str)
+                and (leader is None or isinstance(leader, str))):
+            raise TypeError("a reply needs str client_id and status, int seq, str or null leader")
+        return reply
+
+    converter.register_unstructure_hook(Command, command_out)
+    converter.register_structure_hook(Command, command_in)
+    converter.register_unstructure_hook(Reply, reply_out)
+    converter.register_structure_hook(Reply, reply_in)
 
 
 def __getattr__(name: str) -> Any:

@@ -162,11 +162,14 @@ class WriteOnceCore:
             self._replies.append(Reply(request.client_id, request.seq, ReplyStatus.OK, None))
             return
         if command.key != self.key or command.op not in ("try_init", "final_value") or \
-                (command.op == "try_init" and (len(command.args) != 1 or command.args[0] is None)):
+                (command.op == "try_init" and (len(command.args) != 1 or command.args[0] is None
+                                               or not isinstance(command.args[0], (bool, int, str)))):
             self._replies.append(Reply(request.client_id, request.seq, ReplyStatus.FAIL))
             return
         if command.op == "try_init":
-            self.propose(command.args[0])
+            value = command.args[0]
+            assert isinstance(value, (bool, int, str)), "checked above"
+            self.propose(value)
         if self.decided is not None:
             self._replies.append(Reply(request.client_id, request.seq, ReplyStatus.OK, self.decided))
         elif not any(w.client_id == request.client_id and w.seq == request.seq for w in self.waiting):

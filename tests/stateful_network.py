@@ -52,7 +52,7 @@ class ReferenceModel:
         """Apply every entry of ``history`` that follows the last one applied, in index order."""
         while len(self.states) in history:
             entry = history[len(self.states)]
-            result = self.applier.apply(entry)
+            _, result = self.applier.apply(entry)
             if entry.client_id:
                 self.results.setdefault((entry.client_id, entry.seq), []).append(result)
             self.states.append(self.applier.snapshot())

@@ -272,7 +272,7 @@ def test_the_live_cluster_steps_cores_through_drivers() -> None:
     from smr.live import open_local_cluster
 
     async def main() -> None:
-        async with open_local_cluster("coordinator", n=3, tick_ms=1.0) as cluster:
+        async with open_local_cluster(backend="coordinator", n=3, tick_ms=1.0) as cluster:
             await cluster.submit(put("x", "1"))
             assert cluster.leader() == "n3"
             driver = cluster.nodes["n1"].driver

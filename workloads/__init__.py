@@ -4,6 +4,7 @@ from .base import Workload as Workload
 from .base import make_workload as make_workload
 from .base import register_workload as register_workload
 from .base import workload_names as workload_names
+from .calls import CallsWorkload as CallsWorkload
 from .counter import CounterWorkload as CounterWorkload
 from .keys import KeyChooser as KeyChooser
 from .kv import KVWorkload as KVWorkload

@@ -16,10 +16,12 @@ class Workload(Protocol):
     """Generates client operations and says how to judge them."""
 
     name: str
-    #: The built-in state machine the operations run against (see smr.state_machines).
+    #: The state machine the operations run against (an app spec: see smr.apps).
     state_machine: str
-    #: The linearizability checker model that judges its histories.
-    model: str
+    @property
+    def model(self) -> str | None:
+        """The linearizability checker model that judges its histories (None: agreement checks only)."""
+        ...
 
     def next_command(self, rng: random.Random, client: int) -> Command:
         """Return the next command client number ``client`` should issue."""
@@ -38,15 +40,27 @@ def register_workload(name: str, factory: Callable[..., Workload]) -> None:
     _WORKLOADS[name] = factory
 
 
+def _imported(spec: str) -> Callable[..., Workload]:
+    """The workload factory a ``module:attr`` or ``file.py:attr`` spec names."""
+    from smr.apps import import_attribute
+
+    factory = import_attribute(spec, "workload")
+    if not callable(factory):
+        raise LocalProtocolError(f"workload {spec!r} is not a class or function that makes a workload")
+    return factory
+
+
 def make_workload(name: str, options: Mapping[str, Any] | None = None) -> Workload:
-    """Build workload ``name`` with ``options``; unknown names or options are a LocalProtocolError."""
-    try:
-        factory = _WORKLOADS[name]
-    except KeyError:
-        raise LocalProtocolError(f"unknown workload {name!r}; choose one of {sorted(_WORKLOADS)}") from None
+    """Build workload ``name`` (registered, or ``module:attr``) with ``options``; errors are LocalProtocolError."""
+    factory = _WORKLOADS.get(name)
+    if factory is None:
+        if ":" not in name:
+            raise LocalProtocolError(f"unknown workload {name!r}; choose one of {sorted(_WORKLOADS)} "
+                                     f"or give module:attribute")
+        factory = _imported(name)
     try:
         return factory(**dict(options or {}))
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise LocalProtocolError(f"bad options for workload {name!r}: {exc}") from None
 
 

@@ -36,11 +36,11 @@ class CounterWorkload:
         adds = [op for op in history if op.command.op == "add"]
         problems = []
         for op in history:
-            if op.outcome is not Outcome.OK or op.result is None:
+            if op.outcome is not Outcome.OK or not isinstance(op.result, int):
                 continue
             low = sum(_amount(a) for a in adds if a.outcome is Outcome.OK and a.end < op.invoke)
             high = sum(_amount(a) for a in adds if a.outcome is not Outcome.FAIL and a.invoke < op.end)
-            if not low <= int(op.result) <= high:
+            if not low <= op.result <= high:
                 problems.append(f"op {op.id}: total {op.result} outside [{low}, {high}] "
                                 "(an increment was lost or applied twice)")
         return problems

@@ -24,7 +24,7 @@ import attrs
 from ..replica import (EMPTY, Backend, ClientRequest, Committed, Input, NodeId, Ready, ReplicaConfig,
                        ReplicaStatus, Receive, Reply, ReplyStatus, Role, Send, Start, Tick, Write)
 from ..errors import RemoteProtocolError
-from ..sessions import Applier
+from ..sessions import Applier, SessionLimits
 from .. import wire
 
 
@@ -67,7 +67,7 @@ class CoordinatorCore:
         self.config = config
         self.node = config.node
         self.coordinator = bully(config.members)
-        self.applier = Applier(config.state_machine)
+        self.applier = Applier(config.state_machine, SessionLimits.from_options(config.options))
         self.log_length = 0
         self.started = False
 
@@ -118,16 +118,16 @@ class CoordinatorCore:
         raise RemoteProtocolError(f"{self.node}: unexpected {type(msg).__name__} from {src}")
 
     def _order(self, request: ClientRequest) -> Ready:
-        done, result = self.applier.lookup(request.client_id, request.seq)
+        done, status, result = self.applier.lookup(request.client_id, request.seq)
         if done:
-            return Ready(replies=(Reply(request.client_id, request.seq, ReplyStatus.OK, result),))
+            return Ready(replies=(Reply(request.client_id, request.seq, status, result),))
         if self.applier.is_stale(request.client_id, request.seq):
             return EMPTY  # the client has moved on; nobody waits for this answer
         self.log_length += 1
-        result = self.applier.apply(request)
+        status, result = self.applier.apply(request)
         return Ready(persist=(Write(_log_key(self.log_length), request),),
                      committed=(Committed(self.log_length, request),),
-                     replies=(Reply(request.client_id, request.seq, ReplyStatus.OK, result),))
+                     replies=(Reply(request.client_id, request.seq, status, result),))
 
 
 #: The ``coordinator`` backend (named in :data:`smr.registry.BUILTIN_BACKENDS`).

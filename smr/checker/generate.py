@@ -14,10 +14,12 @@ from __future__ import annotations
 import heapq
 import random
 
-from smr.commands import Command, Scalar
+from smr.commands import Command
 from smr.errors import LocalProtocolError
 from smr.history import Operation, Outcome
-from smr.state_machines import Counter, KVStore, StateMachine, WriteOnceMap
+from smr.machine import StateMachine
+from smr.state_machines import Counter, KVStore, WriteOnceMap
+from smr.values import Value
 
 from .models import ORDER_STATES
 
@@ -66,7 +68,7 @@ def _machine(model: str) -> StateMachine:
     return WriteOnceMap()
 
 
-def _apply(machine: StateMachine, model: str, command: Command) -> Scalar:
+def _apply(machine: StateMachine, model: str, command: Command) -> Value:
     if model == "register":
         return machine.apply(Command(_REGISTER_TO_KV[command.op], command.key, command.args))
     return machine.apply(command)
@@ -113,7 +115,7 @@ def generate_history(rng: random.Random, *, operations: int, clients: int, model
                         None if complete is None else round(complete, 6), outcome, effect))
         heapq.heappush(ready, (invoke + duration, client))
     machine = _machine(model)
-    results: dict[int, Scalar] = {}
+    results: dict[int, Value] = {}
     for effect, op_id, command in sorted((p[6], p[0], p[2]) for p in planned if p[6] is not None):
         results[op_id] = _apply(machine, model, command)
     return [

@@ -336,9 +336,16 @@ MODELS: dict[str, type[Model]] = {
 
 
 def make_model(name: str) -> Model:
-    """Return a fresh built-in model called ``name`` (register, kv, counter, write_once, order)."""
-    try:
-        return MODELS[name]()
-    except KeyError:
-        raise LocalProtocolError(f"unknown model {name!r}; choose one of {sorted(MODELS)}") from None
+    """Return a fresh model: a built-in (register, kv, counter, write_once, order) or a user's ``module:Class``."""
+    model = MODELS.get(name)
+    if model is None and ":" in name:  # a user's model, named the way apps are (smr.apps)
+        from ..apps import import_attribute
+
+        found = import_attribute(name, "model")
+        if not callable(found):
+            raise LocalProtocolError(f"model {name!r} is not a class that makes a checker model")
+        return found()
+    if model is None:
+        raise LocalProtocolError(f"unknown model {name!r}; choose one of {sorted(MODELS)} or give module:Class")
+    return model()
 

@@ -301,7 +301,8 @@ class _Script:
 
     @staticmethod
     def _committed_index(sim: ScriptedSimulation, request: ClientRequest) -> int | None:
-        return next((i for i, entry in sim.committed.items() if entry == request), None)
+        return next((i for i, entry in sim.committed.items()
+                     if (entry.client_id, entry.seq) == (request.client_id, request.seq)), None)
 
     def _arm(self, sim: ScriptedSimulation) -> None:
         """The leader just broadcast a heartbeat: replicate one entry past two followers, then crash."""

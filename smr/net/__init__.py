@@ -4,13 +4,17 @@ The public surface:
 
 * :func:`serve` / :class:`NodeServer` -- run one replica (``smr serve``);
 * :func:`open_tcp_client` -> :class:`TcpCluster` (``submit``, ``client()``,
-  ``status``) and its sessions :class:`TcpClient`;
+  ``client(App)``, ``status``) and its sessions :class:`TcpClient`;
+* :func:`connect` -> :class:`BlockingClient` -- the same for code without trio
+  (the app's methods as plain blocking calls);
 * :func:`load_cluster` / :func:`parse_cluster` -> :class:`ClusterConfig`;
 * :class:`Storage` / :func:`open_storage` -- a node's durable map on disk;
 * :class:`LocalTcpCluster` / :func:`open_local_tcp_cluster` -- a whole
   cluster of subprocesses on 127.0.0.1 (``smr cluster up``).
 """
 
+from ._blocking import BlockingClient as BlockingClient
+from ._blocking import connect as connect
 from ._client import CommandRefused as CommandRefused
 from ._client import TcpClient as TcpClient
 from ._client import TcpCluster as TcpCluster

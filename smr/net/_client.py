@@ -23,14 +23,18 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, overload
 
 import trio
 
 from smr import wire
-from smr.commands import Command, Scalar
+from smr.apps import resolve_app
+from smr.client import AppClient, M
+from smr.commands import Command
+from smr.machine import CommandError
+from smr.values import Value
 from smr.driver import current_leader
-from smr.errors import LocalProtocolError, RemoteProtocolError
+from smr.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from smr.replica import ClientRequest, Reply, ReplyStatus
 
 from ._config import ClusterConfig, load_cluster
@@ -85,12 +89,26 @@ class TcpCluster:
         self._idle: list[TcpClient] = []
 
     # ----------------------------------------------------------------- API
-    def client(self) -> "TcpClient":
-        """Return a new session with its own client id and sequence numbers."""
-        self._count += 1
-        return TcpClient(self, f"{self._prefix}-{self._count}")
+    @overload
+    def client(self) -> "TcpClient": ...
 
-    async def submit(self, command: Command, *, timeout: float = 1.0, attempts: int = 40) -> Scalar:
+    @overload
+    def client(self, app: type[M]) -> AppClient[M]: ...
+
+    def client(self, app: type[M] | None = None) -> "TcpClient | AppClient[M]":
+        """A new session (own client id and sequence numbers); given the app class, its typed proxy."""
+        self._count += 1
+        session = TcpClient(self, f"{self._prefix}-{self._count}")
+        if app is None:
+            return session
+        cls = resolve_app(app)
+        runs = resolve_app(self.config.state_machine)
+        if cls.name != runs.name:
+            raise ConfigError(f"this cluster runs {runs.name}, not {cls.name}", file=self.config.source,
+                              field="state_machine")
+        return AppClient(cast("type[M]", cls), session)
+
+    async def submit(self, command: Command, *, timeout: float = 1.0, attempts: int = 40) -> Value:
         """Run ``command`` through the replicated log once and return its result."""
         session = self._idle.pop() if self._idle else self.client()
         try:
@@ -226,23 +244,25 @@ class TcpClient:
         self.cluster = cluster
         self.client_id = client_id
         self.seq = 0
+        #: The highest seq answered so far (sent with each request: see smr.sessions).
+        self.acked = 0
         self._turn = secrets.randbelow(len(cluster.names))
         # Answers to the current request; one channel serves them all, one request at a time.
         self._answers_in, self._answers = trio.open_memory_channel[tuple[str, Any]](math.inf)
         self._busy = False
 
-    async def submit(self, command: Command, *, timeout: float = 1.0, attempts: int = 40) -> Scalar:
+    async def submit(self, command: Command, *, timeout: float = 1.0, attempts: int = 40) -> Value:
         """Submit ``command``; raise TimeoutError (outcome unknown) if ``attempts`` tries get no answer.
 
-        Raises CommandRefused if the cluster says the command was not, and will
-        never be, applied.
+        Raises CommandError if the command raised on the replicas, and
+        CommandRefused if the cluster says it was not, and will never be, applied.
         """
         cluster = self.cluster
         if self._busy:
             raise LocalProtocolError(f"session {self.client_id} already has a request outstanding")
         self.seq += 1
         key = (self.client_id, self.seq)
-        request = wire.encode(ClientRequest(self.client_id, self.seq, command))
+        request = wire.encode(ClientRequest(self.client_id, self.seq, command, self.acked))
         if len(request) + TAG_BYTES > cluster.config.max_frame_bytes:
             raise LocalProtocolError(f"command of {len(request)} bytes exceeds the cluster's max_frame_bytes "
                                      f"({cluster.config.max_frame_bytes})")
@@ -256,7 +276,11 @@ class TcpClient:
                 target = cluster.leader_hint or cluster.names[self._turn % len(cluster.names)]
                 outcome, value = await self._attempt(target, key, request, recv, timeout)
                 if outcome == "ok":
+                    self.acked = self.seq
                     return value
+                if outcome == "error":
+                    self.acked = self.seq
+                    raise CommandError.from_result(value)
                 if outcome == "redirect":
                     if value is not None and value != target and value in cluster.names:
                         cluster.leader_hint = value
@@ -304,9 +328,9 @@ class TcpClient:
                         if node == target:
                             return "retry", None
                         continue
-                    if reply.status == ReplyStatus.OK:
+                    if reply.status == ReplyStatus.OK or reply.status == ReplyStatus.ERROR:
                         cluster.leader_hint = node
-                        return "ok", reply.result  # from any node: it was applied
+                        return reply.status, reply.result  # from any node: it was applied
                     if node != target:
                         continue  # a late answer to an earlier attempt
                     if reply.status == ReplyStatus.FAIL:

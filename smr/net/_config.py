@@ -32,7 +32,7 @@ import yaml
 from smr.errors import ConfigError, LocalProtocolError
 from smr.replica import ReplicaConfig, get_backend
 from smr.yamlfiles import line_of, read_config_text, structure_yaml
-from smr.state_machines import make_state_machine
+from smr.apps import app_spec, resolve_app
 
 #: The environment variable read for the secret when the file names none.
 DEFAULT_SECRET_ENV = "SMR_CLUSTER_SECRET"
@@ -56,7 +56,8 @@ class ClusterConfig:
         nodes: the replicas (ids, hosts and ports all distinct).
         backend: a registered backend name (``smr backends``).
         backend_options: options merged over the backend's defaults.
-        state_machine: the built-in state machine (kv, counter, write_once).
+        state_machine: the app every node runs: a built-in (kv, counter, dict, locks, ...),
+            ``module:Class`` or ``path/file.py:Class`` (see :mod:`smr.apps`).
         tick_ms: wall milliseconds per logical tick.
         secret: the cluster secret that authenticates every frame.
         secret_env: read the secret from this environment variable instead.
@@ -139,8 +140,8 @@ def _semantic_errors(config: ClusterConfig) -> list[tuple[str, str]]:
     if config.secret is not None and config.secret_env is not None:
         problems.append(("$.secret_env", "give either 'secret' or 'secret_env', not both"))
     try:
-        make_state_machine(config.state_machine)
-    except LocalProtocolError as exc:
+        app = resolve_app(config.state_machine)
+    except ConfigError as exc:
         problems.append(("$.state_machine", str(exc)))
         return problems
     try:
@@ -152,9 +153,8 @@ def _semantic_errors(config: ClusterConfig) -> list[tuple[str, str]]:
         problems.append(("$.backend", f"backend {config.backend!r} is not a replicated log"))
     elif config.nodes and not problems:
         first, *rest = config.node_ids
-        sm = config.state_machine
         try:  # the cores validate their own options at construction
-            backend.factory(ReplicaConfig(first, tuple(rest), random.Random(0), lambda: make_state_machine(sm),
+            backend.factory(ReplicaConfig(first, tuple(rest), random.Random(0), app,
                                           {**backend.options, **config.backend_options}))
         except (LocalProtocolError, TypeError, ValueError) as exc:
             problems.append(("$.backend_options", str(exc)))
@@ -167,7 +167,8 @@ def parse_cluster(text: str, source: str = "<cluster>") -> ClusterConfig:
     problems = _semantic_errors(config)
     if problems:
         path, message = problems[0]
-        raise ConfigError(message, file=source, line=line_of(lines, path), field=path[2:])
+        more = "".join(f"; also line {line_of(lines, p)}, field '{p[2:]}': {m}" for p, m in problems[1:])
+        raise ConfigError(message + more, file=source, line=line_of(lines, path), field=path[2:])
     return attrs.evolve(config, source=source)
 
 

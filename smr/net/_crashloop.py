@@ -58,6 +58,7 @@ async def crashloop(directory: Path, backend: str, kills: int, interval: float, 
     history = recorder.history.finish()
     with open(directory / "history.jsonl", "w", encoding="utf-8") as f:
         dump_history(history, f)
+    assert workload.model is not None, "the crash loop's KV workload has a checker model"
     verdict = check(history, make_model(workload.model), Budget(timeout=120.0))
     problems = workload.check(history)
     counts = recorder.counts.to_json()

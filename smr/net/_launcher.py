@@ -31,6 +31,7 @@ from typing import IO, Any
 
 import trio
 
+from smr.apps import AppSpec, app_spec
 from smr.errors import LocalProtocolError
 
 from ._client import open_tcp_client
@@ -72,7 +73,7 @@ class LocalTcpCluster:
     """N replica processes on loopback, sharing one cluster file in ``directory``."""
 
     def __init__(self, directory: str | Path, *, nodes: int = 3, backend: str = "raft",
-                 state_machine: str = "kv", tick_ms: float = 10.0,
+                 state_machine: AppSpec = "kv", tick_ms: float = 10.0,
                  backend_options: Mapping[str, Any] | None = None, fsync: bool = True) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -95,7 +96,7 @@ class LocalTcpCluster:
                 options.setdefault("snapshot_every", DEFAULT_SNAPSHOT_EVERY)
             config = ClusterConfig(
                 nodes=tuple(NodeAddress(f"n{i}", LOOPBACK, port) for i, port in enumerate(ports, 1)),
-                backend=backend, backend_options=options, state_machine=state_machine,
+                backend=backend, backend_options=options, state_machine=app_spec(state_machine),
                 tick_ms=tick_ms, secret=secrets.token_hex(24), fsync=fsync)
             fd = os.open(self.cluster_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -217,7 +218,7 @@ class LocalTcpCluster:
 
 @asynccontextmanager
 async def open_local_tcp_cluster(directory: str | Path, *, nodes: int = 3, backend: str = "raft",
-                                 state_machine: str = "kv", tick_ms: float = 10.0,
+                                 state_machine: AppSpec = "kv", tick_ms: float = 10.0,
                                  backend_options: Mapping[str, Any] | None = None, fsync: bool = True,
                                  leader_timeout: float = 20.0) -> AsyncIterator[LocalTcpCluster]:
     """Start a loopback cluster in ``directory``, wait for a leader, and stop it on exit."""

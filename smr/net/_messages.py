@@ -31,3 +31,6 @@ class StatusReport:
     counters: dict[str, int] = attrs.field(factory=dict)
     refused: dict[str, int] = attrs.field(factory=dict)
     storage: dict[str, float] = attrs.field(factory=dict)
+    #: The state machine it runs, and its client session table: open, max and dropped sessions.
+    app: str = ""
+    sessions: dict[str, int] = attrs.field(factory=dict)

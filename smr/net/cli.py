@@ -19,9 +19,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 
 from smr import commands
+from smr.apps import app_spec, resolve_app
+from smr.client import AppClient
+from smr.values import to_json
 from smr.errors import ConfigError, LocalProtocolError, SMRError
 from ..output import print_json
 
@@ -55,6 +59,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     config = load_cluster(args.cluster)
+    if args.app is not None:  # the node refuses to start on data another app wrote
+        config = attrs.evolve(config, state_machine=app_spec(args.app))
     config.address(args.node)
     config.secret_bytes()
 
@@ -128,18 +134,55 @@ def cmd_status(args: argparse.Namespace) -> int:
         print_json({n: None if r is None else {
             "role": r.role, "epoch": r.epoch, "leader": r.leader, "commit_index": r.commit_index,
             "backend": r.backend, "uptime_s": r.uptime_s, "counters": r.counters, "refused": r.refused,
-            "storage": r.storage} for n, r in reports.items()})
+            "storage": r.storage, "app": r.app, "sessions": r.sessions} for n, r in reports.items()})
     else:
         print(f"{'node':8s} {'role':10s} {'epoch':>6s} {'leader':8s} {'commit':>8s} {'uptime_s':>9s} "
-              f"{'frames in/out':>15s} {'refused':>8s} {'syncs':>7s}")
+              f"{'frames in/out':>15s} {'refused':>8s} {'syncs':>7s} {'sessions':>11s}")
         for node, r in reports.items():
             if r is None:
                 print(f"{node:8s} (no answer)")
                 continue
             print(f"{node:8s} {r.role:10s} {r.epoch:6d} {str(r.leader):8s} {r.commit_index:8d} "
                   f"{r.uptime_s:9.1f} {r.counters.get('frames_in', 0):>7d}/{r.counters.get('frames_out', 0):<7d} "
-                  f"{sum(r.refused.values()):8d} {int(r.storage.get('commits', 0)):7d}")
+                  f"{sum(r.refused.values()):8d} {int(r.storage.get('commits', 0)):7d} "
+                  f"{r.sessions.get('open', 0):>5d}/{r.sessions.get('max', 0):<5d}")
     return 0 if any(r is not None for r in reports.values()) else 1
+
+
+# ------------------------------------------------------------------ call
+def _cli_value(text: str) -> Any:
+    """A command-line argument as a value: JSON where it parses, else the string itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    """Call one command or query of the cluster's app and print its result as JSON."""
+    from smr.machine import CommandError
+
+    from ._client import open_tcp_client
+    from ._config import load_cluster
+
+    config = load_cluster(args.cluster)
+    app = resolve_app(config.state_machine)
+
+    async def main() -> Any:
+        async with open_tcp_client(config, prefix="call") as cluster:
+            proxy = AppClient(app, cluster.client(), timeout=args.timeout)
+            return await getattr(proxy, args.method)(*[_cli_value(a) for a in args.args])
+
+    try:
+        result = _run(main)
+    except CommandError as exc:
+        print(f"smr: {app.name}.{args.method} raised {exc}", file=sys.stderr)
+        return 1
+    except (AttributeError, TypeError) as exc:
+        print(f"smr: {exc}", file=sys.stderr)
+        return 2
+    print_json(to_json(result))
+    return 0
 
 
 # ---------------------------------------------------------------- cluster
@@ -151,7 +194,7 @@ def cmd_cluster_up(args: argparse.Namespace) -> int:
     directory = Path(args.dir or tempfile.mkdtemp(prefix="smr-cluster-"))
     options = json.loads(args.options) if args.options else {}
     cluster = LocalTcpCluster(directory, nodes=args.nodes, backend=args.backend,
-                              state_machine=args.state_machine, tick_ms=args.tick_ms,
+                              state_machine=args.app, tick_ms=args.tick_ms,
                               backend_options=options, fsync=not args.no_fsync)
 
     async def main() -> None:
@@ -160,7 +203,13 @@ def cmd_cluster_up(args: argparse.Namespace) -> int:
             leader = await cluster.wait_for_leader(args.leader_timeout)
             print(f"cluster of {len(cluster.node_ids)} {cluster.config.backend} nodes is up; leader {leader}")
             print(f"cluster file: {cluster.cluster_file}")
-            print(f"try: smr kv put x 1 --cluster {cluster.cluster_file}")
+            app = resolve_app(cluster.config.state_machine)
+            if app.name == "kv":
+                print(f"try: smr kv put x 1 --cluster {cluster.cluster_file}")
+            else:
+                first = sorted(app.operations)[0] if app.operations else "METHOD"
+                print(f"app: {app.name} ({', '.join(sorted(app.operations))})")
+                print(f"try: smr call {first} ARG... --cluster {cluster.cluster_file}")
             print("Ctrl-C stops it", flush=True)
             async for _ in signals:
                 return
@@ -208,7 +257,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--node", required=True, help="this node's id in the cluster file")
     p.add_argument("--data", required=True, metavar="DIR", help="this node's data directory")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--app", default=None, metavar="SPEC",
+                   help="the state machine (module:Class, file.py:Class or a built-in); default: the file's")
     p.set_defaults(func=cmd_serve)
+
+    p = subparsers.add_parser("call", help="call a command or query of the app a TCP cluster runs",
+                              description="Call METHOD of the cluster's app with ARGs (JSON where they "
+                                          "parse as JSON, else strings); print the result as JSON.")
+    p.add_argument("method")
+    p.add_argument("args", nargs="*", metavar="ARG")
+    p.add_argument("--cluster", required=True, metavar="FILE")
+    p.add_argument("--timeout", type=float, default=1.0, help="seconds per attempt")
+    p.add_argument("--attempts", type=int, default=40)
+    p.set_defaults(func=cmd_call)
 
     p = subparsers.add_parser("kv", help="put/get/cas/delete on a TCP cluster's KV store")
     kv = p.add_subparsers(dest="kv_op", required=True, metavar="OP")
@@ -238,7 +299,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q = cl.add_parser("up", help="start N `smr serve` processes, wait for a leader, stop on Ctrl-C")
     q.add_argument("--nodes", type=int, default=3)
     q.add_argument("--backend", default="raft")
-    q.add_argument("--state-machine", default="kv")
+    q.add_argument("--app", "--state-machine", dest="app", default="kv", metavar="SPEC",
+                   help="the state machine every node runs: module:Class, file.py:Class or a built-in "
+                        "(kv, counter, dict, repl_counter, locks, write_once)")
     q.add_argument("--tick-ms", type=float, default=10.0)
     q.add_argument("--options", default=None, help="backend options as JSON")
     q.add_argument("--no-fsync", action="store_true", help="do not sync batches (benchmarks only)")

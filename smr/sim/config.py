@@ -116,6 +116,15 @@ class FaultEvent:
     duplicate: float | None = None
 
 
+def _app_spec(app: Any) -> str | None:
+    """A StateMachine class given as ``state_machine`` becomes the spec string that names it."""
+    if app is None or isinstance(app, str):
+        return app
+    from ..apps import app_spec
+
+    return app_spec(app, portable=False)
+
+
 @attrs.frozen
 class SimConfig:
     """Everything one simulated run needs, apart from its seed."""
@@ -123,7 +132,9 @@ class SimConfig:
     backend: str = "coordinator"
     backend_options: dict[str, Any] = attrs.field(factory=dict)
     nodes: int = 3
-    state_machine: str | None = None
+    #: The app every replica runs: a built-in name, ``module:Class`` or ``file.py:Class`` (a class is
+    #: turned into its spec); None: the workload's own.
+    state_machine: str | None = attrs.field(default=None, converter=_app_spec)
     duration_ms: float = 2000.0
     tick_ms: float = 10.0
     clock_skew: float = 0.0

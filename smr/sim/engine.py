@@ -29,7 +29,7 @@ from ..errors import RemoteProtocolError
 from ..history import HistoryRecorder, Operation
 from ..replica import (ClientRequest, Ready, ReplicaConfig, ReplicaCore, ReplicaStatus, Receive, Reply,
                        ReplyStatus, Start, TICK, Write, get_backend)
-from ..state_machines import make_state_machine
+from ..apps import resolve_app
 from ..wire import encode
 from .config import FaultEvent, SimConfig
 from .faults import draw_swarm
@@ -75,6 +75,7 @@ class SimClient:
     token: int = 0
     stopped: bool = False
     one_shot: bool = False
+    acked: int = 0
 
 
 @attrs.frozen
@@ -147,12 +148,9 @@ class Simulation:
         self._default_delay = self.network.latency.sampler(self.net_rng)
         self._sync_delay = config.disk.sync.sampler(self.net_rng)
         self._link_last: dict[tuple[str, str], float] = {}
-        from workloads import make_workload
-
-        self.workload = make_workload(config.clients.workload, config.clients.workload_options)
-        sm_name = config.state_machine or self.workload.state_machine
-        make_state_machine(sm_name)  # fail early on an unknown name
-        self._sm_factory = lambda: make_state_machine(sm_name)
+        self.workload = _make_workload(config)
+        #: The state-machine class every replica runs (the config's app, else the workload's).
+        self.app = resolve_app(config.state_machine or self.workload.state_machine)
         skew_rng = random.Random(f"{seed}/skew")
         self.nodes: dict[str, SimNode] = {}
         for node_id in config.node_ids:
@@ -231,10 +229,36 @@ class Simulation:
             self.violations.append(str(exc))
             self._log(f"VIOLATION {exc}")
         self.now = min(self.now, end) if not self.violations else self.now
+        if not self.violations:
+            self._check_states_agree()
         statuses = tuple(self._live_statuses())
         return SimResult(self.seed, self.config, tuple(self.trace or ()), counters,
                          tuple(self.history.finish()), dict(self.committed), tuple(self.violations),
                          self.leader_changes, self.now, statuses, self.swarm_note)
+
+    def _check_states_agree(self) -> None:
+        """Live replicas that applied the same number of entries must hold the same state.
+
+        Their logs agree (the ledger checks every commit); so a difference here
+        means the state machine is not deterministic -- it read a clock, a
+        random number or anything else outside the command.
+        """
+        by_count: dict[int, tuple[str, bytes]] = {}
+        for node in self.nodes.values():
+            applier = getattr(node.core, "applier", None) if node.alive else None
+            if applier is None:
+                continue
+            try:
+                state = applier.machine.snapshot()
+            except Exception as exc:  # a user's snapshot failing is a finding, not a crash
+                self.violations.append(f"{node.id}: {self.app.name}.snapshot() raised {type(exc).__name__}: {exc}")
+                return
+            seen = by_count.setdefault(applier.applied, (node.id, state))
+            if seen[1] != state:
+                self.violations.append(
+                    f"replicas {seen[0]} and {node.id} applied the same {applier.applied} entries but hold "
+                    f"different {self.app.name} states: is the state machine deterministic?")
+                return
 
     # ---------------------------------------------------------------- nodes
     def _boot(self, node_id: str) -> None:
@@ -247,7 +271,7 @@ class Simulation:
         peers = tuple(n for n in self.node_ids if n != node_id)
         rng = random.Random(f"{self.seed}/{node_id}/{node.incarnation}")
         node.core = self.backend.factory(
-            ReplicaConfig(node_id, peers, rng, self._sm_factory, self.options))
+            ReplicaConfig(node_id, peers, rng, self.app, self.options, tick_ms=node.tick_ms))
         node.driver = Driver(node.core, node_id, on_reject=self._reject)
         self._step(node, Start(dict(node.durable)))
         # Stagger first ticks by a random fraction so nodes are not in lock-step.
@@ -416,7 +440,7 @@ class Simulation:
         else:
             target = self.node_ids[client.target % len(self.node_ids)]
         client.token += 1
-        self._send(client.id, target, ClientRequest(client.id, client.seq, client.command))
+        self._send(client.id, target, ClientRequest(client.id, client.seq, client.command, client.acked))
         self._push(self.now + self.config.clients.timeout_ms, _CLIENT_TIMEOUT, client, client.token)
 
     def _client_done(self, client: SimClient) -> None:
@@ -431,10 +455,13 @@ class Simulation:
     def _client_reply(self, client: SimClient, reply: Reply) -> None:
         if client.op_id is None or reply.seq != client.seq:
             return  # an answer to an attempt the client already gave up on
-        if reply.status == ReplyStatus.OK:
+        if reply.status == ReplyStatus.OK or reply.status == ReplyStatus.ERROR:
+            # An error is an outcome too: the command ran (and raised) at one log index.
             self.history.ok(client.op_id, self.now, reply.result)
+            client.acked = client.seq
             if self._logging:
-                self._log(f"{client.id} OK seq={client.seq} -> {reply.result!r}")
+                status = "OK" if reply.status == ReplyStatus.OK else "ERROR"
+                self._log(f"{client.id} {status} seq={client.seq} -> {reply.result!r}")
             self._client_done(client)
         elif reply.status == ReplyStatus.FAIL:
             self.history.fail(client.op_id, self.now)
@@ -583,3 +610,17 @@ class Simulation:
 def simulate(config: SimConfig, seed: int) -> SimResult:
     """Run ``config`` once with ``seed`` and return what happened."""
     return Simulation(config, seed).run()
+
+
+def _make_workload(config: SimConfig) -> Any:
+    """The run's workload: the configured one; for an app of the user's with the default, its calls."""
+    from workloads import make_workload
+
+    clients = config.clients
+    workload = make_workload(clients.workload, clients.workload_options)
+    if config.state_machine is not None and clients.workload == "kv" and not clients.workload_options:
+        app = resolve_app(config.state_machine)
+        if app is not resolve_app(workload.state_machine):
+            return make_workload("calls", {"app": config.state_machine})
+    return workload
+

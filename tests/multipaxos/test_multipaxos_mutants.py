@@ -20,7 +20,7 @@ import pytest
 from smr.commands import put
 from smr.replica import ClientRequest, Receive, ReplicaConfig, Start
 from smr.state_machines import KVStore
-from smr.testing import Network
+from smr.testing import Network, unstamped
 
 from multipaxos import Accept, check_invariants
 from multipaxos.mutants import build
@@ -58,7 +58,7 @@ def _preempted_accept(net: Network) -> list:
     net.elect("n2")
     net.step("n2", W)
     net.stabilize()
-    assert net.cores["n2"].log[1] == W  # chosen by n2 and n3, applied by n2
+    assert unstamped(net.cores["n2"].log[1]) == W  # chosen by n2 and n3, applied by n2
     return held
 
 
@@ -75,9 +75,9 @@ def test_mutant_accept_lower_ballot_lets_a_deposed_leader_overwrite_a_chosen_val
         held = _preempted_accept(net)
         net.inject([m for m in held if m[1] == "n3"])
         net.stabilize()
-        assert net.cores["n3"].acceptor.accepted[1][1] == W
+        assert unstamped(net.cores["n3"].acceptor.accepted[1][1]) == W
         _settle(net, "n2")
-        assert all(core.log[1] == W for core in net.cores.values())
+        assert all(unstamped(core.log[1]) == W for core in net.cores.values())
 
     _run(mutant, "chosen values stick", scenario)
 
@@ -95,14 +95,14 @@ def test_mutant_ignore_promised_values_lets_a_new_leader_replace_a_chosen_value(
         net.elect("n1")
         net.step("n1", V)
         net.stabilize()
-        assert net.cores["n1"].log[1] == V and net.cores["n2"].applied == 0  # n2 has not learned it yet
+        assert unstamped(net.cores["n1"].log[1]) == V and net.cores["n2"].applied == 0  # n2 has not learned it yet
         net.isolate("n1")                        # n1 stays up: its acceptance of V is visible
         net.elect("n3")                          # promises: n3 (nothing) and n2 (V in 1.n1)
         net.step("n3", W)
         net.stabilize()
-        assert net.cores["n3"].log == {1: V, 2: W}
+        assert unstamped(net.cores["n3"].log) == {1: V, 2: W}
         _settle(net, "n3")
-        assert all(core.log[1] == V for core in net.cores.values())
+        assert all(unstamped(core.log[1]) == V for core in net.cores.values())
 
     _run(mutant, "chosen values stick", scenario)
 
@@ -122,9 +122,9 @@ def test_mutant_forget_promise_accepts_an_old_ballot_after_a_restart(mutant: boo
         assert (net.cores["n3"].acceptor.promised is None) == mutant
         net.inject([m for m in held if m[1] == "n3"])
         net.stabilize()
-        assert net.cores["n3"].acceptor.accepted[1][1] == W
+        assert unstamped(net.cores["n3"].acceptor.accepted[1][1]) == W
         _settle(net, "n2")
-        assert all(core.log[1] == W for core in net.cores.values())
+        assert all(unstamped(core.log[1]) == W for core in net.cores.values())
 
     _run(mutant, "chosen values stick", scenario)
 
@@ -150,9 +150,9 @@ def test_mutant_apply_unchosen_applies_a_value_only_a_minority_accepted(mutant: 
         net.elect("n3")                          # promisers n3, n4, n5: slot 1 is free
         net.step("n3", W)
         net.stabilize()
-        assert net.cores["n3"].log[1] == W
+        assert unstamped(net.cores["n3"].log[1]) == W
         _settle(net, "n3")
-        assert all(core.log[1] == W for core in net.cores.values())
+        assert all(unstamped(core.log[1]) == W for core in net.cores.values())
 
     _run(mutant, "state machine safety", scenario)
 

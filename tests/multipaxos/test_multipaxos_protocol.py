@@ -23,7 +23,7 @@ from smr.errors import LocalProtocolError, RemoteProtocolError
 from smr.replica import TICK, ClientRequest, Ready, Receive, ReplicaConfig, ReplyStatus, Role, Start
 from smr.sessions import NOOP_ENTRY
 from smr.state_machines import Counter, KVStore
-from smr.testing import Message, Network
+from smr.testing import Message, Network, unstamped
 
 from multipaxos import (ACCEPTOR_PREFIX, SNAPSHOT_KEY, Accept, Accepted, Catchup, MultiPaxosCore, Nack, Prepare,
                         Promise, check_invariants)
@@ -124,7 +124,7 @@ def _minority_accepted(value: ClientRequest) -> Network:
     net.drop_if = lambda s, d, m: isinstance(m, Accept) and d in ("n3", "n4", "n5")
     net.step("n1", value)
     net.stabilize()
-    assert net.cores["n2"].acceptor.accepted[1][1] == value
+    assert unstamped(net.cores["n2"].acceptor.accepted[1][1]) == value
     assert net.cores["n1"].applied == 0  # 2 of 5 accepted: not chosen
     net.crash("n1")
     net.recover()
@@ -144,15 +144,15 @@ def test_new_leader_re_proposes_a_value_a_promiser_accepted_under_the_old_leader
     net.stabilize()
     n3 = net.cores["n3"]
     assert n3.role == "leader"
-    assert n3.log[1] == value
+    assert unstamped(n3.log[1]) == value
     net.recover()
     _settle(net, "n3")
     for node in ("n2", "n3", "n4", "n5"):
-        assert net.cores[node].log[1] == value, node
+        assert unstamped(net.cores[node].log[1]) == value, node
     net.restart("n1")  # the old leader learns the same value at slot 1
     _settle(net, "n3")
-    assert net.cores["n1"].log[1] == value
-    assert net.applied[1] == value
+    assert unstamped(net.cores["n1"].log[1]) == value
+    assert unstamped(net.applied[1]) == value
 
 
 def test_a_value_no_promiser_reports_is_not_recovered_and_its_slot_is_reused() -> None:
@@ -171,16 +171,16 @@ def test_a_value_no_promiser_reports_is_not_recovered_and_its_slot_is_reused() -
     new = ClientRequest("c2", 1, put("x", "new"))
     net.step("n3", new)
     net.stabilize()
-    assert n3.log[1] == new
+    assert unstamped(n3.log[1]) == new
     net.recover()
     net.restart("n1")
     _settle(net, "n3")
     for node in net.ids:
-        assert net.cores[node].log[1] == new, node
-    assert net.cores["n1"].acceptor.accepted[1] == (Ballot(1, "n1"), value)  # superseded, not chosen
+        assert unstamped(net.cores[node].log[1]) == new, node
+    assert unstamped(net.cores["n1"].acceptor.accepted[1]) == (Ballot(1, "n1"), value)  # superseded, not chosen
     net.request("n3", value.command, "c1", 1)  # the old client retries and is ordered after it
     net.stabilize()
-    assert n3.log[2] == value and net.replies_to("c1", 1)[-1].status == ReplyStatus.OK
+    assert unstamped(n3.log[2]) == value and net.replies_to("c1", 1)[-1].status == ReplyStatus.OK
 
 
 def test_a_gap_below_a_higher_accepted_slot_is_filled_with_a_no_op() -> None:
@@ -196,20 +196,20 @@ def test_a_gap_below_a_higher_accepted_slot_is_filled_with_a_no_op() -> None:
     net.step("n1", a)
     net.step("n1", b)
     net.stabilize()
-    assert net.cores["n2"].acceptor.accepted == {2: (net.cores["n1"].ballot, b)}
+    assert unstamped(net.cores["n2"].acceptor.accepted) == {2: (net.cores["n1"].ballot, b)}
     assert net.cores["n1"].applied == 0  # slot 2 chosen, but slot 1 is still open
     net.crash("n1")
     net.recover()
     net.elect("n2")
     n2 = net.cores["n2"]
-    assert n2.log == {1: NOOP_ENTRY, 2: b}
+    assert unstamped(n2.log) == {1: NOOP_ENTRY, 2: b}
     _settle(net, "n2")
-    assert net.cores["n3"].log == {1: NOOP_ENTRY, 2: b}
+    assert unstamped(net.cores["n3"].log) == {1: NOOP_ENTRY, 2: b}
     # a's client retries at the new leader and is ordered after the gap
     replies = net.request("n2", a.command, "c1", 1)
     net.stabilize()
     assert replies == [] and net.replies_to("c1", 1)[-1].status == ReplyStatus.OK
-    assert n2.log[3] == a
+    assert unstamped(n2.log[3]) == a
 
 
 # ------------------------------------------------------------ duelling proposers
@@ -361,7 +361,7 @@ def test_client_retries_are_applied_exactly_once_across_a_leader_change() -> Non
     net.request("n3", read_counter(), "c1", 2)
     net.stabilize()
     assert net.replies_to("c1", 2)[-1].result == 5
-    assert sum(1 for v in net.applied.values() if v == request) == 1
+    assert sum(1 for v in net.applied.values() if unstamped(v) == request) == 1
 
 
 def test_a_retry_of_a_chosen_command_whose_reply_was_lost_is_answered_from_the_session_table() -> None:
@@ -502,7 +502,7 @@ def test_a_leader_counts_its_own_acceptance_and_persists_it_with_the_accept() ->
     assert _slot_key(1) in {w.key for w in ready.persist}
     net.in_flight.clear()
     net.restart("n1")
-    assert net.cores["n1"].acceptor.accepted[1][1] == ClientRequest("c1", 1, put("x", "1"))
+    assert unstamped(net.cores["n1"].acceptor.accepted[1][1]) == ClientRequest("c1", 1, put("x", "1"))
 
 
 # ------------------------------------------------------------ snapshots

@@ -11,7 +11,7 @@ from smr.live import open_local_cluster
 
 
 async def test_coordinator_cluster_serves_a_kv(autojump_clock: trio.abc.Clock) -> None:
-    async with open_local_cluster("coordinator", n=3, state_machine="kv") as cluster:
+    async with open_local_cluster("kv", backend="coordinator", n=3) as cluster:
         assert await cluster.submit(c.put("x", "1")) is None
         assert await cluster.submit(c.cas("x", "1", "2")) is True
         assert await cluster.submit(c.get("x")) == "2"
@@ -19,7 +19,7 @@ async def test_coordinator_cluster_serves_a_kv(autojump_clock: trio.abc.Clock) -
 
 
 async def test_concurrent_clients_get_exactly_once_increments(autojump_clock: trio.abc.Clock) -> None:
-    async with open_local_cluster("coordinator", n=3, state_machine="counter") as cluster:
+    async with open_local_cluster("counter", backend="coordinator", n=3) as cluster:
         async def bump(times: int) -> None:
             client = cluster.client()
             for _ in range(times):
@@ -32,7 +32,7 @@ async def test_concurrent_clients_get_exactly_once_increments(autojump_clock: tr
 
 
 async def test_coordinator_crash_stalls_and_restart_recovers(autojump_clock: trio.abc.Clock) -> None:
-    async with open_local_cluster("coordinator", n=3, state_machine="kv") as cluster:
+    async with open_local_cluster("kv", backend="coordinator", n=3) as cluster:
         await cluster.submit(c.put("k", "v"))
         cluster.crash("n3")
         with pytest.raises(TimeoutError):
@@ -43,16 +43,16 @@ async def test_coordinator_crash_stalls_and_restart_recovers(autojump_clock: tri
 
 async def test_misuse_is_a_local_error(autojump_clock: trio.abc.Clock) -> None:
     with pytest.raises(LocalProtocolError):
-        async with open_local_cluster("coordinator", n=0):
+        async with open_local_cluster(backend="coordinator", n=0):
             pass  # pragma: no cover
-    async with open_local_cluster("coordinator", n=1) as cluster:
+    async with open_local_cluster(backend="coordinator", n=1) as cluster:
         with pytest.raises(LocalProtocolError, match="already running"):
             cluster.start_node("n1")
 
 
 async def test_crash_and_restart_without_a_checkpoint_in_between(autojump_clock: trio.abc.Clock) -> None:
     """The old incarnation's task never steps the new core (restart right after crash)."""
-    async with open_local_cluster("raft", n=3, state_machine="kv") as cluster:
+    async with open_local_cluster("kv", backend="raft", n=3) as cluster:
         await cluster.submit(c.put("k", "v"), timeout=0.5)
         for _ in range(3):
             for node in ("n1", "n2", "n3"):

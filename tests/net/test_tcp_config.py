@@ -44,7 +44,7 @@ def test_a_good_cluster_file_parses_and_round_trips() -> None:
     ("port: 7001}", "prot: 7001}", 7, "nodes[0]", ""),
     ("backend: raft", "backend: rafft", 1, "backend", "unknown backend 'rafft'"),
     ("{pre_vote: true}", "{pre_vot: true}", 2, "backend_options", "unknown raft option"),
-    ("state_machine: kv", "state_machine: kvv", 3, "state_machine", "unknown state machine"),
+    ("state_machine: kv", "state_machine: kvv", 3, "state_machine", "app 'kvv': give a built-in"),
     ('secret: "0123456789abcdef-cluster"', "secret: short", 5, "secret", "at least 16"),
     ("tick_ms: 10", "tick_ms: 10\ncolour: blue", 5, "colour", "extra"),
 ])

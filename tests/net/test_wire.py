@@ -8,8 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smr import wire
+from smr.commands import Command
 from smr.errors import RemoteProtocolError
 from smr.registry import load_builtin_backends
+from smr.replica import Reply
+from smr.values import INT_MAX, INT_MIN
 
 load_builtin_backends()  # imports every built-in backend, registering its messages
 
@@ -18,6 +21,18 @@ MESSAGES = sorted(wire.registered_messages().items())
 # NaN never equals itself, so a round trip of it cannot compare equal; messages
 # carry finite numbers (JSON has no NaN or infinity either).
 st.register_type_strategy(float, st.floats(allow_nan=False, allow_infinity=False))
+
+#: Any value a command may carry (smr.values): JSON plus bytes, nested.
+VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(INT_MIN, INT_MAX) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8) | st.binary(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=8)
+st.register_type_strategy(Command, st.builds(Command, st.text(max_size=8), st.text(max_size=4),
+                                             st.lists(VALUES, max_size=3).map(tuple)))
+st.register_type_strategy(Reply, st.builds(Reply, st.text(max_size=8), st.integers(0, 2 ** 40),
+                                           st.sampled_from(["ok", "error", "redirect", "fail"]), VALUES,
+                                           st.none() | st.text(max_size=4)))
 
 
 def test_every_backend_registered_messages() -> None:

@@ -15,7 +15,7 @@ def replay_results(committed: dict[int, object]) -> dict[tuple[str, int], object
     results = {}
     for index in sorted(committed):
         entry = committed[index]
-        results[(entry.client_id, entry.seq)] = applier.apply(entry)  # type: ignore[attr-defined]
+        results[(entry.client_id, entry.seq)] = applier.apply(entry)[1]  # type: ignore[attr-defined]
     return results
 
 

@@ -1,0 +1,94 @@
+"""The typed client proxy: call a state machine's methods on a cluster as if it were local.
+
+::
+
+    bank = cluster.client(Bank)            # any runtime: local, TCP
+    await bank.deposit("alice", 10)        # a command: through the log, exactly once
+    await bank.balance("alice")            # a query
+
+The proxy checks each call against the method's signature and every argument
+against the data model (:mod:`smr.values`) before anything is sent: a call
+that does not fit is a ``TypeError`` at the call site, the same in every
+runtime.  A method that raised on the replicas raises
+:class:`~smr.machine.CommandError` here.  :func:`commands_for` builds the same
+:class:`~smr.commands.Command` values without sending them (for simulator
+workloads and tests).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, Generic, Protocol, TypeVar
+
+from .commands import Command
+from .machine import OpSpec, StateMachine
+from .values import Value
+
+M = TypeVar("M", bound=StateMachine)
+
+
+class Session(Protocol):
+    """What every runtime's client session offers: one command at a time, exactly once."""
+
+    async def submit(self, command: Command, *, timeout: float = ..., attempts: int = ...) -> Value:
+        """Run ``command`` through the replicated log once and return its result."""
+        ...
+
+
+def _lookup(app: type[StateMachine], name: str) -> OpSpec:
+    spec = app.operations.get(name)
+    if spec is None:
+        raise AttributeError(f"{app.__name__} has no command or query {name!r} "
+                             f"(it has: {', '.join(sorted(app.operations)) or 'none'})")
+    return spec
+
+
+class CommandBuilder(Generic[M]):
+    """``commands_for(App).method(args)`` returns the Command a call would send."""
+
+    def __init__(self, app: type[M]) -> None:
+        self.app = app
+
+    def __getattr__(self, name: str) -> Callable[..., Command]:
+        spec = _lookup(self.app, name)
+        owner = self.app.__name__
+
+        def build(*args: Any, **kwargs: Any) -> Command:
+            return spec.build(args, kwargs, owner)
+
+        build.__name__ = name
+        build.__doc__ = spec.function.__doc__
+        return build
+
+
+def commands_for(app: type[M]) -> CommandBuilder[M]:
+    """Return a builder of ``app``'s Commands (checked like a proxy call, nothing sent)."""
+    return CommandBuilder(app)
+
+
+class AppClient(Generic[M]):
+    """A client session of a cluster that runs ``app``, with its methods as coroutines."""
+
+    def __init__(self, app: type[M], session: Session, *, timeout: float | None = None) -> None:
+        self.app = app
+        self.session = session
+        self._options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Value]]:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        spec = _lookup(self.app, name)
+        owner, session, options = self.app.__name__, self.session, self._options
+
+        async def call(*args: Any, **kwargs: Any) -> Value:
+            return await session.submit(spec.build(args, kwargs, owner), **options)
+
+        call.__name__ = name
+        call.__doc__ = spec.function.__doc__
+        return call
+
+    async def submit(self, command: Command, **options: Any) -> Value:
+        """Send a ready-made Command through this proxy's session."""
+        return await self.session.submit(command, **{**self._options, **options})
+
+    def __repr__(self) -> str:
+        return f"<{self.app.__name__} client {getattr(self.session, 'client_id', '')}>"
