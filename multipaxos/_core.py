@@ -493,7 +493,9 @@ class MultiPaxosCore(LogCore):
             self._take_snapshot()
 
     def _take_snapshot(self) -> None:
-        data = self.applier.snapshot().decode()
+        data = self._snapshot_state()
+        if data is None:
+            return  # keep the log: it still holds everything the snapshot would have
         self.snapshot_slot = self.applied
         self.snapshot_data = data
         self._writes.append(Write(SNAPSHOT_KEY, {"last_slot": self.applied, "data": data}))

@@ -711,7 +711,10 @@ class RaftCore(LogCore):
         index = self.last_applied
         term = self.log.term_at(index)
         assert term is not None
-        self.snapshot = SnapshotRecord(index, term, self.applier.snapshot().decode())
+        data = self._snapshot_state()
+        if data is None:
+            return  # keep the log: it still holds everything the snapshot would have
+        self.snapshot = SnapshotRecord(index, term, data)
         self._writes.append(Write(SNAPSHOT_KEY, self.snapshot))
         self._writes.extend(self.log.compact(index))
 

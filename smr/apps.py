@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from .errors import ConfigError
-from .machine import StateMachine
+from .machine import StateMachine, describe_exception
 from .state_machines import STATE_MACHINES
 
 #: What names an app: a StateMachine subclass or a spec string.
@@ -68,12 +68,16 @@ def import_attribute(spec: str, what: str = "app") -> Any:
             module = importlib.import_module(where)
     except ConfigError:
         raise
-    except Exception as exc:
-        raise ConfigError(f"{what} {spec!r}: cannot import {where}: {type(exc).__name__}: {exc}") from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ConfigError(f"{what} {spec!r}: {where} has no attribute {attr!r}") from None
+    except BaseException as exc:  # SystemExit at import too: a bad module must not end the caller
+        raise ConfigError(f"{what} {spec!r}: cannot import {where}: {type(exc).__name__}: "
+                          f"{describe_exception(exc)}") from None
+    found = module
+    for part in attr.split("."):  # a nested class: Outer.Inner
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            raise ConfigError(f"{what} {spec!r}: {where} has no attribute {attr!r}") from None
+    return found
 
 
 def _from_string(spec: str) -> Any:
@@ -95,15 +99,15 @@ def resolve_app(app: AppSpec) -> type[StateMachine]:
     if cls not in _CHECKED:
         try:
             machine = cls()
-        except Exception as exc:
+        except BaseException as exc:
             raise ConfigError(f"app {cls.__name__}: building it with no arguments failed: "
-                              f"{type(exc).__name__}: {exc}") from None
+                              f"{type(exc).__name__}: {describe_exception(exc)}") from None
         try:
             data = machine.snapshot()
             cls().restore(data)
-        except Exception as exc:
+        except BaseException as exc:
             raise ConfigError(f"app {cls.__name__}: its snapshot does not round-trip: "
-                              f"{type(exc).__name__}: {exc}") from None
+                              f"{type(exc).__name__}: {describe_exception(exc)}") from None
         _CHECKED.add(cls)
     return cls
 

@@ -68,10 +68,12 @@ def commands_for(app: type[M]) -> CommandBuilder[M]:
 class AppClient(Generic[M]):
     """A client session of a cluster that runs ``app``, with its methods as coroutines."""
 
-    def __init__(self, app: type[M], session: Session, *, timeout: float | None = None) -> None:
+    def __init__(self, app: type[M], session: Session, *, timeout: float | None = None,
+                 attempts: int | None = None) -> None:
         self.app = app
         self.session = session
-        self._options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        self._options: dict[str, Any] = {k: v for k, v in (("timeout", timeout), ("attempts", attempts))
+                                         if v is not None}
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Value]]:
         if name.startswith("__"):

@@ -32,7 +32,7 @@ from .client import AppClient, M
 from .commands import Command
 from .driver import Driver, apply_writes, current_leader
 from .errors import ConfigError, LocalProtocolError, RemoteProtocolError
-from .machine import CommandError
+from .machine import CommandError, SessionExpired
 from .replica import (TICK, ClientRequest, Ready, ReplicaConfig, ReplicaCore, Receive, Reply, ReplyStatus,
                       Start, get_backend)
 from .values import Value
@@ -159,15 +159,25 @@ class LocalClient:
 
     def __init__(self, cluster: LocalCluster, client_id: str) -> None:
         self.cluster = cluster
-        self.client_id = client_id
+        self.client_id = self._base_id = client_id
+        self.renewals = 0
         self.seq = 0
         #: The highest seq answered so far (sent with each request: see smr.sessions).
         self.acked = 0
         self._leader: str | None = None
         self._turn = 0
 
+    def _renew(self) -> None:
+        """Carry on under a new session: the old one is gone from the replicas."""
+        self.renewals += 1
+        self.client_id, self.acked = f"{self._base_id}.{self.renewals}", 0  # seq runs on
+
     async def submit(self, command: Command, *, timeout: float = 1.0, attempts: int = 10) -> Value:
-        """Submit ``command``; CommandError if it raised on the replicas, TimeoutError if nobody answers."""
+        """Submit ``command``; CommandError if it raised on the replicas, TimeoutError if nobody answers.
+
+        SessionExpired (a CommandError) means this call was not run but an earlier
+        attempt of it may have been; the next call uses a new session.
+        """
         self.seq += 1
         key = (self.client_id, self.seq)
         send, recv = trio.open_memory_channel[Reply](math.inf)
@@ -187,7 +197,10 @@ class LocalClient:
                             return reply.result
                         if reply.status == ReplyStatus.ERROR:
                             self._leader, self.acked = target, self.seq
-                            raise CommandError.from_result(reply.result)
+                            error = CommandError.from_result(reply.result)
+                            if isinstance(error, SessionExpired):
+                                self._renew()
+                            raise error
                         if reply.status == ReplyStatus.FAIL:
                             raise LocalProtocolError(f"command {command} was refused by {target}")
                         self._leader = reply.leader if reply.leader != target else None

@@ -50,6 +50,10 @@ class LogCore:
         self.session_limits = SessionLimits.from_options(config.options)
         #: The log clock (ms): advanced by every tick, stamped into the entries this node appends as leader.
         self.clock_ms = 0.0
+        #: Snapshots the state machine could not take (the log is then not compacted), and the last reason.
+        self.snapshot_failures = 0
+        self.snapshot_error: str | None = None
+        self._snapshot_retry_at = 0
         # outputs of the current step
         self._writes: list[Write] = []
         self._messages: list[Send] = []
@@ -94,6 +98,25 @@ class LogCore:
     def _new_applier(self) -> Applier:
         """A fresh state machine and session table, with this cluster's session limits."""
         return Applier(self.config.state_machine, self.session_limits)
+
+    def _snapshot_state(self) -> str | None:
+        """The applier's snapshot as text, or None if the state machine cannot take one now.
+
+        A user's state can stop being snapshottable (a set stored by a command);
+        every replica then fails alike, so the core keeps serving without
+        compacting, and counts the failure (``snapshot_failures``,
+        ``snapshot_error``) for status reports, rather than crash every node.
+        """
+        applier: Applier = getattr(self, "applier")
+        if applier.applied < self._snapshot_retry_at:
+            return None  # it failed lately: try again only after some more entries
+        try:
+            return applier.snapshot().decode("ascii")
+        except Exception as exc:
+            self.snapshot_failures += 1
+            self.snapshot_error = f"{type(exc).__name__}: {exc}"[:500]
+            self._snapshot_retry_at = applier.applied + min(2 ** self.snapshot_failures, 4096)
+            return None
 
     def _stamp(self, request: ClientRequest) -> ClientRequest:
         """``request`` as a leader appends it: stamped with the log clock (never behind what was applied)."""

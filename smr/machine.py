@@ -49,6 +49,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 COMMAND, QUERY = "command", "query"
 #: The operation every state machine answers with None: the no-op a new leader commits.
 NOOP_OP = "noop"
+#: Names the framework itself calls or reads on a state machine: no command or query may take them.
+RESERVED = frozenset({NOOP_OP, "apply", "is_read_only", "snapshot", "restore", "log_time", "name", "operations"})
+
+
+#: The longest error message an outcome carries (the rest is cut: replies stay small).
+MAX_ERROR_CHARS = 2000
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``str(exc)``, cut to MAX_ERROR_CHARS -- or a stand-in if even that raises."""
+    try:
+        text = str(exc)
+    except BaseException:  # an exception whose __str__ raises must not take the replica down
+        return f"<unprintable {type(exc).__name__}>"
+    return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS] + "..."
 
 
 class CommandError(SMRError):
@@ -181,12 +196,15 @@ class StateMachine:
             for attr, function in vars(klass).items():
                 kind = getattr(function, "_smr_kind", None)
                 if kind is not None:
-                    if attr == NOOP_OP:
-                        raise TypeError(f"{cls.__name__}: {NOOP_OP!r} is reserved for the leader's no-op")
+                    if attr in RESERVED or attr.startswith("_"):
+                        raise TypeError(f"{cls.__name__}.{attr}: {attr!r} is reserved (the framework uses "
+                                        f"{', '.join(sorted(RESERVED))} and _-names); rename the {kind}")
                     operations[attr] = _spec(cls.__name__, attr, function, kind)
                 elif attr in operations:
                     del operations[attr]  # overridden by a plain attribute
         cls.operations = operations
+        if not isinstance(cls.__dict__.get("name", cls.name), str):
+            raise TypeError(f"{cls.__name__}.name must be a str (it names the app), got {cls.name!r}")
 
     # ---------------------------------------------------------------- applying
     @property

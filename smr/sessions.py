@@ -18,7 +18,12 @@ trims only on what the log says (thesis 6.3):
 A request carries ``acked``, the highest sequence number its client has had
 answered.  A request whose client has no session but has been answered
 before must belong to a session that was dropped: it is refused with
-``SessionExpired`` rather than risk running a retried command twice.
+``SessionExpired`` rather than risk running a retried command twice.  A
+client that was never answered (its first request was applied, the answer
+lost, and the session dropped before the retry) is recognised by the ids of
+the last ``max_sessions`` sessions dropped, kept without their results; a
+retry that comes back later than that is the one case a bounded table
+cannot tell from a new client (server-assigned sessions close it).
 
 An exception inside a command is an outcome like any other (``error``),
 the same on every replica -- never a crash of the replica.
@@ -36,7 +41,7 @@ import attrs
 
 from .commands import NOOP
 from .errors import LocalProtocolError
-from .machine import CommandError, SessionExpired, StateMachine
+from .machine import CommandError, SessionExpired, StateMachine, describe_exception
 from .replica import ClientRequest, ReplyStatus
 from .values import CorruptValue, Value, canonical, from_json, to_json
 
@@ -72,17 +77,22 @@ SESSION_OPTIONS = frozenset(a.name for a in attrs.fields(SessionLimits))
 
 
 def run_command(machine: StateMachine, command: Any) -> Outcome:
-    """Apply ``command`` to ``machine``; an exception becomes an ``error`` outcome, never a crash."""
+    """Apply ``command`` to ``machine``; anything it raises becomes an ``error`` outcome, never a crash.
+
+    BaseException is caught too: a ``SystemExit`` or ``KeyboardInterrupt`` a
+    command raises is its outcome, the same on every replica, not a reason for
+    all of them to stop at once.
+    """
     try:
         result = machine.apply(command)
     except CommandError as exc:
         return ReplyStatus.ERROR, exc.to_result()
-    except Exception as exc:  # the user's method raised: part of the replicated outcome
-        return ReplyStatus.ERROR, CommandError(type(exc).__name__, str(exc)).to_result()
+    except BaseException as exc:  # the user's method raised: part of the replicated outcome
+        return ReplyStatus.ERROR, CommandError(type(exc).__name__, describe_exception(exc)).to_result()
     try:
         return ReplyStatus.OK, canonical(result, f"result of {command.op}")
-    except TypeError as exc:
-        return ReplyStatus.ERROR, CommandError("BadResult", str(exc)).to_result()
+    except BaseException as exc:  # not a value (or a value whose repr raises)
+        return ReplyStatus.ERROR, CommandError("BadResult", describe_exception(exc)).to_result()
 
 
 class Applier:
@@ -97,6 +107,8 @@ class Applier:
         self.time_ms = 0
         #: Sessions dropped so far (idle too long, or the least recently used beyond the bound).
         self.dropped = 0
+        #: The ids of the most recently dropped sessions (at most max_sessions), oldest first.
+        self.recently_dropped: dict[str, None] = {}
 
     def apply(self, entry: ClientRequest) -> Outcome:
         """Apply ``entry`` unless that (client, seq) was applied before; return its outcome."""
@@ -116,16 +128,23 @@ class Applier:
             if entry.seq < last[0]:
                 return ReplyStatus.ERROR, CommandError("StaleRequest", f"{client} has moved past seq {entry.seq}"
                                                        ).to_result()
-        elif entry.acked > 0:
+        elif entry.acked > 0 or client in self.recently_dropped:
             return ReplyStatus.ERROR, SessionExpired(
                 f"client {client} has no session (it expired or was evicted); request {entry.seq} was not "
                 f"run -- open a new client").to_result()
         status, result = run_command(self.machine, entry.command)
         self.sessions[client] = (entry.seq, status, result, self.time_ms)
         while len(self.sessions) > self.limits.max_sessions:
-            del self.sessions[next(iter(self.sessions))]
-            self.dropped += 1
+            self._drop(next(iter(self.sessions)))
         return status, result
+
+    def _drop(self, client: str) -> None:
+        """Forget ``client``'s session, remembering only its id for a while."""
+        del self.sessions[client]
+        self.dropped += 1
+        self.recently_dropped[client] = None
+        if len(self.recently_dropped) > self.limits.max_sessions:
+            del self.recently_dropped[next(iter(self.recently_dropped))]
 
     def _expire(self) -> None:
         horizon = self.time_ms - self.limits.session_timeout_ms
@@ -133,8 +152,7 @@ class Applier:
             oldest = next(iter(self.sessions))
             if self.sessions[oldest][3] >= horizon:
                 break
-            del self.sessions[oldest]
-            self.dropped += 1
+            self._drop(oldest)
 
     def query(self, command: Any) -> Outcome:
         """Answer a read-only command from the current state (no log entry, no session)."""
@@ -157,7 +175,7 @@ class Applier:
         sessions = [[k, s, st, to_json(r), t] for k, (s, st, r, t) in self.sessions.items()]
         return json.dumps({"machine": base64.b64encode(self.machine.snapshot()).decode("ascii"),
                            "sessions": sessions, "applied": self.applied, "time_ms": self.time_ms,
-                           "dropped": self.dropped}, sort_keys=True, separators=(",", ":")).encode()
+                           "dropped": self.dropped, "recently_dropped": list(self.recently_dropped)}, sort_keys=True, separators=(",", ":")).encode()
 
     def restore(self, data: bytes) -> None:
         """Replace state machine and sessions with those of a snapshot (CorruptValue if malformed)."""
@@ -166,6 +184,7 @@ class Applier:
             machine = base64.b64decode(obj["machine"], validate=True)
             sessions = {str(k): (int(s), str(st), from_json(r), int(t)) for k, s, st, r, t in obj["sessions"]}
             applied, time_ms, dropped = int(obj["applied"]), int(obj["time_ms"]), int(obj["dropped"])
+            recently_dropped = dict.fromkeys(str(k) for k in obj["recently_dropped"])
         except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError) as exc:
             raise CorruptValue(f"session snapshot is malformed: {type(exc).__name__}: {exc}") from None
         try:
@@ -174,4 +193,5 @@ class Applier:
             raise CorruptValue(f"{self.machine.name} snapshot does not restore: {type(exc).__name__}: {exc}"
                                ) from None
         self.sessions, self.applied, self.time_ms, self.dropped = sessions, applied, time_ms, dropped
+        self.recently_dropped = recently_dropped
         self.machine._smr_time_ms = time_ms

@@ -13,8 +13,9 @@ that names the offending part (``argument 2 of deposit: [1]: a set ...``).
 ``state=True``, the richer state a :class:`~smr.machine.StateMachine`
 snapshot holds: tuples and dicts with non-string keys) a JSON form that
 round-trips exactly and keeps dict order.  Tags keep the types JSON lacks:
-``{"$bytes": base64}``, ``{"$tuple": [...]}``, ``{"$map": [[k, v], ...]}``
-and ``{"$dict": {...}}`` for a dict whose own keys start with ``$``.
+``{"$bytes": base64}`` (and ``$bytearray`` in state), ``{"$tuple": [...]}``,
+``{"$map": [[k, v], ...]}`` and ``{"$dict": {...}}`` for a dict whose own
+keys start with ``$``.
 """
 
 from __future__ import annotations
@@ -34,13 +35,23 @@ INT_MIN, INT_MAX = -(2 ** 63), 2 ** 64 - 1
 #: How deeply lists and dicts may nest.
 MAX_DEPTH = 64
 
-_BYTES, _TUPLE, _MAP, _DICT = "$bytes", "$tuple", "$map", "$dict"
-_TAGS = frozenset((_BYTES, _TUPLE, _MAP, _DICT))
+_BYTES, _BYTEARRAY, _TUPLE, _MAP, _DICT = "$bytes", "$bytearray", "$tuple", "$map", "$dict"
+#: The largest int JSON text can hold for Python to read back (its int/str conversion limit).
+_JSON_INT_LIMIT = 10 ** 4000
 _SCALARS = (type(None), bool, str)
 
 
 class CorruptValue(SMRError):
     """Encoded bytes or JSON do not decode to a value: damaged, or written by other code."""
+
+
+def _repr(value: Any) -> str:
+    """``repr(value)`` for a message, short, and never raising."""
+    try:
+        text = repr(value)
+    except BaseException:
+        return f"<{type(value).__name__} with a failing repr>"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _refuse(where: str, what: str) -> TypeError:
@@ -79,16 +90,19 @@ def canonical(value: Any, where: str = "value", depth: int = 0) -> Value:
         out: dict[str, Value] = {}
         for k, v in value.items():
             if type(k) is not str:
-                raise _refuse(where, f"the dict key {k!r} is not a str")
-            out[k] = canonical(v, _inner(where, repr(k), depth), depth + 1)
+                raise _refuse(where, f"the dict key {_repr(k)} is not a str")
+            out[k] = canonical(v, _inner(where, _repr(k), depth), depth + 1)
         return out
     if kind is bytearray or kind is memoryview:
         return bytes(value)
-    if isinstance(value, bool):  # a subclass of bool, int, float or str: carry the plain value
-        return bool(value)
-    for base in (int, float, str):
-        if isinstance(value, base):
-            return canonical(base(value), where, depth)
+    # A subclass of int, float or str (an IntEnum, a str Enum): carry the plain value it holds,
+    # read through the base type so that an overridden __str__ or __int__ plays no part.
+    if isinstance(value, int):
+        return canonical(int.__int__(value), where, depth)
+    if isinstance(value, float):
+        return canonical(float.__float__(value), where, depth)
+    if isinstance(value, str):
+        return str.__str__(value)
     raise _refuse(where, f"a {kind.__name__} cannot be carried")
 
 
@@ -113,13 +127,17 @@ def to_json(value: Any, *, state: bool = False, other: Callable[[Any], Any] | No
     if value is None or kind is bool or kind is str:
         return value
     if kind is int:
+        if not -_JSON_INT_LIMIT < value < _JSON_INT_LIMIT:
+            raise _refuse(where, "an int of 4,000 digits or more cannot be stored")
         return value
     if kind is float:
         if not math.isfinite(value):
             raise _refuse(where, f"the float {value!r} is not finite")
         return value
-    if kind is bytes or kind is bytearray:
+    if kind is bytes or (kind is bytearray and not state):
         return {_BYTES: base64.b64encode(bytes(value)).decode("ascii")}
+    if kind is bytearray:  # state keeps its type: a restored replica must hold what a live one holds
+        return {_BYTEARRAY: base64.b64encode(value).decode("ascii")}
     if kind is list or (kind is tuple and not state):
         return [to_json(v, state=state, other=other, where=f"{where}[{i}]") for i, v in enumerate(value)]
     if kind is tuple:
@@ -127,12 +145,13 @@ def to_json(value: Any, *, state: bool = False, other: Callable[[Any], Any] | No
                          for i, v in enumerate(value)]}
     if kind is dict:
         if all(type(k) is str for k in value):
-            body = {k: to_json(v, state=state, other=other, where=f"{where}[{k!r}]") for k, v in value.items()}
+            body = {k: to_json(v, state=state, other=other, where=f"{where}[{_repr(k)}]") for k, v in value.items()}
             return {_DICT: body} if any(k.startswith("$") for k in value) else body
         if not state:
-            raise _refuse(where, f"the dict has non-str keys such as {next(k for k in value if type(k) is not str)!r}")
+            raise _refuse(where, f"the dict has non-str keys such as "
+                                 f"{_repr(next(k for k in value if type(k) is not str))}")
         return {_MAP: [[to_json(k, state=True, other=other, where=f"{where} key"),
-                        to_json(v, state=True, other=other, where=f"{where}[{k!r}]")] for k, v in value.items()]}
+                        to_json(v, state=True, other=other, where=f"{where}[{_repr(k)}]")] for k, v in value.items()]}
     if other is not None:
         return other(value)
     raise _refuse(where, f"a {kind.__name__} cannot be carried")
@@ -153,11 +172,12 @@ def from_json(obj: Any, *, other: Callable[[str, Any], Any] | None = None) -> An
         raise CorruptValue(f"unexpected JSON of type {type(obj).__name__}")
     if len(obj) == 1:
         (tag, body), = obj.items()
-        if tag == _BYTES:
+        if tag == _BYTES or tag == _BYTEARRAY:
             try:
-                return base64.b64decode(body, validate=True)
+                data = base64.b64decode(body, validate=True)
             except (binascii.Error, TypeError, ValueError):
                 raise CorruptValue("tagged bytes are not base64") from None
+            return data if tag == _BYTES else bytearray(data)
         if tag == _TUPLE:
             if not isinstance(body, list):
                 raise CorruptValue("a $tuple must hold a list")

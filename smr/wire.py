@@ -139,6 +139,6 @@ def decode(data: bytes) -> Any:
     """Parse bytes made by :func:`encode`, or raise RemoteProtocolError."""
     try:
         obj = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also an int of over 4,300 digits
         raise RemoteProtocolError(f"frame is not JSON: {exc}") from None
     return from_obj(obj)

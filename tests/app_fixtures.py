@@ -36,6 +36,11 @@ class Ledger(smr.StateMachine):
         return value
 
     @smr.query
+    def blob(self, size: int) -> bytes:
+        """``size`` bytes: a result may be larger than a runtime can carry."""
+        return b"x" * size
+
+    @smr.query
     def balance(self, key: str) -> int:
         """The balance of ``key``."""
         return self.balances.get(key, 0)
@@ -57,3 +62,52 @@ class Dice(smr.StateMachine):
         """Add a random number (different on every replica)."""
         self.total += random.randint(1, 6)
         return self.total
+
+
+class Unprintable(Exception):
+    """An exception whose message cannot even be rendered."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no message for you")
+
+
+class Hostile(smr.StateMachine):
+    """Commands that misbehave in every way a replica must survive."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.extra: object = None
+
+    @smr.command
+    def unprintable(self) -> None:
+        """Raise an exception whose str() raises."""
+        raise Unprintable()
+
+    @smr.command
+    def exit(self) -> None:
+        """Raise SystemExit, as careless code might."""
+        raise SystemExit(3)
+
+    @smr.command
+    def append(self, data: bytes) -> int:
+        """Grow a bytearray attribute (it must come back from a snapshot as a bytearray)."""
+        self.buffer.extend(data)
+        return len(self.buffer)
+
+    @smr.command
+    def poison(self) -> None:
+        """Store a set: the state stops being snapshottable."""
+        self.extra = {1, 2}
+
+
+
+class Holder:
+    """A namespace: apps may be nested classes."""
+
+    class Nested(smr.StateMachine):
+        """The smallest app."""
+
+        @smr.query
+        def ping(self) -> str:
+            """Answer pong."""
+            return "pong"

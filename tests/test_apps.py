@@ -42,7 +42,8 @@ def _nested(depth: int) -> Any:
 def test_methods_become_commands_and_queries_with_their_signatures() -> None:
     ops = Ledger.operations
     assert {n: s.kind for n, s in ops.items()} == {
-        "credit": "command", "debit": "command", "echo": "command", "balance": "query", "attempts": "query"}
+        "credit": "command", "debit": "command", "echo": "command", "balance": "query", "attempts": "query",
+        "blob": "query"}
     assert ops["credit"].keyed and not ops["echo"].keyed
     ledger = Ledger()
     assert ledger.apply(Command("credit", "a", (5,))) == 5
@@ -228,3 +229,79 @@ def test_an_app_is_named_by_class_by_module_or_by_file(tmp_path: Any) -> None:
                         ("app_fixtures:Nope", "has no attribute 'Nope'"), ("smr.commands:NOOP", "not a subclass")):
         with pytest.raises(ConfigError, match=words):
             resolve_app(spec)
+
+
+# --------------------------------------------------- what a hostile app or client does
+def test_exceptions_that_cannot_print_and_system_exit_are_outcomes_not_crashes() -> None:
+    from app_fixtures import Hostile
+
+    applier = Applier(Hostile)
+    assert applier.apply(ClientRequest("c", 1, Command("unprintable"))) == (
+        "error", {"error": "Unprintable", "message": "<unprintable Unprintable>"})
+    assert applier.apply(ClientRequest("c", 2, Command("exit"))) == ("error", {"error": "SystemExit", "message": "3"})
+
+
+@pytest.mark.parametrize("backend", LOG_BACKENDS)
+def test_state_that_stops_being_snapshottable_is_reported_and_the_cluster_keeps_serving(backend: str) -> None:
+    from app_fixtures import Hostile
+
+    registered = get_backend(backend)
+    net = Network(registered.factory, 3, {**registered.options, "snapshot_every": 3}, 0, Hostile)
+    net.elect("n1")
+    net.request("n1", Command("poison"), "c1", 1)
+    for seq in range(2, 10):
+        net.request("n1", Command("append", "", (b"ab",)), "c1", seq)
+        net.tick_all(2)
+    assert net.replies_to("c1", 9)[-1].result == 16
+    failures = {node: getattr(core, "snapshot_failures") for node, core in net.cores.items()}
+    assert all(n >= 1 for n in failures.values()), failures
+    assert "a set cannot be carried" in str(getattr(net.cores["n2"], "snapshot_error"))
+    result = simulate(SimConfig(backend=backend, state_machine=Hostile, duration_ms=600,
+                                backend_options={"snapshot_every": 3}), 2)
+    assert any("snapshot() raised" in v or "cannot be carried" in v for v in result.violations), result.violations
+
+
+def test_a_bytearray_attribute_comes_back_from_a_snapshot_as_a_bytearray() -> None:
+    from app_fixtures import Hostile
+
+    a = Hostile()
+    a.apply(Command("append", "", (b"xy",)))
+    b = Hostile()
+    b.restore(a.snapshot())
+    assert type(b.buffer) is bytearray and b.buffer == bytearray(b"xy")
+
+
+def test_a_first_request_retried_after_its_session_was_evicted_is_not_run_twice() -> None:
+    applier = Applier(Ledger, SessionLimits(max_sessions=2))
+    first = ClientRequest("a", 1, Command("credit", "k", (1,)))   # applied; its answer is lost
+    assert applier.apply(first) == ("ok", 1)
+    for other in ("b", "c"):                                       # ... and the session is evicted
+        applier.apply(ClientRequest(other, 1, Command("credit", "z", (1,))))
+    assert "a" not in applier.sessions
+    status, result = applier.apply(first)                          # the retry, still never answered
+    assert status == "error" and isinstance(result, dict) and result["error"] == "SessionExpired"
+    assert applier.machine.apply(Command("balance", "k")) == 1
+    copy = Applier(Ledger, SessionLimits(max_sessions=2))
+    copy.restore(applier.snapshot())
+    assert copy.apply(first)[0] == "error"                         # the memory survives a snapshot
+
+
+def test_an_integer_of_thousands_of_digits_in_a_frame_is_a_remote_error() -> None:
+    from smr import wire
+
+    with pytest.raises(smr.RemoteProtocolError, match="not JSON"):
+        wire.decode(b'{"t": "smr.ClientRequest", "b": {"client_id": "c", "seq": ' + b"7" * 5000 + b"}}")
+
+
+def test_framework_names_cannot_be_commands_and_nested_classes_can_be_apps() -> None:
+    for name in ("apply", "restore", "snapshot", "name", "_private"):
+        with pytest.raises(TypeError, match="is reserved"):
+            type("Clash", (smr.StateMachine,), {name: smr.command(lambda self: None)})
+    assert resolve_app("app_fixtures:Holder.Nested").operations.keys() == {"ping"}
+
+
+def test_a_module_that_exits_while_importing_is_a_config_error(tmp_path: Any) -> None:
+    path = tmp_path / "quits.py"
+    path.write_text("raise SystemExit(2)\n")
+    with pytest.raises(ConfigError, match="cannot import .*SystemExit"):
+        resolve_app(f"{path}:App")

@@ -31,7 +31,7 @@ from smr import wire
 from smr.apps import resolve_app
 from smr.client import AppClient, M
 from smr.commands import Command
-from smr.machine import CommandError
+from smr.machine import CommandError, SessionExpired
 from smr.values import Value
 from smr.driver import current_leader
 from smr.errors import ConfigError, LocalProtocolError, RemoteProtocolError
@@ -45,6 +45,8 @@ from ._transport import FramedConnection, connect, decode_message, next_batch
 PAUSE_MIN_S = 0.02
 PAUSE_MAX_S = 0.25
 CONNECT_TIMEOUT_S = 1.0
+#: Room a command leaves in a frame for the replication message around it (AppendEntries, Accept).
+ENVELOPE_BYTES = 4096
 #: Frames a connection holds for its writer; a session finding it full waits (within its attempt's timeout).
 OUTBOX_FRAMES = 1024
 
@@ -242,7 +244,8 @@ class TcpClient:
 
     def __init__(self, cluster: TcpCluster, client_id: str) -> None:
         self.cluster = cluster
-        self.client_id = client_id
+        self.client_id = self._base_id = client_id
+        self.renewals = 0
         self.seq = 0
         #: The highest seq answered so far (sent with each request: see smr.sessions).
         self.acked = 0
@@ -263,14 +266,16 @@ class TcpClient:
         self.seq += 1
         key = (self.client_id, self.seq)
         request = wire.encode(ClientRequest(self.client_id, self.seq, command, self.acked))
-        if len(request) + TAG_BYTES > cluster.config.max_frame_bytes:
-            raise LocalProtocolError(f"command of {len(request)} bytes exceeds the cluster's max_frame_bytes "
-                                     f"({cluster.config.max_frame_bytes})")
+        if len(request) + TAG_BYTES + ENVELOPE_BYTES > cluster.config.max_frame_bytes:
+            raise LocalProtocolError(f"command of {len(request)} bytes does not fit the cluster's max_frame_bytes "
+                                     f"({cluster.config.max_frame_bytes}) with {ENVELOPE_BYTES} bytes to spare "
+                                     f"for the replication message that carries it")
         self._busy = True
         cluster._waiters[key] = self._answers_in
         recv = self._answers
         pause = PAUSE_MIN_S
         followed: set[str] = set()
+        renew = False
         try:
             for _ in range(attempts):
                 target = cluster.leader_hint or cluster.names[self._turn % len(cluster.names)]
@@ -280,7 +285,10 @@ class TcpClient:
                     return value
                 if outcome == "error":
                     self.acked = self.seq
-                    raise CommandError.from_result(value)
+                    error = CommandError.from_result(value)
+                    if isinstance(error, SessionExpired):
+                        renew = True
+                    raise error
                 if outcome == "redirect":
                     if value is not None and value != target and value in cluster.names:
                         cluster.leader_hint = value
@@ -301,6 +309,9 @@ class TcpClient:
             del cluster._waiters[key]
             self._discard_stale()
             self._busy = False
+            if renew:  # the replicas dropped this session: carry on under a new one
+                self.renewals += 1
+                self.client_id, self.acked = f"{self._base_id}.{self.renewals}", 0  # seq runs on
 
     def _discard_stale(self) -> None:
         """Empty the answer channel: what is left belongs to a finished request, not the next one."""

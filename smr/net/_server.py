@@ -152,7 +152,8 @@ class NodeServer:
         storage = self.storage.stats.to_json() if self.storage is not None else {}
         applier = getattr(self.core, "applier", None)
         sessions = {} if applier is None else {
-            "open": len(applier.sessions), "max": applier.limits.max_sessions, "dropped": applier.dropped}
+            "open": len(applier.sessions), "max": applier.limits.max_sessions, "dropped": applier.dropped,
+            "snapshot_failures": getattr(self.core, "snapshot_failures", 0)}
         return StatusReport(self.id, self.config.backend, st.role, st.epoch, st.leader, st.commit_index,
                             round(time.monotonic() - self.started, 3), dict(self.counters),
                             dict(self.refused), storage, self.config.state_machine, sessions)
@@ -264,8 +265,12 @@ class NodeServer:
             self.counters["replies_unroutable"] += 1
             return
         body = self._encode(reply)
-        if body is None:
-            return
+        if body is None:  # the answer cannot travel: say so, rather than leave the caller waiting
+            limit = self.config.max_frame_bytes
+            body = self._encode(Reply(reply.client_id, reply.seq, ReplyStatus.ERROR, {
+                "error": "BadResult", "message": f"the answer is larger than max_frame_bytes ({limit})"}))
+            if body is None:
+                return
         try:
             out.send_nowait(body)
             self.counters["replies"] += 1

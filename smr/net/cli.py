@@ -170,7 +170,7 @@ def cmd_call(args: argparse.Namespace) -> int:
 
     async def main() -> Any:
         async with open_tcp_client(config, prefix="call") as cluster:
-            proxy = AppClient(app, cluster.client(), timeout=args.timeout)
+            proxy = AppClient(app, cluster.client(), timeout=args.timeout, attempts=args.attempts)
             return await getattr(proxy, args.method)(*[_cli_value(a) for a in args.args])
 
     try:

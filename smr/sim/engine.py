@@ -30,6 +30,7 @@ from ..history import HistoryRecorder, Operation
 from ..replica import (ClientRequest, Ready, ReplicaConfig, ReplicaCore, ReplicaStatus, Receive, Reply,
                        ReplyStatus, Start, TICK, Write, get_backend)
 from ..apps import resolve_app
+from ..machine import SessionExpired
 from ..wire import encode
 from .config import FaultEvent, SimConfig
 from .faults import draw_swarm
@@ -455,7 +456,16 @@ class Simulation:
     def _client_reply(self, client: SimClient, reply: Reply) -> None:
         if client.op_id is None or reply.seq != client.seq:
             return  # an answer to an attempt the client already gave up on
-        if reply.status == ReplyStatus.OK or reply.status == ReplyStatus.ERROR:
+        if reply.status == ReplyStatus.ERROR and _session_expired(reply.result):
+            # This attempt was not run, but an earlier one may have been: the outcome is unknown,
+            # and the client carries on under a new session.
+            self.history.unknown(client.op_id)
+            client.id, client.acked = f"{client.id}'", 0  # seq runs on: late replies cannot match
+            self._client_by_id[client.id] = client
+            if self._logging:
+                self._log(f"{client.id} SESSION EXPIRED -> UNKNOWN")
+            self._client_done(client)
+        elif reply.status == ReplyStatus.OK or reply.status == ReplyStatus.ERROR:
             # An error is an outcome too: the command ran (and raised) at one log index.
             self.history.ok(client.op_id, self.now, reply.result)
             client.acked = client.seq
@@ -623,4 +633,9 @@ def _make_workload(config: SimConfig) -> Any:
         if app is not resolve_app(workload.state_machine):
             return make_workload("calls", {"app": config.state_machine})
     return workload
+
+
+def _session_expired(result: Any) -> bool:
+    """True if an error reply says the client's session was dropped (smr.sessions)."""
+    return isinstance(result, dict) and result.get("error") == SessionExpired.KIND
 

@@ -74,7 +74,7 @@ def _expected() -> dict[str, Any]:
     found["unknown"] = str(unknown.value)
     found.update(raised=("ValueError", "a holds 3, cannot pay 5"),
                  raw=("UnknownCommand", "Ledger has no command or query 'nope' (it has: attempts, balance, "
-                                        "credit, debit, echo)"),
+                                        "blob, credit, debit, echo)"),
                  serving=4, attempts=3, echo=build.echo(ROUND_TRIP).args[0])
     return found
 
@@ -93,6 +93,8 @@ async def test_the_tcp_cluster_refuses_and_answers_exactly_as_the_simulator_woul
     async with open_local_tcp_cluster(tmp_path, backend=backend, state_machine=Ledger) as cluster:
         async with open_tcp_client(cluster.cluster_file) as client:
             assert await _errors_and_round_trip(client.client(Ledger)) == _expected()
+            with pytest.raises(CommandError, match="BadResult: the answer is larger than max_frame_bytes"):
+                await client.client(Ledger).blob(cluster.config.max_frame_bytes)
             reports = await client.statuses()
             assert all(r is not None and r.app.endswith(("app_fixtures:Ledger", "app_fixtures.py:Ledger"))
                        for r in reports.values())
