@@ -50,6 +50,7 @@ from smr.replica import (ClientRequest, Committed, ReplicaConfig, ReplicaStatus,
                          Write)
 from smr.log_core import LogCore
 from smr.sessions import NOOP_ENTRY
+from smr.values import CorruptValue
 from synod.acceptor import MultiAcceptor, SlotAccepted, SlotPromise, SlotVote
 from synod.ballot import Ballot
 from synod.proposer import AcceptQuorum, MultiPrepareQuorum
@@ -300,6 +301,7 @@ class MultiPaxosCore(LogCore):
                 self.chosen.setdefault(slot, value)
         self._apply()
         values = self._values_to_propose(prepare)
+        self._lead_clock(v.time for v in (*values.values(), *self.chosen.values()))
         self.max_round = max(self.max_round, prepare.highest_round())
         last = max([self.applied, *values, *self.chosen], default=self.applied)
         self.role = LEADER
@@ -468,7 +470,13 @@ class MultiPaxosCore(LogCore):
         self.catchup_cooldown = 0
 
     def _install_snapshot(self, snap: Snapshot) -> None:
-        self.applier.restore(snap.data.encode())
+        applier = self._new_applier()  # restored aside, so a bad snapshot leaves ours untouched
+        try:
+            applier.restore(snap.data.encode())
+        except CorruptValue as exc:
+            raise RemoteProtocolError(f"multipaxos {self.node}: a snapshot from a peer does not restore: {exc}"
+                                      ) from None
+        self.applier = applier
         self.applied = self.snapshot_slot = snap.last_slot
         self.snapshot_data = snap.data
         self.log = {s: v for s, v in self.log.items() if s > snap.last_slot}

@@ -301,6 +301,7 @@ class RaftCore(LogCore):
         return result
 
     def _become_leader(self) -> None:
+        self._lead_clock(e.request.time for e in self.log.entries[-1:])  # stamps never decrease in a log
         self.role = LEADER
         self.leader = self.node
         self.votes = {}

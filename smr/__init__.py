@@ -71,6 +71,7 @@ from .state_machines import ReplCounter as ReplCounter
 from .state_machines import ReplDict as ReplDict
 from .state_machines import ReplLockManager as ReplLockManager
 from .state_machines import WriteOnceMap as WriteOnceMap
+from .values import CorruptValue as CorruptValue
 from .values import Value as Value
 
 if TYPE_CHECKING:

@@ -15,6 +15,7 @@ it builds with no arguments and its snapshot round-trips), and
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -35,7 +36,7 @@ _BY_SPEC: dict[str, type[StateMachine]] = {}
 
 def _load_file(path: Path) -> Any:
     """Import a Python file as a module (once per path)."""
-    name = f"smr_app_{path.stem}_{abs(hash(str(path))) % 10 ** 8}"
+    name = f"smr_app_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"  # the same in every process
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
@@ -56,7 +57,8 @@ def import_attribute(spec: str, what: str = "app") -> Any:
     where, sep, attr = spec.rpartition(":")
     if not sep or not where or not attr:
         raise ConfigError(f"{what} {spec!r}: give 'module:attribute' or 'file.py:attribute'")
-    if os.getcwd() not in sys.path:  # like `python -m`: modules beside the caller import
+    added = os.getcwd() not in sys.path
+    if added:  # like `python -m`: modules beside the caller import (for this import only)
         sys.path.insert(0, os.getcwd())
     try:
         if where.endswith(".py"):
@@ -71,6 +73,9 @@ def import_attribute(spec: str, what: str = "app") -> Any:
     except BaseException as exc:  # SystemExit at import too: a bad module must not end the caller
         raise ConfigError(f"{what} {spec!r}: cannot import {where}: {type(exc).__name__}: "
                           f"{describe_exception(exc)}") from None
+    finally:
+        if added and os.getcwd() in sys.path:
+            sys.path.remove(os.getcwd())
     found = module
     for part in attr.split("."):  # a nested class: Outer.Inner
         try:

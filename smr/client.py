@@ -20,7 +20,8 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable, Generic, Protocol, TypeVar
 
 from .commands import Command
-from .machine import OpSpec, StateMachine
+from .machine import CommandError, OpSpec, SessionExpired, StateMachine
+from .replica import ClientRequest, ReplyStatus
 from .values import Value
 
 M = TypeVar("M", bound=StateMachine)
@@ -32,6 +33,54 @@ class Session(Protocol):
     async def submit(self, command: Command, *, timeout: float = ..., attempts: int = ...) -> Value:
         """Run ``command`` through the replicated log once and return its result."""
         ...
+
+
+def opens_session(app: type[StateMachine] | None, command: Command) -> bool:
+    """True if an answer to ``command`` proves the replicas hold a session for its client.
+
+    A query may be answered without the log (Raft's ReadIndex), so no session
+    is made for it; only a command's answer lets a client claim it was answered.
+    """
+    if app is None:
+        return True
+    spec = app.operations.get(command.op)
+    return spec is None or not spec.read_only
+
+
+class SessionState:
+    """A client's side of its exactly-once session: id, sequence numbers, what it has had answered.
+
+    Every runtime's client keeps one: :meth:`request` makes the next
+    ClientRequest, :meth:`answered` turns an ``ok``/``error`` reply into the
+    result or the CommandError to raise.  After ``SessionExpired`` the replicas
+    hold no session for this id, so the client carries on under a new one
+    (sequence numbers run on, so a late answer can never match a new request).
+    """
+
+    def __init__(self, client_id: str, app: type[StateMachine] | None = None) -> None:
+        self.base_id = self.client_id = client_id
+        self.app = app
+        self.seq = 0
+        #: The highest seq whose command was answered (sent with each request: see smr.sessions).
+        self.acked = 0
+        self.renewals = 0
+
+    def request(self, command: Command) -> ClientRequest:
+        """The next request: a new sequence number, the same client id."""
+        self.seq += 1
+        return ClientRequest(self.client_id, self.seq, command, self.acked)
+
+    def answered(self, command: Command, status: str, result: Value) -> Value:
+        """Record the answer to the current request; return its result, or raise its CommandError."""
+        if opens_session(self.app, command):
+            self.acked = self.seq
+        if status != ReplyStatus.ERROR:
+            return result
+        error = CommandError.from_result(result)
+        if isinstance(error, SessionExpired):
+            self.renewals += 1
+            self.client_id, self.acked = f"{self.base_id}.{self.renewals}", 0
+        raise error
 
 
 def _lookup(app: type[StateMachine], name: str) -> OpSpec:

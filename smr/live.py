@@ -28,11 +28,10 @@ from typing import Any, cast, overload
 import trio
 
 from .apps import AppSpec, resolve_app
-from .client import AppClient, M
+from .client import AppClient, M, SessionState
 from .commands import Command
 from .driver import Driver, apply_writes, current_leader
 from .errors import ConfigError, LocalProtocolError, RemoteProtocolError
-from .machine import CommandError, SessionExpired
 from .replica import (TICK, ClientRequest, Ready, ReplicaConfig, ReplicaCore, Receive, Reply, ReplyStatus,
                       Start, get_backend)
 from .values import Value
@@ -68,6 +67,7 @@ class LocalCluster:
         self.nodes = {f"n{i}": _Node(f"n{i}") for i in range(1, n + 1)}
         self._waiters: dict[tuple[str, int], trio.MemorySendChannel[Reply]] = {}
         self._client_ids = itertools.count(1)
+        self._idle: list[LocalClient] = []
 
     # ------------------------------------------------------------- lifecycle
     def start_node(self, node_id: str) -> None:
@@ -150,8 +150,16 @@ class LocalCluster:
         return AppClient(cast("type[M]", cls), session)
 
     async def submit(self, command: Command, *, timeout: float = 1.0, attempts: int = 10) -> Value:
-        """Run ``command`` through the replicated log once and return its result."""
-        return await self.client().submit(command, timeout=timeout, attempts=attempts)
+        """Run ``command`` through the replicated log once and return its result.
+
+        Borrows an idle session from a pool (as the TCP client does), so a
+        program's many calls do not each leave a session on the replicas.
+        """
+        session = self._idle.pop() if self._idle else self.client()
+        try:
+            return await session.submit(command, timeout=timeout, attempts=attempts)
+        finally:
+            self._idle.append(session)
 
 
 class LocalClient:
@@ -159,18 +167,14 @@ class LocalClient:
 
     def __init__(self, cluster: LocalCluster, client_id: str) -> None:
         self.cluster = cluster
-        self.client_id = self._base_id = client_id
-        self.renewals = 0
-        self.seq = 0
-        #: The highest seq answered so far (sent with each request: see smr.sessions).
-        self.acked = 0
+        self.session = SessionState(client_id, cluster.app)
         self._leader: str | None = None
         self._turn = 0
 
-    def _renew(self) -> None:
-        """Carry on under a new session: the old one is gone from the replicas."""
-        self.renewals += 1
-        self.client_id, self.acked = f"{self._base_id}.{self.renewals}", 0  # seq runs on
+    @property
+    def client_id(self) -> str:
+        """This client's current session id."""
+        return self.session.client_id
 
     async def submit(self, command: Command, *, timeout: float = 1.0, attempts: int = 10) -> Value:
         """Submit ``command``; CommandError if it raised on the replicas, TimeoutError if nobody answers.
@@ -178,8 +182,8 @@ class LocalClient:
         SessionExpired (a CommandError) means this call was not run but an earlier
         attempt of it may have been; the next call uses a new session.
         """
-        self.seq += 1
-        key = (self.client_id, self.seq)
+        request = self.session.request(command)
+        key = (request.client_id, request.seq)
         send, recv = trio.open_memory_channel[Reply](math.inf)
         self.cluster._waiters[key] = send
         names = list(self.cluster.nodes)
@@ -188,19 +192,13 @@ class LocalClient:
                 target = self._leader or names[self._turn % len(names)]
                 node = self.cluster.nodes[target]
                 if node.alive:
-                    node.send.send_nowait(ClientRequest(self.client_id, self.seq, command, self.acked))
+                    node.send.send_nowait(request)
                 with trio.move_on_after(timeout):
                     while True:
                         reply = await recv.receive()
-                        if reply.status == ReplyStatus.OK:
-                            self._leader, self.acked = target, self.seq
-                            return reply.result
-                        if reply.status == ReplyStatus.ERROR:
-                            self._leader, self.acked = target, self.seq
-                            error = CommandError.from_result(reply.result)
-                            if isinstance(error, SessionExpired):
-                                self._renew()
-                            raise error
+                        if reply.status == ReplyStatus.OK or reply.status == ReplyStatus.ERROR:
+                            self._leader = target
+                            return self.session.answered(command, reply.status, reply.result)
                         if reply.status == ReplyStatus.FAIL:
                             raise LocalProtocolError(f"command {command} was refused by {target}")
                         self._leader = reply.leader if reply.leader != target else None

@@ -7,15 +7,16 @@ transitions collect their outputs in ``_writes``, ``_messages``,
 ``_committed`` and ``_replies``; ``_flush`` turns them into one
 :class:`~smr.replica.Ready` (``EMPTY`` when nothing happened).  A core
 decides the order of its own durable writes in ``_pending_writes``.
-Every tick advances the node's log clock; a leader stamps it into the
-requests it appends (``_stamp``), which is how sessions expire at the same
-log index on every replica (:mod:`smr.sessions`).
+Every tick advances the node's log clock; a new leader sets it to the
+log's time (``_lead_clock``) and stamps it into the requests it appends
+(``_stamp``), which is how sessions expire at the same log index on every
+replica (:mod:`smr.sessions`).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from .errors import LocalProtocolError
@@ -117,6 +118,15 @@ class LogCore:
             self.snapshot_error = f"{type(exc).__name__}: {exc}"[:500]
             self._snapshot_retry_at = applier.applied + min(2 ** self.snapshot_failures, 4096)
             return None
+
+    def _lead_clock(self, stamps: Iterable[int]) -> None:
+        """A new leader's clock starts from the log's time, not its own uptime.
+
+        So log time never jumps forward at a failover (it can only run slow by
+        the time nobody led): sessions and lock leases never end early.
+        """
+        applier: Applier = getattr(self, "applier")
+        self.clock_ms = float(max(applier.time_ms, *stamps, 0))
 
     def _stamp(self, request: ClientRequest) -> ClientRequest:
         """``request`` as a leader appends it: stamped with the log clock (never behind what was applied)."""

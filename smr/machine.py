@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from typing import Any, Callable, ClassVar, TypeVar
 
 import attrs
@@ -57,10 +58,14 @@ RESERVED = frozenset({NOOP_OP, "apply", "is_read_only", "snapshot", "restore", "
 MAX_ERROR_CHARS = 2000
 
 
+#: Memory addresses in default reprs (``<Foo object at 0x7f...>``) differ between replicas.
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
 def describe_exception(exc: BaseException) -> str:
-    """``str(exc)``, cut to MAX_ERROR_CHARS -- or a stand-in if even that raises."""
+    """``str(exc)`` without memory addresses, cut to MAX_ERROR_CHARS -- or a stand-in if even that raises."""
     try:
-        text = str(exc)
+        text = _ADDRESS.sub("", str(exc))
     except BaseException:  # an exception whose __str__ raises must not take the replica down
         return f"<unprintable {type(exc).__name__}>"
     return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS] + "..."
@@ -94,7 +99,10 @@ class CommandError(SMRError):
 
 
 class SessionExpired(CommandError):
-    """The client's exactly-once session expired: an earlier request of it may or may not have run."""
+    """The client's session was dropped: this call did not run, an earlier attempt of it may have.
+
+    The client carries on under a new session; retry if running the call twice is harmless.
+    """
 
     KIND = "SessionExpired"
 
@@ -226,6 +234,9 @@ class StateMachine:
         if not spec.min_args <= len(args) <= spec.max_args:
             raise CommandError("BadArguments", f"{self.name}.{command.op}{_public(spec.signature)} "
                                                f"got {len(args)} argument(s)")
+        # Fresh copies of lists and dicts: the arguments also live in the log, and a method that
+        # keeps one must not change what a lagging replica will later be sent.
+        args = tuple(canonical(a) if type(a) is list or type(a) is dict else a for a in args)
         return spec.function(self, *args)
 
     def is_read_only(self, command: Command) -> bool:

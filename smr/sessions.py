@@ -76,17 +76,24 @@ class SessionLimits:
 SESSION_OPTIONS = frozenset(a.name for a in attrs.fields(SessionLimits))
 
 
+#: Exceptions that belong to the node, not to the command that happened to be running.
+NODE_LOCAL = (KeyboardInterrupt, MemoryError)
+
+
 def run_command(machine: StateMachine, command: Any) -> Outcome:
     """Apply ``command`` to ``machine``; anything it raises becomes an ``error`` outcome, never a crash.
 
-    BaseException is caught too: a ``SystemExit`` or ``KeyboardInterrupt`` a
-    command raises is its outcome, the same on every replica, not a reason for
-    all of them to stop at once.
+    BaseException is caught too: a ``SystemExit`` a command raises is its
+    outcome, the same on every replica, not a reason for all of them to stop
+    at once.  ``KeyboardInterrupt`` and ``MemoryError`` are this node's own
+    condition (a signal, its memory), so they propagate.
     """
     try:
         result = machine.apply(command)
     except CommandError as exc:
         return ReplyStatus.ERROR, exc.to_result()
+    except NODE_LOCAL:
+        raise  # this node's own condition (a Ctrl-C, its memory), not the command's outcome
     except BaseException as exc:  # the user's method raised: part of the replicated outcome
         return ReplyStatus.ERROR, CommandError(type(exc).__name__, describe_exception(exc)).to_result()
     try:
@@ -130,8 +137,8 @@ class Applier:
                                                        ).to_result()
         elif entry.acked > 0 or client in self.recently_dropped:
             return ReplyStatus.ERROR, SessionExpired(
-                f"client {client} has no session (it expired or was evicted); request {entry.seq} was not "
-                f"run -- open a new client").to_result()
+                f"client {client} has no session (it expired or was evicted): request {entry.seq} was not "
+                f"run now, an earlier attempt may have; the client carries on under a new session").to_result()
         status, result = run_command(self.machine, entry.command)
         self.sessions[client] = (entry.seq, status, result, self.time_ms)
         while len(self.sessions) > self.limits.max_sessions:
@@ -180,18 +187,40 @@ class Applier:
     def restore(self, data: bytes) -> None:
         """Replace state machine and sessions with those of a snapshot (CorruptValue if malformed)."""
         try:
-            obj = json.loads(data)
+            obj = json.loads(data, parse_constant=_no_constant)
             machine = base64.b64decode(obj["machine"], validate=True)
-            sessions = {str(k): (int(s), str(st), from_json(r), int(t)) for k, s, st, r, t in obj["sessions"]}
-            applied, time_ms, dropped = int(obj["applied"]), int(obj["time_ms"]), int(obj["dropped"])
-            recently_dropped = dict.fromkeys(str(k) for k in obj["recently_dropped"])
-        except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError) as exc:
+            sessions = {_str(k): (_int(s), _str(st), from_json(r), _int(t)) for k, s, st, r, t in obj["sessions"]}
+            applied, time_ms, dropped = _int(obj["applied"]), _int(obj["time_ms"]), _int(obj["dropped"])
+            recently_dropped = dict.fromkeys(_str(k) for k in obj["recently_dropped"])
+        except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError, RecursionError) as exc:
             raise CorruptValue(f"session snapshot is malformed: {type(exc).__name__}: {exc}") from None
         try:
             self.machine.restore(machine)
-        except Exception as exc:  # the machine's own restore refused the bytes
-            raise CorruptValue(f"{self.machine.name} snapshot does not restore: {type(exc).__name__}: {exc}"
-                               ) from None
+        except NODE_LOCAL:
+            raise
+        except BaseException as exc:  # the machine's own restore refused the bytes
+            raise CorruptValue(f"{self.machine.name} snapshot does not restore: {type(exc).__name__}: "
+                               f"{describe_exception(exc)}") from None
         self.sessions, self.applied, self.time_ms, self.dropped = sessions, applied, time_ms, dropped
         self.recently_dropped = recently_dropped
         self.machine._smr_time_ms = time_ms
+
+
+def _no_constant(name: str) -> Any:
+    """JSON's NaN and Infinity are not in a snapshot this code wrote."""
+    raise ValueError(f"{name} in a snapshot")
+
+
+def _int(value: Any) -> int:
+    """An int field of a snapshot, checked (no bools, no floats)."""
+    if type(value) is not int:
+        raise TypeError(f"expected an int, got {type(value).__name__}")
+    return value
+
+
+def _str(value: Any) -> str:
+    """A str field of a snapshot, checked."""
+    if type(value) is not str:
+        raise TypeError(f"expected a str, got {type(value).__name__}")
+    return value
+

@@ -95,6 +95,10 @@ def canonical(value: Any, where: str = "value", depth: int = 0) -> Value:
         return out
     if kind is bytearray or kind is memoryview:
         return bytes(value)
+    if isinstance(value, (list, tuple)):  # a subclass (a namedtuple, a UserList-like list): its items
+        return canonical(list(value), where, depth)
+    if isinstance(value, dict):  # defaultdict, OrderedDict, Counter: a plain dict of the same items
+        return canonical(dict(value), where, depth)
     # A subclass of int, float or str (an IntEnum, a str Enum): carry the plain value it holds,
     # read through the base type so that an overridden __str__ or __int__ plays no part.
     if isinstance(value, int):

@@ -111,3 +111,26 @@ class Holder:
         def ping(self) -> str:
             """Answer pong."""
             return "pong"
+
+
+class Bag(smr.StateMachine):
+    """Keeps the list it was given: the log's copy of that argument must not change with it."""
+
+    def __init__(self) -> None:
+        self.items: list[smr.Value] = []
+
+    @smr.command
+    def init(self, items: list[int]) -> None:
+        """Start from ``items`` (kept as given)."""
+        self.items = items
+
+    @smr.command
+    def add(self, item: int) -> int:
+        """Append ``item``; return the count."""
+        self.items.append(item)
+        return len(self.items)
+
+    @smr.query
+    def count(self) -> int:
+        """How many items there are (a query: served by ReadIndex in that read mode)."""
+        return len(self.items)

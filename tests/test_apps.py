@@ -305,3 +305,69 @@ def test_a_module_that_exits_while_importing_is_a_config_error(tmp_path: Any) ->
     path.write_text("raise SystemExit(2)\n")
     with pytest.raises(ConfigError, match="cannot import .*SystemExit"):
         resolve_app(f"{path}:App")
+
+
+def test_a_method_that_keeps_an_argument_does_not_change_the_log_entry_that_carried_it() -> None:
+    from app_fixtures import Bag
+
+    bag = Bag()
+    init = Command("init", "", ([1],))
+    bag.apply(init)
+    bag.apply(Command("add", "", (2,)))
+    assert init.args == ([1],) and bag.items == [1, 2]
+
+
+async def test_a_query_answered_by_read_index_does_not_cost_the_client_its_next_command() -> None:
+    from app_fixtures import Bag
+
+    async with smr.open_local_cluster(Bag, backend="raft", options={"read_mode": "read_index"}) as cluster:
+        bag = cluster.client(Bag)
+        assert await bag.count() == 0        # no session made on the replicas for this
+        assert await bag.add(7) == 1         # ... so this must not be refused as SessionExpired
+        assert await bag.count() == 1
+
+
+@pytest.mark.parametrize("data", [
+    b'{"machine": "", "sessions": [], "applied": Infinity, "time_ms": 0, "dropped": 0, "recently_dropped": []}',
+    b'{"machine": "", "sessions": [["c", 1, "ok", ' + b"[" * 3000 + b"]" * 3000 + b', 0]], "applied": 1, '
+    b'"time_ms": 0, "dropped": 0, "recently_dropped": []}',
+    b'{"machine": "e30=", "sessions": [], "applied": true, "time_ms": 0, "dropped": 0, "recently_dropped": []}',
+])
+def test_a_malformed_snapshot_is_a_corrupt_value_and_leaves_the_applier_as_it_was(data: bytes) -> None:
+    applier = Applier(Ledger)
+    applier.apply(ClientRequest("c", 1, Command("credit", "a", (1,))))
+    before = applier.snapshot()
+    with pytest.raises(smr.CorruptValue):
+        applier.restore(data)
+    assert applier.snapshot() == before
+
+
+def test_a_multipaxos_replica_refuses_a_snapshot_that_does_not_restore_and_keeps_serving() -> None:
+    from multipaxos.messages import Catchup, Snapshot
+
+    registered = get_backend("multipaxos")
+    net = Network(registered.factory, 3, dict(registered.options), 0, Ledger)
+    net.elect("n1")
+    ballot = getattr(net.cores["n1"], "ballot")
+    ready = net.step("n2", smr.Receive("n1", Catchup(ballot, (), Snapshot(5, "not a snapshot"))))
+    assert not ready and net.drivers["n2"].remote_errors == 1
+    net.request("n1", Command("credit", "a", (2,)), "c1", 1)
+    net.tick_all(5)
+    assert net.replies_to("c1", 1)[-1].result == 2
+    assert getattr(net.cores["n2"], "applier").machine.balances == {"a": 2}
+
+
+@pytest.mark.parametrize("backend", LOG_BACKENDS)
+def test_a_new_leader_stamps_the_log_time_not_its_own_uptime(backend: str) -> None:
+    registered = get_backend(backend)
+    net = Network(registered.factory, 3, dict(registered.options), 0, Ledger)
+    net.elect("n1")
+    net.request("n1", Command("credit", "a", (1,)), "c1", 1)
+    net.tick_all(5)
+    before = max(getattr(core, "applier").time_ms for core in net.cores.values())
+    setattr(net.cores["n2"], "clock_ms", 10.0 ** 9)  # n2 has been up far longer than the log has run
+    net.elect("n2")
+    net.request("n2", Command("credit", "a", (1,)), "c2", 1)
+    net.tick_all(5)
+    after = getattr(net.cores["n2"], "applier").time_ms
+    assert before <= after < before + 10_000, (before, after)

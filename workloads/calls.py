@@ -79,6 +79,8 @@ class CallsWorkload:
         spec = pool[rng.randrange(len(pool))]
         hints = self._hints[spec.name]
         args = [_draw(h, rng) for h in hints[:spec.min_args + rng.randint(0, spec.max_args - spec.min_args)]]
+        if spec.keyed:  # a key is always a str, whatever its annotation says
+            args[0] = rng.choice(_KEYS)
         return spec.build(tuple(args), {}, self._owner)
 
     def check(self, history: Sequence[Operation]) -> list[str]:

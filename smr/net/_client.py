@@ -29,24 +29,21 @@ import trio
 
 from smr import wire
 from smr.apps import resolve_app
-from smr.client import AppClient, M
+from smr.client import AppClient, M, SessionState
 from smr.commands import Command
-from smr.machine import CommandError, SessionExpired
 from smr.values import Value
 from smr.driver import current_leader
 from smr.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from smr.replica import ClientRequest, Reply, ReplyStatus
 
 from ._config import ClusterConfig, load_cluster
-from ._frames import TAG_BYTES, FrameError
+from ._frames import FrameError, request_limit
 from ._messages import StatusQuery, StatusReport
 from ._transport import FramedConnection, connect, decode_message, next_batch
 
 PAUSE_MIN_S = 0.02
 PAUSE_MAX_S = 0.25
 CONNECT_TIMEOUT_S = 1.0
-#: Room a command leaves in a frame for the replication message around it (AppendEntries, Accept).
-ENVELOPE_BYTES = 4096
 #: Frames a connection holds for its writer; a session finding it full waits (within its attempt's timeout).
 OUTBOX_FRAMES = 1024
 
@@ -89,6 +86,8 @@ class TcpCluster:
         self._connecting: dict[str, trio.Lock] = {n: trio.Lock() for n in self.names}
         self._waiters: dict[tuple[str, int], trio.MemorySendChannel[tuple[str, Any]]] = {}
         self._idle: list[TcpClient] = []
+        #: The app the cluster runs (so clients know which calls are queries).
+        self.app = resolve_app(config.state_machine)
 
     # ----------------------------------------------------------------- API
     @overload
@@ -244,15 +243,16 @@ class TcpClient:
 
     def __init__(self, cluster: TcpCluster, client_id: str) -> None:
         self.cluster = cluster
-        self.client_id = self._base_id = client_id
-        self.renewals = 0
-        self.seq = 0
-        #: The highest seq answered so far (sent with each request: see smr.sessions).
-        self.acked = 0
+        self.session = SessionState(client_id, cluster.app)
         self._turn = secrets.randbelow(len(cluster.names))
         # Answers to the current request; one channel serves them all, one request at a time.
         self._answers_in, self._answers = trio.open_memory_channel[tuple[str, Any]](math.inf)
         self._busy = False
+
+    @property
+    def client_id(self) -> str:
+        """This client's current session id."""
+        return self.session.client_id
 
     async def submit(self, command: Command, *, timeout: float = 1.0, attempts: int = 40) -> Value:
         """Submit ``command``; raise TimeoutError (outcome unknown) if ``attempts`` tries get no answer.
@@ -263,32 +263,24 @@ class TcpClient:
         cluster = self.cluster
         if self._busy:
             raise LocalProtocolError(f"session {self.client_id} already has a request outstanding")
-        self.seq += 1
-        key = (self.client_id, self.seq)
-        request = wire.encode(ClientRequest(self.client_id, self.seq, command, self.acked))
-        if len(request) + TAG_BYTES + ENVELOPE_BYTES > cluster.config.max_frame_bytes:
-            raise LocalProtocolError(f"command of {len(request)} bytes does not fit the cluster's max_frame_bytes "
-                                     f"({cluster.config.max_frame_bytes}) with {ENVELOPE_BYTES} bytes to spare "
-                                     f"for the replication message that carries it")
+        next_request = self.session.request(command)
+        key = (next_request.client_id, next_request.seq)
+        request = wire.encode(next_request)
+        if len(request) > request_limit(cluster.config.max_frame_bytes):
+            raise LocalProtocolError(f"command of {len(request)} bytes exceeds the cluster's max_frame_bytes "
+                                     f"({cluster.config.max_frame_bytes}) less the room the replication message "
+                                     f"around it needs")
         self._busy = True
         cluster._waiters[key] = self._answers_in
         recv = self._answers
         pause = PAUSE_MIN_S
         followed: set[str] = set()
-        renew = False
         try:
             for _ in range(attempts):
                 target = cluster.leader_hint or cluster.names[self._turn % len(cluster.names)]
                 outcome, value = await self._attempt(target, key, request, recv, timeout)
-                if outcome == "ok":
-                    self.acked = self.seq
-                    return value
-                if outcome == "error":
-                    self.acked = self.seq
-                    error = CommandError.from_result(value)
-                    if isinstance(error, SessionExpired):
-                        renew = True
-                    raise error
+                if outcome == ReplyStatus.OK or outcome == ReplyStatus.ERROR:
+                    return self.session.answered(command, outcome, value)
                 if outcome == "redirect":
                     if value is not None and value != target and value in cluster.names:
                         cluster.leader_hint = value
@@ -309,9 +301,6 @@ class TcpClient:
             del cluster._waiters[key]
             self._discard_stale()
             self._busy = False
-            if renew:  # the replicas dropped this session: carry on under a new one
-                self.renewals += 1
-                self.client_id, self.acked = f"{self._base_id}.{self.renewals}", 0  # seq runs on
 
     def _discard_stale(self) -> None:
         """Empty the answer channel: what is left belongs to a finished request, not the next one."""

@@ -33,6 +33,13 @@ import attrs
 from smr.errors import RemoteProtocolError
 
 TAG_BYTES = 32
+#: Room a client's request must leave in a frame for the replication message around it (AppendEntries, Accept).
+ENVELOPE_BYTES = 4096
+
+
+def request_limit(max_frame_bytes: int) -> int:
+    """The largest client request body a cluster with ``max_frame_bytes`` can replicate."""
+    return max_frame_bytes - TAG_BYTES - min(ENVELOPE_BYTES, max_frame_bytes // 4)
 HEADER = struct.Struct(">I")
 NONCE_BYTES = 16
 PROTOCOL_VERSION = 1

@@ -138,8 +138,11 @@ class LocalTcpCluster:
         self._reap(node)
         log = open(self.log_file(node), "ab")
         self._logs[node] = log
+        # One hash seed for every node: an app that iterates a set of strings then does so in the same
+        # order on every replica (each process would otherwise draw its own seed).
+        env = {**os.environ, "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0")}
         self.processes[node] = subprocess.Popen(
-            self.command(node), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            self.command(node), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
             start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
     def alive(self, node: str) -> bool:

@@ -46,7 +46,7 @@ from smr.replica import (TICK, ClientRequest, Ready, ReplicaConfig, ReplicaCore,
 from smr.apps import resolve_app
 
 from ._config import ClusterConfig, NodeAddress
-from ._frames import REASONS, TAG_BYTES, FrameError
+from ._frames import REASONS, TAG_BYTES, FrameError, request_limit
 from ._messages import StatusQuery, StatusReport
 from ._storage import Storage, open_storage
 from ._transport import FramedConnection, accept, connect, decode_message, next_batch
@@ -259,6 +259,20 @@ class NodeServer:
             return None
         return body
 
+    def _unorderable(self, request: ClientRequest, size: int) -> str | None:
+        """Why ``request`` cannot enter the log at all, or None.
+
+        An empty client id is the leader's own no-op (it has no session); a
+        request too big to leave room for the replication message around it
+        would be appended and then never sent to a follower.
+        """
+        if not request.client_id:
+            return "a request needs a client id (the empty id is reserved)"
+        if size > request_limit(self.config.max_frame_bytes):
+            return (f"a request of {size} bytes leaves no room in max_frame_bytes ({self.config.max_frame_bytes}) "
+                    f"for the replication message around it")
+        return None
+
     def _send_reply(self, reply: Reply) -> None:
         out = self._clients.get(reply.client_id)
         if out is None:
@@ -389,8 +403,13 @@ class NodeServer:
                 self.counters["client_requests"] += 1
                 self._clients[msg.client_id] = out
                 mine.add(msg.client_id)
-                # Whatever the command, it may enter the log: a bad one is an error outcome on
-                # every replica (smr.sessions.run_command), never a crash.
+                problem = self._unorderable(msg, len(body))
+                if problem is not None:  # it could never be replicated: refuse it before the log
+                    self.counters["commands_refused"] += 1
+                    self._send_reply(Reply(msg.client_id, msg.seq, ReplyStatus.FAIL, problem))
+                    continue
+                # Whatever the command does, it may enter the log: a bad one is an error outcome
+                # on every replica (smr.sessions.run_command), never a crash.
                 await self._enqueue(msg)
             elif isinstance(msg, StatusQuery):
                 try:

@@ -130,6 +130,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             return await client.statuses(timeout=args.timeout)
 
     reports = _run(main)
+    apps = {r.app for r in reports.values() if r is not None}
+    if len(apps) > 1:
+        print(f"smr: WARNING: the nodes run different apps ({', '.join(sorted(apps))}); their states will "
+              f"diverge -- start every node with the same cluster file and --app", file=sys.stderr)
     if args.json:
         print_json({n: None if r is None else {
             "role": r.role, "epoch": r.epoch, "leader": r.leader, "commit_index": r.commit_index,
@@ -150,12 +154,28 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ call
-def _cli_value(text: str) -> Any:
-    """A command-line argument as a value: JSON where it parses, else the string itself."""
+def _cli_value(text: str, hint: Any) -> Any:
+    """A command-line argument as a value: as typed for a ``str`` parameter, else JSON where it parses."""
+    if hint is str:
+        return text
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=lambda name: text)  # NaN, Infinity: not values
     except ValueError:
         return text
+
+
+def _hints(app: type, method: str) -> list[Any]:
+    """The type hint of each parameter of ``app.method`` (None where there is none or it will not resolve)."""
+    import typing
+
+    spec = getattr(app, "operations", {}).get(method)
+    if spec is None:
+        return []
+    try:
+        hints = typing.get_type_hints(spec.function)
+    except Exception:
+        hints = {}
+    return [hints.get(name) for name in list(spec.signature.parameters)[1:]]
 
 
 def cmd_call(args: argparse.Namespace) -> int:
@@ -171,7 +191,9 @@ def cmd_call(args: argparse.Namespace) -> int:
     async def main() -> Any:
         async with open_tcp_client(config, prefix="call") as cluster:
             proxy = AppClient(app, cluster.client(), timeout=args.timeout, attempts=args.attempts)
-            return await getattr(proxy, args.method)(*[_cli_value(a) for a in args.args])
+            hints = _hints(app, args.method)
+            values = [_cli_value(a, hints[i] if i < len(hints) else None) for i, a in enumerate(args.args)]
+            return await getattr(proxy, args.method)(*values)
 
     try:
         result = _run(main)

@@ -30,6 +30,7 @@ from ..history import HistoryRecorder, Operation
 from ..replica import (ClientRequest, Ready, ReplicaConfig, ReplicaCore, ReplicaStatus, Receive, Reply,
                        ReplyStatus, Start, TICK, Write, get_backend)
 from ..apps import resolve_app
+from ..client import opens_session
 from ..machine import SessionExpired
 from ..wire import encode
 from .config import FaultEvent, SimConfig
@@ -250,7 +251,7 @@ class Simulation:
             if applier is None:
                 continue
             try:
-                state = applier.machine.snapshot()
+                state = applier.snapshot()  # the machine and the session table
             except Exception as exc:  # a user's snapshot failing is a finding, not a crash
                 self.violations.append(f"{node.id}: {self.app.name}.snapshot() raised {type(exc).__name__}: {exc}")
                 return
@@ -468,7 +469,8 @@ class Simulation:
         elif reply.status == ReplyStatus.OK or reply.status == ReplyStatus.ERROR:
             # An error is an outcome too: the command ran (and raised) at one log index.
             self.history.ok(client.op_id, self.now, reply.result)
-            client.acked = client.seq
+            if client.command is not None and opens_session(self.app, client.command):
+                client.acked = client.seq
             if self._logging:
                 status = "OK" if reply.status == ReplyStatus.OK else "ERROR"
                 self._log(f"{client.id} {status} seq={client.seq} -> {reply.result!r}")
