@@ -234,9 +234,12 @@ class StateMachine:
         if not spec.min_args <= len(args) <= spec.max_args:
             raise CommandError("BadArguments", f"{self.name}.{command.op}{_public(spec.signature)} "
                                                f"got {len(args)} argument(s)")
-        # Fresh copies of lists and dicts: the arguments also live in the log, and a method that
-        # keeps one must not change what a lagging replica will later be sent.
-        args = tuple(canonical(a) if type(a) is list or type(a) is dict else a for a in args)
+        for a in args:
+            if type(a) is list or type(a) is dict:
+                # Fresh copies of lists and dicts: the arguments also live in the log, and a method
+                # that keeps one must not change what a lagging replica will later be sent.
+                args = tuple(canonical(x) if type(x) is list or type(x) is dict else x for x in args)
+                break
         return spec.function(self, *args)
 
     def is_read_only(self, command: Command) -> bool:

@@ -96,6 +96,9 @@ def run_command(machine: StateMachine, command: Any) -> Outcome:
         raise  # this node's own condition (a Ctrl-C, its memory), not the command's outcome
     except BaseException as exc:  # the user's method raised: part of the replicated outcome
         return ReplyStatus.ERROR, CommandError(type(exc).__name__, describe_exception(exc)).to_result()
+    kind = type(result)
+    if result is None or kind is bool or kind is str:
+        return ReplyStatus.OK, result  # the common case, nothing to check
     try:
         return ReplyStatus.OK, canonical(result, f"result of {command.op}")
     except BaseException as exc:  # not a value (or a value whose repr raises)

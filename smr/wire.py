@@ -54,8 +54,14 @@ def _register_value_hooks(converter: cattrs.Converter) -> None:
     from .commands import Command
     from .replica import Reply
 
+    plain = (type(None), bool, int, float, str)
+
     def command_out(c: Command) -> dict[str, Any]:
-        return {"op": c.op, "key": c.key, "args": [to_json(a) for a in c.args]}
+        args = c.args
+        for a in args:
+            if type(a) not in plain:
+                return {"op": c.op, "key": c.key, "args": [to_json(v) for v in args]}
+        return {"op": c.op, "key": c.key, "args": list(args)}  # scalars are their own JSON form
 
     def command_in(obj: Any, _: type) -> Command:
         if not isinstance(obj, dict) or not isinstance(obj.get("args", []), list):
