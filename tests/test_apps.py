@@ -371,3 +371,14 @@ def test_a_new_leader_stamps_the_log_time_not_its_own_uptime(backend: str) -> No
     net.tick_all(5)
     after = getattr(net.cores["n2"], "applier").time_ms
     assert before <= after < before + 10_000, (before, after)
+
+
+def test_smr_compare_judges_a_users_app_by_the_replicas_agreement() -> None:
+    from smr.compare import AGREED, compare, render_cells
+
+    config = SimConfig(state_machine=Ledger, duration_ms=800, name="ledger",
+                       faults=(FaultEvent(300, "crash_leader"), FaultEvent(500, "restart_all")))
+    cells = compare([config], ["raft", "multipaxos"], [1, 2], jobs=1)
+    assert all(r.verdict == AGREED and not r.workload_problems for c in cells for r in c.runs)
+    assert "no model, 2/2 agree" in render_cells(cells)
+    assert all(any(op.command.op in Ledger.operations for op in r.history) for c in cells for r in c.runs)

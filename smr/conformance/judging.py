@@ -98,18 +98,16 @@ def quorum_problems(history: Sequence[Operation], windows: Iterable[NoProgress])
 def judge_result(result: SimResult, heal_ms: float, bound_ms: float,
                  no_progress: Iterable[NoProgress] = ()) -> Judgement:
     """All five judgements of a finished run (only invariants if the run stopped at a violation)."""
-    from workloads import make_workload
-
-    from ..compare import judge
+    from ..compare import AGREED, judge
+    from ..sim.engine import workload_for
 
     if result.violations:
         return Judgement(invariants=tuple(result.violations))
-    clients = result.config.clients
-    workload = make_workload(clients.workload, clients.workload_options)
+    workload = workload_for(result.config)  # the one the run used (a user's app: its calls)
     verdict, workload_problems = judge(result, workload)
     history = result.history
     return Judgement(
-        linearizability=() if verdict == "linearizable" else (f"the history is {verdict}",),
+        linearizability=() if verdict in ("linearizable", AGREED) else (f"the history is {verdict}",),
         workload=tuple(workload_problems),
         liveness=liveness_problems(history, heal_ms, bound_ms, result.config.duration_ms),
         quorum=quorum_problems(history, no_progress))

@@ -12,4 +12,5 @@ from .engine import SafetyViolation as SafetyViolation
 from .engine import SimResult as SimResult
 from .engine import Simulation as Simulation
 from .engine import simulate as simulate
+from .engine import workload_for as workload_for
 from .latency import Latency as Latency

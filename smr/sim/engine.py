@@ -150,7 +150,7 @@ class Simulation:
         self._default_delay = self.network.latency.sampler(self.net_rng)
         self._sync_delay = config.disk.sync.sampler(self.net_rng)
         self._link_last: dict[tuple[str, str], float] = {}
-        self.workload = _make_workload(config)
+        self.workload = workload_for(config)
         #: The state-machine class every replica runs (the config's app, else the workload's).
         self.app = resolve_app(config.state_machine or self.workload.state_machine)
         skew_rng = random.Random(f"{seed}/skew")
@@ -624,7 +624,7 @@ def simulate(config: SimConfig, seed: int) -> SimResult:
     return Simulation(config, seed).run()
 
 
-def _make_workload(config: SimConfig) -> Any:
+def workload_for(config: SimConfig) -> Any:
     """The run's workload: the configured one; for an app of the user's with the default, its calls."""
     from workloads import make_workload
 
