@@ -29,7 +29,12 @@ class Command:
 
     op: str = attrs.field(validator=attrs.validators.instance_of(str))
     key: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
-    args: tuple[Value, ...] = attrs.field(default=(), converter=canonical_args)
+    args: tuple[Value, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        # Here rather than as a converter: a codec that builds the object without __init__
+        # (msgspec on the wire) still runs this, so decoded arguments are checked too.
+        object.__setattr__(self, "args", canonical_args(self.args))
 
     def __str__(self) -> str:
         parts = [self.op]

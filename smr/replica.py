@@ -36,7 +36,7 @@ import attrs
 
 from . import wire
 from .commands import Command
-from .values import Value
+from .values import INT_MAX, INT_MIN, Value, canonical
 # The backend registry lives in smr.registry (the built-ins table, the entry-point
 # group, programmatic registration); runtimes import these three names from here.
 from .registry import backend_names as backend_names
@@ -135,6 +135,12 @@ class Reply:
     status: str
     result: Value = None
     leader: NodeId | None = None
+
+    def __attrs_post_init__(self) -> None:
+        result = self.result  # a decoded reply's result is checked like any value (smr.values)
+        if not (result is None or type(result) is bool or (type(result) is str and result.isascii()) or
+                (type(result) is int and INT_MIN <= result <= INT_MAX)):
+            object.__setattr__(self, "result", canonical(result, "result"))
 
 
 @attrs.frozen

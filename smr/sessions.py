@@ -97,7 +97,7 @@ def run_command(machine: StateMachine, command: Any) -> Outcome:
     except BaseException as exc:  # the user's method raised: part of the replicated outcome
         return ReplyStatus.ERROR, CommandError(type(exc).__name__, describe_exception(exc)).to_result()
     kind = type(result)
-    if result is None or kind is bool or kind is str:
+    if result is None or kind is bool or (isinstance(result, str) and kind is str and result.isascii()):
         return ReplyStatus.OK, result  # the common case, nothing to check
     try:
         return ReplyStatus.OK, canonical(result, f"result of {command.op}")

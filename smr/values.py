@@ -23,12 +23,15 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from typing import Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 from .errors import SMRError
 
 #: A value a command argument or result may hold (see the module docstring).
-Value = Union[None, bool, int, float, str, bytes, list["Value"], dict[str, "Value"]]
+if TYPE_CHECKING:
+    Value = Union[None, bool, int, float, str, bytes, list["Value"], dict[str, "Value"]]
+else:  # at run time a Value field is checked by canonical(), not by its annotation: codecs see Any
+    Value = Any
 
 #: The widest integers every runtime carries (signed and unsigned 64-bit).
 INT_MIN, INT_MAX = -(2 ** 63), 2 ** 64 - 1
@@ -38,7 +41,17 @@ MAX_DEPTH = 64
 _BYTES, _BYTEARRAY, _TUPLE, _MAP, _DICT = "$bytes", "$bytearray", "$tuple", "$map", "$dict"
 #: The largest int JSON text can hold for Python to read back (its int/str conversion limit).
 _JSON_INT_LIMIT = 10 ** 4000
-_SCALARS = (type(None), bool, str)
+_SCALARS = (type(None), bool)
+
+
+def _text(value: str, where: str) -> str:
+    """``value`` if it is valid Unicode text (UTF-8 encodable: no lone surrogates), else TypeError."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _refuse(where, "a str with a lone surrogate is not text") from None
+    return value
 
 
 class CorruptValue(SMRError):
@@ -71,6 +84,8 @@ def canonical(value: Any, where: str = "value", depth: int = 0) -> Value:
     kind = type(value)
     if kind in _SCALARS:
         return value
+    if kind is str:
+        return _text(value, where)
     if kind is int:
         if not INT_MIN <= value <= INT_MAX:
             raise _refuse(where, f"the int {value if abs(value) < 10 ** 30 else '(huge)'} "
@@ -91,6 +106,7 @@ def canonical(value: Any, where: str = "value", depth: int = 0) -> Value:
         for k, v in value.items():
             if type(k) is not str:
                 raise _refuse(where, f"the dict key {_repr(k)} is not a str")
+            _text(k, where)
             out[k] = canonical(v, _inner(where, _repr(k), depth), depth + 1)
         return out
     if kind is bytearray or kind is memoryview:
@@ -106,7 +122,7 @@ def canonical(value: Any, where: str = "value", depth: int = 0) -> Value:
     if isinstance(value, float):
         return canonical(float.__float__(value), where, depth)
     if isinstance(value, str):
-        return str.__str__(value)
+        return _text(str.__str__(value), where)
     raise _refuse(where, f"a {kind.__name__} cannot be carried")
 
 
@@ -118,7 +134,7 @@ def canonical_args(args: Any) -> tuple[Value, ...]:
         args = tuple(args)
     for a in args:
         kind = type(a)
-        if not (kind in _SCALARS or (kind is int and INT_MIN <= a <= INT_MAX)):
+        if not (kind in _SCALARS or (kind is str and a.isascii()) or (kind is int and INT_MIN <= a <= INT_MAX)):
             return tuple(canonical(a, f"argument {i + 1}") for i, a in enumerate(args))
     return args  # the common case: scalars only, nothing to copy
 

@@ -286,11 +286,16 @@ def test_a_first_request_retried_after_its_session_was_evicted_is_not_run_twice(
     assert copy.apply(first)[0] == "error"                         # the memory survives a snapshot
 
 
-def test_an_integer_of_thousands_of_digits_in_a_frame_is_a_remote_error() -> None:
+def test_an_integer_of_thousands_of_digits_is_refused_on_the_wire_and_on_disk() -> None:
     from smr import wire
+    from smr.net._values import loads
 
-    with pytest.raises(smr.RemoteProtocolError, match="not JSON"):
+    with pytest.raises(smr.RemoteProtocolError):  # the old JSON frame that killed every node
         wire.decode(b'{"t": "smr.ClientRequest", "b": {"client_id": "c", "seq": ' + b"7" * 5000 + b"}}")
+    with pytest.raises(smr.CorruptValue, match="not JSON"):
+        loads(b"7" * 5000)
+    with pytest.raises(smr.LocalProtocolError, match="cannot be put on the wire"):  # msgpack: 64 bits
+        wire.encode(ClientRequest("c", 2 ** 70, Command("noop")))
 
 
 def test_framework_names_cannot_be_commands_and_nested_classes_can_be_apps() -> None:

@@ -44,9 +44,10 @@ def test_every_storable_value_round_trips_with_its_types(value: Any) -> None:
 
 
 def test_strings_any_client_can_send_are_storable() -> None:
-    request = wire.decode(b'{"t":"smr.ClientRequest","b":{"client_id":"c","seq":1,'
-                          b'"command":{"op":"put","key":"\\ud800","args":["\\u00e9\\udfff"]}}}')
-    assert loads(dumps(request)) == request  # lone surrogates and non-ASCII survive
+    request = wire.decode(wire.encode(ClientRequest("c", 1, c.put("k\u00e9", "\u00e9\U0001f600"))))
+    assert loads(dumps(request)) == request  # non-ASCII text survives the wire and the disk
+    with pytest.raises(TypeError, match="lone surrogate"):  # not text: refused where it is made
+        c.put("k", "\udfff")
 
 
 def test_dicts_that_look_like_tags_are_escaped() -> None:

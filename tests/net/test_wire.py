@@ -21,6 +21,8 @@ MESSAGES = sorted(wire.registered_messages().items())
 # NaN never equals itself, so a round trip of it cannot compare equal; messages
 # carry finite numbers (JSON has no NaN or infinity either).
 st.register_type_strategy(float, st.floats(allow_nan=False, allow_infinity=False))
+# msgpack carries 64-bit integers (every counter a core keeps fits).
+st.register_type_strategy(int, st.integers(INT_MIN, 2 ** 63 - 1))
 
 #: Any value a command may carry (smr.values): JSON plus bytes, nested.
 VALUES = st.recursive(
