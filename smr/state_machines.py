@@ -178,15 +178,19 @@ class ReplLockManager(StateMachine):
         #: lock -> [holder, log time (s) the lease ends]
         self.locks: dict[str, list[Value]] = {}
 
-    def _holder(self, key: str) -> str | None:
+    def _live_holder(self, key: str) -> str | None:
+        """Who holds ``key`` with a lease still running at this log time (None: free)."""
         held = self.locks.get(key)
-        if held is None:
+        if held is None or not isinstance(held[1], (int, float)) or held[1] <= self.log_time:
             return None
-        holder, until = held
-        if isinstance(until, (int, float)) and until <= self.log_time:
-            del self.locks[key]
-            return None
-        return holder if isinstance(holder, str) else None
+        return held[0] if isinstance(held[0], str) else None
+
+    def _holder(self, key: str) -> str | None:
+        """:meth:`_live_holder`, forgetting a lease that ran out (commands only: they may change state)."""
+        holder = self._live_holder(key)
+        if holder is None:
+            self.locks.pop(key, None)
+        return holder
 
     @command
     def acquire(self, key: str, owner: str, lease: float = 10.0) -> bool:
@@ -210,10 +214,7 @@ class ReplLockManager(StateMachine):
     @query
     def holder(self, key: str) -> str | None:
         """Who holds lock ``key`` now (None: free)."""
-        held = self.locks.get(key)
-        if held is None or not isinstance(held[1], (int, float)) or held[1] <= self.log_time:
-            return None
-        return held[0] if isinstance(held[0], str) else None
+        return self._live_holder(key)
 
 
 #: Built-in state machines by name (read-only for users: pass your class, or ``module:Class``).

@@ -73,7 +73,7 @@ class BlockingClient(Generic[M]):
             try:
                 trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
             except trio.RunFinishedError:
-                pass
+                pass  # the loop already ended (it failed): nothing left to stop
         self._thread.join()
         self._thread = None
 

@@ -103,9 +103,8 @@ class TcpCluster:
         if app is None:
             return session
         cls = resolve_app(app)
-        runs = resolve_app(self.config.state_machine)
-        if cls.name != runs.name:
-            raise ConfigError(f"this cluster runs {runs.name}, not {cls.name}", file=self.config.source,
+        if cls.name != self.app.name:
+            raise ConfigError(f"this cluster runs {self.app.name}, not {cls.name}", file=self.config.source,
                               field="state_machine")
         return AppClient(cast("type[M]", cls), session)
 

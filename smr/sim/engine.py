@@ -31,7 +31,7 @@ from ..replica import (ClientRequest, Ready, ReplicaConfig, ReplicaCore, Replica
                        ReplyStatus, Start, TICK, Write, get_backend)
 from ..apps import resolve_app
 from ..client import opens_session
-from ..machine import SessionExpired
+from ..machine import CommandError, SessionExpired
 from ..wire import encode
 from .config import FaultEvent, SimConfig
 from .faults import draw_swarm
@@ -639,5 +639,5 @@ def workload_for(config: SimConfig) -> Any:
 
 def _session_expired(result: Any) -> bool:
     """True if an error reply says the client's session was dropped (smr.sessions)."""
-    return isinstance(result, dict) and result.get("error") == SessionExpired.KIND
+    return isinstance(CommandError.from_result(result), SessionExpired)
 
