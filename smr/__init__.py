@@ -38,6 +38,7 @@ from .history import Operation as Operation
 from .history import Outcome as Outcome
 from .replica import Backend as Backend
 from .replica import ClientRequest as ClientRequest
+from .replica import Synced as Synced
 from .replica import Committed as Committed
 from .replica import Ready as Ready
 from .replica import Receive as Receive

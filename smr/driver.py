@@ -31,10 +31,10 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from .errors import LocalProtocolError, RemoteProtocolError
 from .replica import (EMPTY, LEADING_ROLES, ClientRequest, Committed, NodeId, Ready, ReplicaCore,
-                      ReplicaStatus, Receive, Start, Tick, Write)
+                      ReplicaStatus, Receive, Start, Synced, Tick, Write)
 
 #: The inputs every core takes once started; a core adds its own local inputs in ``local_inputs``.
-CONTRACT_INPUTS: tuple[type, ...] = (Tick, Receive, ClientRequest)
+CONTRACT_INPUTS: tuple[type, ...] = (Tick, Receive, ClientRequest, Synced)
 
 CoreT = TypeVar("CoreT", bound=ReplicaCore)
 
@@ -113,6 +113,12 @@ class Driver(Generic[CoreT]):
             else:
                 self._leader_epoch = None
         return ready
+
+    def synced(self, ready: Ready) -> Ready:
+        """Step ``ready.after_sync`` (call it once ``ready.persist`` is durable); the empty batch if unset."""
+        if ready.after_sync is None:
+            return EMPTY
+        return self.step(ready.after_sync)
 
     def status(self) -> ReplicaStatus:
         """The core's current role, epoch, leader belief and commit index."""

@@ -13,7 +13,9 @@ Inputs:
 * :class:`Tick` -- one logical clock tick; all timeouts count ticks;
 * :class:`Receive` -- a message from a peer;
 * :class:`ClientRequest` -- a command from a client, tagged with
-  (client id, sequence number) so retries are de-duplicated.
+  (client id, sequence number) so retries are de-duplicated;
+* :class:`Synced` -- this node's own writes are durable up to a point: the
+  runtime steps ``ready.after_sync`` once that batch's ``persist`` is synced.
 
 **The ordering rule (persist before you promise).**  A runtime that receives a
 ``Ready`` must make ``ready.persist`` durable (written *and* synced) before it
@@ -23,6 +25,29 @@ that depends on it leaves.  It must also keep batches in order: the outputs of
 a later batch are never released before those of an earlier one.  Committed
 entries (``ready.committed``) have already been applied by the core to its
 state machine; the runtime uses them for tracing and safety checking only.
+
+**The one exception: the leader's write in parallel with replication.**
+``ready.eager`` holds messages that may leave *before* ``ready.persist`` is
+durable (and before earlier batches' held outputs): a leader's
+AppendEntries/Accept carrying entries it is still writing itself.  The core
+then sets ``ready.after_sync`` to a :class:`Synced` input, which the runtime
+steps once this batch's ``persist`` (and so every earlier write) is durable,
+and never before; a crash before that loses the input with the writes.
+
+Why this is safe (the Raft thesis, section 10.2.1; etcd raft's asynchronous
+storage writes): an eager message promises nothing on the sender's behalf.
+It carries only entries the leader itself proposed in its current epoch,
+whose epoch (term or ballot) was made durable when it was won, so a receiver
+learns nothing that a crash of the leader could contradict: if the leader
+loses the unsynced entries, they are uncommitted entries of a deposed epoch,
+which both protocols already overwrite or re-propose.  What must not happen
+is the leader *counting itself* toward a quorum for an entry that is not yet
+on its own disk: a commit reported by that count could vanish with the
+leader's crash (its acknowledgement would rest on the followers alone).  So a
+core counts its own copy only on the matching ``Synced`` -- the simulator's
+lost-unsynced-writes model and the mutant ``count-self-before-sync`` check
+exactly that.  A runtime that cannot send early may release ``eager`` with
+``messages`` after the sync: that is always correct, only slower.
 """
 
 from __future__ import annotations
@@ -88,7 +113,21 @@ class ClientRequest:
     time: int = 0
 
 
-Input = Union[Start, Tick, Receive, ClientRequest]
+@wire.message
+@attrs.frozen
+class Synced:
+    """This node's writes are durable up to log position ``index``, written in epoch ``epoch``.
+
+    A core asks for it in ``Ready.after_sync`` and uses it to count its own
+    copy of entries toward a quorum (see the module docstring); it is never
+    sent between nodes.
+    """
+
+    epoch: int
+    index: int
+
+
+Input = Union[Start, Tick, Receive, ClientRequest, Synced]
 
 
 # -------------------------------------------------------------------- outputs
@@ -145,15 +184,23 @@ class Reply:
 
 @attrs.frozen
 class Ready:
-    """One batch of outputs; see the module docstring for the ordering rule."""
+    """One batch of outputs; see the module docstring for the ordering rule.
+
+    ``persist`` must be durable before ``messages``, ``replies`` and
+    ``committed`` are released; ``eager`` may leave at once; ``after_sync``
+    (if set) is stepped into the core once ``persist`` is durable.
+    """
 
     persist: tuple[Write, ...] = ()
     messages: tuple[Send, ...] = ()
     committed: tuple[Committed, ...] = ()
     replies: tuple[Reply, ...] = ()
+    eager: tuple[Send, ...] = ()
+    after_sync: Synced | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.persist or self.messages or self.committed or self.replies)
+        return bool(self.persist or self.messages or self.committed or self.replies or self.eager
+                    or self.after_sync is not None)
 
 
 #: The empty batch (shared: cores return it when an input changed nothing).

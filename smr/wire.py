@@ -153,6 +153,11 @@ def _encoder() -> Any:
     return _msgpack_encoder
 
 
+def is_message(value: Any) -> bool:
+    """True if ``value`` is an instance of a registered wire message class."""
+    return type(value) in _NAME_OF
+
+
 def encode(msg: Any) -> bytes:
     """Serialise a registered message to a frame body: msgpack ``[name, fields]`` (msgspec, no dicts in between)."""
     try:

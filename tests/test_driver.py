@@ -78,7 +78,7 @@ def test_start_is_given_once_per_incarnation() -> None:
 def test_an_input_of_unknown_type_is_a_local_error_naming_node_core_and_input() -> None:
     driver = started()
     with pytest.raises(LocalProtocolError, match=r"n1: ScriptedCore cannot step 'junk' \(it takes Start, then "
-                                                 r"ClientRequest, Receive, Tick\)"):
+                                                 r"ClientRequest, Receive, Synced, Tick\)"):
         driver.step("junk")
     assert driver.core.inputs == [Start()]
 

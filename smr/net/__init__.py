@@ -2,7 +2,9 @@
 
 The public surface:
 
-* :func:`serve` / :class:`NodeServer` -- run one replica (``smr serve``);
+* :func:`open_node` -> :class:`Node` -- run one replica inside this trio
+  program, with sessions that enter its core directly (``smr serve`` is a
+  thin program over it); :func:`serve` / :class:`NodeServer` underneath;
 * :func:`open_tcp_client` -> :class:`TcpCluster` (``submit``, ``client()``,
   ``client(App)``, ``status``) and its sessions :class:`TcpClient`;
 * :func:`connect` -> :class:`BlockingClient` -- the same for code without trio
@@ -28,7 +30,10 @@ from ._frames import FrameError as FrameError
 from ._launcher import LocalTcpCluster as LocalTcpCluster
 from ._launcher import free_ports as free_ports
 from ._launcher import open_local_tcp_cluster as open_local_tcp_cluster
+from ._launcher import write_cluster_file as write_cluster_file
 from ._messages import StatusQuery as StatusQuery
+from ._node import Node as Node
+from ._node import open_node as open_node
 from ._messages import StatusReport as StatusReport
 from ._server import NodeServer as NodeServer
 from ._server import serve as serve

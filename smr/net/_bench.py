@@ -4,13 +4,15 @@
 and writes per second at several group-commit batch sizes, beside a bare
 ``write`` + ``fdatasync`` loop on the same disk (the floor any design pays).
 
-``tcp`` starts a local 3-node cluster of real processes per backend (durable
-by default), then measures (a) sustained throughput with ``--clients``
-sessions each keeping one put outstanding for ``--seconds`` and (b) the
-latency of ``--latency-ops`` puts issued one at a time; it runs the same puts
-against a 3-node PySyncObj cluster (``smr.net._pysyncobj_baseline``) when
-that package is installed, and prints everything side by side with ratios.
-Every loop is bounded in operations and in time.
+``tcp`` starts local 3-node clusters of real processes per backend, as
+embedded nodes (the caller inside the leader's process, :mod:`smr.net._sweep`)
+and client-server (``smr serve`` processes and a client process), durable and
+without sync, and sweeps the load (1 to 1024 puts outstanding) on each:
+ops/s, p50/p99 and CPU per operation per process.  The same sweep runs on a
+3-node PySyncObj cluster (``smr.net._pysyncobj_baseline``, batching on and
+off; its best at each load is the baseline) when that package is installed.
+Beside them: the physical floor of a durable commit (a loopback round trip
+and one ``fdatasync``).  Every loop is bounded in operations and in time.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,8 +34,9 @@ from smr.replica import ClientRequest, Write
 from smr.stats import percentile as _percentile
 
 from ._client import open_tcp_client
-from ._launcher import open_local_tcp_cluster
+from ._launcher import open_local_tcp_cluster, write_cluster_file
 from ._storage import Storage
+from ._sweep import LOADS, fdatasync_ms, loopback_rtt_ms, sweep
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -104,58 +108,60 @@ def cmd_bench_storage(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------- tcp
-async def measure(cluster_file: Path, *, clients: int, seconds: float, latency_ops: int, value_size: int,
-                  max_ops: int) -> dict[str, Any]:
-    """Throughput with ``clients`` sessions for ``seconds``, then sequential put latency."""
-    value = "v" * value_size
-    async with open_tcp_client(cluster_file, prefix="bench") as cluster:
-        warm = cluster.client()
-        for i in range(50):
-            await warm.submit(put(f"warm{i}", value))
-        loaded: list[float] = []
-        counts = {"ok": 0, "errors": 0, "issued": 0}
-        start = time.perf_counter()
-        deadline = start + seconds
-
-        async def worker(n: int) -> None:
-            session = cluster.client()
-            i = 0
-            while time.perf_counter() < deadline and counts["issued"] < max_ops:
-                counts["issued"] += 1
-                i += 1
-                t = time.perf_counter()
-                try:
-                    await session.submit(put(f"k{n}-{i % 100}", value), attempts=10)
-                except TimeoutError:
-                    counts["errors"] += 1
-                    continue
-                loaded.append(time.perf_counter() - t)
-                counts["ok"] += 1
-
-        async with trio.open_nursery() as nursery:
-            for n in range(clients):
-                nursery.start_soon(worker, n)
-        elapsed = time.perf_counter() - start
-        sequential: list[float] = []
-        session = cluster.client()
-        for i in range(latency_ops):
-            t = time.perf_counter()
-            await session.submit(put(f"seq{i % 100}", value))
-            sequential.append(time.perf_counter() - t)
-    return {"ok": counts["ok"], "errors": counts["errors"], "elapsed_s": round(elapsed, 3),
-            "throughput": counts["ok"] / elapsed,
-            "loaded_p50_ms": percentile(loaded, 0.5) * 1000, "loaded_p99_ms": percentile(loaded, 0.99) * 1000,
-            "p50_ms": percentile(sequential, 0.5) * 1000, "p99_ms": percentile(sequential, 0.99) * 1000,
-            "latency_ops": len(sequential)}
+MODES = ("embedded", "client-server")
+EMBEDDED_TIMEOUT_S = 60.0
 
 
-async def bench_backend(directory: Path, backend: str, *, fsync: bool, clients: int, seconds: float,
-                        latency_ops: int, value_size: int, max_ops: int) -> dict[str, Any]:
-    """Start a 3-node loopback cluster of ``backend`` in ``directory`` and measure it."""
+def _wait_for_file(path: Path, procs: list[subprocess.Popen[bytes]], timeout: float, what: str) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} gave no figures within {timeout:.0f} s (logs in {path.parent})")
+        if all(p.poll() is not None for p in procs):
+            raise RuntimeError(f"every process of {what} exited (logs in {path.parent})")
+        time.sleep(0.05)
+    found: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return found
+
+
+def embedded_sweep(directory: Path, backend: str, *, fsync: bool, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Three embedded-node processes of ``backend``; the leader sweeps the loads through its own sessions."""
+    directory.mkdir(parents=True)
+    cluster_file = directory / "cluster.yaml"
+    config = write_cluster_file(cluster_file, nodes=3, backend=backend, fsync=fsync)
+    out = directory / "figures.json"
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = []
+    try:
+        for node in config.node_ids:
+            log = open(directory / f"{node}.log", "wb")
+            logs.append(log)
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "smr.net._sweep", "node", "--cluster", str(cluster_file), "--node", node,
+                 "--dir", str(directory), "--out", str(out), "--loads", args.loads, "--seconds", str(args.seconds),
+                 "--value-size", str(args.value_size), "--max-ops", str(args.max_ops)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
+        timeout = EMBEDDED_TIMEOUT_S + len(args.loads.split(",")) * (args.seconds + 5)
+        rows: list[dict[str, Any]] = _wait_for_file(out, procs, timeout, f"embedded {backend}")["rows"]
+        return rows
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        for log in logs:
+            log.close()
+
+
+async def client_server_sweep(directory: Path, backend: str, *, fsync: bool,
+                              args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Three ``smr serve`` processes of ``backend``; this process is the client, sweeping the loads."""
     async with open_local_tcp_cluster(directory, nodes=3, backend=backend, fsync=fsync) as cluster:
-        figures = await measure(cluster.cluster_file, clients=clients, seconds=seconds,
-                                latency_ops=latency_ops, value_size=value_size, max_ops=max_ops)
-    return {"system": backend, "storage": "sqlite fsync" if fsync else "sqlite no-sync", **figures}
+        leader = await cluster.wait_for_leader()
+        pids = {("leader" if n == leader else n): p.pid for n, p in cluster.processes.items()}
+        pids["client"] = os.getpid()
+        async with open_tcp_client(cluster.cluster_file, prefix="bench") as tcp:
+            return await sweep(tcp.client, [int(x) for x in args.loads.split(",")], seconds=args.seconds,
+                               value_size=args.value_size, max_ops=args.max_ops, pids=pids)
 
 
 def _pysyncobj(directory: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -166,74 +172,137 @@ def _pysyncobj(directory: Path, args: argparse.Namespace) -> list[dict[str, Any]
         return []
     from ._pysyncobj_baseline import run_pysyncobj_bench
 
-    rows = []
+    systems = []
     for batch in (True, False):  # its default, and its low-latency setting
-        figures = run_pysyncobj_bench(directory / f"batch-{batch}", clients=args.clients, seconds=args.seconds,
-                                      latency_ops=args.latency_ops, value_size=args.value_size,
-                                      max_ops=args.max_ops, batch=batch)
-        label = "pysyncobj" if batch else "pysyncobj*"
-        rows.append({**figures, "system": label, "storage": "mmap journal, no sync"})
-    return rows
+        figures = run_pysyncobj_bench(directory / f"batch-{batch}", loads=args.loads, seconds=args.seconds,
+                                      value_size=args.value_size, max_ops=args.max_ops, batch=batch)
+        systems.append({"system": "pysyncobj", "mode": "embedded", "storage": "no sync",
+                        "config": f"appendEntriesUseBatch={batch}", "rows": figures["rows"]})
+    return systems
+
+
+def _best_baseline(baselines: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """PySyncObj's best row at each load (highest throughput over its settings), labelled with its setting."""
+    best: dict[int, dict[str, Any]] = {}
+    for system in baselines:
+        for row in system["rows"]:
+            if row["load"] not in best or row["throughput"] > best[row["load"]]["throughput"]:
+                best[row["load"]] = {**row, "config": system["config"]}
+    return best
+
+
+def acceptance(systems: list[dict[str, Any]], best: dict[int, dict[str, Any]],
+               floor: dict[str, float]) -> list[tuple[str, bool]]:
+    """Issue 16's acceptance lines, judged on this run's figures."""
+    checks: list[tuple[str, bool]] = []
+
+    def ratios(system: dict[str, Any], min_load: int) -> list[float]:
+        return [r["throughput"] / best[r["load"]]["throughput"] for r in system["rows"]
+                if r["load"] >= min_load and r["load"] in best]
+
+    for s in systems:
+        if s["system"] == "pysyncobj":
+            continue
+        label = f"{s['system']} {s['mode']} {s['storage']}"
+        if s["mode"] == "embedded" and s["storage"] == "no sync":
+            found = ratios(s, 16)
+            checks.append((f"{label}: >= 2x best PySyncObj at loads >= 16 (min {min(found, default=0):.2f}x)",
+                           bool(found) and min(found) >= 2.0))
+        elif s["mode"] == "embedded":
+            found = ratios(s, 16)
+            checks.append((f"{label}: >= 1x best PySyncObj at loads >= 16 (min {min(found, default=0):.2f}x)",
+                           bool(found) and min(found) >= 1.0))
+            one = next((r for r in s["rows"] if r["load"] == 1), None)
+            if one is not None:
+                limit = 1.5 * (floor["loopback_rtt_ms"] + floor["fdatasync_ms"])
+                checks.append((f"{label}: sequential p50 {one['p50_ms']:.2f} ms <= 1.5 x (RTT + fdatasync) "
+                               f"= {limit:.2f} ms", one["p50_ms"] <= limit))
+        elif s["storage"] == "no sync":
+            found = ratios(s, 64)
+            checks.append((f"{label}: >= 1x best PySyncObj at loads >= 64 (min {min(found, default=0):.2f}x)",
+                           bool(found) and min(found) >= 1.0))
+    return checks
 
 
 def cmd_bench_tcp(args: argparse.Namespace) -> int:
-    """Print throughput and sequential latency per backend (and PySyncObj) with ratios."""
+    """Sweep the load for each backend, mode and storage (and PySyncObj); print figures and ratios."""
     backends = [b for b in args.backends.split(",") if b]
-    modes = [True, False] if args.no_fsync_too else [True]
-    rows: list[dict[str, Any]] = []
+    modes = [m for m in args.modes.split(",") if m]
+    for mode in modes:
+        if mode not in MODES:
+            raise SystemExit(f"smr bench tcp: unknown mode {mode!r} (choose from {', '.join(MODES)})")
+    storages = [True, False] if args.storage == "both" else [args.storage == "fsync"]
+    systems: list[dict[str, Any]] = []
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="smr-bench-tcp-", dir=args.dir) as tmp:
-        for fsync in modes:
-            for backend in backends:
-                directory = Path(tmp) / f"{backend}-{'sync' if fsync else 'nosync'}"
-                rows.append(trio.run(lambda: bench_backend(  # noqa: B023 (called at once)
-                    directory, backend, fsync=fsync, clients=args.clients, seconds=args.seconds,
-                    latency_ops=args.latency_ops, value_size=args.value_size, max_ops=args.max_ops)))
+        floor = {"loopback_rtt_ms": loopback_rtt_ms(), "fdatasync_ms": fdatasync_ms(Path(tmp))}
+        for fsync in storages:
+            for mode in modes:
+                for backend in backends:
+                    directory = Path(tmp) / f"{backend}-{mode}-{'sync' if fsync else 'nosync'}"
+                    if mode == "embedded":
+                        rows = embedded_sweep(directory, backend, fsync=fsync, args=args)
+                    else:
+                        rows = trio.run(lambda: client_server_sweep(  # noqa: B023 (called at once)
+                            directory, backend, fsync=fsync, args=args))
+                    systems.append({"system": backend, "mode": mode, "storage": "fsync" if fsync else "no sync",
+                                    "rows": rows})
         baselines = [] if args.no_pysyncobj else _pysyncobj(Path(tmp) / "pysyncobj", args)
-    for row in rows:
-        row["vs"] = {b["system"]: {"throughput": row["throughput"] / b["throughput"],
-                                   "p50": row["p50_ms"] / b["p50_ms"]} for b in baselines}
-    rows.extend(baselines)
+    best = _best_baseline(baselines)
+    for system in systems:
+        for row in system["rows"]:
+            if row["load"] in best:
+                row["vs_best_pysyncobj"] = round(row["throughput"] / best[row["load"]]["throughput"], 3)
+    systems.extend(baselines)
+    checks = acceptance(systems, best, floor) if best else []
     wall = time.perf_counter() - started
-    settings = {"nodes": 3, "clients": args.clients, "seconds": args.seconds, "latency_ops": args.latency_ops,
-                "value_size": args.value_size, "operation": "put", "cpus": os.cpu_count(),
-                "wall_s": round(wall, 1),
+    settings = {"nodes": 3, "loads": args.loads, "seconds_per_load": args.seconds, "value_size": args.value_size,
+                "operation": "put", "cpus": os.cpu_count(), "wall_s": round(wall, 1),
                 "load_average_before": load_before, "load_average_after": os.getloadavg()[0]}
     if args.json:
-        json.dump({"settings": settings, "rows": rows}, sys.stdout, indent=2, sort_keys=True)
+        json.dump({"settings": settings, "floor": floor, "systems": systems,
+                   "best_pysyncobj": {str(k): v for k, v in best.items()},
+                   "acceptance": [{"check": c, "holds": ok} for c, ok in checks]},
+                  sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
         return 0
     print(f"3 nodes on 127.0.0.1, {os.cpu_count()} CPUs (load average {load_before:.1f} before, "
           f"{settings['load_average_after']:.1f} after); put of a {args.value_size}-byte value; "
-          f"{args.clients} clients for {args.seconds:g} s, then {args.latency_ops} sequential puts")
-    names = [b["system"] for b in baselines]
-    header = "".join(f" {'x tput/x p50 vs ' + n:>24s}" for n in names)
-    print(f"{'system':11s} {'storage':21s} {'ops/s':>8s} {'p50 ms':>7s} {'p99 ms':>7s} "
-          f"{'loaded p50/p99':>15s}{header}")
-    for r in rows:
-        ratios = "".join(f" {r['vs'][n]['throughput']:>15.2f}/{r['vs'][n]['p50']:<8.2f}"
-                         for n in names) if "vs" in r else ""
-        print(f"{r['system']:11s} {r['storage']:21s} {r['throughput']:8,.0f} {r['p50_ms']:7.2f} "
-              f"{r['p99_ms']:7.2f} "
-              f"{r['loaded_p50_ms']:7.1f}/{r['loaded_p99_ms']:<7.1f}{ratios}")
+          f"{args.seconds:g} s per load; loopback round trip {floor['loopback_rtt_ms']:.3f} ms, "
+          f"fdatasync {floor['fdatasync_ms']:.3f} ms (medians)")
+    print(f"{'system':31s} {'load':>5s} {'ops/s':>8s} {'p50 ms':>7s} {'p99 ms':>7s} {'CPU us/op':>9s} "
+          f"{'(per process)':28s} {'x best PySyncObj':>16s}")
+    for s in systems:
+        label = f"{s['system']} {s['mode']} {s['storage']}"
+        if "config" in s:
+            label = f"pysyncobj {s['config'].replace('appendEntriesUseBatch=', 'batch=')}"
+        for r in s["rows"]:
+            per = "/".join(f"{v:.0f}" for v in r["cpu_us_per_op"].values())
+            ratio = f"{r['vs_best_pysyncobj']:.2f}" if "vs_best_pysyncobj" in r else ""
+            print(f"{label:31s} {r['load']:5d} {r['throughput']:8,.0f} {r['p50_ms']:7.2f} {r['p99_ms']:7.2f} "
+                  f"{r['cpu_us_per_op_total']:9.0f} {per:28s} {ratio:>16s}")
     if baselines:
-        print("pysyncobj: its defaults (appendEntriesUseBatch=True); pysyncobj*: appendEntriesUseBatch=False. "
-              "PySyncObj is driven inside its leader process (no client hop) and never syncs its journal.")
-    print(f"targets: throughput >= 2x PySyncObj; sequential durable p50 <= 1 ms.  wall time {wall:.0f} s")
+        print("PySyncObj runs its caller inside the leader's process and never syncs its journal; its best "
+              "setting is taken at each load. CPU per process: leader first, then followers (and the client).")
+    for check, holds in checks:
+        print(f"{'PASS' if holds else 'FAIL'}  {check}")
+    print(f"wall time {wall:.0f} s")
     return 0
 
 
 def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     """Add ``smr bench tcp`` and ``smr bench storage``."""
-    p = bench_sub.add_parser("tcp", help="real 3-process clusters per backend (and PySyncObj), side by side")
+    p = bench_sub.add_parser("tcp", help="real 3-process clusters, embedded and client-server, swept over load, "
+                                         "beside PySyncObj")
     p.add_argument("--backends", default="raft,multipaxos", help="comma-separated backend names")
-    p.add_argument("--clients", type=int, default=16, help="concurrent sessions for the throughput phase")
-    p.add_argument("--seconds", type=float, default=5.0, help="length of the throughput phase")
-    p.add_argument("--latency-ops", type=int, default=300, help="sequential puts for p50/p99")
+    p.add_argument("--modes", default="embedded,client-server",
+                   help="embedded (the caller in the leader's process), client-server (a client process)")
+    p.add_argument("--storage", choices=["both", "fsync", "no-sync"], default="both")
+    p.add_argument("--loads", default=",".join(map(str, LOADS)), help="requests outstanding at once, per step")
+    p.add_argument("--seconds", type=float, default=3.0, help="length of each load step")
     p.add_argument("--value-size", type=int, default=100, help="bytes per put value")
-    p.add_argument("--max-ops", type=int, default=200_000, help="cap on operations in the throughput phase")
-    p.add_argument("--no-fsync-too", action="store_true", help="also measure with fsync off (like PySyncObj)")
+    p.add_argument("--max-ops", type=int, default=500_000, help="cap on operations per load step")
     p.add_argument("--no-pysyncobj", action="store_true", help="skip the PySyncObj baseline")
     p.add_argument("--dir", default=None, help="parent directory for the temporary clusters")
     p.add_argument("--json", action="store_true")

@@ -39,6 +39,7 @@ from smr.replica import ClientRequest, Reply, ReplyStatus
 from ._config import ClusterConfig, load_cluster
 from ._frames import FrameError, request_limit
 from ._messages import StatusQuery, StatusReport
+from ._server import NodeServer
 from ._transport import FramedConnection, connect, decode_message, next_batch
 
 PAUSE_MIN_S = 0.02
@@ -73,8 +74,11 @@ class _Link:
 class TcpCluster:
     """A connection pool to one cluster; make it with :func:`open_tcp_client`."""
 
-    def __init__(self, config: ClusterConfig, nursery: trio.Nursery, prefix: str = "tcp") -> None:
+    def __init__(self, config: ClusterConfig, nursery: trio.Nursery, prefix: str = "tcp",
+                 local: NodeServer | None = None) -> None:
         self.config = config
+        #: The replica running in this process (an embedded node), whose core sessions enter directly.
+        self.local = local
         self.names = list(config.node_ids)
         self.leader_hint: str | None = None
         self.errors = 0
@@ -88,6 +92,9 @@ class TcpCluster:
         self._idle: list[TcpClient] = []
         #: The app the cluster runs (so clients know which calls are queries).
         self.app = resolve_app(config.state_machine)
+        if local is not None:
+            self.leader_hint = local.id  # try the replica in this process first: no hop if it leads
+            local.local_replies = self._deliver
 
     # ----------------------------------------------------------------- API
     @overload
@@ -118,6 +125,8 @@ class TcpCluster:
 
     async def status(self, node: str, *, timeout: float = 1.0) -> StatusReport | None:
         """Return ``node``'s status report, or None if it does not answer within ``timeout``."""
+        if self.local is not None and node == self.local.id:
+            return self.local.report()
         with trio.move_on_after(timeout):
             link = await self._link(node)
             if link is None:
@@ -159,6 +168,14 @@ class TcpCluster:
         self._links.clear()
 
     # ------------------------------------------------------------ plumbing
+    def _deliver(self, node: str, reply: Reply) -> bool:
+        """Hand ``reply`` from ``node`` to the session waiting for it; False if none is."""
+        waiter = self._waiters.get((reply.client_id, reply.seq))
+        if waiter is None:
+            return False
+        waiter.send_nowait((node, reply))
+        return True
+
     async def _link(self, node: str) -> _Link | None:
         link = self._links.get(node)
         if link is not None and not link.closed:
@@ -210,9 +227,7 @@ class TcpCluster:
                     return
                 msg = decode_message(body)
                 if isinstance(msg, Reply):
-                    waiter = self._waiters.get((msg.client_id, msg.seq))
-                    if waiter is not None:
-                        waiter.send_nowait((link.node, msg))
+                    self._deliver(link.node, msg)
                 elif isinstance(msg, StatusReport) and link.status_waiters:
                     link.status_waiters.popleft().send_nowait(msg)
         except (RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -277,7 +292,7 @@ class TcpClient:
         try:
             for _ in range(attempts):
                 target = cluster.leader_hint or cluster.names[self._turn % len(cluster.names)]
-                outcome, value = await self._attempt(target, key, request, recv, timeout)
+                outcome, value = await self._attempt(target, next_request, request, recv, timeout)
                 if outcome == ReplyStatus.OK or outcome == ReplyStatus.ERROR:
                     return self.session.answered(command, outcome, value)
                 if outcome == "redirect":
@@ -309,36 +324,50 @@ class TcpClient:
             except trio.WouldBlock:
                 return
 
-    async def _attempt(self, target: str, key: tuple[str, int], request: bytes,
+    async def _attempt(self, target: str, request: ClientRequest, body: bytes,
                        recv: trio.MemoryReceiveChannel[tuple[str, Any]], timeout: float) -> tuple[str, Any]:
-        """Send the request to ``target`` once; return ("ok", result), ("redirect", leader) or ("retry", None)."""
+        """Send the request to ``target`` once; return ("ok", result), ("redirect", leader) or ("retry", None).
+
+        The replica in this process (if any) gets the request object itself;
+        any other gets its encoded ``body`` over its connection.
+        """
         cluster = self.cluster
+        local = cluster.local
         with trio.move_on_after(timeout):
+            if local is not None and target == local.id:
+                await local.submit_local(request, len(body))
+                return await self._answer(target, recv)
             link = await cluster._link(target)
             if link is None:
                 return "retry", None
+            key = (request.client_id, request.seq)
             link.waiting.add(key)
             try:
-                if not await cluster._send(link, request):
+                if not await cluster._send(link, body):
                     return "retry", None
-                while True:
-                    node, reply = await recv.receive()
-                    if reply is _DISCONNECTED:
-                        if node == target:
-                            return "retry", None
-                        continue
-                    if reply.status == ReplyStatus.OK or reply.status == ReplyStatus.ERROR:
-                        cluster.leader_hint = node
-                        return reply.status, reply.result  # from any node: it was applied
-                    if node != target:
-                        continue  # a late answer to an earlier attempt
-                    if reply.status == ReplyStatus.FAIL:
-                        reason = f": {reply.result}" if reply.result is not None else ""
-                        raise CommandRefused(f"command {reply.seq} was refused by {target}{reason}")
-                    return "redirect", reply.leader
+                return await self._answer(target, recv)
             finally:
                 link.waiting.discard(key)
         return "retry", None
+
+    async def _answer(self, target: str, recv: trio.MemoryReceiveChannel[tuple[str, Any]]) -> tuple[str, Any]:
+        """Wait for the answer to the request just sent to ``target`` (see :meth:`_attempt`)."""
+        cluster = self.cluster
+        while True:
+            node, reply = await recv.receive()
+            if reply is _DISCONNECTED:
+                if node == target:
+                    return "retry", None
+                continue
+            if reply.status == ReplyStatus.OK or reply.status == ReplyStatus.ERROR:
+                cluster.leader_hint = node
+                return reply.status, reply.result  # from any node: it was applied
+            if node != target:
+                continue  # a late answer to an earlier attempt
+            if reply.status == ReplyStatus.FAIL:
+                reason = f": {reply.result}" if reply.result is not None else ""
+                raise CommandRefused(f"command {reply.seq} was refused by {target}{reason}")
+            return "redirect", reply.leader
 
 
 @asynccontextmanager

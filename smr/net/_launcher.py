@@ -66,7 +66,33 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 #: Backends whose local clusters take a snapshot every DEFAULT_SNAPSHOT_EVERY entries by default.
 COMPACTING_BACKENDS = frozenset({"raft", "raft-pv-cq", "multipaxos"})
-DEFAULT_SNAPSHOT_EVERY = 1000
+DEFAULT_SNAPSHOT_EVERY = 10_000
+
+
+def write_cluster_file(path: str | Path, *, nodes: int = 3, backend: str = "raft", state_machine: AppSpec = "kv",
+                       tick_ms: float = 10.0, backend_options: Mapping[str, Any] | None = None,
+                       fsync: bool = True) -> ClusterConfig:
+    """Write a new cluster file for ``nodes`` nodes on free loopback ports, with a fresh secret; return it loaded.
+
+    The file is created private (mode 0600) and never overwritten.
+    """
+    if nodes < 1:
+        raise LocalProtocolError("a cluster needs at least one node")
+    ports = free_ports(nodes)
+    options = dict(backend_options or {})
+    if backend in COMPACTING_BACKENDS:
+        # A long-lived cluster compacts its log: without snapshots a restarted
+        # multi-Paxos replica starts from slot 1 and its phase-1 promises grow with
+        # the whole history (past the frame limit after ~15k commands).
+        options.setdefault("snapshot_every", DEFAULT_SNAPSHOT_EVERY)
+    config = ClusterConfig(
+        nodes=tuple(NodeAddress(f"n{i}", LOOPBACK, port) for i, port in enumerate(ports, 1)),
+        backend=backend, backend_options=options, state_machine=app_spec(state_machine),
+        tick_ms=tick_ms, secret=secrets.token_hex(24), fsync=fsync)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(dump_cluster(config))
+    return load_cluster(path)  # validated like any user's file
 
 
 class LocalTcpCluster:
@@ -85,23 +111,9 @@ class LocalTcpCluster:
                     f"{self.directory} already holds a {len(self.config.nodes)}-node {self.config.backend} "
                     f"cluster, not a {nodes}-node {backend} one; choose another directory")
         else:
-            if nodes < 1:
-                raise LocalProtocolError("a cluster needs at least one node")
-            ports = free_ports(nodes)
-            options = dict(backend_options or {})
-            if backend in COMPACTING_BACKENDS:
-                # A long-lived cluster compacts its log: without snapshots a restarted
-                # multi-Paxos replica starts from slot 1 and its phase-1 promises grow with
-                # the whole history (past the frame limit after ~15k commands).
-                options.setdefault("snapshot_every", DEFAULT_SNAPSHOT_EVERY)
-            config = ClusterConfig(
-                nodes=tuple(NodeAddress(f"n{i}", LOOPBACK, port) for i, port in enumerate(ports, 1)),
-                backend=backend, backend_options=options, state_machine=app_spec(state_machine),
-                tick_ms=tick_ms, secret=secrets.token_hex(24), fsync=fsync)
-            fd = os.open(self.cluster_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(dump_cluster(config))
-            self.config = load_cluster(self.cluster_file)  # validated like any user's file
+            self.config = write_cluster_file(self.cluster_file, nodes=nodes, backend=backend,
+                                             state_machine=state_machine, tick_ms=tick_ms,
+                                             backend_options=backend_options, fsync=fsync)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, IO[bytes]] = {}
 

@@ -13,8 +13,8 @@ false`` figures for like-for-like, and with the default figures for what a
 synced log costs.
 
 Run one node by hand with ``python -m smr.net._pysyncobj_baseline node ...``;
-:func:`run_pysyncobj_bench` starts three, waits for the leader's figures and
-stops them.
+:func:`run_pysyncobj_bench` starts three, waits for the leader's figures (the
+same load sweep as ``smr``'s, with CPU per process) and stops them.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ._bench import percentile
+from ._sweep import cpu_snapshot
 
 LOOPBACK = "127.0.0.1"
 READY_TIMEOUT_S = 30.0
@@ -55,17 +56,16 @@ def _make_kv(self_addr: str, partners: list[str], journal: str | None, batch: bo
     return KV()
 
 
-def drive(kv: Any, *, clients: int, seconds: float, latency_ops: int, value_size: int,
-          max_ops: int) -> dict[str, Any]:
-    """Measure puts on a ready PySyncObj node: ``clients`` in flight for ``seconds``, then one at a time."""
+def drive_load(kv: Any, load: int, *, seconds: float, value_size: int, max_ops: int,
+               pids: dict[str, int]) -> dict[str, Any]:
+    """Puts on a ready PySyncObj node with ``load`` in flight for ``seconds`` (a row of smr's load sweep)."""
     value = "v" * value_size
-    for i in range(50):  # warm-up
-        kv.put(f"warm{i}", value, sync=True, timeout=5.0)
-    window = threading.Semaphore(clients)
+    window = threading.Semaphore(load)
     lock = threading.Lock()
     done = {"ok": 0, "err": 0}
-    loaded: list[float] = []
+    latencies: list[float] = []
     issued = 0
+    cpu_before = cpu_snapshot(pids)
     start = time.perf_counter()
     deadline = start + seconds
     while time.perf_counter() < deadline and issued < max_ops:
@@ -76,30 +76,27 @@ def drive(kv: Any, *, clients: int, seconds: float, latency_ops: int, value_size
         def callback(result: Any, error: Any, sent: float = sent) -> None:
             with lock:
                 done["ok" if error == 0 else "err"] += 1
-                loaded.append(time.perf_counter() - sent)
+                latencies.append(time.perf_counter() - sent)
             window.release()
 
         kv.put(f"k{issued % 1000}", value, callback=callback)
         issued += 1
-    for _ in range(clients):  # wait for the stragglers
+    for _ in range(load):  # wait for the stragglers
         window.acquire(timeout=5.0)
     elapsed = time.perf_counter() - start
-    sequential = []
-    for i in range(latency_ops):
-        t = time.perf_counter()
-        kv.put(f"seq{i % 1000}", value, sync=True, timeout=5.0)
-        sequential.append(time.perf_counter() - t)
-    return {
-        "system": "pysyncobj", "ok": done["ok"], "errors": done["err"], "elapsed_s": round(elapsed, 3),
-        "throughput": done["ok"] / elapsed,
-        "loaded_p50_ms": percentile(loaded, 0.5) * 1000, "loaded_p99_ms": percentile(loaded, 0.99) * 1000,
-        "p50_ms": percentile(sequential, 0.5) * 1000, "p99_ms": percentile(sequential, 0.99) * 1000,
-        "latency_ops": len(sequential),
-    }
+    cpu_after = cpu_snapshot(pids)
+    ops = max(done["ok"], 1)
+    cpu = {name: round((cpu_after[name] - cpu_before[name]) / ops * 1e6, 1) for name in pids}
+    return {"load": load, "ok": done["ok"], "errors": done["err"], "elapsed_s": round(elapsed, 3),
+            "throughput": done["ok"] / elapsed,
+            "p50_ms": percentile(latencies, 0.5) * 1000, "p99_ms": percentile(latencies, 0.99) * 1000,
+            "cpu_us_per_op": cpu, "cpu_us_per_op_total": round(sum(cpu.values()), 1)}
 
 
 def run_node(args: argparse.Namespace) -> int:
     """One PySyncObj node; the one that becomes leader measures and writes its figures to ``--out``."""
+    directory = Path(args.out).parent
+    (directory / f"pid-{args.index}").write_text(str(os.getpid()), encoding="utf-8")
     kv = _make_kv(args.self_addr, args.partners, args.journal, not args.no_batch)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -111,10 +108,17 @@ def run_node(args: argparse.Namespace) -> int:
         print("no leader", file=sys.stderr)
         return 1
     if kv._isLeader():
-        figures = drive(kv, clients=args.clients, seconds=args.seconds, latency_ops=args.latency_ops,
-                        value_size=args.value_size, max_ops=args.max_ops)
+        value = "v" * args.value_size
+        for i in range(200):  # warm-up
+            kv.put(f"warm{i % 64}", value, sync=True, timeout=5.0)
+        pids: dict[str, int] = {}
+        for i in range(3):
+            pid = int((directory / f"pid-{i}").read_text(encoding="utf-8"))
+            pids["leader" if pid == os.getpid() else f"follower{len(pids)}"] = pid
+        rows = [drive_load(kv, int(load), seconds=args.seconds, value_size=args.value_size,
+                           max_ops=args.max_ops, pids=pids) for load in args.loads.split(",")]
         tmp = Path(args.out + ".tmp")
-        tmp.write_text(json.dumps(figures), encoding="utf-8")
+        tmp.write_text(json.dumps({"rows": rows}), encoding="utf-8")
         os.replace(tmp, args.out)
     end = time.monotonic() + args.linger
     while time.monotonic() < end:  # keep serving the others until the launcher stops us
@@ -122,10 +126,9 @@ def run_node(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_pysyncobj_bench(directory: str | Path, *, clients: int = 16, seconds: float = 5.0,
-                        latency_ops: int = 300, value_size: int = 100, max_ops: int = 200_000,
-                        batch: bool = True, timeout: float = 120.0) -> dict[str, Any]:
-    """Start three PySyncObj processes on 127.0.0.1, return the leader's figures, stop them.
+def run_pysyncobj_bench(directory: str | Path, *, loads: str, seconds: float = 3.0, value_size: int = 100,
+                        max_ops: int = 500_000, batch: bool = True, timeout: float = 300.0) -> dict[str, Any]:
+    """Start three PySyncObj processes on 127.0.0.1, return the leader's sweep of ``loads``, stop them.
 
     ``batch`` is PySyncObj's ``appendEntriesUseBatch`` (its default, True: new
     commands wait for the next 0.1 s append period; False: sent at once).
@@ -142,8 +145,8 @@ def run_pysyncobj_bench(directory: str | Path, *, clients: int = 16, seconds: fl
         for i, addr in enumerate(addrs):
             cmd = [sys.executable, "-m", "smr.net._pysyncobj_baseline", "node", addr,
                    *[a for a in addrs if a != addr], "--journal", str(directory / f"journal{i}"),
-                   "--out", str(out), "--clients", str(clients), "--seconds", str(seconds),
-                   "--latency-ops", str(latency_ops), "--value-size", str(value_size),
+                   "--out", str(out), "--index", str(i), "--loads", loads, "--seconds", str(seconds),
+                   "--value-size", str(value_size),
                    "--max-ops", str(max_ops), "--linger", str(timeout), *([] if batch else ["--no-batch"])]
             log = open(directory / f"pysyncobj{i}.log", "wb")
             procs.append((subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT),
@@ -175,11 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("partners", nargs="+")
     p.add_argument("--journal", default=None)
     p.add_argument("--out", required=True)
-    p.add_argument("--clients", type=int, default=16)
-    p.add_argument("--seconds", type=float, default=5.0)
-    p.add_argument("--latency-ops", type=int, default=300)
+    p.add_argument("--index", type=int, required=True, help="this node's position (its pid file's name)")
+    p.add_argument("--loads", default="1,4,16,64,256,1024", help="comma-separated requests in flight")
+    p.add_argument("--seconds", type=float, default=3.0, help="per load")
     p.add_argument("--value-size", type=int, default=100)
-    p.add_argument("--max-ops", type=int, default=200_000)
+    p.add_argument("--max-ops", type=int, default=500_000)
     p.add_argument("--linger", type=float, default=120.0)
     p.add_argument("--no-batch", action="store_true",
                    help="appendEntriesUseBatch=False: replicate each command at once, not every 0.1 s")

@@ -34,7 +34,7 @@ import random
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import trio
 
@@ -42,7 +42,7 @@ from smr import wire
 from smr.driver import Driver
 from smr.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from smr.replica import (TICK, ClientRequest, Ready, ReplicaConfig, ReplicaCore, Receive, Reply, ReplyStatus,
-                         Start, get_backend)
+                         Send, Start, get_backend)
 from smr.apps import resolve_app
 
 from ._config import ClusterConfig, NodeAddress
@@ -103,6 +103,9 @@ class NodeServer:
         # set when a peer dials in, so our own dial to it stops backing off
         self._peer_up: dict[str, trio.Event] = {peer: trio.Event() for peer in self.peers}
         self._clients: dict[str, trio.MemorySendChannel[bytes]] = {}
+        #: Where answers for callers in this process go (the embedded node's sessions): called as
+        #: ``local_replies(node, reply)``, True if someone was waiting for it.
+        self.local_replies: Callable[[str, Reply], bool] | None = None
 
     # -------------------------------------------------------------- lifecycle
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
@@ -191,7 +194,11 @@ class NodeServer:
         ready = driver.step(event)
         if driver.became_leader is not None:
             log.info("%s: became leader at epoch %d", self.id, driver.became_leader)
-        return None if driver.rejected else ready
+        if driver.rejected:
+            return None
+        if ready.eager:  # the leader's replication leaves now, while its own write syncs
+            self._send_messages(ready.eager)
+        return ready
 
     def _reject(self, node: str, exc: RemoteProtocolError) -> None:
         self.counters["remote_errors"] += 1
@@ -213,28 +220,47 @@ class NodeServer:
             await self._commit_and_release(readies)
 
     async def _commit_and_release(self, readies: list[Ready]) -> None:
-        """Release each batch once its own writes and every earlier batch's are synced, in order."""
-        first = next((i for i, r in enumerate(readies) if r.persist), len(readies))
-        for ready in readies[:first]:  # nothing before these awaits a sync
-            self._release(ready)
-        rest = readies[first:]
-        writes = [w for r in rest for w in r.persist]
-        if writes:
-            storage = self.storage
-            if storage is None:
-                raise LocalProtocolError(f"{self.id}: a batch to persist before the storage is open")
-            if self.config.fsync:  # in a thread: the network keeps reading during the sync
-                await trio.to_thread.run_sync(storage.commit, writes)
-            else:
-                storage.commit(writes)  # no sync: nothing worth a thread
-            self.counters["group_commits"] += 1
-        for ready in rest:  # durable now
-            self._release(ready)
+        """Release each batch once its own writes and every earlier batch's are synced, in order.
+
+        A batch that asked for ``after_sync`` gets it stepped once its writes
+        are durable; what that step outputs goes through the same round.
+        """
+        while readies:
+            first = next((i for i, r in enumerate(readies) if r.persist or r.after_sync is not None),
+                         len(readies))
+            for ready in readies[:first]:  # nothing before these awaits a sync
+                self._release(ready)
+            rest = readies[first:]
+            writes = [w for r in rest for w in r.persist]
+            if writes:
+                storage = self.storage
+                if storage is None:
+                    raise LocalProtocolError(f"{self.id}: a batch to persist before the storage is open")
+                if self.config.fsync:  # in a thread: the network keeps reading during the sync
+                    await trio.to_thread.run_sync(storage.commit, writes)
+                else:
+                    storage.commit(writes)  # no sync: nothing worth a thread
+                self.counters["group_commits"] += 1
+            for ready in rest:  # durable now
+                self._release(ready)
+            readies = [r for r in map(self._after_sync, rest) if r]
+
+    def _after_sync(self, ready: Ready) -> Ready | None:
+        """Tell the core that ``ready``'s writes are durable, if it asked; its answer, if any."""
+        if ready.after_sync is None:
+            return None
+        return self._step(ready.after_sync)
 
     def _release(self, ready: Ready) -> None:
+        if ready.messages:
+            self._send_messages(ready.messages)
+        for reply in ready.replies:
+            self._send_reply(reply)
+
+    def _send_messages(self, sends: tuple[Send, ...]) -> None:
         sent: Any = None
         body: bytes | None = None
-        for send in ready.messages:
+        for send in sends:
             out = self._peer_out.get(send.dst)
             if out is None:
                 continue
@@ -246,8 +272,6 @@ class NodeServer:
                 out.send_nowait(body)
             except trio.WouldBlock:
                 self.counters["messages_dropped"] += 1
-        for reply in ready.replies:
-            self._send_reply(reply)
 
     def _encode(self, message: Any) -> bytes | None:
         """The frame body of ``message``, or None (counted, logged) if no peer would accept its size."""
@@ -273,10 +297,28 @@ class NodeServer:
                     f"for the replication message around it")
         return None
 
+    async def submit_local(self, request: ClientRequest, size: int) -> None:
+        """Hand a request from a caller in this process straight to the core (no frame, no hop).
+
+        ``size`` is its encoded size, checked like a remote request's; the
+        answer goes to :attr:`local_replies`.
+        """
+        self.counters["local_requests"] += 1
+        problem = self._unorderable(request, size)
+        if problem is not None:
+            self.counters["commands_refused"] += 1
+            self._send_reply(Reply(request.client_id, request.seq, ReplyStatus.FAIL, problem))
+            return
+        await self._enqueue(request)
+
     def _send_reply(self, reply: Reply) -> None:
         out = self._clients.get(reply.client_id)
         if out is None:
-            self.counters["replies_unroutable"] += 1
+            local = self.local_replies
+            if local is not None and local(self.id, reply):
+                self.counters["local_replies"] += 1
+            else:
+                self.counters["replies_unroutable"] += 1
             return
         body = self._encode(reply)
         if body is None:  # the answer cannot travel: say so, rather than leave the caller waiting

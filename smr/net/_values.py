@@ -1,8 +1,12 @@
-"""How durable values are stored: a tagged JSON encoding that round-trips every backend's writes.
+"""How durable values are stored: a registered message as its wire bytes, anything else as tagged JSON.
 
 Backends write arbitrary Python values made of ``None``/bool/int/float/str,
 lists, tuples, dicts with string keys, bytes and registered wire messages
-(:mod:`smr.wire`).  Plain JSON would turn tuples into lists and attrs records
+(:mod:`smr.wire`).  Most writes are log entries -- registered messages -- and
+those are stored as a zero byte and their msgpack wire encoding (no JSON text
+starts with a zero byte): 2 us to encode and 6 to decode a Raft entry here,
+against 15 and 31 through JSON.  Everything else (terms, votes, snapshots)
+is JSON, where plain JSON would turn tuples into lists and attrs records
 into nothing, so four tags keep the types:
 
 * ``{"$msg": {"t": ..., "b": ...}}`` -- a registered attrs message (``wire.to_obj``);
@@ -58,13 +62,26 @@ def from_storable(obj: Any) -> Any:
     return values.from_json(obj, other=_tagged)
 
 
+#: The first byte of a value stored as a wire message.
+_WIRE = b"\x00"
+
+
 def dumps(value: Any) -> bytes:
-    """Encode a durable value to compact UTF-8 JSON bytes."""
+    """Encode a durable value: a registered message as its wire bytes, anything else as compact ASCII JSON."""
+    if wire.is_message(value):
+        return _WIRE + wire.encode(value)  # LocalProtocolError if a field cannot be encoded
     return _JSON.encode(to_storable(value)).encode("ascii")
 
 
 def loads(data: bytes) -> Any:
     """Decode bytes made by :func:`dumps`, or raise CorruptValue."""
+    if data[:1] == _WIRE:
+        try:
+            return wire.decode(data[1:])
+        except RemoteProtocolError as exc:
+            raise CorruptValue(f"stored message does not decode: {exc}") from None
+        except RecursionError:
+            raise CorruptValue("stored message is nested too deeply") from None
     try:
         obj = json.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also an int of over 4,300 digits

@@ -53,7 +53,7 @@ def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run one replica until SIGTERM or Ctrl-C."""
     from ._config import load_cluster
-    from ._server import serve
+    from ._node import open_node
     from ._values import CorruptValue
 
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
@@ -66,12 +66,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async with trio.open_nursery() as nursery:
-                port = await nursery.start(serve, config, args.node, args.data)
-                print(f"{args.node} ready on port {port}", flush=True)
+            async with open_node(config, args.node, data_dir=args.data) as node:
+                print(f"{args.node} ready on port {node.port}", flush=True)
                 async for signum in signals:
                     logging.getLogger("smr.net").info("%s: stopping on signal %d", args.node, signum)
-                    nursery.cancel_scope.cancel()
                     break
 
     try:
@@ -277,7 +275,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Run one replica of a cluster file until SIGTERM or Ctrl-C.")
     p.add_argument("--cluster", required=True, metavar="FILE", help="cluster YAML file")
     p.add_argument("--node", required=True, help="this node's id in the cluster file")
-    p.add_argument("--data", required=True, metavar="DIR", help="this node's data directory")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="this node's data directory (default: data/NODE beside the cluster file)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--app", default=None, metavar="SPEC",
                    help="the state machine (module:Class, file.py:Class or a built-in); default: the file's")

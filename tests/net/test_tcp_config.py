@@ -131,12 +131,13 @@ def test_the_commands_parse() -> None:
     assert (args.nodes, args.backend, args.dir, args.func.__name__) == (5, "multipaxos", "x", "cmd_cluster_up")
     args = parser.parse_args(["crashloop", "--backend", "raft", "--kills", "7"])
     assert (args.kills, args.func.__name__) == (7, "cmd_crashloop")
-    args = parser.parse_args(["bench", "tcp", "--backends", "raft", "--clients", "4"])
-    assert (args.backends, args.clients, args.func.__name__) == ("raft", 4, "cmd_bench_tcp")
+    args = parser.parse_args(["bench", "tcp", "--backends", "raft", "--loads", "1,64", "--modes", "embedded"])
+    assert (args.backends, args.loads, args.modes, args.func.__name__) == ("raft", "1,64", "embedded",
+                                                                          "cmd_bench_tcp")
     args = parser.parse_args(["bench", "storage", "--batches", "1,50"])
     assert (args.batches, args.func.__name__) == ("1,50", "cmd_bench_storage")
     with pytest.raises(SystemExit):
-        parser.parse_args(["serve", "--cluster", "c.yaml"])  # --node and --data are required
+        parser.parse_args(["serve", "--cluster", "c.yaml"])  # --node is required
     assert build_parser().parse_args(["status", "--cluster", "c"]).cluster == "c"
 
 

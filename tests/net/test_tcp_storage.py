@@ -57,10 +57,17 @@ def test_dicts_that_look_like_tags_are_escaped() -> None:
 
 
 @pytest.mark.parametrize("blob", [b"not json", b'{"$tuple": 3}', b'{"$bytes": "!!"}',
-                                  b'{"$msg": {"t": "smr.Nope", "b": {}}}', b'{"$msg": 1, "x": 2}'])
+                                  b'{"$msg": {"t": "smr.Nope", "b": {}}}', b'{"$msg": 1, "x": 2}',
+                                  b"\x00", b"\x00\x92\xa4Nope\x90", b"\x00garbage", b"\x00" + b"\x91" * 5000])
 def test_undecodable_stored_values_are_corrupt(blob: bytes) -> None:
     with pytest.raises(CorruptValue):
         loads(blob)
+
+
+def test_log_entries_are_stored_as_their_wire_bytes() -> None:
+    entry = ClientRequest("c", 7, c.put("k", "v"))
+    assert dumps(entry) == b"\x00" + wire.encode(entry)  # the fast path: no JSON for a message
+    assert dumps((entry,))[:1] == b"{"  # a message inside other data stays tagged JSON
 
 
 def test_values_without_a_storage_form_are_refused() -> None:
