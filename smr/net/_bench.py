@@ -128,7 +128,8 @@ def embedded_sweep(directory: Path, backend: str, *, fsync: bool, args: argparse
     """Three embedded-node processes of ``backend``; the leader sweeps the loads through its own sessions."""
     directory.mkdir(parents=True)
     cluster_file = directory / "cluster.yaml"
-    config = write_cluster_file(cluster_file, nodes=3, backend=backend, fsync=fsync)
+    config = write_cluster_file(cluster_file, nodes=3, backend=backend, fsync=fsync,
+                                backend_options=args.backend_options)
     out = directory / "figures.json"
     procs: list[subprocess.Popen[bytes]] = []
     logs = []
@@ -155,9 +156,11 @@ def embedded_sweep(directory: Path, backend: str, *, fsync: bool, args: argparse
 async def client_server_sweep(directory: Path, backend: str, *, fsync: bool,
                               args: argparse.Namespace) -> list[dict[str, Any]]:
     """Three ``smr serve`` processes of ``backend``; this process is the client, sweeping the loads."""
-    async with open_local_tcp_cluster(directory, nodes=3, backend=backend, fsync=fsync) as cluster:
+    async with open_local_tcp_cluster(directory, nodes=3, backend=backend, fsync=fsync,
+                                      backend_options=args.backend_options) as cluster:
         leader = await cluster.wait_for_leader()
-        pids = {("leader" if n == leader else n): p.pid for n, p in cluster.processes.items()}
+        pids = {"leader": cluster.processes[leader].pid}
+        pids.update((n, p.pid) for n, p in cluster.processes.items() if n != leader)
         pids["client"] = os.getpid()
         async with open_tcp_client(cluster.cluster_file, prefix="bench") as tcp:
             return await sweep(tcp.client, [int(x) for x in args.loads.split(",")], seconds=args.seconds,
@@ -291,6 +294,17 @@ def cmd_bench_tcp(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    """Parse a JSON object given on the command line (argparse reports the error)."""
+    try:
+        found = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(found, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return found
+
+
 def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     """Add ``smr bench tcp`` and ``smr bench storage``."""
     p = bench_sub.add_parser("tcp", help="real 3-process clusters, embedded and client-server, swept over load, "
@@ -303,6 +317,8 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=3.0, help="length of each load step")
     p.add_argument("--value-size", type=int, default=100, help="bytes per put value")
     p.add_argument("--max-ops", type=int, default=500_000, help="cap on operations per load step")
+    p.add_argument("--backend-options", type=_json_object, default=None, metavar="JSON",
+                   help="backend options for every cluster, e.g. '{\"max_batch\": 256}'")
     p.add_argument("--no-pysyncobj", action="store_true", help="skip the PySyncObj baseline")
     p.add_argument("--dir", default=None, help="parent directory for the temporary clusters")
     p.add_argument("--json", action="store_true")

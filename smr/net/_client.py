@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, cast, overload
+from typing import Any, Union, cast, overload
 
 import trio
 
@@ -37,10 +37,10 @@ from smr.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from smr.replica import ClientRequest, Reply, ReplyStatus
 
 from ._config import ClusterConfig, load_cluster
-from ._frames import FrameError, request_limit
-from ._messages import StatusQuery, StatusReport
+from ._frames import TAG_BYTES, FrameError, request_limit
+from ._messages import ReplyBatch, RequestBatch, StatusQuery, StatusReport
 from ._server import NodeServer
-from ._transport import FramedConnection, connect, decode_message, next_batch
+from ._transport import FramedConnection, connect, decode_message, next_batch, pack
 
 PAUSE_MIN_S = 0.02
 PAUSE_MAX_S = 0.25
@@ -50,6 +50,9 @@ OUTBOX_FRAMES = 1024
 
 _DISCONNECTED = object()
 
+#: What a link's writer sends: a client request with its encoding, or a ready frame body.
+Outgoing = Union[tuple[ClientRequest, bytes], bytes]
+
 
 class CommandRefused(LocalProtocolError):
     """The cluster answered that the command was not applied and never will be."""
@@ -58,14 +61,16 @@ class CommandRefused(LocalProtocolError):
 class _Link:
     """The client's connection to one node, shared by every session.
 
-    Sessions queue their frames in ``outbox``; one writer task sends whatever
-    has queued in a single write, so concurrent requests share a syscall.
+    Sessions queue their requests (with their encodings) and other frames in
+    ``outbox``; one writer task sends whatever has queued in a single write,
+    the requests packed into :class:`RequestBatch` frames, so concurrent
+    requests share a frame, its authentication and a syscall.
     """
 
     def __init__(self, node: str, conn: FramedConnection) -> None:
         self.node = node
         self.conn = conn
-        self.outbox, self.queued = trio.open_memory_channel[bytes](OUTBOX_FRAMES)
+        self.outbox, self.queued = trio.open_memory_channel[Outgoing](OUTBOX_FRAMES)
         self.waiting: set[tuple[str, int]] = set()
         self.status_waiters: deque[trio.MemorySendChannel[StatusReport | None]] = deque()
         self.closed = False
@@ -198,7 +203,7 @@ class TcpCluster:
             self._nursery.start_soon(self._writer, link)
             return link
 
-    async def _send(self, link: _Link, body: bytes) -> bool:
+    async def _send(self, link: _Link, body: Outgoing) -> bool:
         """Queue ``body`` on ``link``, waiting while its outbox is full; False if the link is gone.
 
         Callers bound the wait with their attempt's deadline; a frame that was
@@ -213,11 +218,32 @@ class TcpCluster:
     async def _writer(self, link: _Link) -> None:
         try:
             while True:
-                await link.conn.send(await next_batch(link.queued))
+                await link.conn.send(self._frames(await next_batch(link.queued)))
         except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass  # dropped already, or the connection failed: either way the link is done
         finally:
             await self._drop(link)
+
+    def _frames(self, items: list[Outgoing]) -> list[bytes]:
+        """The frame bodies for what a link's writer took: consecutive requests share frames."""
+        bodies: list[bytes] = []
+        run: list[tuple[ClientRequest, bytes]] = []
+        budget = self.config.max_frame_bytes - TAG_BYTES
+
+        def flush() -> None:
+            for message in pack(run, [len(body) for _, body in run], budget,
+                                lambda many: RequestBatch(tuple(request for request, _ in many))):
+                bodies.append(message[1] if isinstance(message, tuple) else wire.encode(message))
+            run.clear()
+
+        for item in items:
+            if isinstance(item, tuple):
+                run.append(item)
+            else:
+                flush()
+                bodies.append(item)
+        flush()
+        return bodies
 
     async def _reader(self, link: _Link) -> None:
         try:
@@ -228,6 +254,9 @@ class TcpCluster:
                 msg = decode_message(body)
                 if isinstance(msg, Reply):
                     self._deliver(link.node, msg)
+                elif isinstance(msg, ReplyBatch):
+                    for reply in msg.replies:
+                        self._deliver(link.node, reply)
                 elif isinstance(msg, StatusReport) and link.status_waiters:
                     link.status_waiters.popleft().send_nowait(msg)
         except (RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -343,7 +372,7 @@ class TcpClient:
             key = (request.client_id, request.seq)
             link.waiting.add(key)
             try:
-                if not await cluster._send(link, body):
+                if not await cluster._send(link, (request, body)):
                     return "retry", None
                 return await self._answer(target, recv)
             finally:

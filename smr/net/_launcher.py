@@ -67,6 +67,12 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 #: Backends whose local clusters take a snapshot every DEFAULT_SNAPSHOT_EVERY entries by default.
 COMPACTING_BACKENDS = frozenset({"raft", "raft-pv-cq", "multipaxos"})
 DEFAULT_SNAPSHOT_EVERY = 10_000
+#: Timeouts a real cluster file gets for those backends (ticks of its tick_ms, 10 ms by default):
+#: elections after 0.5-1 s of silence and heartbeats every 100 ms, as etcd's defaults and PySyncObj's
+#: 0.4-1.4 s.  The simulator's defaults (15-30 and 3 ticks) are tuned for fast simulated failover; on
+#: a loaded 2-core machine a busy leader's round can outlast 150 ms, and `smr bench tcp` at 1024
+#: requests outstanding then saw four needless elections in three seconds.
+REAL_CLUSTER_TIMEOUTS = {"election_ticks_min": 50, "election_ticks_max": 100, "heartbeat_ticks": 10}
 
 
 def write_cluster_file(path: str | Path, *, nodes: int = 3, backend: str = "raft", state_machine: AppSpec = "kv",
@@ -85,6 +91,8 @@ def write_cluster_file(path: str | Path, *, nodes: int = 3, backend: str = "raft
         # multi-Paxos replica starts from slot 1 and its phase-1 promises grow with
         # the whole history (past the frame limit after ~15k commands).
         options.setdefault("snapshot_every", DEFAULT_SNAPSHOT_EVERY)
+        for name, ticks in REAL_CLUSTER_TIMEOUTS.items():
+            options.setdefault(name, ticks)
     config = ClusterConfig(
         nodes=tuple(NodeAddress(f"n{i}", LOOPBACK, port) for i, port in enumerate(ports, 1)),
         backend=backend, backend_options=options, state_machine=app_spec(state_machine),

@@ -5,6 +5,23 @@ from __future__ import annotations
 import attrs
 
 from smr import wire
+from smr.replica import ClientRequest, Reply
+
+
+@wire.message
+@attrs.frozen
+class RequestBatch:
+    """Several client requests in one frame: what a connection's sessions queued while it was writing."""
+
+    requests: tuple[ClientRequest, ...]
+
+
+@wire.message
+@attrs.frozen
+class ReplyBatch:
+    """Several replies in one frame: what a node had ready for one client connection at once."""
+
+    replies: tuple[Reply, ...]
 
 
 @wire.message

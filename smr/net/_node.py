@@ -54,6 +54,11 @@ class Node:
         return self.server.id
 
     @property
+    def node_ids(self) -> tuple[str, ...]:
+        """Every node of the cluster, in cluster-file order."""
+        return self.server.config.node_ids
+
+    @property
     def is_leader(self) -> bool:
         """True if this replica leads now (its sessions' calls then take no hop)."""
         return self.server.core.status().is_leader

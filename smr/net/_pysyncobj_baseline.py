@@ -111,10 +111,11 @@ def run_node(args: argparse.Namespace) -> int:
         value = "v" * args.value_size
         for i in range(200):  # warm-up
             kv.put(f"warm{i % 64}", value, sync=True, timeout=5.0)
-        pids: dict[str, int] = {}
+        pids = {"leader": os.getpid()}
         for i in range(3):
             pid = int((directory / f"pid-{i}").read_text(encoding="utf-8"))
-            pids["leader" if pid == os.getpid() else f"follower{len(pids)}"] = pid
+            if pid != os.getpid():
+                pids[f"follower{len(pids)}"] = pid
         rows = [drive_load(kv, int(load), seconds=args.seconds, value_size=args.value_size,
                            max_ops=args.max_ops, pids=pids) for load in args.loads.split(",")]
         tmp = Path(args.out + ".tmp")

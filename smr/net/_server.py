@@ -47,7 +47,7 @@ from smr.apps import resolve_app
 
 from ._config import ClusterConfig, NodeAddress
 from ._frames import REASONS, TAG_BYTES, FrameError, request_limit
-from ._messages import StatusQuery, StatusReport
+from ._messages import ReplyBatch, RequestBatch, StatusQuery, StatusReport
 from ._storage import Storage, open_storage
 from ._transport import FramedConnection, accept, connect, decode_message, next_batch
 
@@ -59,7 +59,7 @@ UNREACHABLE = (OSError, trio.TooSlowError, trio.BrokenResourceError, trio.Closed
 log = logging.getLogger("smr.net")
 
 #: Most inputs stepped before one group commit.
-MAX_BATCH_EVENTS = 1024
+MAX_BATCH_EVENTS = 256
 #: Inputs waiting for the core; readers block (TCP back-pressure) when it is full.
 EVENT_QUEUE = 4096
 #: Frames readers queue without waiting before one of them yields to the scheduler.
@@ -102,7 +102,7 @@ class NodeServer:
             self._peer_out[peer], self._peer_in[peer] = trio.open_memory_channel[bytes](PEER_QUEUE)
         # set when a peer dials in, so our own dial to it stops backing off
         self._peer_up: dict[str, trio.Event] = {peer: trio.Event() for peer in self.peers}
-        self._clients: dict[str, trio.MemorySendChannel[bytes]] = {}
+        self._clients: dict[str, trio.MemorySendChannel[Reply | bytes]] = {}
         #: Where answers for callers in this process go (the embedded node's sessions): called as
         #: ``local_replies(node, reply)``, True if someone was waiting for it.
         self.local_replies: Callable[[str, Reply], bool] | None = None
@@ -320,18 +320,29 @@ class NodeServer:
             else:
                 self.counters["replies_unroutable"] += 1
             return
-        body = self._encode(reply)
-        if body is None:  # the answer cannot travel: say so, rather than leave the caller waiting
-            limit = self.config.max_frame_bytes
-            body = self._encode(Reply(reply.client_id, reply.seq, ReplyStatus.ERROR, {
-                "error": "BadResult", "message": f"the answer is larger than max_frame_bytes ({limit})"}))
-            if body is None:
-                return
-        try:
-            out.send_nowait(body)
+        try:  # encoded by the connection's writer, with whatever else it has for that client
+            out.send_nowait(reply)
             self.counters["replies"] += 1
         except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
             self.counters["replies_dropped"] += 1
+
+    def _reply_frames(self, replies: list[Reply]) -> list[bytes]:
+        """Frame bodies carrying ``replies``: one :class:`ReplyBatch` if they fit one frame, else split."""
+        message = replies[0] if len(replies) == 1 else ReplyBatch(tuple(replies))
+        body = wire.encode(message)
+        if len(body) + TAG_BYTES <= self.config.max_frame_bytes:
+            return [body]
+        if len(replies) > 1:
+            half = len(replies) // 2
+            return self._reply_frames(replies[:half]) + self._reply_frames(replies[half:])
+        # The answer cannot travel: say so, rather than leave the caller waiting.
+        reply = replies[0]
+        self.counters["messages_too_large"] += 1
+        limit = self.config.max_frame_bytes
+        log.error("%s: a %d-byte answer to %s exceeds max_frame_bytes (%d); the caller gets an error",
+                  self.id, len(body), reply.client_id, limit)
+        return [wire.encode(Reply(reply.client_id, reply.seq, ReplyStatus.ERROR, {
+            "error": "BadResult", "message": f"the answer is larger than max_frame_bytes ({limit})"}))]
 
     # ----------------------------------------------------------- peers (out)
     async def _peer_sender(self, peer: NodeAddress, queue: trio.MemoryReceiveChannel[bytes]) -> None:
@@ -411,12 +422,12 @@ class NodeServer:
                 return
             self.counters["frames_in"] += 1
             msg = decode_message(body)
-            if isinstance(msg, (ClientRequest, Reply, StatusQuery, StatusReport)):
+            if isinstance(msg, (ClientRequest, Reply, StatusQuery, StatusReport, RequestBatch, ReplyBatch)):
                 raise FrameError("unexpected", f"{type(msg).__name__} on a peer connection")
             await self._enqueue(Receive(src, msg))
 
     async def _serve_client(self, conn: FramedConnection, who: str) -> None:
-        out_send, out_recv = trio.open_memory_channel[bytes](CLIENT_QUEUE)
+        out_send, out_recv = trio.open_memory_channel[Reply | bytes](CLIENT_QUEUE)
         mine: set[str] = set()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._client_writer, conn, out_recv, nursery.cancel_scope)
@@ -433,8 +444,9 @@ class NodeServer:
                 out_send.close()
                 nursery.cancel_scope.cancel()
 
-    async def _read_client(self, conn: FramedConnection, out: trio.MemorySendChannel[bytes],
+    async def _read_client(self, conn: FramedConnection, out: trio.MemorySendChannel[Reply | bytes],
                            mine: set[str]) -> None:
+        limit = request_limit(self.config.max_frame_bytes)
         while True:
             body = await conn.receive()
             if body is None:
@@ -442,17 +454,12 @@ class NodeServer:
             self.counters["frames_in"] += 1
             msg = decode_message(body)
             if isinstance(msg, ClientRequest):
-                self.counters["client_requests"] += 1
-                self._clients[msg.client_id] = out
-                mine.add(msg.client_id)
-                problem = self._unorderable(msg, len(body))
-                if problem is not None:  # it could never be replicated: refuse it before the log
-                    self.counters["commands_refused"] += 1
-                    self._send_reply(Reply(msg.client_id, msg.seq, ReplyStatus.FAIL, problem))
-                    continue
-                # Whatever the command does, it may enter the log: a bad one is an error outcome
-                # on every replica (smr.sessions.run_command), never a crash.
-                await self._enqueue(msg)
+                await self._client_request(msg, len(body), out, mine)
+            elif isinstance(msg, RequestBatch):
+                self.counters["request_batches"] += 1
+                for request in msg.requests:  # sized one by one only if the batch could hide a huge one
+                    size = len(wire.encode(request)) if len(body) > limit else 0
+                    await self._client_request(request, size, out, mine)
             elif isinstance(msg, StatusQuery):
                 try:
                     out.send_nowait(wire.encode(self.report()))  # small: a few counters
@@ -461,11 +468,38 @@ class NodeServer:
             else:
                 raise FrameError("unexpected", f"{type(msg).__name__} on a client connection")
 
-    async def _client_writer(self, conn: FramedConnection, queue: trio.MemoryReceiveChannel[bytes],
+    async def _client_request(self, request: ClientRequest, size: int,
+                              out: trio.MemorySendChannel[Reply | bytes], mine: set[str]) -> None:
+        """Route ``request``'s answer to ``out`` and queue it for the core, or refuse it before the log."""
+        self.counters["client_requests"] += 1
+        self._clients[request.client_id] = out
+        mine.add(request.client_id)
+        problem = self._unorderable(request, size)
+        if problem is not None:  # it could never be replicated: refuse it before the log
+            self.counters["commands_refused"] += 1
+            self._send_reply(Reply(request.client_id, request.seq, ReplyStatus.FAIL, problem))
+            return
+        # Whatever the command does, it may enter the log: a bad one is an error outcome
+        # on every replica (smr.sessions.run_command), never a crash.
+        await self._enqueue(request)
+
+    async def _client_writer(self, conn: FramedConnection, queue: trio.MemoryReceiveChannel[Reply | bytes],
                              scope: trio.CancelScope) -> None:
         try:
             while True:
-                bodies = await next_batch(queue)
+                items = await next_batch(queue)
+                bodies: list[bytes] = []
+                replies: list[Reply] = []
+                for item in items:  # replies queued together travel together; status reports as they are
+                    if isinstance(item, Reply):
+                        replies.append(item)
+                        continue
+                    if replies:
+                        bodies.extend(self._reply_frames(replies))
+                        replies = []
+                    bodies.append(item)
+                if replies:
+                    bodies.extend(self._reply_frames(replies))
                 await conn.send(bodies)
                 self.counters["frames_out"] += len(bodies)
         except trio.EndOfChannel:

@@ -176,11 +176,17 @@ def run_embedded_node(args: argparse.Namespace) -> int:
             while time.monotonic() < settled:  # every node connected, the leader's no-op committed
                 await trio.sleep(0.05)
             if leader == node.id and node.is_leader:
-                ids = node.server.config.node_ids
-                pids = {n: int((directory / f"pid-{n}").read_text(encoding="utf-8")) for n in ids}
-                pids = {("leader" if n == node.id else n): pid for n, pid in pids.items()}
+                epoch = node.server.core.status().epoch
+                pids = {"leader": os.getpid()}
+                for n in node.server.config.node_ids:
+                    if n != node.id:
+                        pids[n] = int((directory / f"pid-{n}").read_text(encoding="utf-8"))
                 rows = await sweep(node.client, [int(x) for x in args.loads.split(",")], seconds=args.seconds,
                                    value_size=args.value_size, max_ops=args.max_ops, pids=pids)
+                reports = await node.cluster.statuses(timeout=2.0)  # drops, refusals: was the run clean?
+                rows[-1]["counters"] = {n: None if r is None else {**r.counters, **r.storage}
+                                        for n, r in reports.items()}
+                rows[-1]["epochs"] = [epoch, node.server.core.status().epoch]  # a new epoch: leadership moved
                 out = Path(args.out)
                 tmp = out.with_suffix(".tmp")
                 tmp.write_text(json.dumps({"node": node.id, "rows": rows}), encoding="utf-8")

@@ -3,7 +3,7 @@ and the decoding of verified frame bodies into messages."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
@@ -69,7 +69,38 @@ class FramedConnection:
         await self.stream.aclose()
 
 
-async def next_batch(queue: trio.MemoryReceiveChannel[bytes], limit: int = SEND_BATCH) -> list[bytes]:
+#: Room a batch frame keeps for its own envelope beside its members' encodings.
+BATCH_OVERHEAD_BYTES = 64
+
+
+def pack(items: Sequence[Any], sizes: Sequence[int], budget: int,
+         batch: Callable[[tuple[Any, ...]], Any]) -> list[Any]:
+    """The messages that carry ``items`` (of encoded ``sizes``) in frames of at most ``budget`` bytes.
+
+    Consecutive items that fit together become one ``batch(run)``; a run of
+    one stays itself, and so does an item bigger than the budget (its own
+    frame checks its size).
+    """
+    messages: list[Any] = []
+    run: list[Any] = []
+    used = BATCH_OVERHEAD_BYTES
+
+    def close_run() -> None:
+        if run:
+            messages.append(run[0] if len(run) == 1 else batch(tuple(run)))
+            run.clear()
+
+    for item, size in zip(items, sizes):
+        if run and used + size + 8 > budget:
+            close_run()
+            used = BATCH_OVERHEAD_BYTES
+        run.append(item)
+        used += size + 8  # a member's own header in the batch
+    close_run()
+    return messages
+
+
+async def next_batch(queue: trio.MemoryReceiveChannel[Any], limit: int = SEND_BATCH) -> list[Any]:
     """Wait for the next body in ``queue`` and return it with every one already queued (at most ``limit``).
 
     Raises EndOfChannel once the queue is closed and empty.

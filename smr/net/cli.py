@@ -247,6 +247,24 @@ def cmd_cluster_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cluster_init(args: argparse.Namespace) -> int:
+    """Write a new cluster file (free loopback ports, a fresh secret) for programs that embed their nodes."""
+    from ._launcher import CLUSTER_FILE, write_cluster_file
+
+    directory = Path(args.dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / CLUSTER_FILE
+    if path.exists():
+        raise ConfigError("a cluster file is already here; choose another directory", file=str(path))
+    options = json.loads(args.options) if args.options else {}
+    config = write_cluster_file(path, nodes=args.nodes, backend=args.backend, state_machine=args.app,
+                                tick_ms=args.tick_ms, backend_options=options, fsync=not args.no_fsync)
+    print(f"wrote {path}: {len(config.nodes)} {config.backend} nodes "
+          f"({', '.join(f'{n.id} on {n.host}:{n.port}' for n in config.nodes)})")
+    print(f"each program runs one: async with smr.net.open_node({str(path)!r}, NODE_ID, app=...) as node")
+    return 0
+
+
 # -------------------------------------------------------------- crashloop
 def cmd_crashloop(args: argparse.Namespace) -> int:
     """Kill random nodes under load, then check the history; exit 1 unless linearizable."""
@@ -329,6 +347,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--dir", default=None, help="cluster directory (kept; reused if it has a cluster file)")
     q.add_argument("--leader-timeout", type=float, default=20.0)
     q.set_defaults(func=cmd_cluster_up)
+    q = cl.add_parser("init", help="write a cluster file for N nodes on 127.0.0.1 (for embedded nodes)")
+    q.add_argument("--nodes", type=int, default=3)
+    q.add_argument("--backend", default="raft")
+    q.add_argument("--app", "--state-machine", dest="app", default="kv", metavar="SPEC",
+                   help="the state machine the nodes run (each program may also pass its class to open_node)")
+    q.add_argument("--tick-ms", type=float, default=10.0)
+    q.add_argument("--options", default=None, help="backend options as JSON")
+    q.add_argument("--no-fsync", action="store_true", help="do not sync batches (benchmarks only)")
+    q.add_argument("--dir", required=True, help="where to write cluster.yaml (data/NODE goes beside it)")
+    q.set_defaults(func=cmd_cluster_init)
 
     p = subparsers.add_parser("crashloop", help="kill random nodes under load, then check the history")
     p.add_argument("--backend", default="raft")

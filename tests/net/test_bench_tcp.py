@@ -45,9 +45,11 @@ def test_the_floor_and_cpu_readings_are_real_measurements(tmp_path: Path) -> Non
 
 
 def test_an_embedded_sweep_runs_end_to_end(tmp_path: Path) -> None:
-    args = argparse.Namespace(loads="1,4", seconds=0.3, value_size=10, max_ops=10_000)
+    args = argparse.Namespace(loads="1,4", seconds=0.3, value_size=10, max_ops=10_000, backend_options=None)
     rows = embedded_sweep(tmp_path / "raft", "raft", fsync=False, args=args)
     assert [r["load"] for r in rows] == [1, 4]
+    assert rows[-1]["epochs"][0] == rows[-1]["epochs"][1]  # one leader throughout
+    assert set(rows[-1]["counters"]) == {"n1", "n2", "n3"}
     for row in rows:
         assert row["ok"] > 0 and row["errors"] == 0 and row["p50_ms"] > 0
         assert set(row["cpu_us_per_op"]) == {"leader", *(n for n in ("n1", "n2", "n3") if n in row["cpu_us_per_op"])}

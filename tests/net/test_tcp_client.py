@@ -17,6 +17,7 @@ from smr import wire
 from smr.errors import LocalProtocolError
 from smr.net import ClusterConfig, CommandRefused, NodeAddress, StatusQuery, StatusReport, open_tcp_client
 from smr.net._launcher import free_ports
+from smr.net._messages import ReplyBatch, RequestBatch
 from smr.net._transport import FramedConnection, accept
 from smr.replica import ClientRequest, Reply, ReplyStatus
 
@@ -31,6 +32,7 @@ class FakeNode:
         self.node = node
         self.script = script
         self.seen: list[ClientRequest] = []
+        self.frames = 0
 
     async def handle(self, stream: trio.SocketStream) -> None:
         """Serve one client connection until it closes."""
@@ -48,10 +50,18 @@ class FakeNode:
                 role = "leader" if self.node == "n2" else "follower"
                 await conn.send([wire.encode(StatusReport(self.node, "fake", role, 3, "n2", 7, 1.0))])
                 continue
-            self.seen.append(msg)
-            reply = self.script(self.node, msg)
-            if reply is not None:
-                await conn.send([wire.encode(reply)])
+            requests = msg.requests if isinstance(msg, RequestBatch) else (msg,)
+            self.frames += 1
+            replies = []
+            for request in requests:
+                self.seen.append(request)
+                reply = self.script(self.node, request)
+                if reply is not None:
+                    replies.append(reply)
+            if len(replies) > 1:
+                await conn.send([wire.encode(ReplyBatch(tuple(replies)))])
+            elif replies:
+                await conn.send([wire.encode(replies[0])])
 
 
 async def _cluster(nursery: trio.Nursery,
@@ -69,6 +79,27 @@ async def _cluster(nursery: trio.Nursery,
 
 def _ok(result: object) -> Script:
     return lambda node, req: Reply(req.client_id, req.seq, ReplyStatus.OK, result)  # type: ignore[arg-type]
+
+
+async def test_concurrent_sessions_share_frames_and_get_their_own_answers() -> None:
+    def echo_seq(node: str, req: ClientRequest) -> Reply:
+        return Reply(req.client_id, req.seq, ReplyStatus.OK, req.client_id)
+
+    async with trio.open_nursery() as nursery:
+        config, fakes = await _cluster(nursery, {"n1": echo_seq})
+        async with open_tcp_client(config) as client:
+            sessions = [client.client() for _ in range(64)]
+            answers: dict[str, object] = {}
+
+            async def call(session: object) -> None:
+                answers[session.client_id] = await session.submit(c.put("k", "v"))  # type: ignore[attr-defined]
+
+            async with trio.open_nursery() as calls:
+                for session in sessions:
+                    calls.start_soon(call, session)
+        assert answers == {s.client_id: s.client_id for s in sessions}  # each its own answer, from batches
+        assert len(fakes["n1"].seen) == 64 and fakes["n1"].frames < 64
+        nursery.cancel_scope.cancel()
 
 
 async def test_a_redirect_is_followed_to_the_leader() -> None:

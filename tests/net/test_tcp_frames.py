@@ -15,9 +15,10 @@ from smr import wire
 from smr.machine import CommandError
 from smr.net import FrameError, open_local_tcp_cluster, open_tcp_client
 from smr.net._frames import (HEADER, FrameDecoder, Session, acceptor_hello, check_acceptor_hello,
-                             check_connector_hello, connector_hello, frame)
+                             check_connector_hello, connector_hello, frame, request_limit)
+from smr.net._messages import ReplyBatch, RequestBatch
 from smr.net._transport import HELLO_MAX_BYTES
-from smr.replica import ClientRequest
+from smr.replica import ClientRequest, Reply, ReplyStatus
 
 SECRET = b"s" * 32
 
@@ -229,3 +230,43 @@ async def test_a_peer_reset_mid_handshake_is_only_unreachable() -> None:
         with pytest.raises(UNREACHABLE):
             await connect("127.0.0.1", port, b"secret", "peer", "n9", 1 << 20)
         nursery.cancel_scope.cancel()
+
+
+async def test_a_request_batch_is_judged_request_by_request(tmp_path: Path) -> None:
+    """A batch frame hiding a request too big to replicate: that one is refused, the others applied,
+    and the answers come back together; a batch on a peer connection, or with a member that is not a
+    request, is refused like any wrong frame."""
+    with trio.fail_after(60):
+        async with open_local_tcp_cluster(tmp_path, nodes=1, backend="raft") as cluster:
+            config = cluster.config
+            port = config.nodes[0].port
+            secret = config.secret_bytes()
+            await cluster.wait_for_leader()
+            huge = ClientRequest("raw-b", 1, c.put("big", "x" * (request_limit(config.max_frame_bytes) + 10)))
+            small = ClientRequest("raw-a", 1, c.put("small", "ok"))
+            batch = wire.encode(RequestBatch((small, huge)))
+            assert len(batch) + 32 <= config.max_frame_bytes  # it fits a frame; one member does not fit the log
+            stream, session = await _handshake(port, secret)
+            await stream.send_all(session.seal(batch))
+            dec = FrameDecoder(config.max_frame_bytes)
+            answers: dict[str, Reply] = {}
+            while len(answers) < 2:
+                while (got := dec.next_frame()) is None:
+                    dec.feed(await stream.receive_some(65536))
+                msg = wire.decode(session.open(*got))
+                for reply in msg.replies if isinstance(msg, ReplyBatch) else (msg,):
+                    answers[reply.client_id] = reply
+            await stream.aclose()
+            assert answers["raw-a"].status == ReplyStatus.OK
+            assert answers["raw-b"].status == ReplyStatus.FAIL and "leaves no room" in str(answers["raw-b"].result)
+            for bad in (wire.encode(ReplyBatch((Reply("x", 1, ReplyStatus.OK),))),  # a client sends no replies
+                        wire.encode(RequestBatch((small,))).replace(b"raw-a", b"\xc1\xc1\xc1\xc1\xc1")):
+                stream, session = await _handshake(port, secret)
+                await stream.send_all(session.seal(bad))
+                assert await _closed_by_node(stream)
+            async with open_tcp_client(cluster.cluster_file) as client:
+                assert await client.submit(c.get("small")) == "ok" and await client.submit(c.get("big")) is None
+                report = await client.status("n1", timeout=5.0)
+            assert report is not None
+            assert (report.refused["unexpected"], report.refused["malformed"]) == (1, 1)
+            assert report.counters["request_batches"] == 1
