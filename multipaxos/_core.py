@@ -27,6 +27,14 @@ all slots from its first unchosen one, then only phase 2 per batch of commands:
 
 Persist before you promise: every acceptor change is drained into the same
 ``Ready`` as the reply that depends on it, and the runtime syncs it first.
+The one exception is the leader's write in parallel: its ``Accept`` messages
+go out in ``Ready.eager``, before its own acceptance of their slots is
+durable.  They promise nothing on its behalf -- its promise of its own ballot
+was synced in phase 1, before its ``Prepare`` left, so before it won; the
+``commit`` they carry counts only durable acceptances.  Each acceptance of its
+own asks for a :class:`~smr.replica.Synced` of the ballot's round and the slot
+(``_wrote_own``), and the leader adds itself to a slot's quorum only in
+:meth:`MultiPaxosCore._on_synced`, for a Synced of the ballot it leads.
 
 The module has the shape of :mod:`raft._core`: one way in (``step``), one
 central check (:meth:`MultiPaxosCore._on_message`: a known sender, a known
@@ -36,7 +44,8 @@ message.  Roles are :class:`smr.replica.Role` members; majorities come from
 :mod:`smr.quorum`.  Each rule a ``mutant_*`` option breaks is one overridable
 method here (:meth:`MultiPaxosCore._accept_values`,
 :meth:`MultiPaxosCore._values_to_propose`,
-:meth:`MultiPaxosCore._drain_acceptor`); the broken variants are subclasses
+:meth:`MultiPaxosCore._drain_acceptor`, :meth:`MultiPaxosCore._wrote_own` from
+:class:`smr.log_core.LogCore`); the broken variants are subclasses
 in :mod:`multipaxos.mutants`, built by :func:`multipaxos.mutants.build`.
 """
 
@@ -47,7 +56,7 @@ from typing import Any, Callable, ClassVar
 
 from smr.errors import LocalProtocolError, RemoteProtocolError
 from smr.replica import (ClientRequest, Committed, ReplicaConfig, ReplicaStatus, Reply, ReplyStatus, Role, Send,
-                         Write)
+                         Synced, Write)
 from smr.log_core import LogCore
 from smr.sessions import NOOP_ENTRY
 from smr.values import CorruptValue
@@ -82,7 +91,7 @@ class MultiPaxosCore(LogCore):
 
     def __init__(self, config: ReplicaConfig) -> None:
         self.opts = MultiPaxosOptions.from_mapping(config.options)
-        super().__init__(config, frozenset(self.opts.mutants))
+        super().__init__(config, frozenset(self.opts.mutants), self.opts.write_in_parallel)
         self.acceptor = MultiAcceptor(ACCEPTOR_PREFIX)
         self.max_accepted = 0                            # highest slot the acceptor ever accepted
         self.applier = self._new_applier()
@@ -106,6 +115,7 @@ class MultiPaxosCore(LogCore):
         # leader state
         self.next_slot = 1
         self.proposals: dict[int, AcceptQuorum] = {}
+        self.own_durable = 0                             # our acceptances are synced up to this slot
         self.batches: list[_Batch] = []
         self.queue: list[ClientRequest] = []
         self.in_log: dict[tuple[str, int], int] = {}
@@ -225,7 +235,7 @@ class MultiPaxosCore(LogCore):
         for peer in self.peers:
             missing = sorted(s for s in stale if peer not in self.proposals[s].acceptors)
             for first, values in self._runs(missing):
-                self._send(peer, Accept(self.ballot, first, values, self.applied))
+                self._send_eager(peer, Accept(self.ballot, first, values, self.applied))
         for slot in stale:
             self.sent_at[slot] = self.ticks
 
@@ -310,6 +320,7 @@ class MultiPaxosCore(LogCore):
         self.promise_chosen = {}
         self.promise_snapshot = None
         self.next_slot = self.applied + 1
+        self.own_durable = self.applied  # what this ballot accepts counts once it is synced
         self.proposals.clear()
         self.batches.clear()
         recovered = []
@@ -319,7 +330,7 @@ class MultiPaxosCore(LogCore):
             recovered.append(slot)
         self.next_slot = last + 1
         for first, batch in self._runs(recovered):
-            self._broadcast(Accept(self.ballot, first, batch, self.applied))
+            self._broadcast_eager(Accept(self.ballot, first, batch, self.applied))
         if not recovered:
             self._broadcast(Heartbeat(self.ballot, self.applied))
         self.heartbeat_elapsed = 0
@@ -341,8 +352,8 @@ class MultiPaxosCore(LogCore):
             self.in_log[(value.client_id, value.seq)] = slot
         reply = self.acceptor.on_accept(self.ballot, slot, value)
         if isinstance(reply, SlotAccepted):
-            quorum.add(self.node, self.ballot)
             self.max_accepted = max(self.max_accepted, slot)
+            self._wrote_own(self.ballot.round, slot)  # our acceptance counts once it is durable
 
     def _pump(self) -> None:
         """Send queued commands as new Accept batches while the pipeline has room."""
@@ -355,7 +366,7 @@ class MultiPaxosCore(LogCore):
                 self._propose(self.next_slot, value)
                 self.next_slot += 1
             self.batches.append(_Batch(first, self.next_slot - 1))
-            self._broadcast(Accept(self.ballot, first, tuple(take), self.applied))
+            self._broadcast_eager(Accept(self.ballot, first, tuple(take), self.applied))
             self.last_broadcast = self.ticks
             for slot in range(first, self.next_slot):
                 self.sent_at[slot] = self.ticks
@@ -410,6 +421,32 @@ class MultiPaxosCore(LogCore):
                 slots.append(slot)
         self._check_chosen(slots)
         self._pump()
+
+    def _broadcast_eager(self, accept: Accept) -> None:
+        """Send ``accept`` to every peer, maybe before our own acceptance of its slots is durable."""
+        for peer in self.peers:
+            self._send_eager(peer, accept)
+
+    def _on_synced(self, event: Synced) -> None:
+        """Our acceptances are durable up to slot ``event.index``: as leader of that round, they now count."""
+        if self.role != LEADER or self.ballot is None or event.epoch != self.ballot.round \
+                or event.index <= self.own_durable:
+            return  # written in a leadership we lost (no quorum of ours to count it in), or counted
+        first = self.own_durable + 1
+        self._count_own(event.index)
+        self._check_chosen(list(range(first, event.index + 1)))
+        self._pump()
+
+    def _count_own(self, index: int) -> None:
+        """Add our own acceptance to every open slot up to ``index`` (we lead one ballot; syncs come in order)."""
+        assert self.ballot is not None
+        for slot in range(self.own_durable + 1, index + 1):
+            quorum = self.proposals.get(slot)
+            accepted = self.acceptor.accepted.get(slot)
+            if quorum is not None and accepted is not None and accepted[0] == self.ballot:
+                quorum.add(self.node, self.ballot)
+        if index > self.own_durable:
+            self.own_durable = index
 
     def _check_chosen(self, slots: list[int]) -> None:
         for slot in slots:

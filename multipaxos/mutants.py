@@ -78,8 +78,25 @@ class ApplyUnchosen(MultiPaxosCore):
         return True
 
 
+class CountSelfBeforeSync(MultiPaxosCore):
+    """BROKEN: the leader counts its own acceptance of a slot when it makes it, not once it is durable.
+
+    Its Accepts still leave before that write is synced, so one acceptor's
+    Accepted can choose a value that a crash of the leader then loses with the
+    write: the choice rests on a minority's disks.
+    """
+
+    mutants: ClassVar[frozenset[str]] = frozenset({"mutant_count_self_before_sync"})
+
+    def _wrote_own(self, epoch: int, index: int) -> None:
+        """Ask for the Synced as the protocol does, but count our acceptance at once, as if it were durable."""
+        super()._wrote_own(epoch, index)
+        self._count_own(index)
+
+
 #: The mutants of :class:`MultiPaxosCore`; :func:`build` below is the backend's factory.
-_SET = MutantSet(MultiPaxosCore, (AcceptLowerBallot, IgnorePromisedValues, ForgetPromise, ApplyUnchosen),
+_SET = MutantSet(MultiPaxosCore, (AcceptLowerBallot, IgnorePromisedValues, ForgetPromise, ApplyUnchosen,
+                                  CountSelfBeforeSync),
                  lambda options: MultiPaxosOptions.from_mapping(options).mutants)
 #: Every mutant class, by the option that selects it.
 MUTANTS = _SET.by_option

@@ -15,6 +15,10 @@ from smr.sessions import SESSION_OPTIONS
 class MultiPaxosOptions:
     """Timeouts in ticks, batching and pipelining bounds, compaction, and deliberate bugs.
 
+    ``write_in_parallel`` (on by default): a leader's Accept messages leave
+    before its own acceptance of their slots is durable; it counts its own
+    acceptance only once that write is synced.  Off: they wait for the sync.
+
     The ``mutant_*`` switches exist only so the test suite can prove it catches
     real bugs; each is off by default and each breaks safety.
     :func:`multipaxos.mutants.build` picks the subclass of
@@ -29,10 +33,12 @@ class MultiPaxosOptions:
     max_inflight: int = 4
     snapshot_every: int = 0
     catchup_batch: int = 256
+    write_in_parallel: bool = True
     mutant_accept_lower_ballot: bool = False
     mutant_ignore_promised_values: bool = False
     mutant_forget_promise: bool = False
     mutant_apply_unchosen: bool = False
+    mutant_count_self_before_sync: bool = False
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.election_ticks_min <= self.election_ticks_max:
@@ -41,6 +47,8 @@ class MultiPaxosOptions:
             raise LocalProtocolError("need 0 < heartbeat_ticks < election_ticks_min")
         if self.max_batch < 1 or self.max_inflight < 1:
             raise LocalProtocolError("max_batch and max_inflight must be at least 1")
+        if not isinstance(self.write_in_parallel, bool):
+            raise LocalProtocolError(f"write_in_parallel must be true or false, got {self.write_in_parallel!r}")
 
     @property
     def mutants(self) -> tuple[str, ...]:

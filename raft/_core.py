@@ -22,9 +22,19 @@ and Ongaro's thesis, structured like etcd raft:
 **Ordering rule.**  Every change to the term, the vote or the log is in the
 ``persist`` of the same :class:`~smr.replica.Ready` as the messages that
 depend on it (a vote reply, an AppendEntries acknowledgement), and the runtime
-syncs ``persist`` before it sends anything.  ``raft/hard`` always comes first
+syncs ``persist`` before it sends them.  ``raft/hard`` always comes first
 in ``persist``, log deletes come before the appends that replace them, so any
 prefix of the writes that survives a crash is a consistent state.
+
+**The one exception: the leader's append in parallel** (thesis 10.2.1).  A
+leader's AppendEntries carrying entries go out in ``Ready.eager``, before its
+own write of them is durable: they promise nothing on its behalf (its term was
+synced before its RequestVotes left, so before it won; its commit index counts
+only durable copies).  Each append asks for a :class:`~smr.replica.Synced` of
+the term and the last index written (``_wrote_own``); the leader's own match
+index in the commit count is ``own_durable``, which only
+:meth:`RaftCore._on_synced` advances, for a Synced of the term it leads.
+Votes, acknowledgements, heartbeats and snapshots keep the ordering rule.
 
 Roles (:class:`smr.replica.Role`): ``FOLLOWER``, ``PRECANDIDATE`` (pre-vote,
 thesis 9.6), ``CANDIDATE``, ``LEADER``.  Client requests reach the log only on the leader; others answer
@@ -34,7 +44,8 @@ sessions) and answered on the leader that appended them.
 
 **Mutants.**  Each rule the ``mutant_*`` options break is one overridable method
 here -- :meth:`RaftCore._vote_log_ok`, :meth:`RaftCore._may_commit`,
-:meth:`RaftCore._durable_vote`, :meth:`RaftCore._merge_entries` -- and the
+:meth:`RaftCore._durable_vote`, :meth:`RaftCore._merge_entries`,
+:meth:`RaftCore._wrote_own` (from :class:`smr.log_core.LogCore`) -- and the
 broken variants are subclasses in :mod:`raft.mutants`, built by
 :func:`raft.mutants.build`.  This module holds only the correct protocol.
 """
@@ -49,7 +60,7 @@ import attrs
 from smr.errors import LocalProtocolError, RemoteProtocolError
 from smr.quorum import VoteResult, committed_index, has_majority, vote_result
 from smr.replica import (ClientRequest, Committed, Ready, ReplicaConfig, ReplicaStatus, Reply, ReplyStatus,
-                         Role, Send, Write)
+                         Role, Send, Synced, Write)
 from smr.log_core import LogCore
 from smr.sessions import NOOP_ENTRY
 from smr.values import CorruptValue
@@ -83,7 +94,7 @@ class RaftCore(LogCore):
 
     def __init__(self, config: ReplicaConfig) -> None:
         self.opts = RaftOptions.from_mapping(config.options)
-        super().__init__(config, frozenset(self.opts.mutants))
+        super().__init__(config, frozenset(self.opts.mutants), self.opts.write_in_parallel)
         self._peer_set = frozenset(self.peers)
         self.applier = self._new_applier()
         self.log = RaftLog()
@@ -102,6 +113,7 @@ class RaftCore(LogCore):
         self.votes: dict[str, bool] = {}
         # leader only
         self.progress: dict[str, Progress] = {}
+        self.own_durable = 0  # our own log is synced up to here in this term: our match in the commit count
         self.round = 0   # stamped on every leader message; ReadIndex waits for a quorum of acks
         self.beat = 0    # tick-driven heartbeat intervals: the clock for presuming messages lost
         self.pending: dict[int, ClientRequest] = {}
@@ -310,6 +322,7 @@ class RaftCore(LogCore):
         self.round = 0
         self.beat = 0
         self.transferee = None
+        self.own_durable = self.commit_index  # what this term appends counts once it is synced
         nxt = self.log.last_index + 1
         self.progress = {peer: Progress(next=nxt) for peer in self.peers}
         self.in_log = {}
@@ -491,6 +504,7 @@ class RaftCore(LogCore):
     # ---------------------------------------------------------------- leader side
     def _append(self, requests: Iterable[ClientRequest]) -> int:
         self._writes.extend(self.log.append(Entry(self.term, self._stamp(r)) for r in requests))
+        self._wrote_own(self.term, self.log.last_index)
         return self.log.last_index
 
     def _bcast_append(self) -> None:
@@ -514,8 +528,11 @@ class RaftCore(LogCore):
             entries = log.slice(prev + 1, last) if last > prev else ()
             if not entries and not allow_empty:
                 return
-            self._send(peer, AppendEntries(self.term, prev, prev_term, entries, self.commit_index,
-                                           self.round))
+            message = AppendEntries(self.term, prev, prev_term, entries, self.commit_index, self.round)
+            if entries:
+                self._send_eager(peer, message)  # it may leave before our own write of them is durable
+            else:
+                self._send(peer, message)
             if pr.state == PROBE:
                 pr.probe_sent = True
                 return
@@ -607,8 +624,20 @@ class RaftCore(LogCore):
         pr.become_probe(max(1, min(nxt, m.index)))
         self._send_append(src, allow_empty=True)
 
+    def _on_synced(self, event: Synced) -> None:
+        """Our log is durable up to ``event.index``: as leader of that term, our copy now counts."""
+        if self.role != LEADER or event.epoch != self.term or event.index <= self.own_durable:
+            return  # written in a leadership we lost (no quorum of ours to count it in), or counted
+        self._count_own(event.index)
+        self._maybe_commit()
+
+    def _count_own(self, index: int) -> None:
+        """Our own match index in the commit count (our log only grows while we lead; syncs come in order)."""
+        if index > self.own_durable:
+            self.own_durable = index
+
     def _maybe_commit(self) -> None:
-        n = committed_index([self.log.last_index, *(pr.match for pr in self.progress.values())])
+        n = committed_index([self.own_durable, *(pr.match for pr in self.progress.values())])
         if n > self.commit_index and self._may_commit(n):
             self._commit_to(n)
 

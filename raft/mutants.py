@@ -68,8 +68,25 @@ class TruncateOnStaleAppend(RaftCore):
             self._writes.extend(self.log.truncate_from(last_new + 1))
 
 
+class CountSelfBeforeSync(RaftCore):
+    """BROKEN: the leader counts its own copy of an entry when it appends it, not once it is durable.
+
+    Its AppendEntries still leave before that write is synced, so one
+    follower's acknowledgement can commit an entry that a crash of the leader
+    then loses with the write: the commit rests on a minority's disks.
+    """
+
+    mutants: ClassVar[frozenset[str]] = frozenset({"mutant_count_self_before_sync"})
+
+    def _wrote_own(self, epoch: int, index: int) -> None:
+        """Ask for the Synced as the protocol does, but count our copy at once, as if it were durable."""
+        super()._wrote_own(epoch, index)
+        self._count_own(index)
+
+
 #: The mutants of :class:`RaftCore`; :func:`build` below is the backend's factory.
-_SET = MutantSet(RaftCore, (VoteWithoutLogCheck, CommitPreviousTerm, ForgetVote, TruncateOnStaleAppend),
+_SET = MutantSet(RaftCore, (VoteWithoutLogCheck, CommitPreviousTerm, ForgetVote, TruncateOnStaleAppend,
+                            CountSelfBeforeSync),
                  lambda options: RaftOptions.from_mapping(options).mutants)
 #: Every mutant class, by the option that selects it.
 MUTANTS = _SET.by_option

@@ -55,6 +55,10 @@ class RaftOptions:
             (thesis 3.10, TimeoutNow).
         max_batch: most entries in one AppendEntries.
         max_inflight: most AppendEntries with entries outstanding per follower.
+        write_in_parallel: a leader's AppendEntries carrying entries leave
+            before its own write of them is durable (thesis 10.2.1); it counts
+            itself toward the commit quorum only once that write is synced.
+            Off: they wait for the sync like every other message.
         mutant_vote_without_log_check: BROKEN: grant votes ignoring the
             up-to-date-log restriction (section 5.4.1).
         mutant_commit_previous_term: BROKEN: commit entries of earlier terms by
@@ -62,6 +66,9 @@ class RaftOptions:
         mutant_forget_vote: BROKEN: the vote is never written to stable storage.
         mutant_truncate_on_stale_append: BROKEN: a follower drops every entry
             after a (possibly stale) AppendEntries, even without a conflict.
+        mutant_count_self_before_sync: BROKEN: the leader counts its own copy
+            of an entry toward the commit quorum as soon as it appends it,
+            while its write is still in flight (and the entry already sent).
     """
 
     election_ticks_min: int = attrs.field(default=15, validator=_positive)
@@ -74,10 +81,12 @@ class RaftOptions:
     leadership_transfer: bool = attrs.field(default=False, validator=_flag)
     max_batch: int = attrs.field(default=64, validator=_positive)
     max_inflight: int = attrs.field(default=4, validator=_positive)
+    write_in_parallel: bool = attrs.field(default=True, validator=_flag)
     mutant_vote_without_log_check: bool = attrs.field(default=False, validator=_flag)
     mutant_commit_previous_term: bool = attrs.field(default=False, validator=_flag)
     mutant_forget_vote: bool = attrs.field(default=False, validator=_flag)
     mutant_truncate_on_stale_append: bool = attrs.field(default=False, validator=_flag)
+    mutant_count_self_before_sync: bool = attrs.field(default=False, validator=_flag)
 
     def __attrs_post_init__(self) -> None:
         if self.election_ticks_max < self.election_ticks_min:

@@ -16,8 +16,9 @@ class Network(_Network):
     """An in-memory Raft cluster whose Raft invariants run after every step (``mutant_*`` options work)."""
 
     def __init__(self, size: int = 3, options: Mapping[str, Any] | None = None, seed: int = 0,
-                 state_machine: Callable[[], StateMachine] = KVStore, check: bool = True) -> None:
-        super().__init__(build, size, options, seed, state_machine, RaftInvariants(), check)
+                 state_machine: Callable[[], StateMachine] = KVStore, check: bool = True,
+                 hold_syncs: bool = False) -> None:
+        super().__init__(build, size, options, seed, state_machine, RaftInvariants(), check, hold_syncs)
 
     def log_terms(self, node: str) -> list[int]:
         """The terms of ``node``'s entries after its snapshot (for compact assertions)."""

@@ -68,7 +68,8 @@ def cores_alone_rate(ops: int = 30_000, nodes: int = 5, clients: int = 10) -> di
 
     Requests go round-robin to every node as the simulator's clients do; each
     message and each reply counts as one delivery, writes count as synced at
-    once.  This is the protocol's own cost, so it bounds any simulator's rate.
+    once (a batch's ``after_sync`` input is stepped next).  This is the
+    protocol's own cost, so it bounds any simulator's rate.
     """
     from workloads import make_workload
 
@@ -91,9 +92,11 @@ def cores_alone_rate(ops: int = 30_000, nodes: int = 5, clients: int = 10) -> di
             dst, event = queue.popleft()
             deliveries += 1
             ready = cores[dst].step(event)
-            for send in ready.messages:
+            for send in (*ready.eager, *ready.messages) if ready.eager else ready.messages:
                 queue.append((send.dst, Receive(dst, send.message)))
             deliveries += len(ready.replies)
+            if ready.after_sync is not None:  # synced at once
+                queue.appendleft((dst, ready.after_sync))
     wall = time.perf_counter() - start
     return {"deliveries": deliveries, "ops": ops, "wall_s": round(wall, 3), "deliveries_per_s": deliveries / wall}
 

@@ -11,7 +11,9 @@ A command that raises on the replicas raises :class:`smr.CommandError` in
 the caller; the cluster keeps serving.
 
 Ticks come from trio's clock; the "disk" is an in-memory map written before a
-batch's messages leave (the persist-before-send rule holds trivially).  Runs
+batch's messages leave (the persist-before-send rule holds trivially), so a
+leader's eager messages leave with the rest, and its ``after_sync`` input is
+stepped right after its batch.  Runs
 are not deterministic -- trio's scheduler is not -- so use the simulator for
 anything that must replay.
 """
@@ -115,6 +117,9 @@ class LocalCluster:
                     ready = driver.step(event)
                     if not driver.rejected:
                         self._handle(node, ready)
+                        while ready.after_sync is not None:  # its writes are durable already
+                            ready = driver.synced(ready)
+                            self._handle(node, ready)
 
     async def _ticker(self, inbox: trio.MemorySendChannel[Any]) -> None:
         while True:
@@ -123,7 +128,7 @@ class LocalCluster:
 
     def _handle(self, node: _Node, ready: Ready) -> None:
         apply_writes(node.durable, ready.persist)  # durable before anything leaves
-        for send in ready.messages:
+        for send in (*ready.eager, *ready.messages) if ready.eager else ready.messages:
             peer = self.nodes.get(send.dst)
             if peer is not None and peer.alive:
                 peer.send.send_nowait(Receive(node.id, send.message))

@@ -1,16 +1,25 @@
-"""What every replicated-log core shares: its identity, one way in, four output buffers, one way out.
+"""What every replicated-log core shares: its identity, one way in, its output buffers, one way out.
 
 Raft and multi-Paxos subclass :class:`LogCore`, so both have the same shape:
 ``step`` checks that ``Start`` comes first and dispatches each input to one
-method (``_start``, ``_tick``, ``_on_message``, ``_on_client``); the
-transitions collect their outputs in ``_writes``, ``_messages``,
-``_committed`` and ``_replies``; ``_flush`` turns them into one
-:class:`~smr.replica.Ready` (``EMPTY`` when nothing happened).  A core
-decides the order of its own durable writes in ``_pending_writes``.
+method (``_start``, ``_tick``, ``_on_message``, ``_on_client``,
+``_on_synced``); the transitions collect their outputs in ``_writes``,
+``_messages``, ``_committed``, ``_replies`` and ``_eager``; ``_flush`` turns
+them into one :class:`~smr.replica.Ready` (``EMPTY`` when nothing happened).
+A core decides the order of its own durable writes in ``_pending_writes``.
 Every tick advances the node's log clock; a new leader sets it to the
 log's time (``_lead_clock``) and stamps it into the requests it appends
 (``_stamp``), which is how sessions expire at the same log index on every
 replica (:mod:`smr.sessions`).
+
+**The leader's write in parallel.**  A leader sends the replication messages
+that carry its entries through ``_send_eager`` (they may leave before its own
+write is durable: ``Ready.eager``) and reports each write of its own copy
+with ``_wrote_own(epoch, index)``, which asks the runtime for a
+:class:`~smr.replica.Synced` once the batch is durable (``Ready.after_sync``).
+The core counts its own copy toward a quorum only in ``_on_synced``.  With the
+backend option ``write_in_parallel: false`` the eager messages wait for the
+sync like every other message (the counting is the same).
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from typing import Any, ClassVar
 from .errors import LocalProtocolError
 from .quorum import majority
 from .replica import (EMPTY, ClientRequest, Committed, Input, Ready, ReplicaConfig, Receive, Reply, Send,
-                      Start, Tick, Write)
+                      Start, Synced, Tick, Write)
 from .sessions import Applier, SessionLimits
 
 
@@ -35,7 +44,8 @@ class LogCore:
     #: The function (as "package.mutants.build") that builds a core with mutants switched on.
     builder: ClassVar[str]
 
-    def __init__(self, config: ReplicaConfig, mutants_asked: frozenset[str]) -> None:
+    def __init__(self, config: ReplicaConfig, mutants_asked: frozenset[str],
+                 write_in_parallel: bool = True) -> None:
         self.config = config
         self.node = config.node
         self.peers = tuple(config.peers)
@@ -60,9 +70,13 @@ class LogCore:
         self._messages: list[Send] = []
         self._committed: list[Committed] = []
         self._replies: list[Reply] = []
+        self._eager: list[Send] = []
+        self._after_sync: Synced | None = None
+        #: Eager messages leave before the leader's own write is durable (else they wait, like the rest).
+        self.write_in_parallel = write_in_parallel
 
     def step(self, event: Input) -> Ready:
-        """Consume one input and return its outputs; persist them before sending (see smr.replica)."""
+        """Consume one input and return its outputs; persist them before sending all but ``eager`` (smr.replica)."""
         if isinstance(event, Start):
             self._start(event.durable)
         elif not self.started:
@@ -74,6 +88,8 @@ class LogCore:
             self._on_message(event.src, event.message)
         elif isinstance(event, ClientRequest):
             self._on_client(event)
+        elif isinstance(event, Synced):
+            self._on_synced(event)
         else:
             raise LocalProtocolError(f"{self.backend} {self.node}: cannot step {event!r}")
         return self._flush()
@@ -93,6 +109,14 @@ class LogCore:
 
     def _on_client(self, request: ClientRequest) -> None:
         """A client's command."""
+        raise NotImplementedError
+
+    def _on_synced(self, event: Synced) -> None:
+        """This node's own writes are durable up to ``event.index`` (asked for by ``_wrote_own``)."""
+        raise NotImplementedError
+
+    def _count_own(self, index: int) -> None:
+        """Count the leader's own copy of everything up to ``index`` toward its quorums."""
         raise NotImplementedError
 
     # ------------------------------------------------------------ applying
@@ -135,6 +159,19 @@ class LogCore:
         return ClientRequest(request.client_id, request.seq, request.command, request.acked, int(self.clock_ms))
 
     # ---------------------------------------------------------------- outputs
+    def _send_eager(self, dst: str, message: Any) -> None:
+        """Send a leader's replication message that may leave before this batch's writes are durable."""
+        self._eager.append(Send(dst, message))
+
+    def _wrote_own(self, epoch: int, index: int) -> None:
+        """The leader wrote its own copy up to ``index`` in ``epoch``: ask for a Synced once it is durable.
+
+        The copy counts toward a quorum only then (``_on_synced``): a write
+        still in flight can vanish in a crash, while the eager messages that
+        carried it may already have been acknowledged by the followers.
+        """
+        self._after_sync = Synced(epoch, index)
+
     def _pending_writes(self) -> tuple[Write, ...]:
         """This step's durable writes, in the order they must be applied (a core may add its own)."""
         return tuple(self._writes)
@@ -142,8 +179,20 @@ class LogCore:
     def _flush(self) -> Ready:
         """Collect this step's outputs into one Ready (``EMPTY`` if nothing happened)."""
         persist = self._pending_writes()
-        if not (persist or self._messages or self._committed or self._replies):
+        eager, after_sync = self._eager, self._after_sync
+        if not (persist or self._messages or self._committed or self._replies or eager or after_sync):
             return EMPTY
-        ready = Ready(persist, tuple(self._messages), tuple(self._committed), tuple(self._replies))
+        if not eager:
+            ready = Ready(persist, tuple(self._messages), tuple(self._committed), tuple(self._replies), (),
+                          after_sync)
+        elif self.write_in_parallel:
+            ready = Ready(persist, tuple(self._messages), tuple(self._committed), tuple(self._replies),
+                          tuple(eager), after_sync)
+            self._eager = []
+        else:  # the eager messages wait for the sync, with the others
+            ready = Ready(persist, (*eager, *self._messages), tuple(self._committed), tuple(self._replies), (),
+                          after_sync)
+            self._eager = []
         self._writes, self._messages, self._committed, self._replies = [], [], [], []
+        self._after_sync = None
         return ready

@@ -199,8 +199,8 @@ class Ready:
     after_sync: Synced | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.persist or self.messages or self.committed or self.replies or self.eager
-                    or self.after_sync is not None)
+        return self is not EMPTY and bool(self.persist or self.messages or self.committed or self.replies
+                                          or self.eager or self.after_sync is not None)
 
 
 #: The empty batch (shared: cores return it when an input changed nothing).

@@ -5,8 +5,12 @@ messages wait in one list until delivered (in order, one by one, or all
 "until quiet"); links can be cut, nodes isolated, messages dropped by a
 predicate, duplicated or delivered out of order; nodes crash and restart.
 Persistence is honoured: each node's durable map is updated from
-``Ready.persist`` (synced at once, before its messages join the network), and
-a restart hands that map back in ``Start``.  After every step the backend's
+``Ready.persist`` (synced at once, before its messages join the network; a
+leader's ``Ready.eager`` messages go first), then the batch's ``after_sync``
+input is stepped, and a restart hands that map back in ``Start``.  With
+``hold_syncs`` a node's batches wait, in order, until :meth:`Network.sync`
+makes them durable (only their eager messages leave at once), and a crash
+loses every batch still waiting, ``after_sync`` included.  After every step the backend's
 invariants run (when given), and every applied entry is compared with what any other node
 applied at that index (state machine safety, :class:`smr.driver.CommitLedger`), so a test
 fails at the first unsafe step.  Each core is stepped through a :class:`smr.driver.Driver`.
@@ -46,13 +50,14 @@ class Network(Generic[CoreT]):
         state_machine: the replicated state machine factory.
         invariants: called with the live cores after every step; raises AssertionError.
         check: run the invariants after every step.
+        hold_syncs: batches with writes wait for :meth:`sync` (a slow disk under the test's control).
     """
 
     def __init__(self, factory: Callable[[ReplicaConfig], CoreT], size: int = 3,
                  options: Mapping[str, Any] | None = None, seed: int = 0,
                  state_machine: Callable[[], StateMachine] = KVStore,
                  invariants: Callable[[Mapping[str, Any]], None] | None = None,
-                 check: bool = True) -> None:
+                 check: bool = True, hold_syncs: bool = False) -> None:
         self.factory = factory
         self.ids = tuple(f"n{i}" for i in range(1, size + 1))
         self.options = dict(options or {})
@@ -61,6 +66,9 @@ class Network(Generic[CoreT]):
         self.check_enabled = check
         self.invariants = invariants
         self.durable: dict[str, dict[str, Any]] = {n: {} for n in self.ids}
+        self.hold_syncs = hold_syncs
+        #: Per node, the batches waiting for their sync (oldest first; only with ``hold_syncs``).
+        self.unsynced: dict[str, list[Ready]] = {n: [] for n in self.ids}
         #: The live cores, and the drivers that step them.
         self.cores: dict[str, CoreT] = {}
         self.drivers: dict[str, Driver[CoreT]] = {}
@@ -90,15 +98,31 @@ class Network(Generic[CoreT]):
         self._handle(node, driver.step(Start(dict(self.durable[node]))))
 
     def crash(self, node: str) -> None:
-        """Stop ``node``: its volatile state is gone, its durable map stays."""
+        """Stop ``node``: its volatile state is gone, its durable map stays (batches not synced are lost)."""
         del self.cores[node]
         del self.drivers[node]
+        self.unsynced[node] = []
 
     def restart(self, node: str) -> None:
         """Crash ``node`` if it runs, then boot it from durable state."""
         self.cores.pop(node, None)
         self.drivers.pop(node, None)
+        self.unsynced[node] = []
         self.start(node)
+
+    def sync(self, node: str, batches: int | None = None) -> int:
+        """Make ``node``'s oldest waiting batches durable (all, or ``batches``) and release their outputs.
+
+        Each released batch's ``after_sync`` is stepped at once; what that step
+        returns waits for a later sync if it has writes.  Returns how many
+        batches were released.
+        """
+        done = 0
+        waiting = self.unsynced[node]
+        while waiting and (batches is None or done < batches) and node in self.drivers:
+            self._release(node, waiting.pop(0))
+            done += 1
+        return done
 
     def step(self, node: str, event: Any) -> Ready:
         """Feed one input to ``node`` and route its outputs; a remote error is recorded, not raised."""
@@ -112,6 +136,15 @@ class Network(Generic[CoreT]):
         self.remote_errors.append(str(exc))
 
     def _handle(self, node: str, ready: Ready) -> None:
+        for send in ready.eager:  # they may leave before this batch's writes are durable
+            self.in_flight.append((node, send.dst, send.message))
+        if self.hold_syncs and (ready.persist or self.unsynced[node]):
+            self.unsynced[node].append(ready)  # behind its writes, or behind an earlier batch's
+            self.check()
+            return
+        self._release(node, ready)
+
+    def _release(self, node: str, ready: Ready) -> None:
         apply_writes(self.durable[node], ready.persist)  # synced before any message leaves
         for c in ready.committed:
             self.ledger.record(node, c)
@@ -119,6 +152,8 @@ class Network(Generic[CoreT]):
             self.in_flight.append((node, send.dst, send.message))
         self.replies.extend(ready.replies)
         self.check()
+        if ready.after_sync is not None:
+            self._handle(node, self.drivers[node].synced(ready))
 
     def check(self) -> None:
         """Run the backend's invariants over the live cores."""
@@ -198,6 +233,17 @@ class Network(Generic[CoreT]):
             self.deliver(0)
         return n
 
+    def settle(self, limit: int = 100_000) -> int:
+        """Sync every live node and deliver until nothing waits for a sync or is in flight (= stabilize
+        without ``hold_syncs``); return how many messages were handled."""
+        n = self.stabilize(limit)
+        while any(self.unsynced[node] for node in self.drivers):
+            for node in self.ids:
+                if node in self.drivers:
+                    self.sync(node)
+            n += self.stabilize(limit)
+        return n
+
     # ------------------------------------------------------------ time
     def tick(self, node: str, n: int = 1) -> None:
         """Give ``node`` ``n`` ticks (no delivery in between)."""
@@ -223,9 +269,9 @@ class Network(Generic[CoreT]):
         raise AssertionError(f"{node} did not campaign")
 
     def elect(self, node: str) -> None:
-        """Make ``node`` campaign and deliver until quiet; it must end up leader."""
+        """Make ``node`` campaign and deliver (and sync) until quiet; it must end up leader."""
         self.campaign(node)
-        self.stabilize()
+        self.settle()
         status = self.status(node)
         if not status.is_leader:
             raise AssertionError(f"{node} campaigned but is {status.role}")

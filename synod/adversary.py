@@ -17,7 +17,8 @@ asks its policy which one fires next:
   slightly jittery ticks in virtual time, earliest event first.
 
 The contract of :mod:`smr.replica` is kept: a batch's ``persist`` goes into the
-node's durable map before any of its messages becomes pending, and a crashed
+node's durable map before any of its messages (``eager`` ones included) becomes
+pending, its ``after_sync`` input is stepped within the same step, and a crashed
 node (at most one, as in FLP) keeps its durable map and takes no more steps.
 Every step is recorded (:class:`StepRecord`), so the schedule can be printed
 as a trace and checked for admissibility (:meth:`Scheduler.admissibility`).
@@ -270,11 +271,15 @@ class Scheduler:
     def _apply(self, node: str, ready: Ready, record: None) -> None: ...
 
     def _apply(self, node: str, ready: Ready, record: StepRecord | None) -> StepRecord | None:
-        apply_writes(self.durable[node], ready.persist)  # durable before any message of this batch is pending
         outputs = []
-        for send in ready.messages:
-            event = self._new_event(DELIVER, send.dst, node, send.message)
-            outputs.append(event.id)
+        while True:
+            apply_writes(self.durable[node], ready.persist)  # durable before any message of this batch is pending
+            for send in (*ready.eager, *ready.messages):
+                event = self._new_event(DELIVER, send.dst, node, send.message)
+                outputs.append(event.id)
+            if ready.after_sync is None:
+                break
+            ready = self.drivers[node].synced(ready)  # its writes are durable now: part of the same step
         if record is not None and self.record:
             record = attrs.evolve(record, outputs=tuple(outputs))
             self.records.append(record)

@@ -119,10 +119,14 @@ class CoreCluster:
         if driver is None:
             return
         ready = driver.step(event)  # a rejected input (counted by the driver) gives the empty batch
-        apply_writes(self.durable[node], ready.persist)  # synced before anything below leaves
-        low, high = self.latency_ms
-        for send in ready.messages:
-            self._push(self.now + self.rng.uniform(low, high), _DELIVER, node, send.dst, send.message)
+        while True:
+            apply_writes(self.durable[node], ready.persist)  # synced before anything below leaves
+            low, high = self.latency_ms
+            for send in (*ready.eager, *ready.messages):  # eager ones too: the writes are synced at once
+                self._push(self.now + self.rng.uniform(low, high), _DELIVER, node, send.dst, send.message)
+            if ready.after_sync is None:
+                return
+            ready = driver.synced(ready)
 
 
 class ClusterWriteOnce:

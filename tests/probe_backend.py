@@ -1,7 +1,10 @@
 """A tiny test-only backend whose every message is unique, to watch the simulator's faults.
 
 Each node, on every tick, persists its tick count (so the disk model has writes
-to keep or lose) and sends a uniquely numbered ``Probe`` to every peer.
+to keep or lose) and sends a uniquely numbered ``Probe`` to every peer.  With
+the option ``eager: true`` the probes go in ``Ready.eager`` (they may leave
+before the tick count is synced) and each tick asks for a ``Synced(life,
+ticks)``, which the core records in ``synced``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import attrs
 
 from smr import wire
 from smr.replica import (EMPTY, Backend, ClientRequest, Input, Ready, ReplicaConfig, ReplicaStatus,
-                         Receive, Reply, ReplyStatus, Send, Start, Tick, Write, register_backend)
+                         Receive, Reply, ReplyStatus, Send, Start, Synced, Tick, Write, register_backend)
 
 
 @wire.message
@@ -37,6 +40,9 @@ class ProbeCore:
         self.life = 0
         self.received: list[Probe] = []
         self.sent = 0
+        self.eager = bool(config.options.get("eager", False))
+        #: The Synced inputs stepped into this incarnation, as (life, ticks).
+        self.synced: list[tuple[int, int]] = []
 
     def status(self) -> ReplicaStatus:
         """A probe node is never a leader."""
@@ -55,7 +61,13 @@ class ProbeCore:
             for peer in self.config.peers:
                 self.sent += 1
                 sends.append(Send(peer, Probe(self.config.node, self.life, self.sent)))
+            if self.eager:
+                return Ready(persist=(Write("ticks", self.durable_ticks),), eager=tuple(sends),
+                             after_sync=Synced(self.life, self.durable_ticks))
             return Ready(persist=(Write("ticks", self.durable_ticks),), messages=tuple(sends))
+        if isinstance(event, Synced):
+            self.synced.append((event.epoch, event.index))
+            return EMPTY
         if isinstance(event, Receive):
             self.received.append(event.message)
             return EMPTY

@@ -27,10 +27,12 @@ def test_transcript_replays_to_its_recorded_output(path: Path, rewrite_transcrip
 
 
 def test_every_protocol_has_transcripts() -> None:
-    """The scripts the suite promises exist: elections, pre-vote, Figures 7 and 8, recovery, gaps."""
+    """The scripts the suite promises exist: elections, pre-vote, Figures 7 and 8, recovery, gaps, and
+    the leader's write in parallel."""
     names = {str(p.relative_to(ROOT)) for p in SCRIPTS}
     assert {"raft/election.txt", "raft/pre_vote.txt", "raft/figure7.txt", "raft/figure8.txt",
-            "raft/figure8_overwrite.txt", "multipaxos/recovery.txt", "multipaxos/gap.txt"} <= names
+            "raft/figure8_overwrite.txt", "multipaxos/recovery.txt", "multipaxos/gap.txt",
+            "raft/write_in_parallel.txt", "multipaxos/write_in_parallel.txt"} <= names
 
 
 def test_transcripts_are_deterministic() -> None:
@@ -116,3 +118,19 @@ def test_ignoring_promised_values_changes_phase_1_recovery() -> None:
     assert command == "deliver"
     assert any("Accept ballot=2.n2 slots=1..1" in line for line in correct)
     assert not any("Accept" in line for line in mutant)
+
+
+@pytest.mark.parametrize("backend", ["raft", "multipaxos"])
+def test_counting_the_leader_before_its_sync_changes_write_in_parallel(backend: str) -> None:
+    """With n3 down the correct leader commits only at its own ``synced`` step; a leader that counts
+    its unsynced write commits as soon as n2's acknowledgement arrives.
+
+    Reference: Ongaro's thesis, section 10.2.1
+    """
+    text = (ROOT / backend / "write_in_parallel.txt").read_text()
+    golden = run_script(text)
+    broken = run_script(text, {"mutant_count_self_before_sync": True})
+    command, correct, mutant = _first_difference(golden, broken)
+    assert command == "deliver"
+    assert any(line.startswith("  n1 commit 1 ") for line in mutant)
+    assert not any(line.startswith("  n1 commit ") for line in correct)

@@ -13,16 +13,24 @@ expected output, datadriven style::
       n1 -> n2 RequestVote term=1 last=0/0
 
 The output of a command ends at the first blank line.  Unindented lines are
-events (a delivered message, a tick, a client request, a restart), the
-indented lines under one are what that input made the node do: a role or
-epoch change (``=>``), durable writes (``persist`` / ``delete``), messages
-(``->``), committed entries (``commit``), client replies (``reply``) and
-messages it rejected as remote errors (``rejects``).
+events (a delivered message, a tick, a client request, a restart, a node's
+own writes becoming durable: ``n1 synced term=2 index=3``), the indented lines
+under one are what that input made the node do: a role or epoch change
+(``=>``), durable writes (``persist`` / ``delete``), messages that may leave
+before those writes are durable (``-> ... (eager)``, a leader's replication),
+messages (``->``), committed entries (``commit``), client replies (``reply``)
+and messages it rejected as remote errors (``rejects``).  Unless the cluster
+holds syncs, the network syncs every batch at once, so a batch's ``synced``
+step follows it directly.
 
 Commands (nodes are ``n1`` .. ``nN``):
 
-* ``nodes N [backend=raft] [seed=0] [option=value ...]`` -- a fresh cluster;
-  options go to every core (``true``/``false``/integers are parsed);
+* ``nodes N [backend=raft] [seed=0] [hold_syncs=true] [option=value ...]`` -- a
+  fresh cluster; options go to every core (``true``/``false``/integers are
+  parsed); with ``hold_syncs=true`` each node's batches wait for ``sync``
+  (only their eager messages leave at once);
+* ``sync n1|all [count]`` -- make a node's waiting batches durable, oldest first,
+  releasing their messages and stepping their ``synced`` inputs;
 * ``campaign n1`` -- tick ``n1`` until its election timeout fires (no delivery);
   a node already campaigning campaigns again;
 * ``tick n1|all [count]`` -- give ticks, without delivering anything;
@@ -62,7 +70,7 @@ import attrs
 from smr.commands import NOOP, Command
 from smr.errors import RemoteProtocolError
 from smr.replica import (ClientRequest, Input, Ready, ReplicaConfig, ReplicaStatus, Receive, Reply,
-                         ReplyStatus, Start, Tick, get_backend)
+                         ReplyStatus, Start, Synced, Tick, get_backend)
 from smr.testing import Network
 from synod.ballot import Ballot
 
@@ -328,7 +336,8 @@ class Interpreter:
         records, self.records = self.records, []
         for record in records:
             items = self._items(record)
-            if items or isinstance(record.event, Receive):
+            if items or isinstance(record.event, Receive) or (isinstance(record.event, Synced)
+                                                              and self.cluster.hold_syncs):
                 out.append(self._header(record))
                 out.extend("  " + item for item in items)
 
@@ -342,6 +351,8 @@ class Interpreter:
             return f"client {event.client_id}#{event.seq} -> {record.node} {event.command}"
         if isinstance(event, Start):
             return f"{record.node} start"
+        if isinstance(event, Synced):
+            return f"{record.node} synced {EPOCH_NAMES.get(self.backend, 'epoch')}={event.epoch} index={event.index}"
         return f"{record.node} {fmt(event)}"
 
     def _items(self, record: StepRecord) -> list[str]:
@@ -358,6 +369,8 @@ class Interpreter:
         for write in ready.persist:
             items.append(f"{node} delete {write.key}" if write.value is None
                          else f"{node} {fmt_write(write.key, write.value)}")
+        for send in ready.eager:
+            items.append(fmt_route(node, send.dst, send.message) + " (eager)")
         for send in ready.messages:
             items.append(fmt_route(node, send.dst, send.message))
         for committed in ready.committed:
@@ -407,6 +420,7 @@ class Interpreter:
             raise TranscriptError("usage: nodes N [backend=NAME] [seed=S] [option=value ...]")
         backend = get_backend(options.pop("backend", "raft"))
         seed = int(options.pop("seed", "0"))
+        hold_syncs = parse_value(options.pop("hold_syncs", "false")) is True
         merged = {**backend.options, **{k: parse_value(v) for k, v in options.items()}, **self.overrides}
         factory = backend.factory
 
@@ -419,7 +433,7 @@ class Interpreter:
         self.seqs = {}
         self.records = []
         invariants = backend.invariants() if backend.invariants is not None else None
-        self.net = Network(recorded, size, merged, seed, invariants=invariants)
+        self.net = Network(recorded, size, merged, seed, invariants=invariants, hold_syncs=hold_syncs)
 
     def cmd_campaign(self, args: list[str], out: list[str]) -> None:
         """``campaign n1``: tick a non-leader until its election timeout fires (no delivery).
@@ -510,6 +524,16 @@ class Interpreter:
         key = plain[2] if len(plain) > 2 else ""
         command = Command(plain[1], key, tuple(plain[3:]))
         self.cluster.step(node, ClientRequest(client, seq, command))
+
+    def cmd_sync(self, args: list[str], out: list[str]) -> None:
+        """``sync n1|all [count]``: make the node's waiting batches durable (all, or the oldest ``count``)."""
+        if not args:
+            raise TranscriptError("usage: sync n1|all [count]")
+        nodes = [n for n in self.nodes if n in self.cluster.cores] if args[0] == "all" else [self._live(args[0])]
+        count = int(args[1]) if len(args) > 1 else None
+        for node in nodes:
+            self.cluster.sync(node, count)
+            self._drain(out)
 
     def cmd_crash(self, args: list[str], out: list[str]) -> None:
         """``crash n1``: its volatile state is gone; its durable state stays."""

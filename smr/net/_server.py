@@ -88,6 +88,7 @@ class NodeServer:
         self.id = node
         self.data_dir = Path(data_dir)
         self.secret = config.secret_bytes()
+        self._request_limit = request_limit(config.max_frame_bytes)
         self.peers = tuple(n for n in config.node_ids if n != node)
         self.counters: Counter[str] = Counter()
         self.refused: Counter[str] = Counter({reason: 0 for reason in REASONS})
@@ -292,7 +293,7 @@ class NodeServer:
         """
         if not request.client_id:
             return "a request needs a client id (the empty id is reserved)"
-        if size > request_limit(self.config.max_frame_bytes):
+        if size > self._request_limit:
             return (f"a request of {size} bytes leaves no room in max_frame_bytes ({self.config.max_frame_bytes}) "
                     f"for the replication message around it")
         return None
@@ -446,7 +447,7 @@ class NodeServer:
 
     async def _read_client(self, conn: FramedConnection, out: trio.MemorySendChannel[Reply | bytes],
                            mine: set[str]) -> None:
-        limit = request_limit(self.config.max_frame_bytes)
+        limit = self._request_limit
         while True:
             body = await conn.receive()
             if body is None:

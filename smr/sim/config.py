@@ -59,10 +59,15 @@ class NetworkConfig:
 
 @attrs.frozen
 class DiskConfig:
-    """The storage model: how long a sync takes and what a crash loses."""
+    """The storage model: how long a sync takes and what a crash loses.
+
+    ``nodes`` gives some nodes a disk of their own speed (e.g. one slow disk:
+    ``{n1: {dist: uniform, low: 20, high: 40}}``); the others use ``sync``.
+    """
 
     sync: Latency = Latency("constant", mean=0.1)
     lose_unsynced: bool = True
+    nodes: dict[str, Latency] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -156,6 +161,9 @@ class SimConfig:
             raise ValueError("duration_ms and tick_ms must be positive")
         if not 0.0 <= self.clock_skew < 1.0:
             raise ValueError("clock_skew must be in [0, 1)")
+        unknown = sorted(set(self.disk.nodes) - set(self.node_ids))
+        if unknown:
+            raise ValueError(f"disk.nodes names unknown nodes {', '.join(unknown)} (nodes: n1..n{self.nodes})")
 
     @property
     def node_ids(self) -> tuple[str, ...]:

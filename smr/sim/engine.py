@@ -7,8 +7,11 @@ from the run's seed, so the same config and seed give a byte-identical trace.
 
 The runtime keeps the replica contract of :mod:`smr.replica`: a batch's writes
 are synced before its messages, replies and commits are released, and batches
-of one node are released in order.  A crash loses the node's volatile state
-and, if the disk model says so, a random suffix of its writes not yet synced.
+of one node are released in order.  A batch's ``eager`` messages (a leader's
+replication of entries it is still writing) leave at once; its ``after_sync``
+input is stepped when its writes are synced.  A crash loses the node's
+volatile state and, if the disk model says so, a random suffix of its writes
+not yet synced -- and with them the ``after_sync`` inputs not yet stepped.
 Each core is stepped through a :class:`smr.driver.Driver` (Start first, remote
 errors counted, leader changes noticed) and every commit is checked by one
 :class:`smr.driver.CommitLedger`, as in every other runtime.
@@ -59,6 +62,8 @@ class SimNode:
     unsynced: list[Write] = attrs.field(factory=list)
     release_at: float = 0.0
     pending_releases: int = 0
+    #: Draws how long this node's next sync takes (ms).
+    sync_delay: Callable[[], float] = float
 
 
 @attrs.define
@@ -148,7 +153,7 @@ class Simulation:
         self._link_delay: dict[tuple[str, str], Callable[[], float]] = {
             (link.src, link.dst): link.latency.sampler(self.net_rng) for link in self.network.links}
         self._default_delay = self.network.latency.sampler(self.net_rng)
-        self._sync_delay = config.disk.sync.sampler(self.net_rng)
+        sync_delay = config.disk.sync.sampler(self.net_rng)
         self._link_last: dict[tuple[str, str], float] = {}
         self.workload = workload_for(config)
         #: The state-machine class every replica runs (the config's app, else the workload's).
@@ -157,7 +162,9 @@ class Simulation:
         self.nodes: dict[str, SimNode] = {}
         for node_id in config.node_ids:
             skew = 1.0 + skew_rng.uniform(-config.clock_skew, config.clock_skew)
-            self.nodes[node_id] = SimNode(node_id, config.tick_ms * skew)
+            own_disk = config.disk.nodes.get(node_id)
+            self.nodes[node_id] = SimNode(node_id, config.tick_ms * skew, sync_delay=sync_delay if own_disk is None
+                                          else own_disk.sampler(self.net_rng))
         self.node_ids = config.node_ids
         self.clients = [SimClient(f"c{i}", i, target=i - 1) for i in range(1, config.clients.count + 1)]
         self._client_by_id = {c.id: c for c in self.clients}
@@ -287,14 +294,31 @@ class Simulation:
     def _step(self, node: SimNode, event: Any) -> None:
         driver = node.driver
         assert driver is not None, f"{node.id} is down"
-        ready = driver.step(event)
+        self._stepped(node, driver, driver.step(event))
+
+    def _synced(self, node: SimNode, ready: Ready) -> None:
+        """``ready``'s writes are durable: step its ``after_sync`` into the node's core.
+
+        A Synced that returns nothing only moved the leader's count of its own
+        copy (a commit it makes shows in ``committed``), so the per-step checks
+        are skipped for it: most Synced steps find no quorum waiting on them.
+        """
+        driver = node.driver
+        assert driver is not None, f"{node.id} is down"
+        after = driver.synced(ready)
+        if after or self.on_step is not None:
+            self._stepped(node, driver, after)
+
+    def _stepped(self, node: SimNode, driver: Driver[ReplicaCore], ready: Ready) -> None:
+        """Handle the batch a step of ``node`` returned, then run the per-step checks."""
         if driver.rejected:
             return  # counted and logged by _reject
         if ready:
+            became_leader = driver.became_leader  # (a step nested in _handle resets the driver's)
             self._handle(node, ready)
-            if driver.became_leader is not None:
+            if became_leader is not None:
                 self.leader_changes += 1
-                self._log(f"{node.id} LEADER epoch={driver.became_leader}")
+                self._log(f"{node.id} LEADER epoch={became_leader}")
         if self.invariants is not None and self.config.check_invariants:
             try:
                 self.invariants({n.id: n.core for n in self.nodes.values() if n.alive})
@@ -304,10 +328,14 @@ class Simulation:
             self.on_step(self, node.id)
 
     def _handle(self, node: SimNode, ready: Ready) -> None:
+        if ready.eager:
+            src = node.id
+            for send in ready.eager:  # they may leave before this batch's writes are durable
+                self._send(src, send.dst, send.message)
         if ready.persist:
             node.unsynced.extend(ready.persist)
             self.counters.writes += len(ready.persist)
-            done = max(self.now, node.release_at) + self._sync_delay()
+            done = max(self.now, node.release_at) + node.sync_delay()
             node.release_at = done
             node.pending_releases += 1
             self._push(done, _RELEASE, node, node.incarnation, (ready, len(ready.persist)))
@@ -340,6 +368,8 @@ class Simulation:
             self._send(src, send.dst, send.message)
         for reply in ready.replies:
             self._send(src, reply.client_id, reply)
+        if ready.after_sync is not None:
+            self._synced(node, ready)
 
     # -------------------------------------------------------------- network
     def _send(self, src: str, dst: str, msg: Any) -> None:

@@ -157,6 +157,41 @@ def test_mutant_apply_unchosen_applies_a_value_only_a_minority_accepted(mutant: 
     _run(mutant, "state machine safety", scenario)
 
 
+@pytest.mark.parametrize("mutant", ON_OFF)
+def test_mutant_count_self_before_sync_chooses_on_a_minority_of_disks(mutant: bool) -> None:
+    """A leader that counts its own acceptance before it is durable takes V as chosen on n2's
+    Accepted alone while n3 is down, and says so in its next (eager) Accept, so n2 applies V; the
+    leader crashes before its acceptance is synced, n2 goes down too, and n3 wins with the promises
+    of n3 and the restarted leader -- neither holds V -- and chooses W at V's slot.
+
+    Reference: Paxos Made Simple, section 2.3 (an acceptance counts once it is in stable storage)
+    """
+    net = Network(build, 3, {"mutant_count_self_before_sync": mutant}, 0, invariants=check_invariants,
+                  hold_syncs=True)
+
+    def scenario() -> None:
+        net.elect("n1")
+        net.crash("n3")
+        net.step("n1", V)                        # slot 1, sent before n1's acceptance is synced
+        net.stabilize()
+        net.sync("n2")                           # n2's Accepted reaches n1 ...
+        net.stabilize()
+        net.step("n1", ClientRequest("c3", 1, put("y", "u")))  # ... and slot 2's Accept says commit=1
+        net.stabilize()
+        net.sync("n2")
+        assert net.cores["n2"].applied == (1 if mutant else 0)
+        net.crash("n1")                          # with its unsynced acceptances
+        net.crash("n2")
+        net.start("n3")
+        net.start("n1")
+        net.elect("n3")                          # promises: n3 and n1, neither holds V
+        net.step("n3", W)
+        net.settle()
+        assert unstamped(net.cores["n3"].log[1]) == W
+
+    _run(mutant, "state machine safety", scenario)
+
+
 # ------------------------------------------------------------------ the seam
 def _config(**options: object) -> ReplicaConfig:
     return ReplicaConfig("n1", ("n2", "n3"), random.Random(0), KVStore, options)

@@ -491,15 +491,17 @@ def test_a_restarted_acceptor_keeps_its_promise_and_its_accepted_values() -> Non
 
 
 def test_a_leader_counts_its_own_acceptance_and_persists_it_with_the_accept() -> None:
-    """The leader is also an acceptor: the Ready that sends an Accept also writes the leader's own
-    acceptance of it, so a restarted leader still reports the value.
+    """The leader is also an acceptor: the Ready that sends an Accept (eagerly) also writes the
+    leader's own acceptance of it, and asks to be told when it is durable, the moment it counts;
+    a restarted leader still reports the value.
 
     Reference: Paxos Made Simple, section 3 (each server plays every role)
     """
     net = _elected(3)
     ready = net.step("n1", ClientRequest("c1", 1, put("x", "1")))
-    assert any(isinstance(s.message, Accept) for s in ready.messages)
+    assert any(isinstance(s.message, Accept) for s in ready.eager)
     assert _slot_key(1) in {w.key for w in ready.persist}
+    assert ready.after_sync is not None and ready.after_sync.index == 1
     net.in_flight.clear()
     net.restart("n1")
     assert unstamped(net.cores["n1"].acceptor.accepted[1][1]) == ClientRequest("c1", 1, put("x", "1"))

@@ -155,6 +155,40 @@ def test_mutant_truncate_on_stale_append_loses_a_committed_entry(mutant: bool) -
     _run(mutant, "leader completeness", scenario)
 
 
+@pytest.mark.parametrize("mutant", ON_OFF)
+def test_mutant_count_self_before_sync_commits_on_a_minority_of_disks(mutant: bool) -> None:
+    """A leader that counts its own append before it is durable commits on one follower's
+    acknowledgement while n3 is down and tells that follower so in its next (eager) append; it
+    crashes before its write is synced, the follower goes down too, and the leader and n3 -- whose
+    logs both lack the entry -- elect a leader without it.
+
+    Reference: Ongaro's thesis, section 10.2.1 (the leader counts itself once its write is durable)
+    """
+    net = Network(3, {"mutant_count_self_before_sync": mutant}, hold_syncs=True)
+
+    def scenario() -> None:
+        net.elect("n1")
+        net.crash("n3")
+        net.request("n1", put("x", "a"), "c1", 1)  # index 2, sent before n1's own write is synced
+        net.stabilize()
+        net.sync("n2")                           # n2's acknowledgement reaches n1 ...
+        net.stabilize()
+        net.request("n1", put("y", "b"), "c1", 2)  # ... and index 3's append carries n1's commit index
+        net.stabilize()
+        net.sync("n2")
+        assert net.cores["n2"].commit_index == (2 if mutant else 1)
+        net.crash("n1")                          # with its unsynced appends
+        net.crash("n2")
+        net.start("n3")
+        net.start("n1")
+        net.elect("n1")                          # n3 votes for it: both logs end at index 1
+        net.request("n1", put("x", "c"), "c2", 1)
+        net.settle()
+        assert net.cores["n1"].commit_index == 3
+
+    _run(mutant, "leader completeness", scenario)
+
+
 # ------------------------------------------------------------------ the seam
 def _config(**options: object) -> ReplicaConfig:
     return ReplicaConfig("n1", ("n2", "n3"), random.Random(0), KVStore, options)
