@@ -230,7 +230,7 @@ class MultiPaxosCore(LogCore):
         if not self.proposals:
             return
         assert self.ballot is not None
-        due = self.ticks - self.opts.heartbeat_ticks
+        due = self.ticks - (self.opts.resend_ticks or self.opts.heartbeat_ticks)
         stale = {s for s in self.proposals if self.sent_at.get(s, 0) <= due}
         for peer in self.peers:
             missing = sorted(s for s in stale if peer not in self.proposals[s].acceptors)

@@ -15,6 +15,10 @@ from smr.sessions import SESSION_OPTIONS
 class MultiPaxosOptions:
     """Timeouts in ticks, batching and pipelining bounds, compaction, and deliberate bugs.
 
+    ``resend_ticks``: how long a slot may stay short of a majority before the
+    leader sends its Accept again (0: one heartbeat interval, right for a lossy
+    simulated network; over TCP a message is lost only with its connection).
+
     ``write_in_parallel`` (on by default): a leader's Accept messages leave
     before its own acceptance of their slots is durable; it counts its own
     acceptance only once that write is synced.  Off: they wait for the sync.
@@ -33,6 +37,7 @@ class MultiPaxosOptions:
     max_inflight: int = 4
     snapshot_every: int = 0
     catchup_batch: int = 256
+    resend_ticks: int = 0
     write_in_parallel: bool = True
     mutant_accept_lower_ballot: bool = False
     mutant_ignore_promised_values: bool = False
@@ -45,6 +50,8 @@ class MultiPaxosOptions:
             raise LocalProtocolError("need 0 < election_ticks_min <= election_ticks_max")
         if not 0 < self.heartbeat_ticks < self.election_ticks_min:
             raise LocalProtocolError("need 0 < heartbeat_ticks < election_ticks_min")
+        if not isinstance(self.resend_ticks, int) or isinstance(self.resend_ticks, bool) or self.resend_ticks < 0:
+            raise LocalProtocolError(f"resend_ticks must be an int >= 0, got {self.resend_ticks!r}")
         if self.max_batch < 1 or self.max_inflight < 1:
             raise LocalProtocolError("max_batch and max_inflight must be at least 1")
         if not isinstance(self.write_in_parallel, bool):

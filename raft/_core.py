@@ -570,8 +570,8 @@ class RaftCore(LogCore):
                 else:
                     self._send_heartbeat(peer)
             elif pr.state == REPLICATE:
-                if detect_loss and pr.inflight and pr.inflight[0][1] < self.beat - 1:
-                    # unacknowledged for a whole heartbeat interval: presumed lost, so probe
+                if detect_loss and pr.inflight and pr.inflight[0][1] < self.beat - self.opts.resend_beats:
+                    # unacknowledged for resend_ticks (a heartbeat interval by default): presumed lost
                     pr.become_probe(pr.match + 1)
                     self._send_append(peer, allow_empty=True)
                 else:

@@ -55,6 +55,11 @@ class RaftOptions:
             (thesis 3.10, TimeoutNow).
         max_batch: most entries in one AppendEntries.
         max_inflight: most AppendEntries with entries outstanding per follower.
+        resend_ticks: how long appended entries may go unacknowledged before
+            the leader presumes them lost and probes again (0: one heartbeat
+            interval, right for a lossy simulated network; a real cluster
+            over TCP loses messages only with a connection, and under load
+            an acknowledgement can take longer than a heartbeat interval).
         write_in_parallel: a leader's AppendEntries carrying entries leave
             before its own write of them is durable (thesis 10.2.1); it counts
             itself toward the commit quorum only once that write is synced.
@@ -81,6 +86,7 @@ class RaftOptions:
     leadership_transfer: bool = attrs.field(default=False, validator=_flag)
     max_batch: int = attrs.field(default=64, validator=_positive)
     max_inflight: int = attrs.field(default=4, validator=_positive)
+    resend_ticks: int = 0
     write_in_parallel: bool = attrs.field(default=True, validator=_flag)
     mutant_vote_without_log_check: bool = attrs.field(default=False, validator=_flag)
     mutant_commit_previous_term: bool = attrs.field(default=False, validator=_flag)
@@ -100,10 +106,17 @@ class RaftOptions:
         if self.read_mode not in READ_MODES:
             raise LocalProtocolError(
                 f"raft option read_mode must be one of {', '.join(READ_MODES)}, got {self.read_mode!r}")
+        if not isinstance(self.resend_ticks, int) or isinstance(self.resend_ticks, bool) or self.resend_ticks < 0:
+            raise LocalProtocolError(f"raft option resend_ticks must be an int >= 0, got {self.resend_ticks!r}")
         if not isinstance(self.snapshot_every, int) or isinstance(self.snapshot_every, bool) \
                 or self.snapshot_every < 0:
             raise LocalProtocolError(
                 f"raft option snapshot_every must be an int >= 0, got {self.snapshot_every!r}")
+
+    @property
+    def resend_beats(self) -> int:
+        """Whole heartbeat intervals an append may go unacknowledged before it is presumed lost."""
+        return max(1, -(-self.resend_ticks // self.heartbeat_ticks))
 
     @property
     def mutants(self) -> tuple[str, ...]:

@@ -35,6 +35,9 @@ from smr.stats import percentile
 
 #: Loads the sweep runs by default (requests outstanding at once).
 LOADS = (1, 4, 16, 64, 256, 1024)
+#: How long a caller waits for one attempt: long enough that 1024 requests in flight are not
+#: retried while they queue (a retry is one more request), as PySyncObj's callers never retry.
+CALL_TIMEOUT_S = 10.0
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -78,7 +81,7 @@ async def run_load(make_session: Callable[[], Any], load: int, *, seconds: float
             i += 1
             sent = time.perf_counter()
             try:
-                await session.submit(put(f"k{n}-{i % 64}", value), timeout=2.0, attempts=10)
+                await session.submit(put(f"k{n}-{i % 64}", value), timeout=CALL_TIMEOUT_S, attempts=3)
             except TimeoutError:
                 counts["errors"] += 1
                 continue
