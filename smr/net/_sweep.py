@@ -38,6 +38,9 @@ LOADS = (1, 4, 16, 64, 256, 1024)
 #: How long a caller waits for one attempt: long enough that 1024 requests in flight are not
 #: retried while they queue (a retry is one more request), as PySyncObj's callers never retry.
 CALL_TIMEOUT_S = 10.0
+#: Keys the puts cycle through: the same 1,000 as the PySyncObj baseline's, so every system's state
+#: (and so every snapshot) has the same size at every load.
+KEYS = 1000
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -75,13 +78,12 @@ async def run_load(make_session: Callable[[], Any], load: int, *, seconds: float
 
     async def caller(n: int) -> None:
         session = sessions[n]
-        i = 0
         while counts["issued"] < max_ops and time.perf_counter() < deadline:
+            key = f"k{counts['issued'] % KEYS}"
             counts["issued"] += 1
-            i += 1
             sent = time.perf_counter()
             try:
-                await session.submit(put(f"k{n}-{i % 64}", value), timeout=CALL_TIMEOUT_S, attempts=3)
+                await session.submit(put(key, value), timeout=CALL_TIMEOUT_S, attempts=3)
             except TimeoutError:
                 counts["errors"] += 1
                 continue
