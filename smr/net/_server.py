@@ -11,6 +11,17 @@ The node loop is the one of :mod:`smr.live` with a real disk:
    one transaction and sync it once (:class:`~smr.net._storage.Storage`);
 4. only then release their messages and replies, in batch order.
 
+A leader's replication of new entries (``Ready.eager``) leaves as soon as
+its step returns, before the group commit, so the followers' syncs run in
+parallel with the leader's own; each such batch's ``after_sync`` is stepped
+once the group commit is durable, and only then does the leader count its
+own copy.  Requests from callers in this process (an embedded node,
+:mod:`smr.net._node`) enter through :meth:`NodeServer.submit_local` and get
+their answers through :attr:`NodeServer.local_replies`, with no frame;
+requests from a client connection may arrive many to a frame
+(``RequestBatch``), and the answers queued for a connection leave together
+(``ReplyBatch``).
+
 While a sync is in flight (in a worker thread) the network keeps reading, so
 the next round's batch is whatever arrived during this one's sync.  (Syncing
 inline, blocking the loop, was measured too: sequential latency ~1 ms lower,
