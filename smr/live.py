@@ -34,7 +34,7 @@ from .client import AppClient, M, SessionState
 from .commands import Command
 from .driver import Driver, apply_writes, current_leader
 from .errors import ConfigError, LocalProtocolError, RemoteProtocolError
-from .replica import (TICK, ClientRequest, Ready, ReplicaConfig, ReplicaCore, Receive, Reply, ReplyStatus,
+from .replica import (TICK, Ready, ReplicaConfig, ReplicaCore, Receive, Reply, ReplyStatus,
                       Start, get_backend)
 from .values import Value
 

@@ -22,7 +22,7 @@ from typing import ClassVar
 import attrs
 
 from ..replica import (EMPTY, Backend, ClientRequest, Committed, Input, NodeId, Ready, ReplicaConfig,
-                       ReplicaStatus, Receive, Reply, ReplyStatus, Role, Send, Start, Tick, Write)
+                       ReplicaStatus, Receive, Reply, Role, Send, Start, Tick, Write)
 from ..errors import RemoteProtocolError
 from ..sessions import Applier, SessionLimits
 from .. import wire

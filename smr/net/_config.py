@@ -32,7 +32,7 @@ import yaml
 from smr.errors import ConfigError, LocalProtocolError
 from smr.replica import ReplicaConfig, get_backend
 from smr.yamlfiles import line_of, read_config_text, structure_yaml
-from smr.apps import app_spec, resolve_app
+from smr.apps import resolve_app
 
 #: The environment variable read for the secret when the file names none.
 DEFAULT_SECRET_ENV = "SMR_CLUSTER_SECRET"
