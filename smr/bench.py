@@ -92,7 +92,7 @@ def cores_alone_rate(ops: int = 30_000, nodes: int = 5, clients: int = 10) -> di
             dst, event = queue.popleft()
             deliveries += 1
             ready = cores[dst].step(event)
-            for send in (*ready.eager, *ready.messages) if ready.eager else ready.messages:
+            for send in ready.all_messages:
                 queue.append((send.dst, Receive(dst, send.message)))
             deliveries += len(ready.replies)
             if ready.after_sync is not None:  # synced at once

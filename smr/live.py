@@ -128,7 +128,7 @@ class LocalCluster:
 
     def _handle(self, node: _Node, ready: Ready) -> None:
         apply_writes(node.durable, ready.persist)  # durable before anything leaves
-        for send in (*ready.eager, *ready.messages) if ready.eager else ready.messages:
+        for send in ready.all_messages:
             peer = self.nodes.get(send.dst)
             if peer is not None and peer.alive:
                 peer.send.send_nowait(Receive(node.id, send.message))

@@ -198,6 +198,11 @@ class Ready:
     eager: tuple[Send, ...] = ()
     after_sync: Synced | None = None
 
+    @property
+    def all_messages(self) -> tuple[Send, ...]:
+        """Every message of the batch, eager ones first: what a runtime that syncs before sending anything sends."""
+        return self.eager + self.messages if self.eager else self.messages
+
     def __bool__(self) -> bool:
         return self is not EMPTY and bool(self.persist or self.messages or self.committed or self.replies
                                           or self.eager or self.after_sync is not None)

@@ -274,7 +274,7 @@ class Scheduler:
         outputs = []
         while True:
             apply_writes(self.durable[node], ready.persist)  # durable before any message of this batch is pending
-            for send in (*ready.eager, *ready.messages):
+            for send in ready.all_messages:
                 event = self._new_event(DELIVER, send.dst, node, send.message)
                 outputs.append(event.id)
             if ready.after_sync is None:

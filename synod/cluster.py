@@ -122,7 +122,7 @@ class CoreCluster:
         while True:
             apply_writes(self.durable[node], ready.persist)  # synced before anything below leaves
             low, high = self.latency_ms
-            for send in (*ready.eager, *ready.messages):  # eager ones too: the writes are synced at once
+            for send in ready.all_messages:  # eager ones too: the writes are synced at once
                 self._push(self.now + self.rng.uniform(low, high), _DELIVER, node, send.dst, send.message)
             if ready.after_sync is None:
                 return
