@@ -11,8 +11,9 @@ import time
 from collections import deque
 from typing import Any, ClassVar
 
-from .replica import (EMPTY, Backend, ClientRequest, Input, Ready, ReplicaConfig, ReplicaStatus, Receive, Reply,
-                      ReplyStatus, Role, Start, get_backend)
+from .commands import put
+from .replica import (EMPTY, TICK, Backend, ClientRequest, Input, Ready, ReplicaConfig, ReplicaStatus, Receive,
+                      Reply, ReplyStatus, Role, Start, get_backend)
 from .sim import ClientConfig, SimConfig, simulate
 from .state_machines import make_state_machine
 
@@ -99,6 +100,61 @@ def cores_alone_rate(ops: int = 30_000, nodes: int = 5, clients: int = 10) -> di
                 queue.appendleft((dst, ready.after_sync))
     wall = time.perf_counter() - start
     return {"deliveries": deliveries, "ops": ops, "wall_s": round(wall, 3), "deliveries_per_s": deliveries / wall}
+
+
+def cores_cpu_per_op(backend_name: str, batch: int = 256, ops: int = 20_480, nodes: int = 3) -> float:
+    """CPU microseconds per committed put of ``nodes`` cores alone: no network, no storage, no scheduler.
+
+    The cores elect a leader on ticks, then the leader takes ``batch``
+    requests (from ``batch`` clients) per round and every message is
+    delivered FIFO until quiet, writes counted as synced at once.  Every
+    replica applies every put, so this is the protocol and state machine's
+    own cost per operation: the floor under any runtime's CPU per operation.
+    """
+    backend = get_backend(backend_name)
+    ids = tuple(f"n{i}" for i in range(1, nodes + 1))
+    cores = {n: backend.factory(ReplicaConfig(n, tuple(p for p in ids if p != n), random.Random(n),
+                                              lambda: make_state_machine("kv"))) for n in ids}
+    queue: deque[tuple[str, Input]] = deque()
+
+    def run(node: str, event: Input) -> None:
+        queue.append((node, event))
+        while queue:
+            dst, item = queue.popleft()
+            ready = cores[dst].step(item)
+            queue.extend((send.dst, Receive(dst, send.message)) for send in ready.all_messages)
+            if ready.after_sync is not None:  # synced at once
+                queue.appendleft((dst, ready.after_sync))
+
+    for n in ids:
+        run(n, Start({}))
+    for _ in range(100_000):
+        leader = next((n for n in ids if cores[n].status().role is Role.LEADER), None)
+        if leader is not None:
+            break
+        for n in ids:
+            run(n, TICK)
+    else:
+        raise RuntimeError(f"{backend_name}: no leader after 100,000 ticks")
+    value = "x" * 100
+    seqs = [0] * batch
+    rounds = max(1, ops // batch)
+    before = {n: cores[n].status().commit_index for n in ids}
+    start = time.process_time()
+    for r in range(rounds):
+        for c in range(batch):
+            seqs[c] += 1
+            queue.append((leader, ClientRequest(f"c{c}", seqs[c], put(f"k{(r * batch + c) % 1000}", value))))
+        run(leader, queue.pop()[1])
+    cpu = time.process_time() - start
+    for _ in range(3):  # heartbeats carry the last commit index to the followers
+        for n in ids:
+            run(n, TICK)
+    short = {n: cores[n].status().commit_index - before[n] for n in ids
+             if cores[n].status().commit_index - before[n] < rounds * batch}
+    if short:
+        raise RuntimeError(f"{backend_name}: {rounds * batch} puts sent, but committed only {short}")
+    return cpu / (rounds * batch) * 1e6
 
 
 def sim_rate(duration_ms: float, *, trace: bool, count_bytes: bool, seed: int = 1,

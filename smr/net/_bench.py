@@ -29,6 +29,7 @@ from typing import Any
 
 import trio
 
+from smr.bench import cores_cpu_per_op
 from smr.commands import put
 from smr.replica import ClientRequest, Write
 from smr.stats import percentile as _percentile
@@ -194,6 +195,10 @@ def _best_baseline(baselines: list[dict[str, Any]]) -> dict[int, dict[str, Any]]
     return best
 
 
+#: Puts per cores-alone measurement (per backend and load).
+CORE_OPS = 10_240
+
+
 def acceptance(systems: list[dict[str, Any]], best: dict[int, dict[str, Any]],
                floor: dict[str, float]) -> list[tuple[str, bool]]:
     """Issue 16's acceptance lines, judged on this run's figures."""
@@ -230,6 +235,7 @@ def acceptance(systems: list[dict[str, Any]], best: dict[int, dict[str, Any]],
 def cmd_bench_tcp(args: argparse.Namespace) -> int:
     """Sweep the load for each backend, mode and storage (and PySyncObj); print figures and ratios."""
     backends = [b for b in args.backends.split(",") if b]
+    loads = [int(x) for x in args.loads.split(",") if x]
     modes = [m for m in args.modes.split(",") if m]
     for mode in modes:
         if mode not in MODES:
@@ -239,7 +245,10 @@ def cmd_bench_tcp(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="smr-bench-tcp-", dir=args.dir) as tmp:
-        floor = {"loopback_rtt_ms": loopback_rtt_ms(), "fdatasync_ms": fdatasync_ms(Path(tmp))}
+        floor: dict[str, Any] = {"loopback_rtt_ms": loopback_rtt_ms(), "fdatasync_ms": fdatasync_ms(Path(tmp))}
+        # The protocol's own CPU per put, batch = load: what no runtime around the cores can go below.
+        floor["cores_us_per_op"] = {b: {str(load): round(cores_cpu_per_op(b, batch=load, ops=CORE_OPS), 1)
+                                        for load in loads} for b in backends}
         for fsync in storages:
             for mode in modes:
                 for backend in backends:
@@ -288,10 +297,23 @@ def cmd_bench_tcp(args: argparse.Namespace) -> int:
     if baselines:
         print("PySyncObj runs its caller inside the leader's process and never syncs its journal; its best "
               "setting is taken at each load. CPU per process: leader first, then followers (and the client).")
+    _print_budget(floor, best, loads)
     for check, holds in checks:
         print(f"{'PASS' if holds else 'FAIL'}  {check}")
     print(f"wall time {wall:.0f} s")
     return 0
+
+
+def _print_budget(floor: dict[str, Any], best: dict[int, dict[str, Any]], loads: list[int]) -> None:
+    """Print the cores' own CPU per put beside the CPU per put that 2x PySyncObj's best would allow."""
+    cpus = os.cpu_count() or 1
+    print("CPU us per put of the three cores alone (no network, storage or scheduler; batch = load):")
+    for backend, per_load in floor["cores_us_per_op"].items():
+        print(f"  {backend:31s} " + "  ".join(f"{load}: {per_load[str(load)]:.0f}" for load in loads))
+    if best:
+        budget = {load: cpus * 1e6 / (2 * best[load]["throughput"]) for load in loads if load in best}
+        print(f"  {'all of 2x best PySyncObj allows':31s} "
+              + "  ".join(f"{load}: {us:.0f}" for load, us in budget.items()) + f"  ({cpus} CPUs)")
 
 
 def _json_object(text: str) -> dict[str, Any]:
