@@ -51,6 +51,7 @@ in :mod:`multipaxos.mutants`, built by :func:`multipaxos.mutants.build`.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any, Callable, ClassVar
 
@@ -117,7 +118,8 @@ class MultiPaxosCore(LogCore):
         self.proposals: dict[int, AcceptQuorum] = {}
         self.own_durable = 0                             # our acceptances are synced up to this slot
         self.batches: list[_Batch] = []
-        self.queue: list[ClientRequest] = []
+        #: Requests waiting for a slot, by (client, seq), oldest first (a dict: O(1) to find a retry).
+        self.queue: dict[tuple[str, int], ClientRequest] = {}
         self.in_log: dict[tuple[str, int], int] = {}
         self.waiting: set[tuple[str, int]] = set()
         self.ticks = 0                                   # leader ticks, the clock of the two below
@@ -359,8 +361,8 @@ class MultiPaxosCore(LogCore):
         """Send queued commands as new Accept batches while the pipeline has room."""
         while self.queue and len(self.batches) < self.opts.max_inflight:
             assert self.ballot is not None
-            take, self.queue = self.queue[:self.opts.max_batch], self.queue[self.opts.max_batch:]
-            take = [self._stamp(value) for value in take]
+            keys = list(itertools.islice(self.queue, self.opts.max_batch))
+            take = [self._stamp(self.queue.pop(key)) for key in keys]
             first = self.next_slot
             for value in take:
                 self._propose(self.next_slot, value)
@@ -560,9 +562,9 @@ class MultiPaxosCore(LogCore):
             return
         key = (request.client_id, request.seq)
         self.waiting.add(key)
-        if key in self.in_log or any(q == request for q in self.queue):
+        if key in self.in_log or key in self.queue:
             return  # already being ordered; answer when it is applied
-        self.queue.append(request)
+        self.queue[key] = request
         self._pump()
 
     # ------------------------------------------------------------- messages
