@@ -56,7 +56,7 @@ from collections.abc import Mapping
 from typing import Any, Callable, ClassVar
 
 from smr.errors import LocalProtocolError, RemoteProtocolError
-from smr.replica import (ClientRequest, Committed, ReplicaConfig, ReplicaStatus, Reply, ReplyStatus, Role, Send,
+from smr.replica import (ClientRequest, Committed, ReplicaConfig, ReplicaStatus, ReplyStatus, Role, Send,
                          Synced, Write)
 from smr.log_core import LogCore
 from smr.sessions import NOOP_ENTRY
@@ -141,10 +141,6 @@ class MultiPaxosCore(LogCore):
     def _broadcast(self, msg: Any) -> None:
         for peer in self.peers:
             self._messages.append(Send(peer, msg))
-
-    def _reply(self, request: ClientRequest, status: str, result: Any = None,
-               leader: str | None = None) -> None:
-        self._replies.append(Reply(request.client_id, request.seq, status, result, leader))
 
     def _redirect(self, request: ClientRequest) -> None:
         leader = self.leader_ballot.node if self.leader_ballot is not None else None
@@ -536,6 +532,7 @@ class MultiPaxosCore(LogCore):
                 self.waiting.discard(key)
                 self._reply(value, status, result)
             self.in_log.pop(key, None)
+        self._answer_parked()
         if self.opts.snapshot_every and self.applied - self.snapshot_slot >= self.opts.snapshot_every:
             self._take_snapshot()
 
@@ -554,18 +551,33 @@ class MultiPaxosCore(LogCore):
         if self.role != LEADER:
             self._redirect(request)
             return
-        done, status, result = self.applier.lookup(request.client_id, request.seq)
+        done, status, result = self.applier.lookup(request)
         if done:
             self._reply(request, status, result)
             return
-        if self.applier.is_stale(request.client_id, request.seq):
-            return
         key = (request.client_id, request.seq)
-        self.waiting.add(key)
         if key in self.in_log or key in self.queue:
-            return  # already being ordered; answer when it is applied
+            prior = self._in_flight(key)
+            if prior is None or prior.command == request.command:
+                self.waiting.add(key)  # already being ordered; answer when it is applied
+            else:  # another command holds this (client, seq): refused once that one is applied
+                self._park(request)
+            return
+        self.waiting.add(key)
         self.queue[key] = request
         self._pump()
+
+    def _in_flight(self, key: tuple[str, int]) -> ClientRequest | None:
+        """The request this leader is ordering under (client, seq) ``key``: queued, proposed or chosen."""
+        queued = self.queue.get(key)
+        if queued is not None:
+            return queued
+        slot = self.in_log.get(key)
+        if slot is None:
+            return None
+        proposal = self.proposals.get(slot)
+        value = proposal.value if proposal is not None else self.chosen.get(slot)
+        return value if isinstance(value, ClientRequest) else None
 
     # ------------------------------------------------------------- messages
     def _on_message(self, src: str, msg: Any) -> None:

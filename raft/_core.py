@@ -59,7 +59,7 @@ import attrs
 
 from smr.errors import LocalProtocolError, RemoteProtocolError
 from smr.quorum import VoteResult, committed_index, has_majority, vote_result
-from smr.replica import (ClientRequest, Committed, Ready, ReplicaConfig, ReplicaStatus, Reply, ReplyStatus,
+from smr.replica import (ClientRequest, Committed, Ready, ReplicaConfig, ReplicaStatus, ReplyStatus,
                          Role, Send, Synced, Write)
 from smr.log_core import LogCore
 from smr.sessions import NOOP_ENTRY
@@ -161,10 +161,6 @@ class RaftCore(LogCore):
     def _broadcast(self, message: Any) -> None:
         for peer in self.peers:
             self._messages.append(Send(peer, message))
-
-    def _reply(self, request: ClientRequest, status: str, result: Any = None,
-               leader: str | None = None) -> None:
-        self._replies.append(Reply(request.client_id, request.seq, status, result, leader))
 
     def _redirect(self, request: ClientRequest) -> None:
         hint = self.leader if self.leader != self.node else self.transferee
@@ -656,18 +652,19 @@ class RaftCore(LogCore):
         if self.role != LEADER or self.transferee is not None:
             self._redirect(request)
             return
-        done, status, result = self.applier.lookup(request.client_id, request.seq)
+        done, status, result = self.applier.lookup(request)
         if done:
             self._reply(request, status, result)
             return
-        if self.applier.is_stale(request.client_id, request.seq):
-            return  # the client has moved on; nobody waits for this answer
         if self.opts.read_mode == "read_index" and self.applier.machine.is_read_only(request.command):
             self._read_index(request)
             return
         prior = self.in_log.get(request.client_id)
         if prior is not None and prior[0] == request.seq:
-            self.pending[prior[1]] = request  # a retry of an entry in flight: answer it on commit
+            if self.log.entry(prior[1]).request.command == request.command:
+                self.pending[prior[1]] = request  # a retry of an entry in flight: answer it on commit
+            else:  # another command holds this (client, seq): refused once that one is applied
+                self._park(request)
             return
         index = self._append((request,))
         self.pending[index] = request
@@ -725,11 +722,12 @@ class RaftCore(LogCore):
             self._committed.append(Committed(index, request))
             if leader:
                 waiting = self.pending.pop(index, None)
-                if waiting is not None and (waiting.client_id, waiting.seq) == (request.client_id,
-                                                                                 request.seq):
+                if waiting is not None and (waiting.client_id, waiting.seq, waiting.command) == (
+                        request.client_id, request.seq, request.command):
                     self._reply(waiting, status, result)
                 if self.in_log.get(request.client_id) == (request.seq, index):
                     del self.in_log[request.client_id]
+        self._answer_parked()
         if self.reads:
             self._serve_reads()
         every = self.opts.snapshot_every

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable, Generic, Protocol, TypeVar
 
 from .commands import Command
+from .errors import LocalProtocolError
 from .machine import CommandError, OpSpec, SessionExpired, StateMachine
 from .replica import ClientRequest, ReplyStatus
 from .values import Value
@@ -53,20 +54,33 @@ class SessionState:
     Every runtime's client keeps one: :meth:`request` makes the next
     ClientRequest, :meth:`answered` turns an ``ok``/``error`` reply into the
     result or the CommandError to raise.  After ``SessionExpired`` the replicas
-    hold no session for this id, so the client carries on under a new one
-    (sequence numbers run on, so a late answer can never match a new request).
+    hold no session for this id, so the client carries on under a new one.
+
+    A client of a real cluster has its session assigned by the cluster
+    (``client_id`` None: open one through the log with
+    :data:`~smr.commands.REGISTER_SESSION` and pass the answer to
+    :meth:`opened`); other runtimes name their own (``client_id`` given;
+    sequence numbers then run on across renewals, so a late answer can
+    never match a new request).
     """
 
-    def __init__(self, client_id: str, app: type[StateMachine] | None = None) -> None:
-        self.base_id = self.client_id = client_id
+    def __init__(self, client_id: str | None, app: type[StateMachine] | None = None) -> None:
+        self.base_id = client_id
+        self.client_id = client_id
         self.app = app
         self.seq = 0
         #: The highest seq whose command was answered (sent with each request: see smr.sessions).
         self.acked = 0
         self.renewals = 0
 
+    def opened(self, client_id: str) -> None:
+        """Carry on under ``client_id``, a session the cluster just assigned."""
+        self.client_id, self.seq, self.acked = client_id, 0, 0
+
     def request(self, command: Command) -> ClientRequest:
         """The next request: a new sequence number, the same client id."""
+        if self.client_id is None:
+            raise LocalProtocolError("this client has no session yet: open one first")
         self.seq += 1
         return ClientRequest(self.client_id, self.seq, command, self.acked)
 
@@ -79,7 +93,10 @@ class SessionState:
         error = CommandError.from_result(result)
         if isinstance(error, SessionExpired):
             self.renewals += 1
-            self.client_id, self.acked = f"{self.base_id}.{self.renewals}", 0
+            if self.base_id is None:
+                self.client_id = None  # the next call opens a new session first
+            else:
+                self.client_id, self.acked = f"{self.base_id}.{self.renewals}", 0
         raise error
 
 

@@ -47,6 +47,10 @@ class Command:
 #: The no-op a new leader commits to establish its term or fill a log gap.
 NOOP = Command("noop")
 
+#: Opens a client session: applied, it answers the session id the cluster assigned (Raft thesis 6.3).
+#: No app method can have this name (it is not an identifier).
+REGISTER_SESSION = Command("smr.register_session")
+
 
 def get(key: str) -> Command:
     """A KV read of ``key`` (result: the value or None)."""

@@ -178,8 +178,10 @@ class LocalClient:
 
     @property
     def client_id(self) -> str:
-        """This client's current session id."""
-        return self.session.client_id
+        """This client's current session id (it names its own: never None here)."""
+        client_id = self.session.client_id
+        assert client_id is not None, "a local client's session is named at construction"
+        return client_id
 
     async def submit(self, command: Command, *, timeout: float = 1.0, attempts: int = 10) -> Value:
         """Submit ``command``; CommandError if it raised on the replicas, TimeoutError if nobody answers.

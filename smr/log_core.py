@@ -32,7 +32,10 @@ from .errors import LocalProtocolError
 from .quorum import majority
 from .replica import (EMPTY, ClientRequest, Committed, Input, Ready, ReplicaConfig, Receive, Reply, Send,
                       Start, Synced, Tick, Write)
-from .sessions import Applier, SessionLimits
+from .sessions import Applier, SessionLimits, command_digest
+
+#: Requests a leader holds at once while another command holds their (client, seq) (see ``_park``).
+MAX_PARKED = 1024
 
 
 class LogCore:
@@ -74,6 +77,9 @@ class LogCore:
         self._after_sync: Synced | None = None
         #: Eager messages leave before the leader's own write is durable (else they wait, like the rest).
         self.write_in_parallel = write_in_parallel
+        #: Requests reusing a (client, seq) that another command holds in flight: answered from the
+        #: session table once it is applied (``SequenceReused``), never with that command's outcome.
+        self.parked: list[ClientRequest] = []
 
     def step(self, event: Input) -> Ready:
         """Consume one input and return its outputs; persist them before sending all but ``eager`` (smr.replica)."""
@@ -119,7 +125,36 @@ class LogCore:
         """Count the leader's own copy of everything up to ``index`` toward its quorums."""
         raise NotImplementedError
 
+    def _reply(self, request: ClientRequest, status: str, result: Any = None,
+               leader: str | None = None) -> None:
+        """Answer ``request``; the reply names its command by digest (a client takes only its own)."""
+        self._replies.append(Reply(request.client_id, request.seq, status, result, leader,
+                                   command_digest(request.command)))
+
     # ------------------------------------------------------------ applying
+    def _park(self, request: ClientRequest) -> None:
+        """Hold ``request``, whose (client, seq) another command holds in flight, until that one is applied.
+
+        At most ``MAX_PARKED`` wait (more are dropped: their clients retry and
+        then get the same answer from the session table).
+        """
+        if len(self.parked) < MAX_PARKED:
+            self.parked.append(request)
+
+    def _answer_parked(self) -> None:
+        """Answer every parked request whose (client, seq) has now been applied (under another command)."""
+        if not self.parked:
+            return
+        applier: Applier = getattr(self, "applier")
+        waiting = []
+        for request in self.parked:
+            done, status, result = applier.lookup(request)
+            if done:
+                self._reply(request, status, result)
+            else:
+                waiting.append(request)
+        self.parked = waiting
+
     def _new_applier(self) -> Applier:
         """A fresh state machine and session table, with this cluster's session limits."""
         return Applier(self.config.state_machine, self.session_limits)

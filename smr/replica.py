@@ -167,13 +167,20 @@ class ReplyStatus:
 @wire.message
 @attrs.frozen
 class Reply:
-    """The answer to client request (client_id, seq)."""
+    """The answer to client request (client_id, seq).
+
+    ``digest`` is :func:`smr.sessions.command_digest` of the command it
+    answers (0 if unknown): a client takes an answer only for its own
+    command, so two commands sent under one (client_id, seq) are never
+    answered with each other's outcome.
+    """
 
     client_id: str
     seq: int
     status: str
     result: Value = None
     leader: NodeId | None = None
+    digest: int = 0
 
     def __attrs_post_init__(self) -> None:
         result = self.result  # a decoded reply's result is checked like any value (smr.values)

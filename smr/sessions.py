@@ -7,6 +7,19 @@ is applied once and answered with the first outcome.  Clients keep one
 request outstanding at a time, so one slot per client is enough (Raft thesis,
 section 6.3).
 
+Sessions are opened through the log: a :data:`~smr.commands.REGISTER_SESSION`
+entry is answered with a session id the cluster assigns (``s`` and the
+number of entries applied before it, so every replica assigns the same one
+and no id is ever handed out twice).  With ``registered_sessions`` on (real
+cluster files turn it on) a request under any other id is refused
+``SessionExpired``; off (the simulator's clients name their own sessions),
+an unknown id opens a session on its first request.
+
+A session remembers a digest of the command it ran last, so a sequence
+number reused for a *different* command is refused ``SequenceReused`` (never
+answered with the other command's outcome), and one that goes backwards is
+refused ``StaleRequest`` -- both explicit errors, neither runs anything.
+
 The table is bounded, and every replica trims it identically because it
 trims only on what the log says (thesis 6.3):
 
@@ -33,13 +46,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any, Callable
 
 import attrs
+import msgspec
 
-from .commands import NOOP
+from .commands import NOOP, REGISTER_SESSION, Command
 from .errors import LocalProtocolError
 from .machine import CommandError, SessionExpired, StateMachine, describe_exception
 from .replica import ClientRequest, ReplyStatus
@@ -50,6 +65,29 @@ NOOP_ENTRY = ClientRequest("", 0, NOOP)
 
 #: What applying one entry gave: a reply status (``ok`` or ``error``) and the result.
 Outcome = tuple[str, Value]
+
+_DIGEST_ENCODER = msgspec.msgpack.Encoder()
+
+
+def command_digest(command: Command) -> int:
+    """A 56-bit digest of ``command``, the same in every process (it tells two commands apart)."""
+    data = _DIGEST_ENCODER.encode((command.op, command.key, command.args))
+    return int.from_bytes(hashlib.blake2b(data, digest_size=7).digest(), "big")
+
+
+#: The digest a new session's seq 0 holds: no command matches it, so a request numbered 0 is refused.
+OPENED = -1
+#: The digest of a session restored from a snapshot written before digests were kept: any command matches.
+UNKNOWN = 0
+
+
+def _refusal(kind: str, message: str) -> Outcome:
+    return ReplyStatus.ERROR, CommandError(kind, message).to_result()
+
+
+def _bool(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if type(value) is not bool:
+        raise LocalProtocolError(f"session option {attribute.name} must be true or false, got {value!r}")
 
 
 def _int_at_least(low: int) -> Callable[[Any, attrs.Attribute, Any], None]:
@@ -65,6 +103,8 @@ class SessionLimits:
 
     max_sessions: int = attrs.field(default=4096, validator=_int_at_least(1))
     session_timeout_ms: int = attrs.field(default=600_000, validator=_int_at_least(1))
+    #: Refuse requests under ids the log never registered (real clusters); off, a new id opens a session.
+    registered_sessions: bool = attrs.field(default=False, validator=_bool)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> "SessionLimits":
@@ -111,8 +151,9 @@ class Applier:
     def __init__(self, factory: Callable[[], StateMachine], limits: SessionLimits | None = None) -> None:
         self.machine = factory()
         self.limits = limits or SessionLimits()
-        #: client id -> (last seq, status, result, log time of last use); oldest use first.
-        self.sessions: dict[str, tuple[int, str, Value, int]] = {}
+        #: client id -> (last seq, status, result, log time of last use, digest of its command);
+        #: oldest use first.
+        self.sessions: dict[str, tuple[int, str, Value, int, int]] = {}
         self.applied = 0
         self.time_ms = 0
         #: Sessions dropped so far (idle too long, or the least recently used beyond the bound).
@@ -130,23 +171,42 @@ class Applier:
         client = entry.client_id
         if not client:
             return run_command(self.machine, entry.command)
+        if entry.command.op == REGISTER_SESSION.op:
+            return self._register()
         last = self.sessions.pop(client, None)
         if last is not None:
-            self.sessions[client] = (*last[:3], self.time_ms)
-            if entry.seq == last[0]:
-                return last[1], last[2]
-            if entry.seq < last[0]:
-                return ReplyStatus.ERROR, CommandError("StaleRequest", f"{client} has moved past seq {entry.seq}"
-                                                       ).to_result()
-        elif entry.acked > 0 or client in self.recently_dropped:
+            self.sessions[client] = (*last[:3], self.time_ms, last[4])
+            if entry.seq <= last[0]:
+                return self._answered(client, entry, last)
+        elif self.limits.registered_sessions or entry.acked > 0 or client in self.recently_dropped:
             return ReplyStatus.ERROR, SessionExpired(
-                f"client {client} has no session (it expired or was evicted): request {entry.seq} was not "
-                f"run now, an earlier attempt may have; the client carries on under a new session").to_result()
+                f"client {client} has no session (it expired, was evicted or was never registered): request "
+                f"{entry.seq} was not run now, an earlier attempt may have; the client carries on under a new "
+                f"session").to_result()
         status, result = run_command(self.machine, entry.command)
-        self.sessions[client] = (entry.seq, status, result, self.time_ms)
+        self.sessions[client] = (entry.seq, status, result, self.time_ms, command_digest(entry.command))
         while len(self.sessions) > self.limits.max_sessions:
             self._drop(next(iter(self.sessions)))
         return status, result
+
+    def _register(self) -> Outcome:
+        """Open a session under an id no replica ever assigned before; answer that id."""
+        client = f"s{self.applied}"
+        self.sessions[client] = (0, ReplyStatus.OK, None, self.time_ms, OPENED)
+        while len(self.sessions) > self.limits.max_sessions:
+            self._drop(next(iter(self.sessions)))
+        return ReplyStatus.OK, client
+
+    @staticmethod
+    def _answered(client: str, request: ClientRequest, last: tuple[int, str, Value, int, int]) -> Outcome:
+        """The answer to a request whose seq this session has reached: its outcome, or why not."""
+        if request.seq < last[0]:
+            return _refusal("StaleRequest", f"session {client} has moved past seq {request.seq} (it is at "
+                                            f"{last[0]}); this request was not run now")
+        if last[4] != UNKNOWN and command_digest(request.command) != last[4]:
+            return _refusal("SequenceReused", f"session {client} ran another command as seq {request.seq}; "
+                                              f"this one ({request.command.op}) was not run")
+        return last[1], last[2]
 
     def _drop(self, client: str) -> None:
         """Forget ``client``'s session, remembering only its id for a while."""
@@ -168,21 +228,22 @@ class Applier:
         """Answer a read-only command from the current state (no log entry, no session)."""
         return run_command(self.machine, command)
 
-    def lookup(self, client_id: str, seq: int) -> tuple[bool, str, Value]:
-        """Return (True, status, result) if request (client_id, seq) was already applied."""
-        last = self.sessions.get(client_id)
-        if last is not None and last[0] == seq:
-            return True, last[1], last[2]
-        return False, ReplyStatus.OK, None
+    def lookup(self, request: ClientRequest) -> tuple[bool, str, Value]:
+        """Return (True, status, result) if ``request`` has an answer now, without the log.
 
-    def is_stale(self, client_id: str, seq: int) -> bool:
-        """Return True if the client has since moved past ``seq`` (its answer is gone)."""
-        last = self.sessions.get(client_id)
-        return last is not None and seq < last[0]
+        That is: its (client, seq) ran this very command (the first outcome
+        again), or the session's seq has reached it under another command
+        (``SequenceReused``) or moved past it (``StaleRequest``).
+        """
+        last = self.sessions.get(request.client_id)
+        if last is None or request.seq > last[0] or not request.client_id:
+            return False, ReplyStatus.OK, None
+        status, result = self._answered(request.client_id, request, last)
+        return True, status, result
 
     def snapshot(self) -> bytes:
         """Return state machine and sessions as one canonical blob (session order kept)."""
-        sessions = [[k, s, st, to_json(r), t] for k, (s, st, r, t) in self.sessions.items()]
+        sessions = [[k, s, st, to_json(r), t, d] for k, (s, st, r, t, d) in self.sessions.items()]
         return json.dumps({"machine": base64.b64encode(self.machine.snapshot()).decode("ascii"),
                            "sessions": sessions, "applied": self.applied, "time_ms": self.time_ms,
                            "dropped": self.dropped, "recently_dropped": list(self.recently_dropped)}, sort_keys=True, separators=(",", ":")).encode()
@@ -192,7 +253,8 @@ class Applier:
         try:
             obj = json.loads(data, parse_constant=_no_constant)
             machine = base64.b64decode(obj["machine"], validate=True)
-            sessions = {_str(k): (_int(s), _str(st), from_json(r), _int(t)) for k, s, st, r, t in obj["sessions"]}
+            sessions = {_str(row[0]): (_int(row[1]), _str(row[2]), from_json(row[3]), _int(row[4]),
+                                       _int(row[5]) if len(row) > 5 else UNKNOWN) for row in obj["sessions"]}
             applied, time_ms, dropped = _int(obj["applied"]), _int(obj["time_ms"]), _int(obj["dropped"])
             recently_dropped = dict.fromkeys(_str(k) for k in obj["recently_dropped"])
         except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError, RecursionError) as exc:

@@ -71,16 +71,17 @@ def _register_value_hooks(converter: cattrs.Converter) -> None:
 
     def reply_out(r: Reply) -> dict[str, Any]:
         return {"client_id": r.client_id, "seq": r.seq, "status": r.status, "result": to_json(r.result),
-                "leader": r.leader}
+                "leader": r.leader, "digest": r.digest}
 
     def reply_in(obj: Any, _: type) -> Reply:
         if not isinstance(obj, dict):
             raise TypeError("a reply is an object")
         leader = obj.get("leader")
-        reply = Reply(obj["client_id"], obj["seq"], obj["status"], from_json(obj.get("result")), leader)
+        reply = Reply(obj["client_id"], obj["seq"], obj["status"], from_json(obj.get("result")), leader,
+                      obj.get("digest", 0))
         if not (isinstance(reply.client_id, str) and type(reply.seq) is int and isinstance(reply.status, str)
-                and (leader is None or isinstance(leader, str))):
-            raise TypeError("a reply needs str client_id and status, int seq, str or null leader")
+                and (leader is None or isinstance(leader, str)) and type(reply.digest) is int):
+            raise TypeError("a reply needs str client_id and status, int seq and digest, str or null leader")
         return reply
 
     converter.register_unstructure_hook(Command, command_out)

@@ -24,7 +24,7 @@ import attrs
 from ..replica import (EMPTY, Backend, ClientRequest, Committed, Input, NodeId, Ready, ReplicaConfig,
                        ReplicaStatus, Receive, Reply, Role, Send, Start, Tick, Write)
 from ..errors import RemoteProtocolError
-from ..sessions import Applier, SessionLimits
+from ..sessions import Applier, SessionLimits, command_digest
 from .. import wire
 
 
@@ -118,16 +118,16 @@ class CoordinatorCore:
         raise RemoteProtocolError(f"{self.node}: unexpected {type(msg).__name__} from {src}")
 
     def _order(self, request: ClientRequest) -> Ready:
-        done, status, result = self.applier.lookup(request.client_id, request.seq)
+        done, status, result = self.applier.lookup(request)
         if done:
-            return Ready(replies=(Reply(request.client_id, request.seq, status, result),))
-        if self.applier.is_stale(request.client_id, request.seq):
-            return EMPTY  # the client has moved on; nobody waits for this answer
+            return Ready(replies=(Reply(request.client_id, request.seq, status, result, None,
+                                        command_digest(request.command)),))
         self.log_length += 1
         status, result = self.applier.apply(request)
         return Ready(persist=(Write(_log_key(self.log_length), request),),
                      committed=(Committed(self.log_length, request),),
-                     replies=(Reply(request.client_id, request.seq, status, result),))
+                     replies=(Reply(request.client_id, request.seq, status, result, None,
+                                    command_digest(request.command)),))
 
 
 #: The ``coordinator`` backend (named in :data:`smr.registry.BUILTIN_BACKENDS`).

@@ -30,11 +30,12 @@ import trio
 from smr import wire
 from smr.apps import resolve_app
 from smr.client import AppClient, M, SessionState
-from smr.commands import Command
+from smr.commands import REGISTER_SESSION, Command
 from smr.values import Value
 from smr.driver import current_leader
 from smr.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from smr.replica import ClientRequest, Reply, ReplyStatus
+from smr.sessions import command_digest
 
 from ._config import ClusterConfig, load_cluster
 from ._frames import TAG_BYTES, FrameError, request_limit
@@ -282,19 +283,29 @@ class TcpCluster:
 
 
 class TcpClient:
-    """One client session of a :class:`TcpCluster`: one request outstanding at a time."""
+    """One client session of a :class:`TcpCluster`: one request outstanding at a time.
 
-    def __init__(self, cluster: TcpCluster, client_id: str) -> None:
+    The session id is the cluster's to assign: the first call opens a
+    session through the log (``label`` only names the registration), and so
+    does the first call after ``SessionExpired``.  An answer counts only if
+    it is for this session's current request *and* its command
+    (:attr:`smr.replica.Reply.digest`).
+    """
+
+    def __init__(self, cluster: TcpCluster, label: str) -> None:
         self.cluster = cluster
-        self.session = SessionState(client_id, cluster.app)
+        self.label = label
+        self.session = SessionState(None, cluster.app)
         self._turn = secrets.randbelow(len(cluster.names))
         # Answers to the current request; one channel serves them all, one request at a time.
         self._answers_in, self._answers = trio.open_memory_channel[tuple[str, Any]](math.inf)
         self._busy = False
+        #: Answers to this session's (client id, seq) that were for another command, ignored.
+        self.foreign_answers = 0
 
     @property
-    def client_id(self) -> str:
-        """This client's current session id."""
+    def client_id(self) -> str | None:
+        """This client's current session id (None until its first call opens one)."""
         return self.session.client_id
 
     async def submit(self, command: Command, *, timeout: float = 1.0, attempts: int = 40) -> Value:
@@ -303,17 +314,40 @@ class TcpClient:
         Raises CommandError if the command raised on the replicas, and
         CommandRefused if the cluster says it was not, and will never be, applied.
         """
-        cluster = self.cluster
         if self._busy:
             raise LocalProtocolError(f"session {self.client_id} already has a request outstanding")
-        next_request = self.session.request(command)
-        key = (next_request.client_id, next_request.seq)
-        request = wire.encode(next_request)
-        if len(request) > request_limit(cluster.config.max_frame_bytes):
-            raise LocalProtocolError(f"command of {len(request)} bytes exceeds the cluster's max_frame_bytes "
+        self._busy = True
+        try:
+            if self.session.client_id is None:
+                await self._open_session(timeout, attempts)
+            request = self.session.request(command)
+            status, value = await self._call(request, timeout, attempts)
+            return self.session.answered(command, status, value)
+        finally:
+            self._busy = False
+
+    async def _open_session(self, timeout: float, attempts: int) -> None:
+        """Register a session through the log and carry on under the id the cluster assigned."""
+        nonce = f"{self.label}.{secrets.token_hex(8)}"  # names this registration only
+        status, value = await self._call(ClientRequest(nonce, 1, REGISTER_SESSION), timeout, attempts)
+        if status != ReplyStatus.OK or not isinstance(value, str) or not value:
+            raise RemoteProtocolError(f"the cluster answered a session registration with {status} {value!r}")
+        self.session.opened(value)
+
+    async def _call(self, request: ClientRequest, timeout: float, attempts: int) -> tuple[str, Any]:
+        """Send ``request`` until it is answered ``ok`` or ``error``: (status, result).
+
+        Follows redirects and retries with the same (client id, seq), so the
+        session table makes it run once however many attempts it takes.
+        """
+        cluster = self.cluster
+        key = (request.client_id, request.seq)
+        body = wire.encode(request)
+        if len(body) > request_limit(cluster.config.max_frame_bytes):
+            raise LocalProtocolError(f"command of {len(body)} bytes exceeds the cluster's max_frame_bytes "
                                      f"({cluster.config.max_frame_bytes}) less the room the replication message "
                                      f"around it needs")
-        self._busy = True
+        digest = command_digest(request.command)
         cluster._waiters[key] = self._answers_in
         recv = self._answers
         pause = PAUSE_MIN_S
@@ -321,9 +355,9 @@ class TcpClient:
         try:
             for _ in range(attempts):
                 target = cluster.leader_hint or cluster.names[self._turn % len(cluster.names)]
-                outcome, value = await self._attempt(target, next_request, request, recv, timeout)
+                outcome, value = await self._attempt(target, request, body, recv, timeout, digest)
                 if outcome == ReplyStatus.OK or outcome == ReplyStatus.ERROR:
-                    return self.session.answered(command, outcome, value)
+                    return outcome, value
                 if outcome == "redirect":
                     if value is not None and value != target and value in cluster.names:
                         cluster.leader_hint = value
@@ -339,11 +373,10 @@ class TcpClient:
                 self._turn += 1
                 await trio.sleep(pause * (0.5 + secrets.randbelow(1000) / 1000))
                 pause = min(pause * 2, PAUSE_MAX_S)
-            raise TimeoutError(f"no answer to {command} after {attempts} attempts")
+            raise TimeoutError(f"no answer to {request.command} after {attempts} attempts")
         finally:
             del cluster._waiters[key]
             self._discard_stale()
-            self._busy = False
 
     def _discard_stale(self) -> None:
         """Empty the answer channel: what is left belongs to a finished request, not the next one."""
@@ -354,7 +387,8 @@ class TcpClient:
                 return
 
     async def _attempt(self, target: str, request: ClientRequest, body: bytes,
-                       recv: trio.MemoryReceiveChannel[tuple[str, Any]], timeout: float) -> tuple[str, Any]:
+                       recv: trio.MemoryReceiveChannel[tuple[str, Any]], timeout: float,
+                       digest: int) -> tuple[str, Any]:
         """Send the request to ``target`` once; return ("ok", result), ("redirect", leader) or ("retry", None).
 
         The replica in this process (if any) gets the request object itself;
@@ -365,7 +399,7 @@ class TcpClient:
         with trio.move_on_after(timeout):
             if local is not None and target == local.id:
                 await local.submit_local(request, len(body))
-                return await self._answer(target, recv)
+                return await self._answer(target, recv, digest)
             link = await cluster._link(target)
             if link is None:
                 return "retry", None
@@ -374,12 +408,13 @@ class TcpClient:
             try:
                 if not await cluster._send(link, (request, body)):
                     return "retry", None
-                return await self._answer(target, recv)
+                return await self._answer(target, recv, digest)
             finally:
                 link.waiting.discard(key)
         return "retry", None
 
-    async def _answer(self, target: str, recv: trio.MemoryReceiveChannel[tuple[str, Any]]) -> tuple[str, Any]:
+    async def _answer(self, target: str, recv: trio.MemoryReceiveChannel[tuple[str, Any]],
+                      digest: int) -> tuple[str, Any]:
         """Wait for the answer to the request just sent to ``target`` (see :meth:`_attempt`)."""
         cluster = self.cluster
         while True:
@@ -387,6 +422,9 @@ class TcpClient:
             if reply is _DISCONNECTED:
                 if node == target:
                     return "retry", None
+                continue
+            if reply.digest != digest:  # an answer to another command under this (client id, seq)
+                self.foreign_answers += 1
                 continue
             if reply.status == ReplyStatus.OK or reply.status == ReplyStatus.ERROR:
                 cluster.leader_hint = node

@@ -94,6 +94,8 @@ def write_cluster_file(path: str | Path, *, nodes: int = 3, backend: str = "raft
         # multi-Paxos replica starts from slot 1 and its phase-1 promises grow with
         # the whole history (past the frame limit after ~15k commands).
         options.setdefault("snapshot_every", DEFAULT_SNAPSHOT_EVERY)
+        # Sessions only as the log assigns them: a client cannot pick (and so share) an id.
+        options.setdefault("registered_sessions", True)
         for name, ticks in REAL_CLUSTER_TIMEOUTS.items():
             options.setdefault(name, ticks)
     config = ClusterConfig(

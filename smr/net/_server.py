@@ -55,6 +55,7 @@ from smr.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from smr.replica import (TICK, ClientRequest, Ready, ReplicaConfig, ReplicaCore, Receive, Reply, ReplyStatus,
                          Send, Start, get_backend)
 from smr.apps import resolve_app
+from smr.sessions import command_digest
 
 from ._config import ClusterConfig, NodeAddress
 from ._frames import REASONS, TAG_BYTES, FrameError, request_limit
@@ -78,6 +79,8 @@ YIELD_EVERY = 64
 #: Messages waiting per peer and replies waiting per client connection; beyond it they are dropped.
 PEER_QUEUE = 4096
 CLIENT_QUEUE = 4096
+#: Connections that hear the replies of one client id at once (a session shared between processes).
+MAX_CONNECTIONS_PER_SESSION = 8
 HELLO_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 2.0
 BACKOFF_MIN_S = 0.05
@@ -114,7 +117,9 @@ class NodeServer:
             self._peer_out[peer], self._peer_in[peer] = trio.open_memory_channel[bytes](PEER_QUEUE)
         # set when a peer dials in, so our own dial to it stops backing off
         self._peer_up: dict[str, trio.Event] = {peer: trio.Event() for peer in self.peers}
-        self._clients: dict[str, trio.MemorySendChannel[Reply | bytes]] = {}
+        #: client id -> the connections that sent requests under it (one, unless a session is shared:
+        #: then each gets every reply and its client keeps only those for its own command's digest).
+        self._clients: dict[str, list[trio.MemorySendChannel[Reply | bytes]]] = {}
         #: Where answers for callers in this process go (the embedded node's sessions): called as
         #: ``local_replies(node, reply)``, True if someone was waiting for it.
         self.local_replies: Callable[[str, Reply], bool] | None = None
@@ -319,24 +324,25 @@ class NodeServer:
         problem = self._unorderable(request, size)
         if problem is not None:
             self.counters["commands_refused"] += 1
-            self._send_reply(Reply(request.client_id, request.seq, ReplyStatus.FAIL, problem))
+            self._send_reply(Reply(request.client_id, request.seq, ReplyStatus.FAIL, problem,
+                                   digest=command_digest(request.command)))
             return
         await self._enqueue(request)
 
     def _send_reply(self, reply: Reply) -> None:
-        out = self._clients.get(reply.client_id)
-        if out is None:
-            local = self.local_replies
-            if local is not None and local(self.id, reply):
-                self.counters["local_replies"] += 1
-            else:
-                self.counters["replies_unroutable"] += 1
-            return
-        try:  # encoded by the connection's writer, with whatever else it has for that client
-            out.send_nowait(reply)
-            self.counters["replies"] += 1
-        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-            self.counters["replies_dropped"] += 1
+        outs = self._clients.get(reply.client_id)
+        local = self.local_replies
+        delivered = local is not None and local(self.id, reply)
+        if delivered:
+            self.counters["local_replies"] += 1
+        elif not outs:
+            self.counters["replies_unroutable"] += 1
+        for out in outs or ():
+            try:  # encoded by the connection's writer, with whatever else it has for that client
+                out.send_nowait(reply)
+                self.counters["replies"] += 1
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                self.counters["replies_dropped"] += 1
 
     def _reply_frames(self, replies: list[Reply]) -> list[bytes]:
         """Frame bodies carrying ``replies``: one :class:`ReplyBatch` if they fit one frame, else split."""
@@ -354,7 +360,8 @@ class NodeServer:
         log.error("%s: a %d-byte answer to %s exceeds max_frame_bytes (%d); the caller gets an error",
                   self.id, len(body), reply.client_id, limit)
         return [wire.encode(Reply(reply.client_id, reply.seq, ReplyStatus.ERROR, {
-            "error": "BadResult", "message": f"the answer is larger than max_frame_bytes ({limit})"}))]
+            "error": "BadResult", "message": f"the answer is larger than max_frame_bytes ({limit})"},
+            digest=reply.digest))]
 
     # ----------------------------------------------------------- peers (out)
     async def _peer_sender(self, peer: NodeAddress, queue: trio.MemoryReceiveChannel[bytes]) -> None:
@@ -451,8 +458,11 @@ class NodeServer:
                 pass
             finally:
                 for client_id in mine:
-                    if self._clients.get(client_id) is out_send:
-                        del self._clients[client_id]
+                    outs = self._clients.get(client_id)
+                    if outs is not None and out_send in outs:
+                        outs.remove(out_send)
+                        if not outs:
+                            del self._clients[client_id]
                 out_send.close()
                 nursery.cancel_scope.cancel()
 
@@ -484,12 +494,19 @@ class NodeServer:
                               out: trio.MemorySendChannel[Reply | bytes], mine: set[str]) -> None:
         """Route ``request``'s answer to ``out`` and queue it for the core, or refuse it before the log."""
         self.counters["client_requests"] += 1
-        self._clients[request.client_id] = out
+        outs = self._clients.get(request.client_id)
+        if outs is None:
+            self._clients[request.client_id] = [out]
+        elif out not in outs:
+            if len(outs) >= MAX_CONNECTIONS_PER_SESSION:
+                del outs[0]  # the longest-held connection stops hearing this session's answers
+            outs.append(out)
         mine.add(request.client_id)
         problem = self._unorderable(request, size)
         if problem is not None:  # it could never be replicated: refuse it before the log
             self.counters["commands_refused"] += 1
-            self._send_reply(Reply(request.client_id, request.seq, ReplyStatus.FAIL, problem))
+            self._send_reply(Reply(request.client_id, request.seq, ReplyStatus.FAIL, problem,
+                                   digest=command_digest(request.command)))
             return
         # Whatever the command does, it may enter the log: a bad one is an error outcome
         # on every replica (smr.sessions.run_command), never a crash.

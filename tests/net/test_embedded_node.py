@@ -64,7 +64,8 @@ async def test_a_call_on_the_leader_takes_no_hop_and_one_on_a_follower_takes_one
 
             on_follower = follower.client(Ledger)
             assert await on_follower.credit("a", 10) == 21
-            assert leader.status().counters["client_requests"] == before.get("client_requests", 0) + 1
+            # one hop each: opening the new client's session through the log, then the call
+            assert leader.status().counters["client_requests"] == before.get("client_requests", 0) + 2
             with pytest.raises(CommandError) as short:
                 await on_follower.debit("b", 1)
             assert short.value.kind == "ValueError"

@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from smr import commands as c
+from smr.commands import REGISTER_SESSION
 from smr import wire
 from smr.errors import LocalProtocolError
 from smr.net import ClusterConfig, CommandRefused, NodeAddress, StatusQuery, StatusReport, open_tcp_client
@@ -20,18 +21,27 @@ from smr.net._launcher import free_ports
 from smr.net._messages import ReplyBatch, RequestBatch
 from smr.net._transport import FramedConnection, accept
 from smr.replica import ClientRequest, Reply, ReplyStatus
+from smr.sessions import command_digest
 
 SECRET = "a-test-secret-of-some-length"
 Script = Callable[[str, ClientRequest], Reply | None]
 
 
 class FakeNode:
-    """Accepts client connections and answers each request as ``script`` says (None: stay silent)."""
+    """Accepts client connections and answers each request as ``script`` says (None: stay silent).
+
+    A session registration meets the script like any request (a redirect,
+    a refusal or silence as it says), but where the script would answer, the
+    fake answers as a leader does: a fresh session id.  Registrations are
+    kept apart from ``seen``.  Every answer is stamped with the digest of the
+    command it answers, as a real node's is.
+    """
 
     def __init__(self, node: str, script: Script) -> None:
         self.node = node
         self.script = script
         self.seen: list[ClientRequest] = []
+        self.registrations: list[ClientRequest] = []
         self.frames = 0
 
     async def handle(self, stream: trio.SocketStream) -> None:
@@ -54,10 +64,16 @@ class FakeNode:
             self.frames += 1
             replies = []
             for request in requests:
-                self.seen.append(request)
                 reply = self.script(self.node, request)
+                if request.command == REGISTER_SESSION:
+                    self.registrations.append(request)
+                    if reply is not None and reply.status in (ReplyStatus.OK, ReplyStatus.ERROR):
+                        reply = Reply(request.client_id, request.seq, ReplyStatus.OK,
+                                      f"s{len(self.registrations)}")
+                else:
+                    self.seen.append(request)
                 if reply is not None:
-                    replies.append(reply)
+                    replies.append(attrs.evolve(reply, digest=reply.digest or command_digest(request.command)))
             if len(replies) > 1:
                 await conn.send([wire.encode(ReplyBatch(tuple(replies)))])
             elif replies:
@@ -109,20 +125,24 @@ async def test_a_redirect_is_followed_to_the_leader() -> None:
         async with open_tcp_client(config) as cluster:
             session = cluster.client()
             session._turn = 0  # start at n1, a follower
+            assert await session.submit(c.get("x")) == "v"  # its session opened at n2, after a redirect
+            assert cluster.leader_hint == "n2"
+            assert [r.seq for r in fakes["n1"].registrations] == [1] and not fakes["n1"].seen
+            cluster.leader_hint, session._turn = None, 0  # forget the leader: start at n1 again
             assert await session.submit(c.get("x")) == "v"
             assert cluster.leader_hint == "n2"
             assert await session.submit(c.get("x")) == "v"  # straight to the leader now
-        assert [r.seq for r in fakes["n1"].seen] == [1]
-        assert [r.seq for r in fakes["n2"].seen] == [1, 2]
+        assert [r.seq for r in fakes["n1"].seen] == [2]
+        assert [r.seq for r in fakes["n2"].seen] == [1, 2, 3]
         nursery.cancel_scope.cancel()
 
 
 async def test_a_retry_after_silence_carries_the_same_sequence_number() -> None:
-    answered: set[int] = set()
+    answered: set[tuple[str, int]] = set()
 
     def silent_once(node: str, req: ClientRequest) -> Reply | None:
-        if req.seq not in answered:  # the first attempt is "lost"
-            answered.add(req.seq)
+        if (req.client_id, req.seq) not in answered:  # the first attempt is "lost"
+            answered.add((req.client_id, req.seq))
             return None
         return Reply(req.client_id, req.seq, ReplyStatus.OK, "done")
 
@@ -132,6 +152,8 @@ async def test_a_retry_after_silence_carries_the_same_sequence_number() -> None:
             assert await cluster.submit(c.put("x", "1"), timeout=0.2) == "done"
         seen = fakes["n1"].seen
         assert len(seen) == 2 and seen[0] == seen[1]  # same client id, same seq, same command
+        registrations = fakes["n1"].registrations  # the registration was retried the same way
+        assert len(registrations) == 2 and registrations[0] == registrations[1]
         nursery.cancel_scope.cancel()
 
 
@@ -164,7 +186,8 @@ async def test_a_command_too_big_for_a_frame_is_refused_before_sending() -> None
 
 
 async def test_a_refusal_is_final_and_errors_in_the_body_come_out_unwrapped() -> None:
-    refuse: Script = lambda node, req: Reply(req.client_id, req.seq, ReplyStatus.FAIL)
+    refuse: Script = lambda node, req: Reply(req.client_id, req.seq, ReplyStatus.OK if req.command ==
+                                             REGISTER_SESSION else ReplyStatus.FAIL)
     async with trio.open_nursery() as nursery:
         config, fakes = await _cluster(nursery, {"n1": refuse})
         with pytest.raises(CommandRefused, match="refused by n1"):
@@ -184,6 +207,8 @@ async def test_redirects_going_round_in_circles_back_off_and_end() -> None:
             with pytest.raises(TimeoutError, match="after 8 attempts"):
                 await cluster.submit(c.get("x"), attempts=8)
             elapsed = trio.current_time() - start
-        assert len(fakes["n1"].seen) + len(fakes["n2"].seen) == 8
+        # every attempt went to opening the session, which the circle never lets happen
+        assert not fakes["n1"].seen and not fakes["n2"].seen
+        assert len(fakes["n1"].registrations) + len(fakes["n2"].registrations) == 8
         assert elapsed > 0.1  # it paused between laps instead of spinning
         nursery.cancel_scope.cancel()

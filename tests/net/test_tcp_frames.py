@@ -19,6 +19,7 @@ from smr.net._frames import (HEADER, FrameDecoder, Session, acceptor_hello, chec
 from smr.net._messages import ReplyBatch, RequestBatch
 from smr.net._transport import HELLO_MAX_BYTES
 from smr.replica import ClientRequest, Reply, ReplyStatus
+from smr.sessions import command_digest
 
 SECRET = b"s" * 32
 
@@ -242,13 +243,22 @@ async def test_a_request_batch_is_judged_request_by_request(tmp_path: Path) -> N
             port = config.nodes[0].port
             secret = config.secret_bytes()
             await cluster.wait_for_leader()
+            stream, session = await _handshake(port, secret)
+            dec = FrameDecoder(config.max_frame_bytes)
+            # A real cluster serves only sessions its log opened: open one, as a client library does.
+            await stream.send_all(session.seal(wire.encode(ClientRequest("raw-a", 1, c.REGISTER_SESSION))))
+            while (got := dec.next_frame()) is None:
+                dec.feed(await stream.receive_some(65536))
+            opened = wire.decode(session.open(*got))
+            assert isinstance(opened, Reply) and opened.status == ReplyStatus.OK
+            assert opened.digest == command_digest(c.REGISTER_SESSION)
+            sid = opened.result
+            assert isinstance(sid, str)
             huge = ClientRequest("raw-b", 1, c.put("big", "x" * (request_limit(config.max_frame_bytes) + 10)))
-            small = ClientRequest("raw-a", 1, c.put("small", "ok"))
+            small = ClientRequest(sid, 1, c.put("small", "ok"))
             batch = wire.encode(RequestBatch((small, huge)))
             assert len(batch) + 32 <= config.max_frame_bytes  # it fits a frame; one member does not fit the log
-            stream, session = await _handshake(port, secret)
             await stream.send_all(session.seal(batch))
-            dec = FrameDecoder(config.max_frame_bytes)
             answers: dict[str, Reply] = {}
             while len(answers) < 2:
                 while (got := dec.next_frame()) is None:
@@ -257,10 +267,11 @@ async def test_a_request_batch_is_judged_request_by_request(tmp_path: Path) -> N
                 for reply in msg.replies if isinstance(msg, ReplyBatch) else (msg,):
                     answers[reply.client_id] = reply
             await stream.aclose()
-            assert answers["raw-a"].status == ReplyStatus.OK
+            assert answers[sid].status == ReplyStatus.OK
             assert answers["raw-b"].status == ReplyStatus.FAIL and "leaves no room" in str(answers["raw-b"].result)
             for bad in (wire.encode(ReplyBatch((Reply("x", 1, ReplyStatus.OK),))),  # a client sends no replies
-                        wire.encode(RequestBatch((small,))).replace(b"raw-a", b"\xc1\xc1\xc1\xc1\xc1")):
+                        wire.encode(RequestBatch((ClientRequest("raw-a", 1, c.put("small", "ok")),))).replace(
+                            b"raw-a", b"\xc1\xc1\xc1\xc1\xc1")):
                 stream, session = await _handshake(port, secret)
                 await stream.send_all(session.seal(bad))
                 assert await _closed_by_node(stream)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,9 +11,9 @@ from hypothesis import strategies as st
 from smr import commands as c
 from smr.commands import Command
 from smr.errors import LocalProtocolError
-from smr.machine import CommandError
+from smr.machine import CommandError, SessionExpired
 from smr.replica import ClientRequest
-from smr.sessions import Applier
+from smr.sessions import Applier, SessionLimits
 from smr.state_machines import Counter, KVStore, WriteOnceMap, make_state_machine
 
 
@@ -80,9 +82,68 @@ def test_sessions_apply_a_retried_command_once() -> None:
     status, _ = applier.apply(ClientRequest("c1", 1, c.add(5)))  # stale: never re-applied
     assert status == "error"
     assert applier.machine.apply(c.read_counter()) == 6
-    assert applier.lookup("c1", 2) == (True, "ok", 6)
-    assert applier.is_stale("c1", 1)
+    assert applier.lookup(ClientRequest("c1", 2, c.add(1))) == (True, "ok", 6)
+    done, status, result = applier.lookup(ClientRequest("c1", 1, c.add(5)))
+    assert done and status == "error" and CommandError.from_result(result).kind == "StaleRequest"
+    assert applier.lookup(ClientRequest("c1", 3, c.add(1)))[0] is False  # new: it goes to the log
     copy = Applier(Counter)
     copy.restore(applier.snapshot())
-    assert copy.lookup("c1", 2) == (True, "ok", 6)
+    assert copy.lookup(ClientRequest("c1", 2, c.add(1))) == (True, "ok", 6)
     assert copy.apply(ClientRequest("c1", 2, c.add(1))) == ("ok", 6)
+
+
+def test_a_sequence_number_reused_for_another_command_is_refused_and_runs_nothing() -> None:
+    """Same (client, seq), different command: an explicit SequenceReused, at apply and at lookup,
+    also after a snapshot; the session's own retry still gets its first answer."""
+    applier = Applier(Counter)
+    assert applier.apply(ClientRequest("c1", 1, c.add(5))) == ("ok", 5)
+    for copy in (applier, _restored(applier)):
+        status, result = copy.apply(ClientRequest("c1", 1, c.add(7)))
+        assert status == "error" and CommandError.from_result(result).kind == "SequenceReused"
+        done, status, result = copy.lookup(ClientRequest("c1", 1, c.add(7)))
+        assert done and CommandError.from_result(result).kind == "SequenceReused"
+        assert copy.apply(ClientRequest("c1", 1, c.add(5))) == ("ok", 5)  # the real retry
+        assert copy.machine.apply(c.read_counter()) == 5
+
+
+def test_sessions_are_opened_through_the_log_with_ids_nobody_was_given_before() -> None:
+    """REGISTER_SESSION answers a fresh id, the same on every replica; with registered_sessions an
+    id the log never opened is refused SessionExpired, and a request numbered 0 is refused too."""
+    a = Applier(Counter, SessionLimits(registered_sessions=True))
+    b = Applier(Counter, SessionLimits(registered_sessions=True))
+    ids = []
+    for i in range(5):
+        ra = a.apply(ClientRequest(f"nonce-{i}", 1, c.REGISTER_SESSION))
+        assert ra == b.apply(ClientRequest(f"nonce-{i}", 1, c.REGISTER_SESSION))
+        assert ra[0] == "ok" and isinstance(ra[1], str)
+        ids.append(ra[1])
+        a.apply(ClientRequest(ra[1], 1, c.add(1)))
+        b.apply(ClientRequest(ra[1], 1, c.add(1)))
+    assert len(set(ids)) == 5 and a.snapshot() == b.snapshot()
+    status, result = a.apply(ClientRequest("chosen-by-the-client", 1, c.add(100)))
+    assert status == "error" and isinstance(CommandError.from_result(result), SessionExpired)
+    opened = a.apply(ClientRequest("nonce-x", 1, c.REGISTER_SESSION))[1]
+    assert isinstance(opened, str)
+    status, result = a.apply(ClientRequest(opened, 0, c.add(100)))
+    assert CommandError.from_result(result).kind == "SequenceReused"
+    assert a.machine.apply(c.read_counter()) == 5  # nothing refused ran
+    open_ = Applier(Counter)  # without registered_sessions, a new id opens a session as before
+    assert open_.apply(ClientRequest("chosen", 1, c.add(2))) == ("ok", 2)
+
+
+def test_a_snapshot_written_before_digests_restores_and_keeps_its_answers() -> None:
+    """Sessions from an older snapshot (no digests) still answer their retries."""
+    applier = Applier(Counter)
+    applier.apply(ClientRequest("c1", 1, c.add(3)))
+    blob = json.loads(applier.snapshot())
+    blob["sessions"] = [row[:5] for row in blob["sessions"]]
+    old = Applier(Counter)
+    old.restore(json.dumps(blob).encode())
+    assert old.apply(ClientRequest("c1", 1, c.add(3))) == ("ok", 3)
+    assert old.machine.apply(c.read_counter()) == 3
+
+
+def _restored(applier: Applier) -> Applier:
+    copy = Applier(type(applier.machine))
+    copy.restore(applier.snapshot())
+    return copy
