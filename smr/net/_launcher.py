@@ -36,6 +36,7 @@ from smr.errors import LocalProtocolError
 
 from ._client import open_tcp_client
 from ._config import ClusterConfig, NodeAddress, dump_cluster, load_cluster
+from ._storage import private_dir, private_file
 
 LOOPBACK = "127.0.0.1"
 CLUSTER_FILE = "cluster.yaml"
@@ -114,8 +115,7 @@ class LocalTcpCluster:
     def __init__(self, directory: str | Path, *, nodes: int = 3, backend: str = "raft",
                  state_machine: AppSpec = "kv", tick_ms: float = 10.0,
                  backend_options: Mapping[str, Any] | None = None, fsync: bool = True) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory = private_dir(directory)
         self.cluster_file = self.directory / CLUSTER_FILE
         if self.cluster_file.exists():
             self.config = load_cluster(self.cluster_file)
@@ -161,7 +161,7 @@ class LocalTcpCluster:
         if self.alive(node):
             raise LocalProtocolError(f"{node} is already running")
         self._reap(node)
-        log = open(self.log_file(node), "ab")
+        log = os.fdopen(private_file(self.log_file(node)), "ab")
         self._logs[node] = log
         # One hash seed for every node: an app that iterates a set of strings then does so in the same
         # order on every replica (each process would otherwise draw its own seed).

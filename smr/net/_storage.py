@@ -62,6 +62,33 @@ from ._values import CorruptValue, dumps, loads
 
 DB_NAME = "replica.sqlite3"
 LOCK_NAME = "LOCK"
+#: Modes of what a node writes: its data is nobody else's to read (SQLite gives its -wal and -shm
+#: files the database file's mode).
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
+
+
+def private_dir(path: str | Path) -> Path:
+    """Create ``path`` and any missing parents with mode 0700 (existing directories are left alone)."""
+    path = Path(path)
+    missing = []
+    for parent in (path, *path.parents):
+        if parent.exists():
+            break
+        missing.append(parent)
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=PRIVATE_DIR)
+        except FileExistsError:
+            pass  # made meanwhile by someone else
+    return path
+
+
+def private_file(path: str | Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_APPEND) -> int:
+    """Open ``path`` (created with mode 0600; an existing file of ours is narrowed to it); return the fd."""
+    fd = os.open(path, flags, PRIVATE_FILE)
+    if os.fstat(fd).st_mode & 0o077:
+        os.fchmod(fd, PRIVATE_FILE)
+    return fd
 
 
 @attrs.define
@@ -88,8 +115,8 @@ class Storage:
         self.fsync = fsync
         self.stats = StorageStats()
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            private_dir(self.path)
+            self._lock_fd = private_file(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
             raise ConfigError(f"cannot use data directory: {exc.strerror}", file=str(self.path)) from None
         try:
@@ -99,6 +126,7 @@ class Storage:
             raise ConfigError("data directory is locked by another running process",
                               file=str(self.path)) from None
         try:
+            os.close(private_file(self.path / DB_NAME, os.O_RDWR | os.O_CREAT))  # before SQLite makes it 0644
             self._db = sqlite3.connect(self.path / DB_NAME, isolation_level=None, check_same_thread=False)
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal":

@@ -250,9 +250,9 @@ def cmd_cluster_up(args: argparse.Namespace) -> int:
 def cmd_cluster_init(args: argparse.Namespace) -> int:
     """Write a new cluster file (free loopback ports, a fresh secret) for programs that embed their nodes."""
     from ._launcher import CLUSTER_FILE, write_cluster_file
+    from ._storage import private_dir
 
-    directory = Path(args.dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = private_dir(args.dir)
     path = directory / CLUSTER_FILE
     if path.exists():
         raise ConfigError("a cluster file is already here; choose another directory", file=str(path))

@@ -95,7 +95,8 @@ async def test_ten_thousand_misuses_get_no_false_acknowledgement(backend: str, t
 async def test_a_session_the_cluster_never_opened_is_refused_and_the_client_opens_a_new_one(
         tmp_path: Path) -> None:
     """An id nobody registered (or one that expired) is SessionExpired, never run; the same client's
-    next call opens a fresh session through the log and is served."""
+    next call opens a fresh session through the log and is served.  (And the cluster's files are
+    private: issue 23's 0700/0600.)"""
     with trio.fail_after(60):
         async with open_local_tcp_cluster(tmp_path, backend="raft", state_machine="counter",
                                           fsync=False) as cluster:
@@ -107,3 +108,8 @@ async def test_a_session_the_cluster_never_opened_is_refused_and_the_client_open
                 assert client.client_id is None  # the next call opens one first
                 assert await client.submit(c.add(1, "k")) == 1  # the refused add never ran
                 assert client.client_id is not None and client.client_id != "made-up-by-the-client"
+            # what the launcher made is private too: the cluster directory, node logs, data directories
+            assert cluster.directory.stat().st_mode & 0o777 == 0o700
+            for node in cluster.node_ids:
+                assert cluster.log_file(node).stat().st_mode & 0o777 == 0o600
+                assert cluster.data_dir(node).stat().st_mode & 0o777 == 0o700

@@ -156,6 +156,26 @@ def test_a_data_directory_serves_one_process_and_one_node(tmp_path: Path) -> Non
             storage.claim("backend", "multipaxos")
 
 
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_a_nodes_data_is_private_to_its_user(tmp_path: Path) -> None:
+    """Directories a node makes are 0700 and every file in them 0600, SQLite's WAL and shared-memory
+    files included; a database an older version left world-readable is narrowed on open."""
+    data = tmp_path / "cluster" / "n1"
+    with Storage(data, "n1") as storage:
+        storage.commit([Write("a", 1)])
+        assert _mode(tmp_path / "cluster") == _mode(data) == 0o700
+        files = sorted(p.name for p in data.iterdir())
+        assert {"LOCK", "replica.sqlite3", "replica.sqlite3-wal", "replica.sqlite3-shm"} <= set(files)
+        assert {name: _mode(data / name) for name in files} == dict.fromkeys(files, 0o600)
+    os.chmod(data / "replica.sqlite3", 0o644)
+    with Storage(data, "n1") as storage:
+        assert storage.load() == {"a": 1}
+    assert _mode(data / "replica.sqlite3") == 0o600
+
+
 _WRITER = textwrap.dedent("""
     import sys
     from smr.net import Storage
