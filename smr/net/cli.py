@@ -287,8 +287,34 @@ def cmd_crashloop(args: argparse.Namespace) -> int:
     return 0 if report["verdict"] == "linearizable" else 1
 
 
+# ---------------------------------------------------------------- bitflip
+def cmd_bitflip(args: argparse.Namespace) -> int:
+    """Flip random bits in a stopped node's files; exit 1 if any damaged copy would load and serve."""
+    from ._bitflip import bitflip
+
+    temporary = args.dir is None
+    directory = Path(args.dir or tempfile.mkdtemp(prefix="smr-bitflip-"))
+    try:
+        report = bitflip(directory, args.backend, args.trials, args.seed, args.puts)
+    finally:
+        if temporary:
+            shutil.rmtree(directory, ignore_errors=True)
+    if args.json:
+        print_json(report)
+    else:
+        o = report["outcomes"]
+        print(f"bitflip: {report['backend']}, {report['trials']} single-bit flips of a stopped node's files "
+              f"({report['keys']} durable keys), seeds {args.seed}..{args.seed + args.trials - 1}")
+        print(f"  refused {o['refused']}   unchanged {o['unchanged']}   served damaged {o['served']}")
+        print("  refused by: " + ", ".join(f"{k} {v}" for k, v in sorted(report["refused_by"].items())))
+        for line in report["served"]:
+            print(f"  SERVED {line}  (replay: smr bitflip --backend {args.backend} --trials 1 --seed "
+                  f"{line.split()[1].rstrip(':')})")
+    return 1 if report["outcomes"]["served"] else 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add serve, kv, status, cluster and crashloop to the ``smr`` subcommands."""
+    """Add serve, kv, status, cluster, crashloop and bitflip to the ``smr`` subcommands."""
     p = subparsers.add_parser("serve", help="run one replica over TCP (one process per node)",
                               description="Run one replica of a cluster file until SIGTERM or Ctrl-C.")
     p.add_argument("--cluster", required=True, metavar="FILE", help="cluster YAML file")
@@ -369,6 +395,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_crashloop)
+
+    p = subparsers.add_parser("bitflip", help="flip random bits in a stopped node's files; none may load")
+    p.add_argument("--backend", default="raft")
+    p.add_argument("--trials", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=1, help="trial i uses seed + i")
+    p.add_argument("--puts", type=int, default=300, help="puts the cluster takes before it is stopped")
+    p.add_argument("--dir", default=None, help="cluster directory (default: a temporary one)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bitflip)
 
 
 def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
