@@ -60,12 +60,14 @@ class Node:
 
     @property
     def is_leader(self) -> bool:
-        """True if this replica leads now (its sessions' calls then take no hop)."""
-        return self.server.core.status().is_leader
+        """True if this replica leads now (its sessions' calls then take no hop); never while its disk fails."""
+        return self.server.disk_fault is None and self.server.core.status().is_leader
 
     @property
     def leader(self) -> str | None:
-        """Who this replica believes leads (None: nobody it knows of)."""
+        """Who this replica believes leads (None: nobody it knows of, or its disk is failing)."""
+        if self.server.disk_fault is not None:
+            return None
         status = self.server.core.status()
         return self.id if status.is_leader else status.leader
 

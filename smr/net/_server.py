@@ -42,6 +42,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
@@ -60,7 +61,7 @@ from smr.sessions import command_digest
 from ._config import ClusterConfig, NodeAddress
 from ._frames import REASONS, TAG_BYTES, FrameError, request_limit
 from ._messages import ReplyBatch, RequestBatch, StatusQuery, StatusReport
-from ._storage import Storage, open_storage
+from ._storage import DiskUnavailable, Storage, open_storage
 from ._transport import FramedConnection, accept, connect, decode_message, next_batch
 
 
@@ -79,6 +80,17 @@ YIELD_EVERY = 64
 #: Messages waiting per peer and replies waiting per client connection; beyond it they are dropped.
 PEER_QUEUE = 4096
 CLIENT_QUEUE = 4096
+#: Seconds between attempts to write again after the disk refused one; doubled (up to the max) each
+#: time it refuses again within DISK_STREAK_S of taking writes.
+DISK_RETRY_S, DISK_RETRY_MAX_S, DISK_STREAK_S = 1.0, 30.0, 10.0
+#: What a write can raise when the disk (full, failing, read-only) rather than our code is at fault.
+DISK_ERRORS = (sqlite3.OperationalError, OSError)
+
+
+class DiskFault(Exception):
+    """The node's storage refused a write (ENOSPC, EIO, ...): it sits out until writes succeed again."""
+
+
 #: Connections that hear the replies of one client id at once (a session shared between processes).
 MAX_CONNECTIONS_PER_SESSION = 8
 HELLO_TIMEOUT_S = 5.0
@@ -123,24 +135,24 @@ class NodeServer:
         #: Where answers for callers in this process go (the embedded node's sessions): called as
         #: ``local_replies(node, reply)``, True if someone was waiting for it.
         self.local_replies: Callable[[str, Reply], bool] | None = None
+        #: Why the disk refused the last write, while this node sits out (None when it is serving).
+        self.disk_fault: str | None = None
+        self._fault: DiskFault | None = None  # a refused write the core loop has yet to sit out
+        self._disk_retry = DISK_RETRY_S
+        self._recovered_at = -DISK_STREAK_S  # trio time the disk last took writes again after a fault
 
     # -------------------------------------------------------------- lifecycle
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Recover from disk, listen, and serve until cancelled; reports the bound port when ready."""
-        storage, durable = open_storage(self.data_dir, self.id, fsync=self.config.fsync)
+        storage, durable = await self._open_storage()
         self.storage = storage
         try:
             storage.claim("backend", self.config.backend)  # another backend's state would be garbage
-            app = resolve_app(self.config.state_machine)
-            storage.claim("app", app.name)  # so would another state machine's
-            backend = get_backend(self.config.backend)
-            rng = random.Random(int.from_bytes(os.urandom(8), "big"))
-            core = backend.factory(ReplicaConfig(
-                self.id, self.peers, rng, app, {**backend.options, **self.config.backend_options},
-                tick_ms=self.config.tick_ms))
-            self.driver = Driver(core, self.id, on_reject=self._reject)
-            log.info("%s: recovered %d durable keys from %s", self.id, len(durable), self.data_dir)
-            await self._commit_and_release([self.driver.step(Start(durable))])
+            storage.claim("app", resolve_app(self.config.state_machine).name)  # so would another app's
+            try:
+                await self._recover(durable)
+            except DiskFault as exc:  # a full disk at start: serve nothing until it takes writes, never exit
+                self._fault = exc
             try:
                 listeners = await trio.open_tcp_listeners(self.me.port, host=self.me.host)
             except OSError as exc:
@@ -159,6 +171,30 @@ class NodeServer:
         finally:
             storage.close()
 
+    async def _open_storage(self) -> tuple[Storage, dict[str, Any]]:
+        """Open this node's storage; while the disk cannot take it (full, failing), wait rather than exit."""
+        logged = False
+        while True:
+            try:
+                return open_storage(self.data_dir, self.id, fsync=self.config.fsync)
+            except DiskUnavailable as exc:
+                if not logged:
+                    log.error("%s: %s; waiting for the disk (retrying every %g s)", self.id, exc, DISK_RETRY_S)
+                    logged = True
+                self.counters["disk_faults"] += 1
+            await trio.sleep(DISK_RETRY_S)
+
+    async def _recover(self, durable: dict[str, Any]) -> None:
+        """Build a fresh core from ``durable`` (what survived on disk) and start it."""
+        backend = get_backend(self.config.backend)
+        rng = random.Random(int.from_bytes(os.urandom(8), "big"))
+        core = backend.factory(ReplicaConfig(
+            self.id, self.peers, rng, resolve_app(self.config.state_machine),
+            {**backend.options, **self.config.backend_options}, tick_ms=self.config.tick_ms))
+        self.driver = Driver(core, self.id, on_reject=self._reject)
+        log.info("%s: recovered %d durable keys from %s", self.id, len(durable), self.data_dir)
+        await self._commit_and_release([self.driver.step(Start(durable))])
+
     @property
     def core(self) -> ReplicaCore:
         """This replica's core (once :meth:`run` has built it)."""
@@ -174,7 +210,8 @@ class NodeServer:
         sessions = {} if applier is None else {
             "open": len(applier.sessions), "max": applier.limits.max_sessions, "dropped": applier.dropped,
             "snapshot_failures": getattr(self.core, "snapshot_failures", 0)}
-        return StatusReport(self.id, self.config.backend, st.role, st.epoch, st.leader, st.commit_index,
+        role = st.role if self.disk_fault is None else "disk fault"  # it promises nothing meanwhile
+        return StatusReport(self.id, self.config.backend, role, st.epoch, st.leader, st.commit_index,
                             round(time.monotonic() - self.started, 3), dict(self.counters),
                             dict(self.refused), storage, self.config.state_machine, sessions)
 
@@ -223,6 +260,56 @@ class NodeServer:
 
     async def _core_loop(self) -> None:
         while True:
+            try:
+                fault, self._fault = self._fault, None
+                if fault is not None:
+                    await self._sit_out(fault)
+                await self._serve_core()
+            except DiskFault as exc:  # a write failed (again): sit out until one succeeds
+                self._fault = exc
+
+    async def _sit_out(self, fault: "DiskFault") -> None:
+        """The disk refused a write: promise nothing until a write succeeds, then restart the core from disk.
+
+        The failed batch's messages and replies were never released (only a
+        leader's eager replication, which counts for nothing until its own
+        write is durable), so dropping the core's memory loses no promise: it
+        is a crash and a restart, without the process exiting.  Meanwhile
+        peer messages and ticks are dropped and client requests are told to
+        look elsewhere.
+        """
+        self.counters["disk_faults"] += 1
+        self.disk_fault = str(fault)
+        # A disk that fills again soon after it took a write: wait longer each time, say it once.
+        again = trio.current_time() - self._recovered_at < DISK_STREAK_S
+        self._disk_retry = min(self._disk_retry * 2, DISK_RETRY_MAX_S) if again else DISK_RETRY_S
+        (log.info if again else log.error)(
+            "%s: the disk refused a write%s (%s); this node votes, accepts and answers nothing until a write "
+            "succeeds again (checked every %g s)", self.id, " again" if again else "", fault, self._disk_retry)
+        storage = self.storage
+        assert storage is not None, "a disk fault comes from the open storage"
+        while True:
+            with trio.move_on_after(self._disk_retry):
+                while True:
+                    event = await self._events.receive()
+                    self.counters["inputs_dropped_disk_fault"] += 1
+                    if isinstance(event, ClientRequest):
+                        self._send_reply(Reply(event.client_id, event.seq, ReplyStatus.REDIRECT,
+                                               digest=command_digest(event.command)))
+            try:
+                await trio.to_thread.run_sync(storage.probe)
+                durable = storage.load()
+            except DISK_ERRORS:
+                continue
+            break
+        log.warning("%s: the disk takes writes again after %s; restarting the replica from disk", self.id,
+                    self.disk_fault)
+        self.disk_fault = None
+        self._recovered_at = trio.current_time()
+        await self._recover(durable)
+
+    async def _serve_core(self) -> None:
+        while True:
             events = [await self._events.receive()]
             while len(events) < MAX_BATCH_EVENTS:  # take everything queued: one sync covers it all
                 try:
@@ -253,10 +340,13 @@ class NodeServer:
                 storage = self.storage
                 if storage is None:
                     raise LocalProtocolError(f"{self.id}: a batch to persist before the storage is open")
-                if self.config.fsync:  # in a thread: the network keeps reading during the sync
-                    await trio.to_thread.run_sync(storage.commit, writes)
-                else:
-                    storage.commit(writes)  # no sync: nothing worth a thread
+                try:
+                    if self.config.fsync:  # in a thread: the network keeps reading during the sync
+                        await trio.to_thread.run_sync(storage.commit, writes)
+                    else:
+                        storage.commit(writes)  # no sync: nothing worth a thread
+                except DISK_ERRORS as exc:
+                    raise DiskFault(exc) from exc
                 self.counters["group_commits"] += 1
             for ready in rest:  # durable now
                 self._release(ready)

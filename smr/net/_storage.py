@@ -84,6 +84,10 @@ MAX_NAMED = 20
 PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 
 
+class DiskUnavailable(ConfigError):
+    """The disk, not the data, stops the database from opening (full, failing, read-only, locked)."""
+
+
 def private_dir(path: str | Path) -> Path:
     """Create ``path`` and any missing parents with mode 0700 (existing directories are left alone)."""
     path = Path(path)
@@ -255,6 +259,17 @@ class Storage:
         self.stats.writes += count
         self.stats.max_batch = max(self.stats.max_batch, count)
 
+    def probe(self) -> None:
+        """Commit (and sync) one small write, to learn whether the disk takes writes again."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('probe', ?)", (str(time.time()),))
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
     def close(self) -> None:
         """Close the database and release the directory lock (idempotent)."""
         db = getattr(self, "_db", None)
@@ -290,7 +305,7 @@ def _refusal(db: Path, exc: sqlite3.DatabaseError) -> Exception:
     """One clear error for what SQLite raised opening or reading ``db``: damage, or a disk condition."""
     text = str(exc)
     if any(condition in text for condition in DISK_CONDITIONS):
-        return ConfigError(f"cannot use the database: {text}", file=str(db))
+        return DiskUnavailable(f"cannot use the database: {text}", file=str(db))
     return CorruptValue(f"{db}: the database is damaged ({text}); restore the directory from a backup "
                         f"(emptied, the node would rejoin without the entries and votes it acknowledged)")
 
