@@ -106,7 +106,7 @@ def bitflip(directory: Path, backend: str, trials: int, seed: int, puts: int = 3
 def _reason(what: str) -> str:
     """A short class for a refusal's message (for the summary)."""
     for needle, label in (("no clear message", "a traceback (no clear message)"),
-                          ("checksum mismatch", "value checksum"), ("SQLite finds", "SQLite quick_check"),
+                          ("checksum mismatch", "value checksum"), ("not text -> blob", "column type"), ("SQLite finds", "SQLite quick_check"),
                           ("database is damaged", "SQLite read error"), ("belongs to", "directory claim"),
                           ("stores values as", "format marker")):
         if needle in what:

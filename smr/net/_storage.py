@@ -215,8 +215,12 @@ class Storage:
         bad: list[str] = []
         try:
             for key, blob in self._db.execute("SELECT key, value FROM durable ORDER BY key"):
+                if type(key) is not str or type(blob) is not bytes:  # a flipped type bit in the record
+                    bad.append(f"key {key!r}: stored as {type(key).__name__} -> {type(blob).__name__}, "
+                               f"not text -> blob")
+                    continue
                 try:
-                    durable[key] = loads(_opened(key, bytes(blob)))
+                    durable[key] = loads(_opened(key, blob))
                 except CorruptValue as exc:
                     bad.append(f"key {key!r}: {exc}")
         except sqlite3.DatabaseError as exc:

@@ -227,6 +227,12 @@ def test_a_stored_value_whose_bytes_changed_is_refused_naming_every_damaged_key(
     assert "replica.sqlite3" in message and "2 damaged value(s)" in message
     assert "key 'a': checksum mismatch" in message and "key 'c': checksum mismatch" in message
     assert "key 'b'" not in message
+    db = sqlite3.connect(tmp_path / "replica.sqlite3")
+    with db:  # a flipped bit in a record header can turn a blob into an integer
+        db.execute("UPDATE durable SET value = 7 WHERE key = 'b'")
+    db.close()
+    with pytest.raises(CorruptValue, match="key 'b': stored as str -> int, not text -> blob"):
+        open_storage(tmp_path, "n1")
 
 
 def test_a_database_from_before_checksums_is_given_them_once_and_reads_the_same(tmp_path: Path) -> None:
