@@ -60,6 +60,7 @@ from smr.sessions import command_digest
 
 from ._config import ClusterConfig, NodeAddress
 from ._frames import REASONS, TAG_BYTES, FrameError, request_limit
+from ._identity import JOIN, STAY_OUT, Identity, Membership, admission, members_of
 from ._messages import ReplyBatch, RequestBatch, StatusQuery, StatusReport
 from ._storage import DiskUnavailable, Storage, open_storage
 from ._transport import FramedConnection, accept, connect, decode_message, next_batch
@@ -139,6 +140,12 @@ class NodeServer:
         self.disk_fault: str | None = None
         self._fault: DiskFault | None = None  # a refused write the core loop has yet to sit out
         self._disk_retry = DISK_RETRY_S
+        self.membership = Membership(node, "", False, {})  # read from storage by run()
+        self._admitted = trio.Event()  # set once this node may vote and accept (smr.net._identity)
+        #: Why this node stays out of its cluster (its directory was emptied), or None.
+        self.stays_out: str | None = None
+        self._heard: dict[str, Identity] = {}  # peers' identities, while this node waits to join
+        self._refusals_logged: set[tuple[str, str]] = set()
         self._recovered_at = -DISK_STREAK_S  # trio time the disk last took writes again after a fault
 
     # -------------------------------------------------------------- lifecycle
@@ -149,6 +156,13 @@ class NodeServer:
         try:
             storage.claim("backend", self.config.backend)  # another backend's state would be garbage
             storage.claim("app", resolve_app(self.config.state_machine).name)  # so would another app's
+            self.membership, new = Membership.load(self.id, storage.meta(), bool(durable))
+            if new:
+                storage.set_meta(self.membership.rows())
+            if not self.membership.joined and not self.peers:
+                self._join({}, "a single node: a new cluster")
+            elif self.membership.joined:
+                self._admitted.set()
             try:
                 await self._recover(durable)
             except DiskFault as exc:  # a full disk at start: serve nothing until it takes writes, never exit
@@ -210,7 +224,8 @@ class NodeServer:
         sessions = {} if applier is None else {
             "open": len(applier.sessions), "max": applier.limits.max_sessions, "dropped": applier.dropped,
             "snapshot_failures": getattr(self.core, "snapshot_failures", 0)}
-        role = st.role if self.disk_fault is None else "disk fault"  # it promises nothing meanwhile
+        role = ("stays out" if self.stays_out is not None else "joining" if not self._admitted.is_set()
+                else "disk fault" if self.disk_fault is not None else st.role)  # the first three promise nothing
         return StatusReport(self.id, self.config.backend, role, st.epoch, st.leader, st.commit_index,
                             round(time.monotonic() - self.started, 3), dict(self.counters),
                             dict(self.refused), storage, self.config.state_machine, sessions)
@@ -259,6 +274,8 @@ class NodeServer:
         log.warning("%s: dropped an input the core rejected: %s", node, exc)
 
     async def _core_loop(self) -> None:
+        if not self._admitted.is_set():
+            await self._wait_to_join()
         while True:
             try:
                 fault, self._fault = self._fault, None
@@ -267,6 +284,60 @@ class NodeServer:
                 await self._serve_core()
             except DiskFault as exc:  # a write failed (again): sit out until one succeeds
                 self._fault = exc
+
+    async def _wait_to_join(self) -> None:
+        """Until this fresh node may join (smr.net._identity), drop every input; tell clients to go elsewhere."""
+        log.info("%s: a fresh data directory (incarnation %s): joining once the peers say the cluster is new",
+                 self.id, self.membership.incarnation)
+        while not self._admitted.is_set():
+            with trio.move_on_after(0.2):
+                self._drop_input(await self._events.receive(), "inputs_dropped_not_joined")
+
+    def _drop_input(self, event: Any, counter: str) -> None:
+        """Drop an input this node will not act on now; a client is told to look elsewhere."""
+        self.counters[counter] += 1
+        if isinstance(event, ClientRequest):
+            self._send_reply(Reply(event.client_id, event.seq, ReplyStatus.REDIRECT,
+                                   digest=command_digest(event.command)))
+
+    def _on_identity(self, peer: Identity) -> str | None:
+        """A peer dialled in and said who it is: why to refuse it (None: go on), and maybe join."""
+        membership = self.membership
+        if membership.joined:
+            reason = membership.refuses(peer)
+            if reason is not None:
+                self.counters["peers_refused_identity"] += 1
+                if (peer.node, peer.incarnation) not in self._refusals_logged:
+                    self._refusals_logged.add((peer.node, peer.incarnation))
+                    log.error("%s: refusing %s: %s; it votes and accepts nothing here", self.id, peer.node, reason)
+                return reason
+            if membership.learn(peer):
+                self._save_membership()
+            return None
+        self._heard[peer.node] = peer
+        verdict, why = admission(membership, self.peers, self._heard)
+        if verdict == JOIN:
+            joined_peer = next((p for p in self._heard.values() if p.joined), None)
+            members = {**(joined_peer.members if joined_peer else {}), **members_of(self._heard)}
+            members.pop(self.id, None)
+            self._join(members, why)
+        elif verdict == STAY_OUT and self.stays_out is None:
+            self.stays_out = why
+            log.error("%s: staying out of the cluster: %s", self.id, why)
+        return None
+
+    def _join(self, members: dict[str, str], why: str) -> None:
+        """Record that this node has joined its cluster (with its peers' incarnations) and start voting."""
+        self.membership.members = dict(members)
+        self.membership.joined = True
+        self._save_membership()
+        self._admitted.set()
+        log.info("%s: joined the cluster as incarnation %s (%s)", self.id, self.membership.incarnation, why)
+
+    def _save_membership(self) -> None:
+        storage = self.storage
+        assert storage is not None, "membership is read from the open storage first"
+        storage.set_meta(self.membership.rows())
 
     async def _sit_out(self, fault: "DiskFault") -> None:
         """The disk refused a write: promise nothing until a write succeeds, then restart the core from disk.
@@ -291,11 +362,7 @@ class NodeServer:
         while True:
             with trio.move_on_after(self._disk_retry):
                 while True:
-                    event = await self._events.receive()
-                    self.counters["inputs_dropped_disk_fault"] += 1
-                    if isinstance(event, ClientRequest):
-                        self._send_reply(Reply(event.client_id, event.seq, ReplyStatus.REDIRECT,
-                                               digest=command_digest(event.command)))
+                    self._drop_input(await self._events.receive(), "inputs_dropped_disk_fault")
             try:
                 await trio.to_thread.run_sync(storage.probe)
                 durable = storage.load()
@@ -479,6 +546,7 @@ class NodeServer:
             log.info("%s: connected to %s", self.id, peer.id)
             try:
                 async with conn.stream:
+                    await conn.send([wire.encode(self.membership.identity())])  # who dials, first
                     while True:
                         bodies = await next_batch(queue)
                         await conn.send(bodies)
@@ -525,13 +593,22 @@ class NodeServer:
             await trio.aclose_forcefully(stream)
 
     async def _read_peer(self, conn: FramedConnection, src: str) -> None:
+        first = await conn.receive()
+        if first is None:
+            return
+        self.counters["frames_in"] += 1
+        peer = decode_message(first)
+        if not isinstance(peer, Identity) or peer.node != src:
+            raise FrameError("unexpected", f"a peer connection from {src} must open with its Identity")
+        if self._on_identity(peer) is not None:
+            return  # refused: closing the connection keeps everything it says from the core
         while True:
             body = await conn.receive()
             if body is None:
                 return
             self.counters["frames_in"] += 1
             msg = decode_message(body)
-            if isinstance(msg, (ClientRequest, Reply, StatusQuery, StatusReport, RequestBatch, ReplyBatch)):
+            if isinstance(msg, (ClientRequest, Reply, StatusQuery, StatusReport, RequestBatch, ReplyBatch, Identity)):
                 raise FrameError("unexpected", f"{type(msg).__name__} on a peer connection")
             await self._enqueue(Receive(src, msg))
 

@@ -263,6 +263,21 @@ class Storage:
         self.stats.writes += count
         self.stats.max_batch = max(self.stats.max_batch, count)
 
+    def meta(self) -> dict[str, str]:
+        """Every ``meta`` row: what this directory holds and remembers (node, backend, app, identity)."""
+        return {str(k): str(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
+
+    def set_meta(self, rows: dict[str, str]) -> None:
+        """Write ``rows`` into ``meta`` as one synced transaction."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(rows.items()))
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
     def probe(self) -> None:
         """Commit (and sync) one small write, to learn whether the disk takes writes again."""
         self._db.execute("BEGIN IMMEDIATE")

@@ -1,0 +1,116 @@
+"""Node identity: an emptied data directory never rejoins as if it had never promised anything.
+
+A node that votes or accepts with an empty directory has forgotten every vote,
+promise and entry it acknowledged -- the classic way to lose committed
+entries in Raft and Paxos alike.  So every data directory holds an
+*incarnation* (random, written at its first start) and, once the node has
+joined its cluster, the incarnations of its peers.  Each peer connection
+opens with an :class:`Identity` frame saying who is dialling.
+
+* A node that has joined refuses a peer whose incarnation is not the one it
+  remembers (that peer's directory was emptied or replaced): the connection
+  is closed and counted, so nothing that node says reaches the core.
+* A node with a fresh directory joins only when it knows the cluster is new
+  -- every peer says it is fresh too -- or when a peer that has joined
+  remembers this very incarnation (it was admitted, then restarted before it
+  wrote so down).  If a joined peer remembers another incarnation, this
+  directory was emptied: the node stays out (running, answering
+  ``smr status``, voting and accepting nothing) and says so.
+* A directory from before incarnations existed, holding data, counts as
+  joined and learns its peers' incarnations on first contact.
+
+Bringing an emptied node back safely needs it to catch up as a non-voter
+first (a membership change); until then the operator restores the directory.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from smr import wire
+
+#: ``meta`` keys in a node's storage.
+INCARNATION_KEY, JOINED_KEY, MEMBERS_KEY = "incarnation", "joined", "members"
+
+#: What :func:`admission` decides for a node with a fresh directory.
+WAIT, JOIN, STAY_OUT = "wait", "join", "stay out"
+
+
+@wire.message
+@attrs.frozen
+class Identity:
+    """The first frame on a peer connection: who dials, and what it remembers of the cluster."""
+
+    node: str
+    incarnation: str
+    joined: bool
+    members: dict[str, str] = attrs.field(factory=dict)
+
+
+@attrs.define
+class Membership:
+    """This node's incarnation, whether it has joined, and the peers' incarnations it remembers."""
+
+    node: str
+    incarnation: str
+    joined: bool
+    members: dict[str, str]
+
+    @classmethod
+    def load(cls, node: str, meta: Mapping[str, str], has_data: bool) -> tuple["Membership", bool]:
+        """Read it from ``meta`` (a storage's meta rows); True if it is new and must be written."""
+        incarnation = meta.get(INCARNATION_KEY)
+        if incarnation is None:  # a fresh directory, or one from before incarnations (with data: joined)
+            return cls(node, secrets.token_hex(8), has_data, {}), True
+        members = json.loads(meta.get(MEMBERS_KEY, "{}"))
+        return cls(node, incarnation, meta.get(JOINED_KEY) == "1", dict(members)), False
+
+    def rows(self) -> dict[str, str]:
+        """The meta rows that record it."""
+        return {INCARNATION_KEY: self.incarnation, JOINED_KEY: "1" if self.joined else "0",
+                MEMBERS_KEY: json.dumps(self.members, sort_keys=True)}
+
+    def identity(self) -> Identity:
+        """What this node says first on every connection it dials."""
+        return Identity(self.node, self.incarnation, self.joined, dict(self.members))
+
+    def refuses(self, peer: Identity) -> str | None:
+        """Why a joined node refuses ``peer`` (None: it is the incarnation remembered, or a new one learned)."""
+        known = self.members.get(peer.node)
+        if not self.joined or known is None or known == peer.incarnation:
+            return None
+        return (f"{peer.node}'s data directory is not the one that joined (incarnation {peer.incarnation}, "
+                f"remembered {known}): it was emptied or replaced")
+
+    def learn(self, peer: Identity) -> bool:
+        """Remember ``peer``'s incarnation if this joined node has none for it; True if that changed anything."""
+        if not self.joined or peer.node in self.members:
+            return False
+        self.members[peer.node] = peer.incarnation
+        return True
+
+
+def admission(me: Membership, peers: tuple[str, ...], heard: Mapping[str, Identity]) -> tuple[str, str]:
+    """For a node whose directory is fresh: WAIT, JOIN or STAY_OUT, and why, from the peers heard so far."""
+    for peer in heard.values():
+        if peer.joined:
+            remembered = peer.members.get(me.node)
+            if remembered == me.incarnation:
+                return JOIN, f"{peer.node} remembers this incarnation: it joined before"
+            return STAY_OUT, (f"this node's data directory is empty, but {peer.node} has joined the cluster and "
+                              f"remembers this node as incarnation {remembered}: it would vote and accept as if it "
+                              f"had never promised anything; restore the directory from a backup")
+    missing = [p for p in peers if p not in heard]
+    if missing:
+        return WAIT, f"a new cluster starts once every node has said it is new too (waiting for {', '.join(missing)})"
+    return JOIN, "every node is new: a new cluster"
+
+
+def members_of(heard: Mapping[str, Identity]) -> dict[str, Any]:
+    """The incarnations to remember after joining, from the identities heard."""
+    return {node: peer.incarnation for node, peer in sorted(heard.items())}

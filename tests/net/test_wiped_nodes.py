@@ -1,0 +1,103 @@
+"""An emptied data directory never rejoins as if it had never promised anything (issue 23, node identity).
+
+Real 3-process clusters: a node whose directory is emptied while it is down is refused by the peers
+that remember its old incarnation and stays out, saying so, while the rest keep serving every write
+they acknowledged; two emptied nodes next to an intact one wait, then stay out, and nothing crashes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from smr import commands as c
+from smr.net import LocalTcpCluster, TcpCluster, open_local_tcp_cluster, open_storage, open_tcp_client
+
+
+def _wipe(cluster: LocalTcpCluster, node: str) -> None:
+    for path in cluster.data_dir(node).glob("replica.sqlite3*"):
+        path.unlink()
+
+
+async def _roles(tcp: TcpCluster) -> dict[str, str | None]:
+    return {node: (report.role if report else None) for node, report in (await tcp.statuses(timeout=1.0)).items()}
+
+
+@pytest.mark.parametrize("victim_is_leader", [True, False], ids=["leader", "follower"])
+async def test_a_wiped_node_stays_out_and_the_others_lose_no_acknowledged_write(
+        victim_is_leader: bool, tmp_path: Path) -> None:
+    acked: dict[str, int] = {}
+    with trio.fail_after(120):
+        async with open_local_tcp_cluster(tmp_path, backend="raft", fsync=False) as cluster:
+            async with open_tcp_client(cluster.cluster_file) as tcp:
+                stop = trio.Event()
+
+                async def writer(w: int) -> None:
+                    session = tcp.client()
+                    for i in range(1, 10**6):
+                        try:
+                            await session.submit(c.put(f"w{w}", str(i)), timeout=0.5, attempts=200)
+                        except TimeoutError:
+                            continue  # unknown outcome: not counted as acknowledged
+                        acked[f"w{w}"] = i
+                        if stop.is_set():
+                            return
+
+                async with trio.open_nursery() as nursery:
+                    for w in range(3):
+                        nursery.start_soon(writer, w)
+                    await trio.sleep(1.0)
+                    leader = await tcp.find_leader()
+                    assert leader is not None
+                    victim = leader if victim_is_leader else next(n for n in cluster.node_ids if n != leader)
+                    cluster.kill(victim)
+                    _wipe(cluster, victim)
+                    cluster.start_node(victim)
+                    with trio.fail_after(30):
+                        while (await _roles(tcp))[victim] != "stays out":
+                            await trio.sleep(0.2)
+                    before = sum(acked.values())
+                    await trio.sleep(1.5)
+                    assert sum(acked.values()) > before  # the other two serve on
+                    stop.set()
+                reader = tcp.client()
+                for key, value in acked.items():
+                    assert int(await reader.submit(c.get(key))) >= value  # nothing acknowledged was lost
+                reports = await tcp.statuses()
+                others = [r for n, r in reports.items() if n != victim]
+                assert all(r is not None for r in others)
+                assert sum(r.counters.get("peers_refused_identity", 0) for r in others if r) > 0
+                assert cluster.alive(victim)
+        assert "staying out of the cluster" in cluster.log_file(victim).read_text()
+
+
+async def test_two_wiped_nodes_next_to_an_intact_one_wait_then_stay_out_and_nothing_crashes(
+        tmp_path: Path) -> None:
+    """The probe's case: a copied cluster, n1 and n2 emptied and started, n3 started 3 s later."""
+    with trio.fail_after(120):
+        async with open_local_tcp_cluster(tmp_path, backend="raft", fsync=False) as cluster:
+            async with open_tcp_client(cluster.cluster_file) as tcp:
+                for i in range(50):
+                    await tcp.submit(c.put(f"k{i}", "v"))
+            cluster.stop()
+            _wipe(cluster, "n1")
+            _wipe(cluster, "n2")
+            cluster.start_node("n1")
+            cluster.start_node("n2")
+            async with open_tcp_client(cluster.cluster_file) as tcp:
+                await trio.sleep(3.0)  # two fresh nodes do not start a new, empty cluster on their own
+                roles = await _roles(tcp)
+                assert roles["n1"] == roles["n2"] == "joining", roles
+                cluster.start_node("n3")
+                with trio.fail_after(30):
+                    while (await _roles(tcp))["n1"] != "stays out" or (await _roles(tcp))["n2"] != "stays out":
+                        await trio.sleep(0.2)
+                await trio.sleep(1.0)
+                assert all(cluster.alive(n) for n in cluster.node_ids)  # running, no assertion, no crash loop
+                assert await tcp.find_leader(timeout=0.5) is None  # nobody serves an emptied history
+            cluster.stop()
+        storage, durable = open_storage(cluster.data_dir("n3"), "n3")  # the intact node kept everything
+        storage.close()
+        assert sum(key.startswith("raft/log/") for key in durable) >= 50
