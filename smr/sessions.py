@@ -15,10 +15,11 @@ cluster files turn it on) a request under any other id is refused
 ``SessionExpired``; off (the simulator's clients name their own sessions),
 an unknown id opens a session on its first request.
 
-A session remembers a digest of the command it ran last, so a sequence
-number reused for a *different* command is refused ``SequenceReused`` (never
-answered with the other command's outcome), and one that goes backwards is
-refused ``StaleRequest`` -- both explicit errors, neither runs anything.
+A session remembers the command it ran last (a snapshot keeps its digest), so
+a sequence number reused for a *different* command is refused
+``SequenceReused`` (never answered with the other command's outcome), and one
+that goes backwards is refused ``StaleRequest`` -- both explicit errors,
+neither runs anything.
 
 The table is bounded, and every replica trims it identically because it
 trims only on what the log says (thesis 6.3):
@@ -49,7 +50,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import attrs
 import msgspec
@@ -74,6 +75,10 @@ def command_digest(command: Command) -> int:
     data = _DIGEST_ENCODER.encode((command.op, command.key, command.args))
     return int.from_bytes(hashlib.blake2b(data, digest_size=7).digest(), "big")
 
+
+#: One session: last seq, its status and result, log time of last use, and its command (the command
+#: itself while it is in memory -- compared without encoding -- or its digest once restored).
+Session = tuple[int, str, Value, int, Union[Command, int]]
 
 #: The digest a new session's seq 0 holds: no command matches it, so a request numbered 0 is refused.
 OPENED = -1
@@ -151,9 +156,9 @@ class Applier:
     def __init__(self, factory: Callable[[], StateMachine], limits: SessionLimits | None = None) -> None:
         self.machine = factory()
         self.limits = limits or SessionLimits()
-        #: client id -> (last seq, status, result, log time of last use, digest of its command);
-        #: oldest use first.
-        self.sessions: dict[str, tuple[int, str, Value, int, int]] = {}
+        #: client id -> (last seq, status, result, log time of last use, its command -- or, restored
+        #: from a snapshot, the command's digest); oldest use first.
+        self.sessions: dict[str, Session] = {}
         self.applied = 0
         self.time_ms = 0
         #: Sessions dropped so far (idle too long, or the least recently used beyond the bound).
@@ -184,7 +189,7 @@ class Applier:
                 f"{entry.seq} was not run now, an earlier attempt may have; the client carries on under a new "
                 f"session").to_result()
         status, result = run_command(self.machine, entry.command)
-        self.sessions[client] = (entry.seq, status, result, self.time_ms, command_digest(entry.command))
+        self.sessions[client] = (entry.seq, status, result, self.time_ms, entry.command)
         while len(self.sessions) > self.limits.max_sessions:
             self._drop(next(iter(self.sessions)))
         return status, result
@@ -198,12 +203,17 @@ class Applier:
         return ReplyStatus.OK, client
 
     @staticmethod
-    def _answered(client: str, request: ClientRequest, last: tuple[int, str, Value, int, int]) -> Outcome:
+    def _answered(client: str, request: ClientRequest, last: Session) -> Outcome:
         """The answer to a request whose seq this session has reached: its outcome, or why not."""
         if request.seq < last[0]:
             return _refusal("StaleRequest", f"session {client} has moved past seq {request.seq} (it is at "
                                             f"{last[0]}); this request was not run now")
-        if last[4] != UNKNOWN and command_digest(request.command) != last[4]:
+        held = last[4]
+        if isinstance(held, int):  # restored from a snapshot: only the digest is known
+            same = held == UNKNOWN or command_digest(request.command) == held
+        else:
+            same = request.command == held
+        if not same:
             return _refusal("SequenceReused", f"session {client} ran another command as seq {request.seq}; "
                                               f"this one ({request.command.op}) was not run")
         return last[1], last[2]
@@ -243,7 +253,8 @@ class Applier:
 
     def snapshot(self) -> bytes:
         """Return state machine and sessions as one canonical blob (session order kept)."""
-        sessions = [[k, s, st, to_json(r), t, d] for k, (s, st, r, t, d) in self.sessions.items()]
+        sessions = [[k, s, st, to_json(r), t, c if isinstance(c, int) else command_digest(c)]
+                    for k, (s, st, r, t, c) in self.sessions.items()]
         return json.dumps({"machine": base64.b64encode(self.machine.snapshot()).decode("ascii"),
                            "sessions": sessions, "applied": self.applied, "time_ms": self.time_ms,
                            "dropped": self.dropped, "recently_dropped": list(self.recently_dropped)}, sort_keys=True, separators=(",", ":")).encode()
@@ -253,8 +264,9 @@ class Applier:
         try:
             obj = json.loads(data, parse_constant=_no_constant)
             machine = base64.b64decode(obj["machine"], validate=True)
-            sessions = {_str(row[0]): (_int(row[1]), _str(row[2]), from_json(row[3]), _int(row[4]),
-                                       _int(row[5]) if len(row) > 5 else UNKNOWN) for row in obj["sessions"]}
+            sessions: dict[str, Session] = {
+                _str(row[0]): (_int(row[1]), _str(row[2]), from_json(row[3]), _int(row[4]),
+                               _int(row[5]) if len(row) > 5 else UNKNOWN) for row in obj["sessions"]}
             applied, time_ms, dropped = _int(obj["applied"]), _int(obj["time_ms"]), _int(obj["dropped"])
             recently_dropped = dict.fromkeys(_str(k) for k in obj["recently_dropped"])
         except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError, RecursionError) as exc:
