@@ -71,6 +71,10 @@ from ._values import CorruptValue, dumps, loads
 
 DB_NAME = "replica.sqlite3"
 LOCK_NAME = "LOCK"
+#: Outside the database, how many batches it acknowledged (see :class:`Storage`): a database that comes
+#: back with fewer lost synced transactions (a cut write-ahead log), and the node must not serve.
+WATERMARK_NAME = "COMMITS"
+COMMITS_KEY = "commits"
 #: The ``meta`` row naming how values are stored; absent in databases from before checksums.
 FORMAT_KEY, FORMAT = "format", "crc32-1"
 #: What SQLite says when the disk, not the file, is the problem (anything else reading it is damage).
@@ -163,6 +167,16 @@ class Storage:
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             self._claim(node)
             self._checksum_all(fresh)
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (COMMITS_KEY,)).fetchone()
+            self._commits = int(row[0]) if row is not None and str(row[0]).isdigit() else 0
+            self._watermark_fd = private_file(self.path / WATERMARK_NAME, os.O_RDWR | os.O_CREAT)
+            acknowledged = _read_watermark(self._watermark_fd)
+            if acknowledged is not None and acknowledged > self._commits:
+                raise CorruptValue(
+                    f"{db}: holds {self._commits} committed batches, but {acknowledged} were synced and "
+                    f"acknowledged ({WATERMARK_NAME}): the last {acknowledged - self._commits} are missing (a "
+                    f"cut write-ahead log?); this node would serve without entries it acknowledged -- restore "
+                    f"the directory from a backup")
         except sqlite3.DatabaseError as exc:
             self.close()
             raise _refusal(db, exc) from None
@@ -253,11 +267,14 @@ class Storage:
                 self._db.executemany("INSERT OR REPLACE INTO durable (key, value) VALUES (?, ?)", puts)
             if deletes:
                 self._db.executemany("DELETE FROM durable WHERE key = ?", deletes)
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (COMMITS_KEY, str(self._commits + 1)))
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+        self._commits += 1
+        _write_watermark(self._watermark_fd, self._commits)  # after the sync: never ahead of the database
         self.stats.sync_seconds += time.perf_counter() - start
         self.stats.commits += 1
         self.stats.writes += count
@@ -295,16 +312,34 @@ class Storage:
         if db is not None:
             db.close()
             self._db = None  # type: ignore[assignment]
-        fd = getattr(self, "_lock_fd", None)
-        if fd is not None:
-            os.close(fd)
-            self._lock_fd = None  # type: ignore[assignment]
+        for name in ("_watermark_fd", "_lock_fd"):
+            fd = getattr(self, name, None)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
 
     def __enter__(self) -> "Storage":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _read_watermark(fd: int) -> int | None:
+    """The count in a watermark file, or None if it is empty or unreadable (a torn or flipped write)."""
+    record = os.pread(fd, 12, 0)
+    if len(record) != 12 or zlib.crc32(record[:8]).to_bytes(4, "big") != record[8:]:
+        return None
+    return int.from_bytes(record[:8], "big")
+
+
+def _write_watermark(fd: int, commits: int) -> None:
+    """Record ``commits`` (not synced: after a power loss it may lag the database, never lead it)."""
+    count = commits.to_bytes(8, "big")
+    try:
+        os.pwrite(fd, count + zlib.crc32(count).to_bytes(4, "big"), 0)
+    except OSError:
+        pass  # only a check: the database itself holds the data
 
 
 def _sealed(key: str, payload: bytes) -> bytes:

@@ -282,3 +282,32 @@ def test_fifty_single_bit_flips_in_a_stopped_nodes_files_never_load_damaged(back
     assert report["outcomes"][SERVED] == 0, report["served"]
     assert report["outcomes"]["refused"] >= 20  # most bits are in data, not slack
     assert "a traceback (no clear message)" not in report["refused_by"], report["refused_by"]
+
+
+def test_a_write_ahead_log_cut_by_synced_transactions_is_refused(tmp_path: Path) -> None:
+    """The probe's case: a node SIGKILLed, then the tail of its WAL cut off at a frame boundary (SQLite
+    takes that as transactions that never happened). The count of acknowledged batches kept outside
+    the database says otherwise, and the node refuses to start; an intact copy starts."""
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path)], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if int(line) >= 60:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    proc.stdout.close()
+    wal = tmp_path / "replica.sqlite3-wal"
+    frame = 24 + 4096  # frame header + one page
+    size = wal.stat().st_size
+    frames = (size - 32) // frame
+    assert frames > 40, "the WAL should hold the recent batches"
+    intact = tmp_path.parent / "intact"
+    subprocess.run(["cp", "-a", str(tmp_path), str(intact)], check=True)
+    with open(wal, "r+b") as f:
+        f.truncate(32 + (frames - 30) * frame)  # thirty frames: several synced batches
+    with pytest.raises(CorruptValue, match=r"the last \d+ are missing \(a cut write-ahead log\?\)"):
+        open_storage(tmp_path, "n1")
+    storage, durable = open_storage(intact, "n1")
+    storage.close()
+    assert durable["last"] >= 60

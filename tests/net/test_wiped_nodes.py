@@ -7,6 +7,7 @@ they acknowledged; two emptied nodes next to an intact one wait, then stay out, 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,8 @@ from smr.net import LocalTcpCluster, TcpCluster, open_local_tcp_cluster, open_st
 
 
 def _wipe(cluster: LocalTcpCluster, node: str) -> None:
-    for path in cluster.data_dir(node).glob("replica.sqlite3*"):
-        path.unlink()
+    """Empty ``node``'s data directory (deleting only the database is refused at start: see below)."""
+    shutil.rmtree(cluster.data_dir(node))
 
 
 async def _roles(tcp: TcpCluster) -> dict[str, str | None]:
@@ -101,3 +102,22 @@ async def test_two_wiped_nodes_next_to_an_intact_one_wait_then_stay_out_and_noth
         storage, durable = open_storage(cluster.data_dir("n3"), "n3")  # the intact node kept everything
         storage.close()
         assert sum(key.startswith("raft/log/") for key in durable) >= 50
+
+
+async def test_a_node_whose_database_was_deleted_but_not_its_directory_refuses_to_start(tmp_path: Path) -> None:
+    """Deleting replica.sqlite3* (the probe's way of wiping) leaves the count of acknowledged batches:
+    the node stops at once with one line saying what is missing, rather than serve without them."""
+    with trio.fail_after(60):
+        async with open_local_tcp_cluster(tmp_path, backend="raft", fsync=False) as cluster:
+            async with open_tcp_client(cluster.cluster_file) as tcp:
+                for i in range(20):
+                    await tcp.submit(c.put(f"k{i}", "v"))
+            cluster.kill("n2")
+            for path in cluster.data_dir("n2").glob("replica.sqlite3*"):
+                path.unlink()
+            cluster.start_node("n2")
+            with trio.fail_after(20):
+                while cluster.alive("n2"):
+                    await trio.sleep(0.1)
+    log = cluster.log_file("n2").read_text()
+    assert "were synced and acknowledged (COMMITS)" in log and "Traceback" not in log
