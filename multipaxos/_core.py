@@ -59,7 +59,7 @@ from smr.errors import LocalProtocolError, RemoteProtocolError
 from smr.replica import (ClientRequest, Committed, ReplicaConfig, ReplicaStatus, ReplyStatus, Role, Send,
                          Synced, Write)
 from smr.log_core import LogCore
-from smr.sessions import NOOP_ENTRY
+from smr.sessions import NOOP_ENTRY, same_command
 from smr.values import CorruptValue
 from synod.acceptor import MultiAcceptor, SlotAccepted, SlotPromise, SlotVote
 from synod.ballot import Ballot
@@ -558,7 +558,7 @@ class MultiPaxosCore(LogCore):
         key = (request.client_id, request.seq)
         if key in self.in_log or key in self.queue:
             prior = self._in_flight(key)
-            if prior is None or prior.command == request.command:
+            if prior is None or same_command(prior.command, request.command):
                 self.waiting.add(key)  # already being ordered; answer when it is applied
             else:  # another command holds this (client, seq): refused once that one is applied
                 self._park(request)

@@ -62,7 +62,7 @@ from smr.quorum import VoteResult, committed_index, has_majority, vote_result
 from smr.replica import (ClientRequest, Committed, Ready, ReplicaConfig, ReplicaStatus, ReplyStatus,
                          Role, Send, Synced, Write)
 from smr.log_core import LogCore
-from smr.sessions import NOOP_ENTRY
+from smr.sessions import NOOP_ENTRY, same_command
 from smr.values import CorruptValue
 
 from .log import RaftLog
@@ -661,7 +661,7 @@ class RaftCore(LogCore):
             return
         prior = self.in_log.get(request.client_id)
         if prior is not None and prior[0] == request.seq:
-            if self.log.entry(prior[1]).request.command == request.command:
+            if same_command(self.log.entry(prior[1]).request.command, request.command):
                 self.pending[prior[1]] = request  # a retry of an entry in flight: answer it on commit
             else:  # another command holds this (client, seq): refused once that one is applied
                 self._park(request)
@@ -722,8 +722,8 @@ class RaftCore(LogCore):
             self._committed.append(Committed(index, request))
             if leader:
                 waiting = self.pending.pop(index, None)
-                if waiting is not None and (waiting.client_id, waiting.seq, waiting.command) == (
-                        request.client_id, request.seq, request.command):
+                if waiting is not None and (waiting.client_id, waiting.seq) == (request.client_id, request.seq) \
+                        and same_command(waiting.command, request.command):
                     self._reply(waiting, status, result)
                 if self.in_log.get(request.client_id) == (request.seq, index):
                     del self.in_log[request.client_id]

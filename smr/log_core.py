@@ -151,8 +151,9 @@ class LogCore:
             done, status, result = applier.lookup(request)
             if done:
                 self._reply(request, status, result)
-            else:
+            elif request.client_id in applier.sessions:
                 waiting.append(request)
+            # else its session is gone (expired, evicted): its client's retry learns that from the log
         self.parked = waiting
 
     def _new_applier(self) -> Applier:

@@ -86,6 +86,11 @@ OPENED = -1
 UNKNOWN = 0
 
 
+def same_command(a: Command, b: Command) -> bool:
+    """True if ``a`` and ``b`` are the same command, value types included (``==`` takes 1 for True)."""
+    return a is b or (a == b and command_digest(a) == command_digest(b))
+
+
 def _refusal(kind: str, message: str) -> Outcome:
     return ReplyStatus.ERROR, CommandError(kind, message).to_result()
 
@@ -177,7 +182,7 @@ class Applier:
         if not client:
             return run_command(self.machine, entry.command)
         if entry.command.op == REGISTER_SESSION.op:
-            return self._register()
+            return self._register(client)
         last = self.sessions.pop(client, None)
         if last is not None:
             self.sessions[client] = (*last[:3], self.time_ms, last[4])
@@ -194,9 +199,14 @@ class Applier:
             self._drop(next(iter(self.sessions)))
         return status, result
 
-    def _register(self) -> Outcome:
-        """Open a session under an id no replica ever assigned before; answer that id."""
-        client = f"s{self.applied}"
+    def _register(self, nonce: str) -> Outcome:
+        """Open a session under an id no replica ever assigned before; answer that id.
+
+        The id is the entry's position plus a digest of the registering
+        client's random nonce: the same on every replica, and not guessable
+        by another client.
+        """
+        client = f"s{self.applied}.{hashlib.blake2b(nonce.encode(), digest_size=6).hexdigest()}"
         self.sessions[client] = (0, ReplyStatus.OK, None, self.time_ms, OPENED)
         while len(self.sessions) > self.limits.max_sessions:
             self._drop(next(iter(self.sessions)))
@@ -212,7 +222,7 @@ class Applier:
         if isinstance(held, int):  # restored from a snapshot: only the digest is known
             same = held == UNKNOWN or command_digest(request.command) == held
         else:
-            same = request.command == held
+            same = same_command(request.command, held)
         if not same:
             return _refusal("SequenceReused", f"session {client} ran another command as seq {request.seq}; "
                                               f"this one ({request.command.op}) was not run")

@@ -17,7 +17,8 @@ opens with an :class:`Identity` frame saying who is dialling.
   directory was emptied: the node stays out (running, answering
   ``smr status``, voting and accepting nothing) and says so.
 * A directory from before incarnations existed, holding data, counts as
-  joined and learns its peers' incarnations on first contact.
+  joined and learns the incarnations of peers that have joined too on first
+  contact (a fresh peer it has no record of is refused).
 
 Bringing an emptied node back safely needs it to catch up as a non-voter
 first (a membership change); until then the operator restores the directory.
@@ -82,14 +83,18 @@ class Membership:
     def refuses(self, peer: Identity) -> str | None:
         """Why a joined node refuses ``peer`` (None: it is the incarnation remembered, or a new one learned)."""
         known = self.members.get(peer.node)
-        if not self.joined or known is None or known == peer.incarnation:
+        if not self.joined or known == peer.incarnation:
             return None
+        if known is None:  # only a directory from before incarnations lacks a record: learn joined peers
+            return None if peer.joined else (
+                f"{peer.node} comes with a fresh data directory and this node has no record of it joining: "
+                f"it would vote and accept as if it had never promised anything")
         return (f"{peer.node}'s data directory is not the one that joined (incarnation {peer.incarnation}, "
                 f"remembered {known}): it was emptied or replaced")
 
     def learn(self, peer: Identity) -> bool:
         """Remember ``peer``'s incarnation if this joined node has none for it; True if that changed anything."""
-        if not self.joined or peer.node in self.members:
+        if not self.joined or not peer.joined or peer.node in self.members:
             return False
         self.members[peer.node] = peer.incarnation
         return True

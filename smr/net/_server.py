@@ -56,7 +56,7 @@ from smr.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from smr.replica import (TICK, ClientRequest, Ready, ReplicaConfig, ReplicaCore, Receive, Reply, ReplyStatus,
                          Send, Start, get_backend)
 from smr.apps import resolve_app
-from smr.sessions import command_digest
+from smr.sessions import SessionLimits, command_digest
 
 from ._config import ClusterConfig, NodeAddress
 from ._frames import REASONS, TAG_BYTES, FrameError, request_limit
@@ -142,6 +142,7 @@ class NodeServer:
         self._disk_retry = DISK_RETRY_S
         self.membership = Membership(node, "", False, {})  # read from storage by run()
         self._admitted = trio.Event()  # set once this node may vote and accept (smr.net._identity)
+        self._disk = trio.Lock()  # storage calls never overlap (a commit's sync runs in a worker thread)
         #: Why this node stays out of its cluster (its directory was emptied), or None.
         self.stays_out: str | None = None
         self._heard: dict[str, Identity] = {}  # peers' identities, while this node waits to join
@@ -154,13 +155,8 @@ class NodeServer:
         storage, durable = await self._open_storage()
         self.storage = storage
         try:
-            storage.claim("backend", self.config.backend)  # another backend's state would be garbage
-            storage.claim("app", resolve_app(self.config.state_machine).name)  # so would another app's
-            self.membership, new = Membership.load(self.id, storage.meta(), bool(durable))
-            if new:
-                storage.set_meta(self.membership.rows())
             if not self.membership.joined and not self.peers:
-                self._join({}, "a single node: a new cluster")
+                await self._join({}, "a single node: a new cluster")
             elif self.membership.joined:
                 self._admitted.set()
             try:
@@ -186,16 +182,35 @@ class NodeServer:
             storage.close()
 
     async def _open_storage(self) -> tuple[Storage, dict[str, Any]]:
-        """Open this node's storage; while the disk cannot take it (full, failing), wait rather than exit."""
+        """Open this node's storage, check what it belongs to, read its identity.
+
+        While the disk cannot take it (full, failing), wait rather than exit.
+        """
         logged = False
         while True:
+            storage: Storage | None = None
             try:
-                return open_storage(self.data_dir, self.id, fsync=self.config.fsync)
-            except DiskUnavailable as exc:
+                storage, durable = open_storage(self.data_dir, self.id, fsync=self.config.fsync)
+                storage.claim("backend", self.config.backend)  # another backend's state would be garbage
+                storage.claim("app", resolve_app(self.config.state_machine).name)  # so would another app's
+                registered = SessionLimits.from_options(self.config.backend_options).registered_sessions
+                # Applying a command depends on it: replicas (and replays) must never disagree.
+                storage.claim("sessions", "registered" if registered else "named by clients")
+                self.membership, new = Membership.load(self.id, storage.meta(), bool(durable))
+                if new:
+                    storage.set_meta(self.membership.rows())
+                return storage, durable
+            except (DiskUnavailable, *DISK_ERRORS) as exc:
+                if storage is not None:
+                    storage.close()
                 if not logged:
                     log.error("%s: %s; waiting for the disk (retrying every %g s)", self.id, exc, DISK_RETRY_S)
                     logged = True
                 self.counters["disk_faults"] += 1
+            except BaseException:
+                if storage is not None:
+                    storage.close()
+                raise
             await trio.sleep(DISK_RETRY_S)
 
     async def _recover(self, durable: dict[str, Any]) -> None:
@@ -300,7 +315,7 @@ class NodeServer:
             self._send_reply(Reply(event.client_id, event.seq, ReplyStatus.REDIRECT,
                                    digest=command_digest(event.command)))
 
-    def _on_identity(self, peer: Identity) -> str | None:
+    async def _on_identity(self, peer: Identity) -> str | None:
         """A peer dialled in and said who it is: why to refuse it (None: go on), and maybe join."""
         membership = self.membership
         if membership.joined:
@@ -312,7 +327,7 @@ class NodeServer:
                     log.error("%s: refusing %s: %s; it votes and accepts nothing here", self.id, peer.node, reason)
                 return reason
             if membership.learn(peer):
-                self._save_membership()
+                await self._save_membership()
             return None
         self._heard[peer.node] = peer
         verdict, why = admission(membership, self.peers, self._heard)
@@ -320,24 +335,34 @@ class NodeServer:
             joined_peer = next((p for p in self._heard.values() if p.joined), None)
             members = {**(joined_peer.members if joined_peer else {}), **members_of(self._heard)}
             members.pop(self.id, None)
-            self._join(members, why)
+            await self._join(members, why)
         elif verdict == STAY_OUT and self.stays_out is None:
             self.stays_out = why
             log.error("%s: staying out of the cluster: %s", self.id, why)
         return None
 
-    def _join(self, members: dict[str, str], why: str) -> None:
+    async def _join(self, members: dict[str, str], why: str) -> None:
         """Record that this node has joined its cluster (with its peers' incarnations) and start voting."""
         self.membership.members = dict(members)
         self.membership.joined = True
-        self._save_membership()
+        if not await self._save_membership():
+            self.membership.joined = False  # not recorded: not joined; the next peer to dial asks again
+            return
+        self.stays_out = None
         self._admitted.set()
         log.info("%s: joined the cluster as incarnation %s (%s)", self.id, self.membership.incarnation, why)
 
-    def _save_membership(self) -> None:
+    async def _save_membership(self) -> bool:
+        """Write this node's identity to its storage (in turn with every other write); False if the disk refused."""
         storage = self.storage
         assert storage is not None, "membership is read from the open storage first"
-        storage.set_meta(self.membership.rows())
+        async with self._disk:
+            try:
+                storage.set_meta(self.membership.rows())
+            except DISK_ERRORS as exc:
+                log.error("%s: could not record the cluster's membership: %s", self.id, exc)
+                return False
+        return True
 
     async def _sit_out(self, fault: "DiskFault") -> None:
         """The disk refused a write: promise nothing until a write succeeds, then restart the core from disk.
@@ -364,8 +389,9 @@ class NodeServer:
                 while True:
                     self._drop_input(await self._events.receive(), "inputs_dropped_disk_fault")
             try:
-                await trio.to_thread.run_sync(storage.probe)
-                durable = storage.load()
+                async with self._disk:
+                    await trio.to_thread.run_sync(storage.probe)
+                    durable = storage.load()
             except DISK_ERRORS:
                 continue
             break
@@ -408,10 +434,11 @@ class NodeServer:
                 if storage is None:
                     raise LocalProtocolError(f"{self.id}: a batch to persist before the storage is open")
                 try:
-                    if self.config.fsync:  # in a thread: the network keeps reading during the sync
-                        await trio.to_thread.run_sync(storage.commit, writes)
-                    else:
-                        storage.commit(writes)  # no sync: nothing worth a thread
+                    async with self._disk:  # one writer at a time on the one SQLite connection
+                        if self.config.fsync:  # in a thread: the network keeps reading during the sync
+                            await trio.to_thread.run_sync(storage.commit, writes)
+                        else:
+                            storage.commit(writes)  # no sync: nothing worth a thread
                 except DISK_ERRORS as exc:
                     raise DiskFault(exc) from exc
                 self.counters["group_commits"] += 1
@@ -600,7 +627,7 @@ class NodeServer:
         peer = decode_message(first)
         if not isinstance(peer, Identity) or peer.node != src:
             raise FrameError("unexpected", f"a peer connection from {src} must open with its Identity")
-        if self._on_identity(peer) is not None:
+        if await self._on_identity(peer) is not None:
             return  # refused: closing the connection keeps everything it says from the core
         while True:
             body = await conn.receive()

@@ -309,14 +309,16 @@ class Storage:
     def close(self) -> None:
         """Close the database and release the directory lock (idempotent)."""
         db = getattr(self, "_db", None)
-        if db is not None:
-            db.close()
-            self._db = None  # type: ignore[assignment]
-        for name in ("_watermark_fd", "_lock_fd"):
-            fd = getattr(self, name, None)
-            if fd is not None:
-                os.close(fd)
-                setattr(self, name, None)
+        try:
+            if db is not None:
+                self._db = None  # type: ignore[assignment]
+                db.close()
+        finally:
+            for name in ("_watermark_fd", "_lock_fd"):
+                fd = getattr(self, name, None)
+                if fd is not None:
+                    setattr(self, name, None)
+                    os.close(fd)
 
     def __enter__(self) -> "Storage":
         return self
