@@ -64,6 +64,30 @@ def bare_heap_rate(events: int = 400_000, pending: int = 1_000) -> float:
     return events / (time.perf_counter() - start)
 
 
+def _cores(backend: Backend, nodes: int) -> dict[str, Any]:
+    """``nodes`` cores of ``backend`` running the kv app, named n1..n<nodes>, seeded by name."""
+    ids = tuple(f"n{i}" for i in range(1, nodes + 1))
+    return {n: backend.factory(ReplicaConfig(n, tuple(p for p in ids if p != n), random.Random(n),
+                                             lambda: make_state_machine("kv"))) for n in ids}
+
+
+def _deliver_fifo(cores: dict[str, Any], queue: deque[tuple[str, Input]]) -> int:
+    """Step queued inputs and every message they cause, FIFO, until quiet; writes count as synced at once.
+
+    Returns the deliveries: each input stepped and each reply made.
+    """
+    deliveries = 0
+    while queue:
+        dst, event = queue.popleft()
+        deliveries += 1
+        ready = cores[dst].step(event)
+        queue.extend((send.dst, Receive(dst, send.message)) for send in ready.all_messages)
+        deliveries += len(ready.replies)
+        if ready.after_sync is not None:  # synced at once
+            queue.appendleft((dst, ready.after_sync))
+    return deliveries
+
+
 def cores_alone_rate(ops: int = 30_000, nodes: int = 5, clients: int = 10) -> dict[str, float]:
     """Deliveries per wall second of coordinator cores driven by a plain FIFO loop, with no simulator.
 
@@ -74,10 +98,8 @@ def cores_alone_rate(ops: int = 30_000, nodes: int = 5, clients: int = 10) -> di
     """
     from workloads import make_workload
 
-    backend = get_backend("coordinator")
-    ids = tuple(f"n{i}" for i in range(1, nodes + 1))
-    cores = {n: backend.factory(ReplicaConfig(n, tuple(p for p in ids if p != n), random.Random(n),
-                                              lambda: make_state_machine("kv"))) for n in ids}
+    cores = _cores(get_backend("coordinator"), nodes)
+    ids = tuple(cores)
     for core in cores.values():
         core.step(Start({}))
     workload = make_workload("kv", {})
@@ -89,15 +111,7 @@ def cores_alone_rate(ops: int = 30_000, nodes: int = 5, clients: int = 10) -> di
         client = i % clients
         request = ClientRequest(f"c{client}", i // clients + 1, workload.next_command(rng, client))
         queue.append((ids[i % nodes], request))
-        while queue:
-            dst, event = queue.popleft()
-            deliveries += 1
-            ready = cores[dst].step(event)
-            for send in ready.all_messages:
-                queue.append((send.dst, Receive(dst, send.message)))
-            deliveries += len(ready.replies)
-            if ready.after_sync is not None:  # synced at once
-                queue.appendleft((dst, ready.after_sync))
+        deliveries += _deliver_fifo(cores, queue)
     wall = time.perf_counter() - start
     return {"deliveries": deliveries, "ops": ops, "wall_s": round(wall, 3), "deliveries_per_s": deliveries / wall}
 
@@ -111,29 +125,16 @@ def cores_cpu_per_op(backend_name: str, batch: int = 256, ops: int = 20_480, nod
     replica applies every put, so this is the protocol and state machine's
     own cost per operation: the floor under any runtime's CPU per operation.
     """
-    backend = get_backend(backend_name)
-    ids = tuple(f"n{i}" for i in range(1, nodes + 1))
-    cores = {n: backend.factory(ReplicaConfig(n, tuple(p for p in ids if p != n), random.Random(n),
-                                              lambda: make_state_machine("kv"))) for n in ids}
-    queue: deque[tuple[str, Input]] = deque()
-
-    def run(node: str, event: Input) -> None:
-        queue.append((node, event))
-        while queue:
-            dst, item = queue.popleft()
-            ready = cores[dst].step(item)
-            queue.extend((send.dst, Receive(dst, send.message)) for send in ready.all_messages)
-            if ready.after_sync is not None:  # synced at once
-                queue.appendleft((dst, ready.after_sync))
-
-    for n in ids:
-        run(n, Start({}))
+    cores = _cores(get_backend(backend_name), nodes)
+    ids = tuple(cores)
+    queue: deque[tuple[str, Input]] = deque((n, Start({})) for n in ids)
+    _deliver_fifo(cores, queue)
     for _ in range(100_000):
         leader = next((n for n in ids if cores[n].status().role is Role.LEADER), None)
         if leader is not None:
             break
-        for n in ids:
-            run(n, TICK)
+        queue.extend((n, TICK) for n in ids)
+        _deliver_fifo(cores, queue)
     else:
         raise RuntimeError(f"{backend_name}: no leader after 100,000 ticks")
     value = "x" * 100
@@ -145,11 +146,11 @@ def cores_cpu_per_op(backend_name: str, batch: int = 256, ops: int = 20_480, nod
         for c in range(batch):
             seqs[c] += 1
             queue.append((leader, ClientRequest(f"c{c}", seqs[c], put(f"k{(r * batch + c) % 1000}", value))))
-        run(leader, queue.pop()[1])
+        _deliver_fifo(cores, queue)
     cpu = time.process_time() - start
     for _ in range(3):  # heartbeats carry the last commit index to the followers
-        for n in ids:
-            run(n, TICK)
+        queue.extend((n, TICK) for n in ids)
+        _deliver_fifo(cores, queue)
     short = {n: cores[n].status().commit_index - before[n] for n in ids
              if cores[n].status().commit_index - before[n] < rounds * batch}
     if short:

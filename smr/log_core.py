@@ -32,7 +32,7 @@ from .errors import LocalProtocolError
 from .quorum import majority
 from .replica import (EMPTY, ClientRequest, Committed, Input, Ready, ReplicaConfig, Receive, Reply, Send,
                       Start, Synced, Tick, Write)
-from .sessions import Applier, SessionLimits, command_digest
+from .sessions import Applier, SessionLimits, reply_to
 
 #: Requests a leader holds at once while another command holds their (client, seq) (see ``_park``).
 MAX_PARKED = 1024
@@ -128,8 +128,7 @@ class LogCore:
     def _reply(self, request: ClientRequest, status: str, result: Any = None,
                leader: str | None = None) -> None:
         """Answer ``request``; the reply names its command by digest (a client takes only its own)."""
-        self._replies.append(Reply(request.client_id, request.seq, status, result, leader,
-                                   command_digest(request.command)))
+        self._replies.append(reply_to(request, status, result, leader))
 
     # ------------------------------------------------------------ applying
     def _park(self, request: ClientRequest) -> None:

@@ -58,7 +58,7 @@ import msgspec
 from .commands import NOOP, REGISTER_SESSION, Command
 from .errors import LocalProtocolError
 from .machine import CommandError, SessionExpired, StateMachine, describe_exception
-from .replica import ClientRequest, ReplyStatus
+from .replica import ClientRequest, Reply, ReplyStatus
 from .values import CorruptValue, Value, canonical, from_json, to_json
 
 #: The log entry a leader commits to open its term or fill a gap.
@@ -84,6 +84,11 @@ Session = tuple[int, str, Value, int, Union[Command, int]]
 OPENED = -1
 #: The digest of a session restored from a snapshot written before digests were kept: any command matches.
 UNKNOWN = 0
+
+
+def reply_to(request: ClientRequest, status: str, result: Value = None, leader: str | None = None) -> Reply:
+    """The answer to ``request``, naming its command by digest (a client takes only its own command's)."""
+    return Reply(request.client_id, request.seq, status, result, leader, command_digest(request.command))
 
 
 def same_command(a: Command, b: Command) -> bool:
@@ -195,8 +200,7 @@ class Applier:
                 f"session").to_result()
         status, result = run_command(self.machine, entry.command)
         self.sessions[client] = (entry.seq, status, result, self.time_ms, entry.command)
-        while len(self.sessions) > self.limits.max_sessions:
-            self._drop(next(iter(self.sessions)))
+        self._bound()
         return status, result
 
     def _register(self, nonce: str) -> Outcome:
@@ -208,8 +212,7 @@ class Applier:
         """
         client = f"s{self.applied}.{hashlib.blake2b(nonce.encode(), digest_size=6).hexdigest()}"
         self.sessions[client] = (0, ReplyStatus.OK, None, self.time_ms, OPENED)
-        while len(self.sessions) > self.limits.max_sessions:
-            self._drop(next(iter(self.sessions)))
+        self._bound()
         return ReplyStatus.OK, client
 
     @staticmethod
@@ -227,6 +230,11 @@ class Applier:
             return _refusal("SequenceReused", f"session {client} ran another command as seq {request.seq}; "
                                               f"this one ({request.command.op}) was not run")
         return last[1], last[2]
+
+    def _bound(self) -> None:
+        """Drop the least recently used sessions beyond ``max_sessions``."""
+        while len(self.sessions) > self.limits.max_sessions:
+            self._drop(next(iter(self.sessions)))
 
     def _drop(self, client: str) -> None:
         """Forget ``client``'s session, remembering only its id for a while."""

@@ -24,7 +24,7 @@ import attrs
 from ..replica import (EMPTY, Backend, ClientRequest, Committed, Input, NodeId, Ready, ReplicaConfig,
                        ReplicaStatus, Receive, Reply, Role, Send, Start, Tick, Write)
 from ..errors import RemoteProtocolError
-from ..sessions import Applier, SessionLimits, command_digest
+from ..sessions import Applier, SessionLimits, reply_to
 from .. import wire
 
 
@@ -120,14 +120,12 @@ class CoordinatorCore:
     def _order(self, request: ClientRequest) -> Ready:
         done, status, result = self.applier.lookup(request)
         if done:
-            return Ready(replies=(Reply(request.client_id, request.seq, status, result, None,
-                                        command_digest(request.command)),))
+            return Ready(replies=(reply_to(request, status, result),))
         self.log_length += 1
         status, result = self.applier.apply(request)
         return Ready(persist=(Write(_log_key(self.log_length), request),),
                      committed=(Committed(self.log_length, request),),
-                     replies=(Reply(request.client_id, request.seq, status, result, None,
-                                    command_digest(request.command)),))
+                     replies=(reply_to(request, status, result),))
 
 
 #: The ``coordinator`` backend (named in :data:`smr.registry.BUILTIN_BACKENDS`).

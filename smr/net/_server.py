@@ -56,7 +56,7 @@ from smr.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from smr.replica import (TICK, ClientRequest, Ready, ReplicaConfig, ReplicaCore, Receive, Reply, ReplyStatus,
                          Send, Start, get_backend)
 from smr.apps import resolve_app
-from smr.sessions import SessionLimits, command_digest
+from smr.sessions import SessionLimits, reply_to
 
 from ._config import ClusterConfig, NodeAddress
 from ._frames import REASONS, TAG_BYTES, FrameError, request_limit
@@ -312,8 +312,7 @@ class NodeServer:
         """Drop an input this node will not act on now; a client is told to look elsewhere."""
         self.counters[counter] += 1
         if isinstance(event, ClientRequest):
-            self._send_reply(Reply(event.client_id, event.seq, ReplyStatus.REDIRECT,
-                                   digest=command_digest(event.command)))
+            self._send_reply(reply_to(event, ReplyStatus.REDIRECT))
 
     async def _on_identity(self, peer: Identity) -> str | None:
         """A peer dialled in and said who it is: why to refuse it (None: go on), and maybe join."""
@@ -508,8 +507,7 @@ class NodeServer:
         problem = self._unorderable(request, size)
         if problem is not None:
             self.counters["commands_refused"] += 1
-            self._send_reply(Reply(request.client_id, request.seq, ReplyStatus.FAIL, problem,
-                                   digest=command_digest(request.command)))
+            self._send_reply(reply_to(request, ReplyStatus.FAIL, problem))
             return
         await self._enqueue(request)
 
@@ -699,8 +697,7 @@ class NodeServer:
         problem = self._unorderable(request, size)
         if problem is not None:  # it could never be replicated: refuse it before the log
             self.counters["commands_refused"] += 1
-            self._send_reply(Reply(request.client_id, request.seq, ReplyStatus.FAIL, problem,
-                                   digest=command_digest(request.command)))
+            self._send_reply(reply_to(request, ReplyStatus.FAIL, problem))
             return
         # Whatever the command does, it may enter the log: a bad one is an error outcome
         # on every replica (smr.sessions.run_command), never a crash.

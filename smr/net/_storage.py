@@ -58,7 +58,8 @@ import os
 import sqlite3
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,18 @@ class Storage:
             self.close()
             raise
 
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction: committed (and synced, with fsync on) if the body returns, else rolled back."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
     def _claim(self, node: str) -> None:
         self.claim("node", node)
 
@@ -204,18 +217,12 @@ class Storage:
                 raise ConfigError(f"data directory stores values as {row[0]!r}; this version reads "
                                   f"{FORMAT!r} (a newer version wrote it?)", file=str(self.path / DB_NAME))
             return
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             if not fresh:
                 rows = self._db.execute("SELECT key, value FROM durable").fetchall()
                 self._db.executemany("UPDATE durable SET value = ? WHERE key = ?",
                                      [(_sealed(key, bytes(blob)), key) for key, blob in rows])
             self._db.execute("INSERT INTO meta VALUES (?, ?)", (FORMAT_KEY, FORMAT))
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
 
     def load(self) -> dict[str, Any]:
         """Return every durable key and value that was committed (the map for ``Start``).
@@ -261,18 +268,12 @@ class Storage:
         puts = [(k, v) for k, v in final.items() if v is not None]
         deletes = [(k,) for k, v in final.items() if v is None]
         start = time.perf_counter()
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             if puts:
                 self._db.executemany("INSERT OR REPLACE INTO durable (key, value) VALUES (?, ?)", puts)
             if deletes:
                 self._db.executemany("DELETE FROM durable WHERE key = ?", deletes)
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (COMMITS_KEY, str(self._commits + 1)))
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
         self._commits += 1
         _write_watermark(self._watermark_fd, self._commits)  # after the sync: never ahead of the database
         self.stats.sync_seconds += time.perf_counter() - start
@@ -286,25 +287,13 @@ class Storage:
 
     def set_meta(self, rows: dict[str, str]) -> None:
         """Write ``rows`` into ``meta`` as one synced transaction."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(rows.items()))
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
 
     def probe(self) -> None:
         """Commit (and sync) one small write, to learn whether the disk takes writes again."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('probe', ?)", (str(time.time()),))
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
 
     def close(self) -> None:
         """Close the database and release the directory lock (idempotent)."""
