@@ -13,10 +13,14 @@ from .backend import BACKEND as BACKEND
 from .invariants import check_invariants as check_invariants
 from .messages import Accept as Accept
 from .messages import Accepted as Accepted
+from .messages import Behind as Behind
 from .messages import Catchup as Catchup
 from .messages import CatchupRequest as CatchupRequest
 from .messages import Heartbeat as Heartbeat
 from .messages import Nack as Nack
 from .messages import Prepare as Prepare
 from .messages import Promise as Promise
+from .messages import PromisePart as PromisePart
+from .messages import SnapshotChunk as SnapshotChunk
+from .messages import SnapshotRequest as SnapshotRequest
 from .options import MultiPaxosOptions as MultiPaxosOptions

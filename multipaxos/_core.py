@@ -55,6 +55,7 @@ import itertools
 from collections.abc import Mapping
 from typing import Any, Callable, ClassVar
 
+from smr.bounds import MAX_EPOCH, MAX_INDEX, ChunkBuffer, chunk_of, request_bytes, take_within
 from smr.errors import LocalProtocolError, RemoteProtocolError
 from smr.replica import (ClientRequest, Committed, ReplicaConfig, ReplicaStatus, ReplyStatus, Role, Send,
                          Synced, Write)
@@ -65,8 +66,8 @@ from synod.acceptor import MultiAcceptor, SlotAccepted, SlotPromise, SlotVote
 from synod.ballot import Ballot
 from synod.proposer import AcceptQuorum, MultiPrepareQuorum
 
-from .messages import (Accept, Accepted, Catchup, CatchupRequest, Heartbeat, Nack, Prepare, Promise,
-                       SlotValue, Snapshot)
+from .messages import (Accept, Accepted, Behind, Catchup, CatchupRequest, Heartbeat, Nack, Prepare, Promise,
+                       PromisePart, SlotValue, Snapshot, SnapshotChunk, SnapshotRequest)
 from .options import MultiPaxosOptions
 
 #: Multi-Paxos's roles, as the shared :class:`smr.replica.Role` members.
@@ -75,6 +76,12 @@ FOLLOWER, CANDIDATE, LEADER = Role.FOLLOWER, Role.CANDIDATE, Role.LEADER
 #: ``ACCEPTOR_PREFIX + "slot/%012d" % s``; the latest snapshot is under ``SNAPSHOT_KEY``.
 ACCEPTOR_PREFIX = "mp/acc/"
 SNAPSHOT_KEY = "mp/snapshot"
+#: The most parts one promise may come in (a peer naming more is refused).
+MAX_PROMISE_PARTS = 1 << 16
+
+
+def _value_of(slot_value: SlotValue) -> ClientRequest:
+    return slot_value.value
 
 
 class _Batch:
@@ -93,6 +100,7 @@ class MultiPaxosCore(LogCore):
     def __init__(self, config: ReplicaConfig) -> None:
         self.opts = MultiPaxosOptions.from_mapping(config.options)
         super().__init__(config, frozenset(self.opts.mutants), self.opts.write_in_parallel)
+        self._members = frozenset(config.members)
         self.acceptor = MultiAcceptor(ACCEPTOR_PREFIX)
         self.max_accepted = 0                            # highest slot the acceptor ever accepted
         self.applier = self._new_applier()
@@ -113,6 +121,9 @@ class MultiPaxosCore(LogCore):
         self.prepare: MultiPrepareQuorum | None = None
         self.promise_chosen: dict[int, ClientRequest] = {}
         self.promise_snapshot: Snapshot | None = None
+        self.promise_parts: dict[str, dict[int, PromisePart]] = {}
+        #: A snapshot arriving from the leader in chunks (volatile: a restarted replica starts it over).
+        self.incoming = ChunkBuffer(self.bounds.max_snapshot_bytes)
         # leader state
         self.next_slot = 1
         self.proposals: dict[int, AcceptQuorum] = {}
@@ -240,16 +251,24 @@ class MultiPaxosCore(LogCore):
     def _runs(self, slots: list[int]) -> list[tuple[int, tuple[ClientRequest, ...]]]:
         """Group sorted slots into contiguous runs of at most ``max_batch`` proposals."""
         runs: list[tuple[int, list[ClientRequest]]] = []
+        budget, size = self.bounds.max_batch_bytes, 0
         for slot in slots:
             value = self.proposals[slot].value
-            if runs and runs[-1][0] + len(runs[-1][1]) == slot and len(runs[-1][1]) < self.opts.max_batch:
+            cost = request_bytes(value)
+            if runs and runs[-1][0] + len(runs[-1][1]) == slot and len(runs[-1][1]) < self.opts.max_batch \
+                    and size + cost <= budget:
                 runs[-1][1].append(value)
+                size += cost
             else:
                 runs.append((slot, [value]))
+                size = cost
         return [(first, tuple(values)) for first, values in runs]
 
     # ------------------------------------------------------------ election
     def _campaign(self) -> None:
+        if self.max_round >= MAX_EPOCH:
+            self._reset_election_timer()
+            return  # no round left to campaign in (peers refuse rounds beyond MAX_EPOCH)
         self.max_round += 1
         ballot = Ballot(self.max_round, self.node)
         self.role = CANDIDATE
@@ -260,6 +279,7 @@ class MultiPaxosCore(LogCore):
         self.prepare = MultiPrepareQuorum(ballot, self.quorum, from_slot)
         self.promise_chosen = {}
         self.promise_snapshot = None
+        self.promise_parts = {}
         own = self.acceptor.on_prepare(ballot, from_slot)
         assert isinstance(own, SlotPromise)
         self.prepare.add(self.node, own)
@@ -269,6 +289,12 @@ class MultiPaxosCore(LogCore):
 
     def _on_prepare(self, src: str, msg: Prepare) -> None:
         self._see_round(msg.ballot)
+        if msg.from_slot <= self.snapshot_slot and self.snapshot_data is not None \
+                and len(self.snapshot_data) > self.bounds.snapshot_chunk_bytes:
+            # the candidate lacks slots only our snapshot holds, and it does not fit in a promise:
+            # no promise (and no timer reset), so one that is up to date can win and catch it up
+            self._send(src, Behind(msg.ballot, self.applied))
+            return
         reply = self.acceptor.on_prepare(msg.ballot, msg.from_slot)
         if not isinstance(reply, SlotPromise):
             self._send(src, Nack(msg.ballot, reply.promised))
@@ -284,7 +310,59 @@ class MultiPaxosCore(LogCore):
         snapshot = None
         if self.snapshot_data is not None and msg.from_slot <= self.snapshot_slot:
             snapshot = Snapshot(self.snapshot_slot, self.snapshot_data)
-        self._send(src, Promise(msg.ballot, msg.from_slot, accepted, chosen, snapshot))
+        self._send_promise(src, Promise(msg.ballot, msg.from_slot, accepted, chosen, snapshot))
+
+    def _send_promise(self, dst: str, promise: Promise) -> None:
+        """Send ``promise``, in :class:`PromisePart` messages if it exceeds the byte bound.
+
+        Every accepted value goes (phase 1 needs them all); the chosen values
+        only help the candidate learn, so only those that fit in part 0 go.
+        """
+        budget = self.bounds.max_batch_bytes
+        snapshot_size = len(promise.snapshot.data) if promise.snapshot is not None else 0
+        accepted_sizes = [request_bytes(v.value) for v in promise.accepted]
+        chosen_sizes = [request_bytes(v.value) for v in promise.chosen]
+        if snapshot_size + sum(accepted_sizes) + sum(chosen_sizes) <= budget:
+            self._send(dst, promise)
+            return
+        groups: list[list[SlotValue]] = [[]]
+        size = snapshot_size
+        for value, cost in zip(promise.accepted, accepted_sizes):
+            if groups[-1] and size + cost > budget:
+                groups.append([])
+                size = 0
+            groups[-1].append(value)
+            size += cost
+        room = budget - (snapshot_size + sum(accepted_sizes[:len(groups[0])]))
+        chosen: list[SlotValue] = []
+        for value, cost in zip(promise.chosen, chosen_sizes):
+            if cost > room:
+                break
+            chosen.append(value)
+            room -= cost
+        for part, group in enumerate(groups):
+            self._send(dst, PromisePart(promise.ballot, promise.from_slot, part, len(groups), tuple(group),
+                                        tuple(chosen) if part == 0 else (),
+                                        promise.snapshot if part == 0 else None))
+
+    def _on_promise_part(self, src: str, msg: PromisePart) -> None:
+        """Collect a promise sent in parts; count it once every part is here."""
+        if msg.ballot != self.ballot:
+            return  # for an earlier campaign of ours
+        parts = self.promise_parts.setdefault(src, {})
+        parts[msg.part] = msg
+        if len(parts) < msg.parts or any(p.parts != msg.parts for p in parts.values()):
+            return
+        del self.promise_parts[src]
+        ordered = [parts[i] for i in range(msg.parts)]
+        self._on_promise(src, Promise(msg.ballot, msg.from_slot,
+                                      tuple(v for p in ordered for v in p.accepted),
+                                      ordered[0].chosen, ordered[0].snapshot))
+
+    def _on_behind(self, src: str, msg: Behind) -> None:
+        """An acceptor would not promise: we lack slots only its snapshot holds.  Let another lead."""
+        if msg.ballot == self.ballot and msg.applied > self.applied:
+            self._become_follower(None, backoff=True)
 
     def _on_promise(self, src: str, msg: Promise) -> None:
         assert self.prepare is not None, "a candidate collects promises"
@@ -358,6 +436,8 @@ class MultiPaxosCore(LogCore):
         while self.queue and len(self.batches) < self.opts.max_inflight:
             assert self.ballot is not None
             keys = list(itertools.islice(self.queue, self.opts.max_batch))
+            fit = take_within([self.queue[key] for key in keys], self.bounds.max_batch_bytes)
+            del keys[fit:]  # a frame holds only so many bytes
             take = [self._stamp(self.queue.pop(key)) for key in keys]
             first = self.next_slot
             for value in take:
@@ -481,7 +561,11 @@ class MultiPaxosCore(LogCore):
         self._apply()
         if self.applied < commit and self.catchup_cooldown == 0:
             self.catchup_cooldown = self.opts.heartbeat_ticks
-            self._send(ballot.node, CatchupRequest(ballot, self.applied + 1))
+            transfer = self.incoming.key
+            if transfer is not None and transfer[0] > self.applied:  # resume the snapshot where it stopped
+                self._send(ballot.node, SnapshotRequest(ballot, transfer[0], self.incoming.received))
+            else:
+                self._send(ballot.node, CatchupRequest(ballot, self.applied + 1))
 
     def _on_catchup_request(self, src: str, msg: CatchupRequest) -> None:
         if msg.ballot != self.ballot:
@@ -489,11 +573,41 @@ class MultiPaxosCore(LogCore):
         snapshot = None
         start = msg.from_slot
         if start <= self.snapshot_slot and self.snapshot_data is not None:
+            if len(self.snapshot_data) > self.bounds.snapshot_chunk_bytes:
+                self._send_chunk(src, 0)  # too large for one message: in chunks, the replica pulling
+                return
             snapshot = Snapshot(self.snapshot_slot, self.snapshot_data)
             start = self.snapshot_slot + 1
         end = min(self.applied, start + self.opts.catchup_batch - 1)
-        chosen = tuple(SlotValue(s, self.log[s]) for s in range(start, end + 1) if s in self.log)
-        self._send(src, Catchup(self.ballot, chosen, snapshot))
+        chosen = [SlotValue(s, self.log[s]) for s in range(start, end + 1) if s in self.log]
+        budget = self.bounds.max_batch_bytes - (len(snapshot.data) if snapshot is not None else 0)
+        del chosen[take_within(chosen, budget, key=_value_of):]
+        self._send(src, Catchup(self.ballot, tuple(chosen), snapshot))
+
+    def _send_chunk(self, dst: str, offset: int) -> None:
+        """Send ``dst`` the chunk of our snapshot that starts at ``offset``."""
+        assert self.ballot is not None and self.snapshot_data is not None
+        part, done = chunk_of(self.snapshot_data, offset, self.bounds.snapshot_chunk_bytes)
+        self._send(dst, SnapshotChunk(self.ballot, self.snapshot_slot, offset, part, done))
+
+    def _on_snapshot_request(self, src: str, msg: SnapshotRequest) -> None:
+        """A replica holds part of a snapshot: send the next chunk of ours (from 0 if it holds another)."""
+        if msg.ballot != self.ballot or self.snapshot_data is None:
+            return  # for an earlier leadership of ours
+        self._send_chunk(src, msg.received if msg.last_slot == self.snapshot_slot else 0)
+
+    def _on_snapshot_chunk(self, src: str, msg: SnapshotChunk) -> None:
+        """Reassemble a snapshot sent in chunks, pulling the next one; install it once whole."""
+        if msg.last_slot <= self.applied:
+            self.incoming.clear()
+            return  # we have that much already
+        key = (msg.last_slot, 0)
+        if not self.incoming.add(key, msg.offset, msg.data) or not msg.done:
+            self._send(src, SnapshotRequest(msg.ballot, msg.last_slot, self.incoming.received_of(key)))
+            return
+        self._install_snapshot(Snapshot(msg.last_slot, self.incoming.take()))
+        self._apply()
+        self.catchup_cooldown = 0
 
     def _on_catchup(self, src: str, msg: Catchup) -> None:
         if msg.snapshot is not None and msg.snapshot.last_slot > self.applied:
@@ -587,10 +701,60 @@ class MultiPaxosCore(LogCore):
         if handler is None:
             raise RemoteProtocolError(f"multipaxos {self.node} ({self.role}): no rule for "
                                       f"{type(msg).__name__} from {src}")
+        problem = self._impossible(src, msg)
+        if problem:
+            raise RemoteProtocolError(f"multipaxos {self.node}: impossible {type(msg).__name__} from {src}: "
+                                      f"{problem}")
         handler(self, src, msg)
 
     def _ignore(self, src: str, msg: Any) -> None:
         """Drop ``msg``: this role has no use for it (e.g. a reply to a role we no longer hold)."""
+
+    def _impossible(self, src: str, msg: Any) -> str:
+        """Why no correct peer could have sent ``msg`` (out-of-range numbers, a ballot not its own), or ''.
+
+        Checked before ``msg`` touches any state, so a peer's message can be
+        dropped (and counted by the runtime), never reach an assertion.
+        """
+        ballots = [msg.ballot, *([msg.promised] if isinstance(msg, Nack) else [])]
+        values: tuple[SlotValue, ...] = ()
+        if isinstance(msg, (Promise, PromisePart)):
+            values = (*msg.accepted, *msg.chosen)
+            ballots.extend(v.ballot for v in msg.accepted if v.ballot is not None)
+            if any(v.ballot is None for v in msg.accepted):
+                return "an accepted value without its ballot"
+        elif isinstance(msg, Catchup):
+            values = msg.chosen
+        for ballot in ballots:
+            if not 0 <= ballot.round <= MAX_EPOCH or ballot.node not in self._members:
+                return f"ballot {ballot.round}.{ballot.node[:40]!r} is out of range or names an unknown node"
+        if isinstance(msg, (Prepare, Accept, Heartbeat, CatchupRequest, SnapshotRequest)) \
+                and msg.ballot.node != (src if isinstance(msg, (Prepare, Accept, Heartbeat)) else self.node):
+            return "its ballot is not the sender's (or, for a request to the leader, not ours)"
+        slots = [v.slot for v in values]
+        if isinstance(msg, (Prepare, Promise, PromisePart, CatchupRequest)):
+            slots.append(msg.from_slot)
+        if isinstance(msg, (Accept, Accepted)):
+            count = len(msg.values) if isinstance(msg, Accept) else msg.count
+            if not 0 <= count <= MAX_INDEX:
+                return "its count is out of range"
+            slots += [msg.first_slot, msg.first_slot + count]
+        if isinstance(msg, (Accept, Heartbeat)):
+            slots.append(max(msg.commit, 1))
+        if isinstance(msg, (Behind, SnapshotChunk, SnapshotRequest)):
+            slots.append(max(msg.applied if isinstance(msg, Behind) else msg.last_slot, 1))
+        snapshot = msg.snapshot if isinstance(msg, (Promise, PromisePart, Catchup)) else None
+        if snapshot is not None:
+            slots.append(snapshot.last_slot)
+        if not all(1 <= slot <= MAX_INDEX for slot in slots):
+            return "a slot is out of range"
+        if isinstance(msg, PromisePart) and not 0 <= msg.part < msg.parts <= MAX_PROMISE_PARTS:
+            return f"part {msg.part} of {msg.parts}"
+        if isinstance(msg, (SnapshotChunk, SnapshotRequest)):
+            offset = msg.offset if isinstance(msg, SnapshotChunk) else msg.received
+            if offset < 0:
+                return "a negative offset"
+        return ""
 
 
 # ==================================================================== the handler table
@@ -607,6 +771,10 @@ _HANDLERS: dict[tuple[Role, type], _Handler] = {
     (FOLLOWER, Nack): MultiPaxosCore._on_nack,                # still raises the round we know
     (FOLLOWER, CatchupRequest): MultiPaxosCore._ignore,       # we do not lead
     (FOLLOWER, Catchup): MultiPaxosCore._on_catchup,
+    (FOLLOWER, PromisePart): MultiPaxosCore._ignore,
+    (FOLLOWER, Behind): MultiPaxosCore._ignore,
+    (FOLLOWER, SnapshotRequest): MultiPaxosCore._ignore,
+    (FOLLOWER, SnapshotChunk): MultiPaxosCore._on_snapshot_chunk,
     # a candidate collects promises (phase 1) and yields to a higher ballot
     (CANDIDATE, Prepare): MultiPaxosCore._on_prepare,
     (CANDIDATE, Promise): MultiPaxosCore._on_promise,
@@ -616,6 +784,10 @@ _HANDLERS: dict[tuple[Role, type], _Handler] = {
     (CANDIDATE, Nack): MultiPaxosCore._on_nack,
     (CANDIDATE, CatchupRequest): MultiPaxosCore._ignore,
     (CANDIDATE, Catchup): MultiPaxosCore._on_catchup,
+    (CANDIDATE, PromisePart): MultiPaxosCore._on_promise_part,
+    (CANDIDATE, Behind): MultiPaxosCore._on_behind,
+    (CANDIDATE, SnapshotRequest): MultiPaxosCore._ignore,
+    (CANDIDATE, SnapshotChunk): MultiPaxosCore._on_snapshot_chunk,
     # a leader counts acceptances (phase 2) and serves catch-up requests
     (LEADER, Prepare): MultiPaxosCore._on_prepare,
     (LEADER, Promise): MultiPaxosCore._ignore,                # late, for the campaign we won
@@ -625,4 +797,8 @@ _HANDLERS: dict[tuple[Role, type], _Handler] = {
     (LEADER, Nack): MultiPaxosCore._on_nack,
     (LEADER, CatchupRequest): MultiPaxosCore._on_catchup_request,
     (LEADER, Catchup): MultiPaxosCore._on_catchup,
+    (LEADER, PromisePart): MultiPaxosCore._ignore,            # late, for the campaign we won
+    (LEADER, Behind): MultiPaxosCore._ignore,
+    (LEADER, SnapshotRequest): MultiPaxosCore._on_snapshot_request,
+    (LEADER, SnapshotChunk): MultiPaxosCore._on_snapshot_chunk,
 }

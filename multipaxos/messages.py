@@ -112,3 +112,62 @@ class Catchup:
     ballot: Ballot
     chosen: tuple[SlotValue, ...] = ()
     snapshot: Snapshot | None = None
+
+
+@wire.message
+@attrs.frozen
+class PromisePart:
+    """Phase 1b in ``parts`` messages, when one :class:`Promise` would exceed the byte bound.
+
+    Part ``part`` (0-based) carries some of the accepted values; part 0 also
+    the chosen values that fit and the snapshot.  The candidate counts the
+    promise once it holds every part.
+    """
+
+    ballot: Ballot
+    from_slot: int
+    part: int
+    parts: int
+    accepted: tuple[SlotValue, ...] = ()
+    chosen: tuple[SlotValue, ...] = ()
+    snapshot: Snapshot | None = None
+
+
+@wire.message
+@attrs.frozen
+class Behind:
+    """No promise for ``ballot``: its ``from_slot`` lies in the sender's snapshot, too large for a Promise.
+
+    ``applied`` is how far the sender has applied; the candidate gives up its
+    campaign and catches up from whoever leads next.
+    """
+
+    ballot: Ballot
+    applied: int
+
+
+@wire.message
+@attrs.frozen
+class SnapshotChunk:
+    """Part of the leader's snapshot for a lagging replica: ``data`` starts at ``offset``; ``done`` on the last."""
+
+    ballot: Ballot
+    last_slot: int
+    offset: int
+    data: str
+    done: bool
+
+    def trace(self) -> str:
+        """A one-line rendering for traces (the data is shown by size only)."""
+        return (f"SnapshotChunk ballot={self.ballot.round}.{self.ballot.node} last_slot={self.last_slot} "
+                f"offset={self.offset} size={len(self.data)}{' done' if self.done else ''}")
+
+
+@wire.message
+@attrs.frozen
+class SnapshotRequest:
+    """A replica holds the first ``received`` characters of the snapshot ending at ``last_slot``: next chunk."""
+
+    ballot: Ballot
+    last_slot: int
+    received: int

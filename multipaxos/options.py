@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from smr.errors import LocalProtocolError
+from smr.bounds import BOUND_OPTIONS
 from smr.sessions import SESSION_OPTIONS
 
 
@@ -67,7 +68,8 @@ class MultiPaxosOptions:
     def from_mapping(cls, options: Mapping[str, Any]) -> "MultiPaxosOptions":
         """Build options from a backend options mapping; unknown names are a LocalProtocolError."""
         known = {a.name for a in attrs.fields(cls)}
-        options = {k: v for k, v in options.items() if k not in SESSION_OPTIONS}  # the Applier's
+        options = {k: v for k, v in options.items()  # the Applier's and LogCore's
+                   if k not in SESSION_OPTIONS and k not in BOUND_OPTIONS}
         unknown = sorted(set(options) - known)
         if unknown:
             raise LocalProtocolError(f"unknown multi-Paxos options {unknown}; known: {sorted(known)}")

@@ -27,6 +27,7 @@ from .messages import AppendEntriesReply as AppendEntriesReply
 from .messages import Entry as Entry
 from .messages import HardState as HardState
 from .messages import InstallSnapshot as InstallSnapshot
+from .messages import InstallSnapshotReply as InstallSnapshotReply
 from .messages import RequestVote as RequestVote
 from .messages import RequestVoteReply as RequestVoteReply
 from .messages import SnapshotRecord as SnapshotRecord

@@ -57,6 +57,7 @@ from typing import Any, Callable, ClassVar
 
 import attrs
 
+from smr.bounds import MAX_EPOCH, MAX_INDEX, ChunkBuffer, chunk_of, take_within
 from smr.errors import LocalProtocolError, RemoteProtocolError
 from smr.quorum import VoteResult, committed_index, has_majority, vote_result
 from smr.replica import (ClientRequest, Committed, Ready, ReplicaConfig, ReplicaStatus, ReplyStatus,
@@ -67,13 +68,17 @@ from smr.values import CorruptValue
 
 from .log import RaftLog
 from .messages import (HARD_KEY, LOG_PREFIX, SNAPSHOT_KEY, AppendEntries, AppendEntriesReply, Entry,
-                       HardState, InstallSnapshot, RaftMessage, RequestVote, RequestVoteReply,
-                       SnapshotRecord, TimeoutNow, log_key)
+                       HardState, InstallSnapshot, InstallSnapshotReply, RaftMessage, RequestVote,
+                       RequestVoteReply, SnapshotRecord, TimeoutNow, log_key)
 from .options import RaftOptions
 from .progress import PROBE, REPLICATE, SNAPSHOT, Progress
 
 #: Raft's roles, as the shared :class:`smr.replica.Role` members (kept as module names for importers).
 FOLLOWER, PRECANDIDATE, CANDIDATE, LEADER = Role.FOLLOWER, Role.PRECANDIDATE, Role.CANDIDATE, Role.LEADER
+
+
+def _request_of(entry: Entry) -> ClientRequest:
+    return entry.request
 
 
 @attrs.define
@@ -99,6 +104,8 @@ class RaftCore(LogCore):
         self.applier = self._new_applier()
         self.log = RaftLog()
         self.snapshot: SnapshotRecord | None = None
+        #: A snapshot arriving from the leader in chunks (volatile: a restarted follower starts it over).
+        self.incoming = ChunkBuffer(self.bounds.max_snapshot_bytes)
         # persistent (mirrored in raft/hard)
         self.term = 0
         self.voted_for: str | None = None
@@ -279,6 +286,9 @@ class RaftCore(LogCore):
         self.transferee = None
 
     def _campaign(self, pre: bool, transfer: bool = False) -> None:
+        if self.term >= MAX_EPOCH:
+            self._reset_election_timer()
+            return  # no term left to campaign in (peers refuse terms beyond MAX_EPOCH)
         if pre:
             self.role = PRECANDIDATE
             term = self.term + 1  # the term we would campaign in; ours does not change yet
@@ -336,6 +346,9 @@ class RaftCore(LogCore):
             raise RemoteProtocolError(f"raft {self.node}: message from unknown node {src!r}")
         if not isinstance(m, RaftMessage):
             raise RemoteProtocolError(f"raft {self.node}: unexpected {type(m).__name__} from {src}")
+        problem = self._impossible(m)
+        if problem:
+            raise RemoteProtocolError(f"raft {self.node}: impossible {type(m).__name__} from {src}: {problem}")
         # ---- the central term check
         if m.term > self.term:
             if isinstance(m, RequestVote):
@@ -368,6 +381,50 @@ class RaftCore(LogCore):
 
     def _ignore(self, src: str, m: Any) -> None:
         """Drop ``m``: this role has no use for it (e.g. a reply to a role we no longer hold)."""
+
+    def _leads(self, term: int) -> bool:
+        """True if this node leads ``term`` (so a reply of that term answers a message it sent)."""
+        return self.role == LEADER and term == self.term
+
+    def _impossible(self, m: Any) -> str:
+        """Why no correct peer could have sent ``m`` (out-of-range numbers, a log that contradicts itself), or ''.
+
+        Checked before ``m`` touches any state, so a peer's message can be
+        dropped (and counted by the runtime), never reach an assertion.
+        """
+        if not 0 <= m.term <= MAX_EPOCH:
+            return f"term {m.term} is outside 0..{MAX_EPOCH}"
+        if isinstance(m, RequestVote):
+            if not (0 <= m.last_log_index <= MAX_INDEX and 0 <= m.last_log_term <= m.term):
+                return "its last log entry is out of range"
+        elif isinstance(m, AppendEntries):
+            if not (0 <= m.prev_index <= MAX_INDEX - len(m.entries) and 0 <= m.prev_term <= m.term
+                    and 0 <= m.commit <= MAX_INDEX and m.round >= 0):
+                return "an index, term or round is out of range"
+            floor = m.prev_term
+            for entry in m.entries:
+                if not floor <= entry.term <= m.term:
+                    return f"entry terms must not decrease nor pass the leader's ({entry.term})"
+                floor = entry.term
+        elif isinstance(m, AppendEntriesReply):
+            if not (0 <= m.index <= MAX_INDEX and 0 <= m.conflict_term <= m.term
+                    and 0 <= m.conflict_index <= MAX_INDEX and m.round >= 0):
+                return "an index, term or round is out of range"
+            if self._leads(m.term) and (m.index > self.log.last_index or m.round > self.round):
+                return f"it answers index {m.index} or round {m.round}, beyond what this leader sent"
+        elif isinstance(m, InstallSnapshot):
+            snap = m.snapshot
+            if not (1 <= snap.index <= MAX_INDEX and 1 <= snap.term <= m.term and 0 <= m.offset
+                    and m.round >= 0):
+                return "its index, term, offset or round is out of range"
+        elif isinstance(m, InstallSnapshotReply):
+            if not (0 <= m.index <= MAX_INDEX and m.received >= 0 and m.round >= 0):
+                return "its index, size or round is out of range"
+            ours = self.snapshot
+            if self._leads(m.term) and (m.round > self.round or ours is None or (
+                    m.index == ours.index and m.received > len(ours.data))):
+                return "it answers a snapshot or round this leader never sent"
+        return ""
 
     # ---------------------------------------------------------------- votes
     def _vote_log_ok(self, m: RequestVote) -> bool:
@@ -473,12 +530,21 @@ class RaftCore(LogCore):
         self._follow(src)
         snap = m.snapshot
         if snap.index <= self.commit_index:
+            self.incoming.clear()
             self._send(src, AppendEntriesReply(self.term, True, self.commit_index, round=m.round))
             return
         if self.log.term_at(snap.index) == snap.term:
             # we hold the snapshot's last entry: keep the log after it (section 7)
+            self.incoming.clear()
             self._commit_to(snap.index)
         else:
+            if not (m.offset == 0 and m.done):  # one chunk of several: reassemble, then install
+                key = (snap.index, snap.term)
+                if not self.incoming.add(key, m.offset, snap.data) or not m.done:
+                    self._send(src, InstallSnapshotReply(self.term, snap.index, self.incoming.received_of(key),
+                                                         m.round))
+                    return
+                snap = SnapshotRecord(snap.index, snap.term, self.incoming.take())
             applier = self._new_applier()
             try:
                 applier.restore(snap.data.encode())
@@ -522,6 +588,9 @@ class RaftCore(LogCore):
                 return
             last = min(log.last_index, prev + self.opts.max_batch)
             entries = log.slice(prev + 1, last) if last > prev else ()
+            fit = take_within(entries, self.bounds.max_batch_bytes, key=_request_of)
+            if fit < len(entries):  # a frame holds only so many bytes
+                entries, last = entries[:fit], prev + fit
             if not entries and not allow_empty:
                 return
             message = AppendEntries(self.term, prev, prev_term, entries, self.commit_index, self.round)
@@ -538,10 +607,30 @@ class RaftCore(LogCore):
             pr.inflight.append((last, self.beat))
             allow_empty = False
 
-    def _send_snapshot(self, peer: str) -> None:
-        assert self.snapshot is not None, "the log is compacted, so a snapshot exists"
-        self._send(peer, InstallSnapshot(self.term, self.snapshot, self.round))
-        self.progress[peer].become_snapshot(self.snapshot.index)
+    def _send_snapshot(self, peer: str, offset: int = 0) -> None:
+        """Send ``peer`` the chunk of our snapshot that starts at ``offset`` (the whole of it if it fits)."""
+        snap = self.snapshot
+        assert snap is not None, "the log is compacted, so a snapshot exists"
+        part, done = chunk_of(snap.data, offset, self.bounds.snapshot_chunk_bytes)
+        chunk = snap if offset == 0 and done else SnapshotRecord(snap.index, snap.term, part)
+        self._send(peer, InstallSnapshot(self.term, chunk, self.round, offset, done))
+        pr = self.progress[peer]
+        if pr.state != SNAPSHOT or pr.pending_snapshot != snap.index:
+            pr.become_snapshot(snap.index)
+        pr.snapshot_ticks = 0
+        pr.snapshot_offset = offset
+
+    def _on_snapshot_reply(self, src: str, m: InstallSnapshotReply) -> None:
+        """A follower holds part of our snapshot: send the next chunk (or start over, if it holds another)."""
+        pr = self.progress[src]
+        pr.recent_active = True
+        self._ack_round(pr, m.round)
+        if pr.state != SNAPSHOT or self.snapshot is None:
+            return  # answered by a whole snapshot or a later append already
+        if m.index != self.snapshot.index:
+            self._send_snapshot(src)  # a transfer of a snapshot we no longer hold: send the current one
+        elif m.received != pr.snapshot_offset:
+            self._send_snapshot(src, m.received)  # the next chunk, or resend from where it stopped
 
     def _send_heartbeat(self, peer: str) -> None:
         pr = self.progress[peer]
@@ -576,17 +665,21 @@ class RaftCore(LogCore):
                 if detect_loss:
                     pr.snapshot_ticks += self.opts.heartbeat_ticks
                 if detect_loss and pr.snapshot_ticks >= self.opts.election_ticks_min:
-                    self._send_snapshot(peer)  # presumed lost: send again
+                    self._send_snapshot(peer, pr.snapshot_offset)  # presumed lost: send that chunk again
                 else:
                     self._send_heartbeat(peer)
+
+    def _ack_round(self, pr: Progress, round: int) -> None:
+        """A follower answered heartbeat round ``round``: it may confirm waiting ReadIndex reads."""
+        if round > pr.acked_round:
+            pr.acked_round = round
+            if self.reads:
+                self._check_reads()
 
     def _on_append_reply(self, src: str, m: AppendEntriesReply) -> None:
         pr = self.progress[src]
         pr.recent_active = True
-        if m.round > pr.acked_round:
-            pr.acked_round = m.round
-            if self.reads:
-                self._check_reads()
+        self._ack_round(pr, m.round)
         if m.success:
             advanced = m.index > pr.match
             if advanced:
@@ -756,6 +849,7 @@ _HANDLERS: dict[tuple[Role, type], _Handler] = {
     (FOLLOWER, AppendEntries): RaftCore._on_append,
     (FOLLOWER, InstallSnapshot): RaftCore._on_install_snapshot,
     (FOLLOWER, AppendEntriesReply): RaftCore._ignore,       # to a leadership we lost
+    (FOLLOWER, InstallSnapshotReply): RaftCore._ignore,
     (FOLLOWER, RequestVote): RaftCore._on_request_vote,
     (FOLLOWER, RequestVoteReply): RaftCore._ignore,         # to a campaign that is over
     (FOLLOWER, TimeoutNow): RaftCore._on_timeout_now,
@@ -763,6 +857,7 @@ _HANDLERS: dict[tuple[Role, type], _Handler] = {
     (PRECANDIDATE, AppendEntries): RaftCore._on_append,
     (PRECANDIDATE, InstallSnapshot): RaftCore._on_install_snapshot,
     (PRECANDIDATE, AppendEntriesReply): RaftCore._ignore,
+    (PRECANDIDATE, InstallSnapshotReply): RaftCore._ignore,
     (PRECANDIDATE, RequestVote): RaftCore._on_request_vote,
     (PRECANDIDATE, RequestVoteReply): RaftCore._on_pre_vote_reply,
     (PRECANDIDATE, TimeoutNow): RaftCore._on_late_timeout_now,
@@ -770,6 +865,7 @@ _HANDLERS: dict[tuple[Role, type], _Handler] = {
     (CANDIDATE, AppendEntries): RaftCore._on_append,
     (CANDIDATE, InstallSnapshot): RaftCore._on_install_snapshot,
     (CANDIDATE, AppendEntriesReply): RaftCore._ignore,
+    (CANDIDATE, InstallSnapshotReply): RaftCore._ignore,
     (CANDIDATE, RequestVote): RaftCore._on_request_vote,
     (CANDIDATE, RequestVoteReply): RaftCore._on_vote_reply,
     (CANDIDATE, TimeoutNow): RaftCore._on_late_timeout_now,
@@ -777,6 +873,7 @@ _HANDLERS: dict[tuple[Role, type], _Handler] = {
     (LEADER, AppendEntries): RaftCore._on_rival_leader,
     (LEADER, InstallSnapshot): RaftCore._on_rival_leader,
     (LEADER, AppendEntriesReply): RaftCore._on_append_reply,
+    (LEADER, InstallSnapshotReply): RaftCore._on_snapshot_reply,
     (LEADER, RequestVote): RaftCore._on_request_vote,
     (LEADER, RequestVoteReply): RaftCore._ignore,           # to the campaign we won
     (LEADER, TimeoutNow): RaftCore._on_late_timeout_now,

@@ -134,20 +134,40 @@ class AppendEntriesReply:
 @wire.message
 @attrs.frozen
 class InstallSnapshot:
-    """Replace a lagging follower's log prefix by the leader's snapshot (section 7).
+    """Replace a lagging follower's log prefix by the leader's snapshot (section 7), one chunk at a time.
 
-    The snapshot travels in one message (the thesis splits it in chunks; the
-    state machines here are small).
+    ``snapshot.data`` is the chunk that starts at ``offset`` in the snapshot's
+    text; ``done`` marks the last one (thesis 5.3: a snapshot travels in
+    chunks of bounded size).  The follower answers a chunk that is not the
+    last with :class:`InstallSnapshotReply`, the last one with an
+    :class:`AppendEntriesReply` once the snapshot is installed.
     """
 
     term: int
     snapshot: SnapshotRecord
     round: int = 0
+    offset: int = 0
+    done: bool = True
 
     def trace(self) -> str:
         """A one-line rendering for traces (the data is shown by size only)."""
+        part = "" if self.offset == 0 and self.done else f" offset={self.offset}{' done' if self.done else ''}"
         return (f"InstallSnapshot term={self.term} last={self.snapshot.index}/{self.snapshot.term} "
-                f"size={len(self.snapshot.data)}")
+                f"size={len(self.snapshot.data)}{part}")
+
+
+@wire.message
+@attrs.frozen
+class InstallSnapshotReply:
+    """A follower holds the first ``received`` characters of the leader's snapshot ending at ``index``.
+
+    The leader sends the next chunk from there (a chunk lost or refused is sent again from ``received``).
+    """
+
+    term: int
+    index: int
+    received: int
+    round: int = 0
 
 
 @wire.message
@@ -159,4 +179,4 @@ class TimeoutNow:
 
 
 RaftMessage = (RequestVote, RequestVoteReply, AppendEntries, AppendEntriesReply, InstallSnapshot,
-               TimeoutNow)
+               InstallSnapshotReply, TimeoutNow)

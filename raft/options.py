@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from smr.errors import LocalProtocolError
+from smr.bounds import BOUND_OPTIONS
 from smr.sessions import SESSION_OPTIONS
 
 READ_MODES = ("log", "read_index")
@@ -128,7 +129,8 @@ class RaftOptions:
     def from_mapping(cls, options: Mapping[str, Any]) -> "RaftOptions":
         """Build options from a backend options mapping; unknown names are a LocalProtocolError."""
         known = {a.name for a in attrs.fields(cls)}
-        options = {k: v for k, v in options.items() if k not in SESSION_OPTIONS}  # the Applier's
+        options = {k: v for k, v in options.items()  # the Applier's and LogCore's
+                   if k not in SESSION_OPTIONS and k not in BOUND_OPTIONS}
         unknown = sorted(set(options) - known)
         if unknown:
             raise LocalProtocolError(

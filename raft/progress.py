@@ -37,6 +37,8 @@ class Progress:
     #: snapshot: the index of the snapshot sent and ticks since it was sent.
     pending_snapshot: int = 0
     snapshot_ticks: int = 0
+    #: snapshot: where the chunk last sent starts in the snapshot's text.
+    snapshot_offset: int = 0
     #: the highest heartbeat round this follower answered in the leader's term (ReadIndex).
     acked_round: int = 0
     #: heard from in the current check-quorum window.
@@ -63,4 +65,5 @@ class Progress:
         self.state = SNAPSHOT
         self.pending_snapshot = index
         self.snapshot_ticks = 0
+        self.snapshot_offset = 0
         self.inflight.clear()

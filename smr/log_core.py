@@ -28,6 +28,7 @@ import random
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
+from .bounds import MessageBounds
 from .errors import LocalProtocolError
 from .quorum import majority
 from .replica import (EMPTY, ClientRequest, Committed, Input, Ready, ReplicaConfig, Receive, Reply, Send,
@@ -62,6 +63,8 @@ class LogCore:
                 f"{self.builder}(config)")
         self.started = False
         self.session_limits = SessionLimits.from_options(config.options)
+        #: How large this core lets a replication message or a snapshot chunk grow (smr.bounds).
+        self.bounds = MessageBounds.from_options(config.options)
         #: The log clock (ms): advanced by every tick, stamped into the entries this node appends as leader.
         self.clock_ms = 0.0
         #: Snapshots the state machine could not take (the log is then not compacted), and the last reason.

@@ -220,17 +220,35 @@ class StateMachine:
         """Seconds of log time: the leader's clock stamped into the log, the same on every replica."""
         return self._smr_time_ms / 1000.0
 
-    def apply(self, command: Command) -> Value:
-        """Run ``command``'s method and return its result; CommandError if the call does not fit."""
+    def refusal(self, command: Command) -> CommandError | None:
+        """Why ``command`` cannot run here (an unknown method, arguments that do not fit), or None.
+
+        A leader asks before it proposes a command, so a log never carries one
+        that is bound to fail this way (applying it would give the same error).
+        """
         spec = self.operations.get(command.op)
         if spec is None:
             if command.op == NOOP_OP:
                 return None
-            raise CommandError("UnknownCommand", f"{self.name} has no command or query {command.op!r} "
-                                                 f"(it has: {', '.join(sorted(self.operations)) or 'none'})")
-        args = (command.key, *command.args) if spec.keyed else command.args
+            return CommandError("UnknownCommand", f"{self.name} has no command or query {command.op!r} "
+                                                  f"(it has: {', '.join(sorted(self.operations)) or 'none'})")
         if command.key and not spec.keyed:
-            raise CommandError("BadArguments", f"{self.name}.{command.op} takes no key, got {command.key!r}")
+            return CommandError("BadArguments", f"{self.name}.{command.op} takes no key, got {command.key!r}")
+        count = len(command.args) + (1 if spec.keyed else 0)
+        if not spec.min_args <= count <= spec.max_args:
+            return CommandError("BadArguments", f"{self.name}.{command.op}{_public(spec.signature)} "
+                                                f"got {count} argument(s)")
+        return None
+
+    def apply(self, command: Command) -> Value:
+        """Run ``command``'s method and return its result; CommandError if the call does not fit."""
+        spec = self.operations.get(command.op)
+        if spec is None or (command.key and not spec.keyed):
+            refused = self.refusal(command)
+            if refused is None:
+                return None  # the no-op
+            raise refused
+        args = (command.key, *command.args) if spec.keyed else command.args
         if not spec.min_args <= len(args) <= spec.max_args:
             raise CommandError("BadArguments", f"{self.name}.{command.op}{_public(spec.signature)} "
                                                f"got {len(args)} argument(s)")

@@ -261,10 +261,16 @@ class Applier:
 
         That is: its (client, seq) ran this very command (the first outcome
         again), or the session's seq has reached it under another command
-        (``SequenceReused``) or moved past it (``StaleRequest``).
+        (``SequenceReused``) or moved past it (``StaleRequest``), or the state
+        machine refuses the command outright (``UnknownCommand``,
+        ``BadArguments``: see :meth:`smr.machine.StateMachine.refusal`).
         """
         last = self.sessions.get(request.client_id)
         if last is None or request.seq > last[0] or not request.client_id:
+            command = request.command
+            refused = None if command.op == REGISTER_SESSION.op else self.machine.refusal(command)
+            if refused is not None:  # bound to fail: answered now, never proposed
+                return True, ReplyStatus.ERROR, refused.to_result()
             return False, ReplyStatus.OK, None
         status, result = self._answered(request.client_id, request, last)
         return True, status, result
