@@ -39,9 +39,9 @@ def _sim_config(args: argparse.Namespace) -> Any:
             key, sep, raw = item.partition("=")
             if not sep or not key:
                 raise LocalProtocolError(f"--option needs KEY=VALUE, got {item!r}")
-            import yaml
+            from .yamlfiles import load_yaml_value
 
-            options[key] = yaml.safe_load(raw)
+            options[key] = load_yaml_value(raw, f"--option {key}")
         overrides["backend_options"] = options
     if args.no_trace and not args.trace_out:
         overrides["trace"] = False

@@ -37,9 +37,9 @@ import yaml
 
 from ..errors import ConfigError, LocalProtocolError
 from ..sim import FaultEvent, SimConfig
-from ..sim.config import converter
-from ..yamlfiles import (LOADER_FIELDS, explain_structure_error, read_config_text, read_yaml_mapping,
-                         refuse_loader_fields)
+from ..sim.config import converter, fault_problems, scenario_problems
+from ..yamlfiles import (LOADER_FIELDS, Problem, explain_structure_error, problems_error, read_config_text,
+                         read_yaml_mapping, refuse_loader_fields)
 
 #: The judgements of a run, in the order they are reported.
 CHECKS: tuple[str, ...] = ("linearizability", "invariants", "workload", "liveness", "quorum")
@@ -154,6 +154,11 @@ def parse_entry(text: str, source: str = "<conformance>") -> ConformanceScenario
         entry = converter.structure(data, ConformanceScenario)
     except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
         raise explain_structure_error(exc, lines, source) from None
+    problems = [Problem(p, m) for p, m in scenario_problems(entry.scenario, "$.scenario", backend=False)]
+    problems += [Problem(p, m) for i, block in enumerate(entry.repeat) for j, f in enumerate(block.faults)
+                 for p, m in fault_problems(f, entry.scenario.node_ids, f"$.repeat[{i}].faults[{j}]")]
+    if problems:
+        raise problems_error(problems, lines, source)
     entry = _expand(entry, fail)
     _validate(entry, fail)
     return attrs.evolve(entry, source=source,

@@ -7,14 +7,16 @@ typo never silently becomes a default.
 
 from __future__ import annotations
 
+import random
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
-import cattrs
+from cattrs.gen import make_dict_structure_fn
 
-from ..errors import ConfigError
-from ..yamlfiles import read_config_text, structure_yaml
+from ..errors import ConfigError, LocalProtocolError
+from ..yamlfiles import FieldErrors, read_config_text, strict_converter, structure_yaml
 from .latency import Latency
 
 FaultAction = Literal[
@@ -51,10 +53,12 @@ class NetworkConfig:
     fifo: bool = True
 
     def __attrs_post_init__(self) -> None:
-        for name in ("loss", "duplicate", "reorder"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
+        problems = [(name, f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
+                    for name in ("loss", "duplicate", "reorder") if not 0.0 <= getattr(self, name) <= 1.0]
+        if not self.reorder_ms >= 0:
+            problems.append(("reorder_ms", f"reorder_ms must not be negative, got {self.reorder_ms}"))
+        if problems:
+            raise FieldErrors(problems)
 
 
 @attrs.frozen
@@ -92,10 +96,17 @@ class ClientConfig:
     warmup_ms: float = 0.0
 
     def __attrs_post_init__(self) -> None:
-        if self.count < 0 or self.max_attempts < 1 or self.timeout_ms <= 0:
-            raise ValueError("clients need count >= 0, max_attempts >= 1, timeout_ms > 0")
+        problems = []
+        for name, ok, rule in (("count", self.count >= 0, ">= 0"), ("max_attempts", self.max_attempts >= 1, ">= 1"),
+                               ("timeout_ms", self.timeout_ms > 0, "> 0"), ("think_ms", self.think_ms >= 0, ">= 0"),
+                               ("warmup_ms", self.warmup_ms >= 0, ">= 0"),
+                               ("stop_ms", self.stop_ms is None or self.stop_ms >= 0, ">= 0")):
+            if not ok:
+                problems.append((name, f"clients need {name} {rule}, got {getattr(self, name)}"))
         if self.mode == "open" and self.rate_per_s <= 0:
-            raise ValueError("open-loop clients need rate_per_s > 0")
+            problems.append(("rate_per_s", "open-loop clients need rate_per_s > 0"))
+        if problems:
+            raise FieldErrors(problems)
 
 
 @attrs.frozen
@@ -155,15 +166,20 @@ class SimConfig:
     source: str | None = None
 
     def __attrs_post_init__(self) -> None:
+        problems = []
         if self.nodes < 1:
-            raise ValueError("nodes must be at least 1")
-        if self.duration_ms <= 0 or self.tick_ms <= 0:
-            raise ValueError("duration_ms and tick_ms must be positive")
+            problems.append(("nodes", "nodes must be at least 1"))
+        for name in ("duration_ms", "tick_ms"):
+            if getattr(self, name) <= 0:
+                problems.append((name, f"{name} must be positive, got {getattr(self, name)}"))
         if not 0.0 <= self.clock_skew < 1.0:
-            raise ValueError("clock_skew must be in [0, 1)")
+            problems.append(("clock_skew", "clock_skew must be in [0, 1)"))
         unknown = sorted(set(self.disk.nodes) - set(self.node_ids))
         if unknown:
-            raise ValueError(f"disk.nodes names unknown nodes {', '.join(unknown)} (nodes: n1..n{self.nodes})")
+            problems.append((f"disk.nodes.{unknown[0]}", f"disk.nodes names unknown nodes {', '.join(unknown)} "
+                                                         f"(nodes: n1..n{self.nodes})"))
+        if problems:
+            raise FieldErrors(problems)
 
     @property
     def node_ids(self) -> tuple[str, ...]:
@@ -177,21 +193,147 @@ class SimConfig:
         return f"smr sim --config '{config_to_json(self)}' --seed {seed}"
 
 
-converter = cattrs.Converter(forbid_extra_keys=True)
+#: Structures scenario files: strict types (no bool as int, no "no" as bool, ...), no unknown keys.
+converter = strict_converter()
+_latency_from_dict = make_dict_structure_fn(Latency, converter, _cattrs_forbid_extra_keys=True)
 
 
 def _structure_latency(value: Any, _type: type) -> Latency:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return Latency("constant", mean=float(value))
-    return converter.structure_attrs_fromdict(value, Latency)
+        return Latency("constant", mean=converter.structure(value, float))
+    if not isinstance(value, dict):
+        raise ValueError(f"a latency is a number of ms or a mapping such as {{dist: uniform, low: 1, high: 2}}, "
+                         f"got {value!r:.40}")
+    return _latency_from_dict(value, Latency)
 
 
 converter.register_structure_hook(Latency, _structure_latency)
 
+#: Faults that act on the node they name, and those that need one.
+_NODE_ACTIONS = {"crash", "restart", "isolate", "bridge"}
+_NEEDS_NODE = {"crash", "restart", "isolate"}
+
+
+def fault_problems(fault: FaultEvent, nodes: tuple[str, ...], path: str) -> list[tuple[str, str]]:
+    """(path, message) for everything wrong with one fault, given the run's node ids."""
+    problems: list[tuple[str, str]] = []
+    known = f"nodes: {', '.join(nodes)}" if len(nodes) <= 5 else f"nodes: {nodes[0]}..{nodes[-1]}"
+    if fault.at < 0:
+        problems.append((f"{path}.at", f"a fault's time must not be negative, got {fault.at:g}"))
+    if fault.node is None and fault.action in _NEEDS_NODE:
+        problems.append((f"{path}.node", f"{fault.action} needs a node"))
+    elif fault.node is not None and fault.action not in _NODE_ACTIONS:
+        problems.append((f"{path}.node", f"{fault.action} takes no node (it picks its own)"))
+    elif fault.node is not None and fault.node not in nodes:
+        problems.append((f"{path}.node", f"unknown node {fault.node!r} ({known})"))
+    if fault.action == "partition":
+        if not fault.groups or not all(fault.groups):
+            problems.append((f"{path}.groups", "a partition needs groups of nodes, e.g. [[n1], [n2, n3]]"))
+        seen: set[str] = set()
+        for g, group in enumerate(fault.groups):
+            for n, node in enumerate(group):
+                where = f"{path}.groups[{g}][{n}]"
+                if node not in nodes:
+                    problems.append((where, f"unknown node {node!r} ({known})"))
+                elif node in seen:
+                    problems.append((where, f"node {node!r} is in two groups"))
+                seen.add(node)
+    elif fault.groups:
+        problems.append((f"{path}.groups", f"{fault.action} takes no groups (only partition does)"))
+    if fault.action == "flap":
+        if not fault.period_ms > 0:
+            problems.append((f"{path}.period_ms", f"a flap needs period_ms > 0, got {fault.period_ms:g}"))
+        if not fault.until_ms > fault.at:
+            problems.append((f"{path}.until_ms", f"a flap needs until_ms after its at ({fault.at:g}), "
+                                                 f"got {fault.until_ms:g}"))
+    for name in ("loss", "duplicate"):
+        value = getattr(fault, name)
+        if value is not None and fault.action != "network":
+            problems.append((f"{path}.{name}", f"{fault.action} takes no {name} (only network does)"))
+        elif value is not None and not 0.0 <= value <= 1.0:
+            problems.append((f"{path}.{name}", f"{name} must be a probability in [0, 1], got {value}"))
+    if fault.action == "network" and fault.loss is None and fault.duplicate is None:
+        problems.append((path, "a network fault needs loss or duplicate"))
+    return problems
+
+
+def _option_path(base: str, options: dict[str, Any], message: str) -> str:
+    """The option a construction error names (``base.keys``, also for "one key"), else ``base``."""
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", message))
+    for key in map(str, options):
+        if key in words:
+            return f"{base}.{key}"
+    for key in map(str, options):
+        if len(key) > 3 and key.endswith("s") and key[:-1] in words:
+            return f"{base}.{key}"
+    return base
+
+
+def scenario_problems(config: SimConfig, prefix: str = "$", *, backend: bool = True) -> list[tuple[str, str]]:
+    """(path, message) for every rule of a scenario the types cannot express: the nodes its faults and
+    links name, its workload and options, its state machine and (with ``backend``) its backend and options."""
+    from workloads import make_workload
+
+    from ..apps import resolve_app
+    from ..replica import ReplicaConfig, get_backend
+
+    nodes = config.node_ids
+    problems: list[tuple[str, str]] = []
+    for i, fault in enumerate(config.faults):
+        problems += fault_problems(fault, nodes, f"{prefix}.faults[{i}]")
+    for i, link in enumerate(config.network.links):
+        for end in ("src", "dst"):
+            if getattr(link, end) not in nodes:
+                problems.append((f"{prefix}.network.links[{i}].{end}",
+                                 f"unknown node {getattr(link, end)!r} (nodes: n1..n{config.nodes})"))
+    clients = config.clients
+    app: Any = None
+    options_path = f"{prefix}.clients.workload_options"
+    try:
+        workload = make_workload(clients.workload, clients.workload_options)
+    except (LocalProtocolError, ConfigError) as exc:
+        message = str(exc)
+        if message.startswith("bad options"):
+            problems.append((_option_path(options_path, clients.workload_options, message.split(": ", 1)[-1]),
+                             message))
+        else:
+            problems.append((f"{prefix}.clients.workload", message))
+    except Exception as exc:  # a workload's own constructor refusing its options in its own way
+        problems.append((_option_path(options_path, clients.workload_options, str(exc)),
+                         f"bad options for workload {clients.workload!r}: {type(exc).__name__}: {exc}"))
+    else:
+        try:
+            app = resolve_app(workload.state_machine)
+        except ConfigError as exc:
+            problems.append((f"{prefix}.clients.workload", str(exc)))
+    if config.state_machine is not None:
+        try:
+            app = resolve_app(config.state_machine)
+        except ConfigError as exc:
+            problems.append((f"{prefix}.state_machine", str(exc)))
+    if not backend:
+        return problems
+    try:
+        found = get_backend(config.backend)
+    except LocalProtocolError as exc:
+        problems.append((f"{prefix}.backend", str(exc)))
+        return problems
+    if app is not None:
+        first, *rest = nodes
+        options = {**found.options, **config.backend_options}
+        try:  # the cores validate their own options at construction
+            found.factory(ReplicaConfig(first, tuple(rest), random.Random(0), app, options,
+                                        tick_ms=config.tick_ms))
+        except Exception as exc:  # any failure to build a core is a bad option, reported where it is
+            problems.append((_option_path(f"{prefix}.backend_options", config.backend_options, str(exc)),
+                             f"backend {config.backend!r}: {exc}"))
+    return problems
+
 
 def parse_scenario(text: str, source: str = "<scenario>") -> SimConfig:
-    """Parse scenario YAML into a SimConfig, or raise ConfigError naming file, line and field."""
-    config, _lines = structure_yaml(text, source, "scenario", SimConfig, converter)
+    """Parse scenario YAML into a SimConfig, or raise ConfigError naming file, line and field of every
+    problem (types, unknown keys, nodes, workload, backend and options)."""
+    config, _lines = structure_yaml(text, source, "scenario", SimConfig, converter, scenario_problems)
     return attrs.evolve(config, source=source)
 
 

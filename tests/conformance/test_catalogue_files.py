@@ -81,7 +81,7 @@ def test_to_yaml_round_trips() -> None:
     ("name: x\nliveness_bound_ms: 100\nscenario:\n  nodes: 3\n  faults:\n    - {at: 1, action: explode}\n",
      6, "scenario.faults[0].action", "explode"),
     ("name: x\nliveness_bound_ms: 100\nscenario:\n  backend: raft\n", 4, "scenario.backend", "chosen per run"),
-    ("name: x\nliveness_bound_ms: 100\nscenario:\n  network:\n    loss: 2\n", 4, "scenario.network",
+    ("name: x\nliveness_bound_ms: 100\nscenario:\n  network:\n    loss: 2\n", 5, "scenario.network.loss",
      "probability"),
     ("name: x\nliveness_bound_ms: 1500\nscenario: {duration_ms: 2000}\n", 2, "liveness_bound_ms",
      "twice the bound"),

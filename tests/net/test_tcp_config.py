@@ -36,7 +36,7 @@ def test_a_good_cluster_file_parses_and_round_trips() -> None:
 
 
 @pytest.mark.parametrize(("old", "new", "line", "field", "words"), [
-    ("tick_ms: 10", "tick_ms: fast", 4, "tick_ms", "could not convert"),
+    ("tick_ms: 10", "tick_ms: fast", 4, "tick_ms", "expected a float, got 'fast'"),
     ("tick_ms: 10", "tick_ms: 0", 4, "tick_ms", "positive"),
     ("port: 7002}", "port: 70000}", 8, "nodes[1].port", "1..65535"),
     ("port: 7003}", "port: 7002}", 9, "nodes[2].port", "also used by nodes[1]"),

@@ -16,7 +16,7 @@ from smr.sim import load_scenario, parse_scenario
     ("nodes: 3\nnetwork:\n  los: 0.1\n", 3, "network.los", "extra"),
     ("nodes: 3\nfaults:\n  - at: 1\n    action: explode\n", 4, "faults[0].action", "explode"),
     ("faults:\n  - at: 100\n    action: crash\n    nod: n1\n", 4, "faults[0].nod", "extra"),
-    ("network:\n  loss: 2\n", 1, "network", "probability"),
+    ("network:\n  loss: 2\n", 2, "network.loss", "probability"),
     ("clients:\n  count: 2\n  timeout_ms: abc\n", 3, "clients.timeout_ms", "float"),
 ])
 def test_errors_name_file_line_and_field(text: str, line: int, field: str, words: str) -> None:
