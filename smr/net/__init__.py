@@ -37,6 +37,7 @@ from ._node import open_node as open_node
 from ._messages import StatusReport as StatusReport
 from ._server import NodeServer as NodeServer
 from ._server import serve as serve
+from ._transport import AuthenticationError as AuthenticationError
 from ._storage import Storage as Storage
 from ._storage import open_storage as open_storage
 from ._values import CorruptValue as CorruptValue

@@ -12,6 +12,11 @@ table remembers one answer per client), so a retry -- after a timeout, a
 redirect or a lost connection -- carries the same (client id, sequence
 number) and is applied at most once.  ``TcpCluster.submit`` borrows an idle
 session from a pool, so concurrent callers never share one.
+
+A client authenticates with the cluster's *client* key only (derived from
+the secret, or given as ``client_secret``): it cannot speak as a replica.  A
+node that refuses the key, or a TLS handshake that fails, raises
+:class:`~smr.net._transport.AuthenticationError` at once: no retry can help.
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ from ._config import ClusterConfig, load_cluster
 from ._frames import TAG_BYTES, FrameError, request_limit
 from ._messages import ReplyBatch, RequestBatch, StatusQuery, StatusReport
 from ._server import NodeServer
-from ._transport import FramedConnection, connect, decode_message, next_batch, pack
+from ._transport import (AuthenticationError, FramedConnection, client_tls, connect, decode_message, next_batch,
+                         pack)
 
 PAUSE_MIN_S = 0.02
 PAUSE_MAX_S = 0.25
@@ -88,7 +94,8 @@ class TcpCluster:
         self.names = list(config.node_ids)
         self.leader_hint: str | None = None
         self.errors = 0
-        self._secret = config.secret_bytes()
+        self._key = config.client_credentials().client
+        self._tls = client_tls(config)
         self._nursery = nursery
         self._prefix = f"{prefix}-{os.getpid()}-{secrets.token_hex(4)}"
         self._count = 0
@@ -153,13 +160,19 @@ class TcpCluster:
     async def statuses(self, *, timeout: float = 1.0) -> dict[str, StatusReport | None]:
         """Ask every node for its status at once; None for those that do not answer."""
         found: dict[str, StatusReport | None] = {}
+        refused: list[AuthenticationError] = []
 
         async def ask(node: str) -> None:
-            found[node] = await self.status(node, timeout=timeout)
+            try:
+                found[node] = await self.status(node, timeout=timeout)
+            except AuthenticationError as exc:  # raised once below, not as a group of one per node
+                refused.append(exc)
 
         async with trio.open_nursery() as nursery:
             for node in self.names:
                 nursery.start_soon(ask, node)
+        if refused:
+            raise refused[0]
         return {n: found.get(n) for n in self.names}
 
     async def find_leader(self, *, timeout: float = 1.0) -> str | None:
@@ -193,8 +206,11 @@ class TcpCluster:
             address = self.config.address(node)
             try:
                 with trio.fail_after(CONNECT_TIMEOUT_S):
-                    conn, _hello = await connect(address.host, address.port, self._secret, "client",
-                                                 self._prefix, self.config.max_frame_bytes)
+                    conn, _hello = await connect(address.host, address.port, self._key, "client",
+                                                 self._prefix, self.config.max_frame_bytes, tls=self._tls)
+            except AuthenticationError as exc:  # a wrong key or certificate: no other node will differ
+                raise AuthenticationError(f"{node}: {exc.message}", file=self.config.source,
+                                          field=exc.field) from None
             except (OSError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError,
                     FrameError):
                 return None  # down, or reset mid-handshake: try another node

@@ -7,6 +7,9 @@ Example::
     state_machine: kv
     tick_ms: 10
     secret_env: SMR_CLUSTER_SECRET     # or: secret: "at least sixteen characters"
+    # client_secret: <64 hex digits>   # instead of a secret, in a file for clients only
+    # tls: {ca: tls/ca.pem}            # optional; each node then names cert: and key: (or tls.cert/key)
+    # max_connections: 1024            # limits, with their defaults (see ClusterConfig)
     nodes:
       - {id: n1, host: 127.0.0.1, port: 7001}
       - {id: n2, host: 127.0.0.1, port: 7002}
@@ -20,23 +23,28 @@ line and the field.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from pathlib import Path
 from typing import Any
 
 import attrs
-import cattrs
 import yaml
 
 from smr.errors import ConfigError, LocalProtocolError
 from smr.replica import ReplicaConfig, get_backend
-from smr.yamlfiles import line_of, read_config_text, structure_yaml
+from smr.yamlfiles import read_config_text, strict_converter, structure_yaml
 from smr.apps import resolve_app
+
+from ._frames import Credentials, client_key
 
 #: The environment variable read for the secret when the file names none.
 DEFAULT_SECRET_ENV = "SMR_CLUSTER_SECRET"
+#: Where a client without a secret looks for the client key (64 hex digits), as ``client_secret`` holds it.
+DEFAULT_CLIENT_SECRET_ENV = "SMR_CLIENT_SECRET"
 MIN_SECRET_CHARS = 16
+CLIENT_SECRET_HEX = 64
 
 
 @attrs.frozen
@@ -46,6 +54,26 @@ class NodeAddress:
     id: str
     host: str
     port: int
+    #: This node's own TLS certificate chain and key (PEM files), if ``tls`` names no shared ones.
+    cert: str | None = None
+    key: str | None = None
+
+
+@attrs.frozen
+class TlsFiles:
+    """TLS on every link (client-node and node-node); the frames keep their HMACs inside it.
+
+    Args:
+        ca: PEM file of the certificate authority every side trusts: nodes' certificates must be
+            signed by it, and so must the certificate a node dialling a peer presents.
+        cert: PEM certificate chain every node presents, unless its entry in ``nodes`` names its own.
+        key: the private key of ``cert``.
+    Relative paths are relative to the cluster file's directory.  A client needs only ``ca``.
+    """
+
+    ca: str
+    cert: str | None = None
+    key: str | None = None
 
 
 @attrs.frozen
@@ -63,6 +91,18 @@ class ClusterConfig:
         secret_env: read the secret from this environment variable instead.
         fsync: sync every batch to disk (False: survives process crashes only; benchmarks).
         max_frame_bytes: the largest frame a node accepts.
+        client_secret: instead of ``secret``, in a file for clients only: the cluster's client key
+            (64 hex digits), which authenticates clients and cannot authenticate a replica.
+        tls: certificates for TLS on every link (None: plain TCP, frames still authenticated).
+        max_connections: connections a node holds at once (handshaking or authenticated); beyond
+            it a new one is closed at once, and counted.
+        max_client_connections: authenticated client connections a node holds; beyond it a new
+            one is refused ("too many connections"), and counted.
+        max_connections_per_peer: connections a node holds from one peer; a newer one replaces the oldest.
+        client_idle_timeout_s: a client connection that sends nothing for this long is closed.
+        frame_timeout_s: every byte of a frame must arrive within this long after its first.
+        refusal_logs_per_minute: refused frames and connections logged a minute; the rest are
+            counted and summed up in one line a minute.
     """
 
     nodes: tuple[NodeAddress, ...]
@@ -74,6 +114,14 @@ class ClusterConfig:
     secret_env: str | None = None
     fsync: bool = True
     max_frame_bytes: int = 4 * 1024 * 1024
+    client_secret: str | None = None
+    tls: TlsFiles | None = None
+    max_connections: int = 1024
+    max_client_connections: int = 512
+    max_connections_per_peer: int = 4
+    client_idle_timeout_s: float = 300.0
+    frame_timeout_s: float = 30.0
+    refusal_logs_per_minute: int = 10
     source: str | None = None
 
     @property
@@ -91,6 +139,9 @@ class ClusterConfig:
 
     def secret_bytes(self) -> bytes:
         """Return the cluster secret, from the file or the environment; ConfigError if missing."""
+        if self.client_secret is not None and self.secret is None and self.secret_env is None:
+            raise ConfigError("this file holds only a client_secret: a node needs the cluster secret",
+                              file=self.source, field="client_secret")
         if self.secret is not None:
             return self.secret.encode("utf-8")
         name = self.secret_env or DEFAULT_SECRET_ENV
@@ -103,8 +154,82 @@ class ClusterConfig:
                               file=self.source, field="secret_env")
         return value.encode("utf-8")
 
+    def credentials(self) -> Credentials:
+        """Both keys derived from the cluster secret (what a node holds); ConfigError if there is no secret."""
+        return Credentials.from_secret(self.secret_bytes())
 
-_converter = cattrs.Converter(forbid_extra_keys=True)
+    def client_credentials(self) -> Credentials:
+        """The client key alone: from ``client_secret``, else derived from the secret, else from the
+        environment (``$SMR_CLUSTER_SECRET``, then ``$SMR_CLIENT_SECRET``); ConfigError if none."""
+        if self.client_secret is not None:
+            return Credentials(bytes.fromhex(self.client_secret))
+        if self.secret is not None or self.secret_env is not None or DEFAULT_SECRET_ENV in os.environ:
+            return Credentials(client_key(self.secret_bytes()))
+        value = os.environ.get(DEFAULT_CLIENT_SECRET_ENV)
+        if value is None:
+            raise ConfigError(f"no secret: set 'secret' or 'client_secret' in the file, or the environment "
+                              f"variable {DEFAULT_SECRET_ENV} or {DEFAULT_CLIENT_SECRET_ENV}",
+                              file=self.source, field="secret")
+        if not _is_client_secret(value):
+            raise ConfigError(f"${DEFAULT_CLIENT_SECRET_ENV} must be {CLIENT_SECRET_HEX} hex digits",
+                              file=self.source, field="client_secret")
+        return Credentials(bytes.fromhex(value))
+
+    def for_clients(self) -> "ClusterConfig":
+        """This cluster as a file for clients only: the client key instead of the secret, no private keys."""
+        tls = None if self.tls is None else TlsFiles(self.tls.ca)
+        return attrs.evolve(self, secret=None, secret_env=None, tls=tls,
+                            client_secret=self.client_credentials().client.hex(),
+                            nodes=tuple(attrs.evolve(n, cert=None, key=None) for n in self.nodes))
+
+    def path(self, name: str) -> Path:
+        """A path named in this file: relative ones are relative to the file's directory."""
+        path = Path(name)
+        if path.is_absolute() or self.source is None or not Path(self.source).is_file():
+            return path
+        return Path(self.source).resolve().parent / path
+
+
+def _is_client_secret(text: str) -> bool:
+    return len(text) == CLIENT_SECRET_HEX and all(ch in "0123456789abcdefABCDEF" for ch in text)
+
+
+#: The limits in the file, each with its default (dump_cluster writes only those that differ).
+LIMITS = ("max_connections", "max_client_connections", "max_connections_per_peer", "client_idle_timeout_s",
+          "frame_timeout_s", "refusal_logs_per_minute")
+
+
+def _limit_errors(config: ClusterConfig) -> list[tuple[str, str]]:
+    """(path, message) for the credentials, TLS files and limits that are out of range."""
+    problems: list[tuple[str, str]] = []
+    if config.client_secret is not None:
+        if config.secret is not None or config.secret_env is not None:
+            problems.append(("$.client_secret", "give 'secret' (nodes and clients) or 'client_secret' (clients "
+                                                "only), not both"))
+        if not _is_client_secret(config.client_secret):
+            problems.append(("$.client_secret", f"client_secret must be {CLIENT_SECRET_HEX} hex digits "
+                                                f"(the client key a client file holds)"))
+    for name in LIMITS:
+        value = getattr(config, name)
+        if name.endswith("_s") and not (0 < value and math.isfinite(value)):
+            problems.append((f"$.{name}", f"{name} must be a positive number of seconds, got {value}"))
+        elif not name.endswith("_s") and not value >= 1:
+            problems.append((f"$.{name}", f"{name} must be at least 1, got {value}"))
+    tls = config.tls
+    if tls is not None and (tls.cert is None) != (tls.key is None):
+        problems.append(("$.tls.key" if tls.key is None else "$.tls.cert",
+                         "give both tls.cert and tls.key, or neither"))
+    for i, node in enumerate(config.nodes):
+        if (node.cert is None) != (node.key is None):
+            problems.append((f"$.nodes[{i}].key" if node.key is None else f"$.nodes[{i}].cert",
+                             "give both cert and key, or neither"))
+        elif node.cert is not None and tls is None:
+            problems.append((f"$.nodes[{i}].cert", "a node's certificate needs a 'tls' section naming the ca"))
+    return problems
+
+
+#: Structures cluster files: strict types (no bool as int, no "no" as bool, ...), no unknown keys.
+_converter = strict_converter()
 
 
 def _semantic_errors(config: ClusterConfig) -> list[tuple[str, str]]:
@@ -139,6 +264,7 @@ def _semantic_errors(config: ClusterConfig) -> list[tuple[str, str]]:
         problems.append(("$.secret", f"the secret must have at least {MIN_SECRET_CHARS} characters"))
     if config.secret is not None and config.secret_env is not None:
         problems.append(("$.secret_env", "give either 'secret' or 'secret_env', not both"))
+    problems.extend(_limit_errors(config))
     try:
         app = resolve_app(config.state_machine)
     except ConfigError as exc:
@@ -156,19 +282,14 @@ def _semantic_errors(config: ClusterConfig) -> list[tuple[str, str]]:
         try:  # the cores validate their own options at construction
             backend.factory(ReplicaConfig(first, tuple(rest), random.Random(0), app,
                                           {**backend.options, **config.backend_options}))
-        except (LocalProtocolError, TypeError, ValueError) as exc:
+        except Exception as exc:  # any failure to build a core is a bad option, reported where it is
             problems.append(("$.backend_options", str(exc)))
     return problems
 
 
 def parse_cluster(text: str, source: str = "<cluster>") -> ClusterConfig:
     """Parse cluster YAML into a ClusterConfig, or raise ConfigError naming file, line and field."""
-    config, lines = structure_yaml(text, source, "cluster file", ClusterConfig, _converter)
-    problems = _semantic_errors(config)
-    if problems:
-        path, message = problems[0]
-        more = "".join(f"; also line {line_of(lines, p)}, field '{p[2:]}': {m}" for p, m in problems[1:])
-        raise ConfigError(message + more, file=source, line=line_of(lines, path), field=path[2:])
+    config, _lines = structure_yaml(text, source, "cluster file", ClusterConfig, _converter, _semantic_errors)
     return attrs.evolve(config, source=source)
 
 
@@ -183,10 +304,17 @@ def dump_cluster(config: ClusterConfig) -> str:
         "backend": config.backend, "backend_options": dict(config.backend_options),
         "state_machine": config.state_machine, "tick_ms": config.tick_ms, "fsync": config.fsync,
         "max_frame_bytes": config.max_frame_bytes,
-        "nodes": [{"id": n.id, "host": n.host, "port": n.port} for n in config.nodes],
+        "nodes": [{"id": n.id, "host": n.host, "port": n.port,
+                   **({"cert": n.cert, "key": n.key} if n.cert is not None else {})} for n in config.nodes],
     }
     if config.secret is not None:
         doc["secret"] = config.secret
     if config.secret_env is not None:
         doc["secret_env"] = config.secret_env
+    if config.client_secret is not None:
+        doc["client_secret"] = config.client_secret
+    if config.tls is not None:
+        doc["tls"] = {k: v for k, v in attrs.asdict(config.tls).items() if v is not None}
+    defaults = attrs.fields_dict(ClusterConfig)
+    doc.update({name: getattr(config, name) for name in LIMITS if getattr(config, name) != defaults[name].default})
     return yaml.safe_dump(doc, sort_keys=False)

@@ -9,7 +9,10 @@
         cluster.start_node("n1")      # recovers from its data directory
 
 The directory holds ``cluster.yaml`` (with a fresh random secret, mode 0600),
-one data directory and one log file per node.  Reopening a directory that
+``cluster-client.yaml`` (the same cluster with only the client key: what to
+give a client), one data directory and one log file per node; with
+``tls=True`` also ``tls/``: a fresh local CA's certificate and each node's
+certificate and key (the CA's own key is not kept).  Reopening a directory that
 already has a cluster file (of the same backend and size) reuses it, so a
 restarted cluster recovers its state from disk.
 """
@@ -17,6 +20,8 @@ restarted cluster recovers its state from disk.
 from __future__ import annotations
 
 import ctypes
+import datetime
+import ipaddress
 import os
 import secrets
 import signal
@@ -29,13 +34,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any
 
+import attrs
 import trio
 
 from smr.apps import AppSpec, app_spec
 from smr.errors import LocalProtocolError
 
 from ._client import open_tcp_client
-from ._config import ClusterConfig, NodeAddress, dump_cluster, load_cluster
+from ._config import ClusterConfig, NodeAddress, TlsFiles, dump_cluster, load_cluster
 from ._storage import private_dir, private_file
 
 LOOPBACK = "127.0.0.1"
@@ -79,12 +85,90 @@ REAL_CLUSTER_TIMEOUTS = {"election_ticks_min": 50, "election_ticks_max": 100, "h
                          "resend_ticks": 50}
 
 
+TLS_DIR = "tls"
+CERT_DAYS = 825
+
+
+def client_file(cluster_file: str | Path) -> Path:
+    """Where :func:`write_cluster_file` puts the clients' copy of ``cluster_file`` (client key only)."""
+    path = Path(cluster_file)
+    return path.with_name(f"{path.stem}-client{path.suffix or '.yaml'}")
+
+
+def _write_private(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC), 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def make_certificates(directory: str | Path, nodes: tuple[NodeAddress, ...]) -> tuple[NodeAddress, ...]:
+    """Make a local CA and one certificate per node in ``directory``; return the nodes naming their files.
+
+    Each certificate names the node's host (and ``localhost`` and the node
+    id) and serves both ends of a connection.  The CA's key is used once and
+    dropped.  Needs the ``cryptography`` package (``pip install 'smr-compare[tls]'``).
+    """
+    try:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    except ImportError:
+        raise LocalProtocolError("making TLS certificates needs the 'cryptography' package: "
+                                 "pip install 'smr-compare[tls]'") from None
+    where = private_dir(directory)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"smr local CA {secrets.token_hex(4)}")])
+    usage = dict(content_commitment=False, key_encipherment=False, data_encipherment=False, key_agreement=False,
+                 encipher_only=False, decipher_only=False)
+
+    def builder(subject: x509.Name, public: ec.EllipticCurvePublicKey) -> x509.CertificateBuilder:
+        return (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name).public_key(public)
+                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+                .not_valid_after(now + datetime.timedelta(days=CERT_DAYS))
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False))
+
+    ca = (builder(ca_name, ca_key.public_key())
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, **usage),
+                         critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    _write_private(where / "ca.pem", ca.public_bytes(serialization.Encoding.PEM))
+    authority = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
+    named = []
+    for node in nodes:
+        key = ec.generate_private_key(ec.SECP256R1())
+        names: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.DNSName(node.id)]
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(node.host)))
+        except ValueError:
+            names.append(x509.DNSName(node.host))
+        cert = (builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node.id)]), key.public_key())
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=False, crl_sign=False, **usage),
+                               critical=True)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                      ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                .add_extension(x509.SubjectAlternativeName(names), critical=False)
+                .add_extension(authority, critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        _write_private(where / f"{node.id}.pem", cert.public_bytes(serialization.Encoding.PEM))
+        _write_private(where / f"{node.id}.key", key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        named.append(attrs.evolve(node, cert=f"{TLS_DIR}/{node.id}.pem", key=f"{TLS_DIR}/{node.id}.key"))
+    return tuple(named)
+
+
 def write_cluster_file(path: str | Path, *, nodes: int = 3, backend: str = "raft", state_machine: AppSpec = "kv",
                        tick_ms: float = 10.0, backend_options: Mapping[str, Any] | None = None,
-                       fsync: bool = True) -> ClusterConfig:
+                       fsync: bool = True, tls: bool = False) -> ClusterConfig:
     """Write a new cluster file for ``nodes`` nodes on free loopback ports, with a fresh secret; return it loaded.
 
-    The file is created private (mode 0600) and never overwritten.
+    The file is created private (mode 0600) and never overwritten.  Beside it
+    goes the clients' copy (:func:`client_file`: the client key, no secret).
+    With ``tls``, a local CA and the nodes' certificates go in ``tls/`` beside
+    it (see :func:`make_certificates`), and the file turns TLS on.
     """
     if nodes < 1:
         raise LocalProtocolError("a cluster needs at least one node")
@@ -95,17 +179,25 @@ def write_cluster_file(path: str | Path, *, nodes: int = 3, backend: str = "raft
         # multi-Paxos replica starts from slot 1 and its phase-1 promises grow with
         # the whole history (past the frame limit after ~15k commands).
         options.setdefault("snapshot_every", DEFAULT_SNAPSHOT_EVERY)
+        # ... and only once as many bytes were written since the last snapshot as it holds, so a
+        # large state is not written out again and again (each time stalling the node) for small puts.
+        options.setdefault("snapshot_log_ratio", 1)
         # Sessions only as the log assigns them: a client cannot pick (and so share) an id.
         options.setdefault("registered_sessions", True)
         for name, ticks in REAL_CLUSTER_TIMEOUTS.items():
             options.setdefault(name, ticks)
+    addresses = tuple(NodeAddress(f"n{i}", LOOPBACK, port) for i, port in enumerate(ports, 1))
+    path = Path(path)
+    if tls:
+        if path.exists():
+            raise LocalProtocolError(f"{path} already exists")
+        addresses = make_certificates(path.parent / TLS_DIR, addresses)
     config = ClusterConfig(
-        nodes=tuple(NodeAddress(f"n{i}", LOOPBACK, port) for i, port in enumerate(ports, 1)),
-        backend=backend, backend_options=options, state_machine=app_spec(state_machine),
-        tick_ms=tick_ms, secret=secrets.token_hex(24), fsync=fsync)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(dump_cluster(config))
+        nodes=addresses, backend=backend, backend_options=options, state_machine=app_spec(state_machine),
+        tick_ms=tick_ms, secret=secrets.token_hex(24), fsync=fsync,
+        tls=TlsFiles(f"{TLS_DIR}/ca.pem") if tls else None)
+    _write_private(path, dump_cluster(config).encode("utf-8"), exclusive=True)
+    _write_private(client_file(path), dump_cluster(config.for_clients()).encode("utf-8"))
     return load_cluster(path)  # validated like any user's file
 
 
@@ -114,9 +206,11 @@ class LocalTcpCluster:
 
     def __init__(self, directory: str | Path, *, nodes: int = 3, backend: str = "raft",
                  state_machine: AppSpec = "kv", tick_ms: float = 10.0,
-                 backend_options: Mapping[str, Any] | None = None, fsync: bool = True) -> None:
+                 backend_options: Mapping[str, Any] | None = None, fsync: bool = True, tls: bool = False) -> None:
         self.directory = private_dir(directory)
         self.cluster_file = self.directory / CLUSTER_FILE
+        #: The clients' copy of the cluster file: the client key, no secret.
+        self.client_file = client_file(self.cluster_file)
         if self.cluster_file.exists():
             self.config = load_cluster(self.cluster_file)
             if (self.config.backend, len(self.config.nodes)) != (backend, nodes):
@@ -126,7 +220,7 @@ class LocalTcpCluster:
         else:
             self.config = write_cluster_file(self.cluster_file, nodes=nodes, backend=backend,
                                              state_machine=state_machine, tick_ms=tick_ms,
-                                             backend_options=backend_options, fsync=fsync)
+                                             backend_options=backend_options, fsync=fsync, tls=tls)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, IO[bytes]] = {}
 
@@ -248,10 +342,10 @@ class LocalTcpCluster:
 async def open_local_tcp_cluster(directory: str | Path, *, nodes: int = 3, backend: str = "raft",
                                  state_machine: AppSpec = "kv", tick_ms: float = 10.0,
                                  backend_options: Mapping[str, Any] | None = None, fsync: bool = True,
-                                 leader_timeout: float = 20.0) -> AsyncIterator[LocalTcpCluster]:
+                                 leader_timeout: float = 20.0, tls: bool = False) -> AsyncIterator[LocalTcpCluster]:
     """Start a loopback cluster in ``directory``, wait for a leader, and stop it on exit."""
     cluster = LocalTcpCluster(directory, nodes=nodes, backend=backend, state_machine=state_machine,
-                              tick_ms=tick_ms, backend_options=backend_options, fsync=fsync)
+                              tick_ms=tick_ms, backend_options=backend_options, fsync=fsync, tls=tls)
     cluster.start()
     try:
         await cluster.wait_for_leader(leader_timeout)

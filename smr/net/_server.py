@@ -30,11 +30,16 @@ but 16-client throughput 340-410 ops/s against 560-700 with the thread.)
 Failures are split by blame: a frame that is oversized, truncated,
 unauthenticated or malformed, or a message a connection may not carry, is
 counted under its reason and its connection closed, and the node keeps
-serving; an input the core rejects (``RemoteProtocolError``) is counted and
-dropped; a client command the state machine cannot apply is answered
+serving (the first few a minute are logged, the rest summed up once a minute:
+an unauthenticated stranger cannot fill the disk); an input the core rejects
+(``RemoteProtocolError``) is counted and dropped; a client command the state machine cannot apply is answered
 ``fail`` before it can reach the log.  Outgoing peer connections reconnect with jittered exponential
 back-off; messages for an unreachable peer are dropped, as a lossy network
 would, and the protocols' own timeouts retry.
+
+Connections are limited as the cluster file says (``max_connections``,
+``max_client_connections``, ``max_connections_per_peer``, ``client_idle_timeout_s``,
+``frame_timeout_s``): one beyond a limit is refused and counted, never queued.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ import random
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -59,16 +66,20 @@ from smr.apps import resolve_app
 from smr.sessions import SessionLimits, reply_to
 
 from ._config import ClusterConfig, NodeAddress
-from ._frames import REASONS, TAG_BYTES, FrameError, request_limit
+from ._frames import AUTH_FAILED, BUSY, REASONS, TAG_BYTES, FrameError, frame_bounds, request_limit
 from ._identity import JOIN, STAY_OUT, Identity, Membership, admission, members_of
 from ._messages import ReplyBatch, RequestBatch, StatusQuery, StatusReport
 from ._storage import DiskUnavailable, Storage, open_storage
-from ._transport import FramedConnection, accept, connect, decode_message, next_batch
+from ._transport import (AuthenticationError, FramedConnection, IdleConnection, answer_hello, connect,
+                         decode_message, has_verified_certificate, next_batch, node_tls, receive_hello,
+                         send_refusal)
 
 
 #: What dialling a peer can raise when the peer is down, slow, or resets the
-#: connection mid-handshake (it died): the peer is just unreachable for now.
-UNREACHABLE = (OSError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, FrameError)
+#: connection mid-handshake (it died), or refuses us (a cluster file that
+#: differs from ours): the peer is just unreachable for now.
+UNREACHABLE = (OSError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, FrameError,
+               AuthenticationError)
 
 log = logging.getLogger("smr.net")
 
@@ -95,15 +106,87 @@ class DiskFault(Exception):
 #: Connections that hear the replies of one client id at once (a session shared between processes).
 MAX_CONNECTIONS_PER_SESSION = 8
 HELLO_TIMEOUT_S = 5.0
+#: A core step longer than this is counted (``slow_steps``) and logged (at most once per SLOW_STEP_LOG_EVERY_S).
+SLOW_STEP_S = 0.1
+SLOW_STEP_LOG_EVERY_S = 10.0
 CONNECT_TIMEOUT_S = 2.0
 BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 0.5
 #: If the ticker falls this many ticks behind (a stalled process), it skips ahead instead of bursting.
 MAX_TICK_LAG = 5
+#: File descriptors kept for the node itself (storage, listeners, its own dials, logs) below the process's
+#: limit: max_connections is lowered to fit, so the cap, not EMFILE, is what a flood meets.
+RESERVED_FDS = 64
+
+
+def connection_budget(wanted: int) -> int:
+    """``wanted`` connections, or fewer if the process's open-file limit cannot hold them."""
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return wanted
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft - RESERVED_FDS))
+
+
+#: Seconds per window of the refusal log: at most ``refusal_logs_per_minute`` lines, then one summary.
+REFUSAL_LOG_WINDOW_S = 60.0
+
+
+class RefusalLog:
+    """Logs at most ``per_window`` refusals per window; counts the rest and sums them up once per window.
+
+    The caller passes the time (``now``) and calls :meth:`flush` when a
+    window ends, so the summary comes even if the refusals stop.
+    """
+
+    def __init__(self, node: str, per_window: int, window_s: float = REFUSAL_LOG_WINDOW_S) -> None:
+        self.node = node
+        self.per_window = per_window
+        self.window_s = window_s
+        self._window_start: float | None = None
+        self._logged = 0
+        #: Refusals not logged in the current window, by reason.
+        self.unlogged: Counter[str] = Counter()
+
+    def note(self, now: float, reason: str, message: str, *args: object) -> bool:
+        """Log a refusal (``message % args``) unless this window's lines are used up; True if logged."""
+        if self._window_start is None or now - self._window_start >= self.window_s:
+            self.flush(now)
+        if self._logged < self.per_window:
+            self._logged += 1
+            log.warning(message, *args)
+            return True
+        self.unlogged[reason] += 1
+        return False
+
+    def flush(self, now: float) -> None:
+        """End the current window: log one line for the refusals it did not log, if any; start the next."""
+        if self.unlogged:
+            log.warning("%s: %d more refusals in the last %.0f s not logged (%s)", self.node,
+                        sum(self.unlogged.values()), self.window_s,
+                        ", ".join(f"{reason} {n}" for reason, n in sorted(self.unlogged.items())))
+        self.unlogged.clear()
+        self._logged = 0
+        self._window_start = now
 
 
 def _rank(event: Any) -> int:
     return 0 if isinstance(event, Receive) else 2 if isinstance(event, ClientRequest) else 1
+
+
+def _drop_ticks(events: list[Any], extra: int) -> list[Any]:
+    """``events`` without its first ``extra`` ticks."""
+    kept = []
+    for event in events:
+        if extra and event is TICK:
+            extra -= 1
+            continue
+        kept.append(event)
+    return kept
 
 
 class NodeServer:
@@ -114,10 +197,13 @@ class NodeServer:
         self.me: NodeAddress = config.address(node)
         self.id = node
         self.data_dir = Path(data_dir)
-        self.secret = config.secret_bytes()
+        self.credentials = config.credentials()  # both keys: this node accepts peers and clients
+        self._tls = node_tls(config, node)
         self._request_limit = request_limit(config.max_frame_bytes)
         self.peers = tuple(n for n in config.node_ids if n != node)
         self.counters: Counter[str] = Counter()
+        self._slow_logged_at = -SLOW_STEP_LOG_EVERY_S
+        self._campaigned = -1
         self.refused: Counter[str] = Counter({reason: 0 for reason in REASONS})
         self.storage: Storage | None = None
         self.driver: Driver[ReplicaCore] | None = None
@@ -147,6 +233,14 @@ class NodeServer:
         self.stays_out: str | None = None
         self._heard: dict[str, Identity] = {}  # peers' identities, while this node waits to join
         self._refusals_logged: set[tuple[str, str]] = set()
+        self._refusal_log = RefusalLog(node, config.refusal_logs_per_minute)
+        self._connections_open = 0
+        self.max_connections = connection_budget(config.max_connections)
+        if self.max_connections < config.max_connections:
+            log.warning("%s: max_connections lowered from %d to %d to fit the open-file limit (ulimit -n)",
+                        node, config.max_connections, self.max_connections)
+        self._clients_open = 0
+        self._peer_connections: dict[str, list[trio.CancelScope]] = {peer: [] for peer in self.peers}
         self._recovered_at = -DISK_STREAK_S  # trio time the disk last took writes again after a fault
 
     # -------------------------------------------------------------- lifecycle
@@ -176,6 +270,7 @@ class NodeServer:
                     nursery.start_soon(self._peer_sender, self.config.address(peer), self._peer_in[peer])
                 nursery.start_soon(self._ticker)
                 nursery.start_soon(self._core_loop)
+                nursery.start_soon(self._refusal_summaries)
                 log.info("%s: serving %s on %s:%d", self.id, self.config.backend, self.me.host, port)
                 task_status.started(port)
         finally:
@@ -219,7 +314,8 @@ class NodeServer:
         rng = random.Random(int.from_bytes(os.urandom(8), "big"))
         core = backend.factory(ReplicaConfig(
             self.id, self.peers, rng, resolve_app(self.config.state_machine),
-            {**backend.options, **self.config.backend_options}, tick_ms=self.config.tick_ms))
+            {**backend.options, **frame_bounds(self.config.max_frame_bytes), **self.config.backend_options},
+            tick_ms=self.config.tick_ms))
         self.driver = Driver(core, self.id, on_reject=self._reject)
         log.info("%s: recovered %d durable keys from %s", self.id, len(durable), self.data_dir)
         await self._commit_and_release([self.driver.step(Start(durable))])
@@ -255,6 +351,9 @@ class NodeServer:
             if deadline < now - MAX_TICK_LAG * period:
                 deadline = now
             await trio.sleep_until(deadline)
+            late = trio.current_time() - deadline
+            if late > SLOW_STEP_S:  # the process was held (a long step, a thread holding the GIL, the OS)
+                self._stalled(late)
             try:
                 self._events_send.send_nowait(TICK)
             except trio.WouldBlock:
@@ -275,14 +374,41 @@ class NodeServer:
     def _step(self, event: Any) -> Ready | None:
         driver = self.driver
         assert driver is not None, "the core loop runs only once the core is built"
+        started = time.perf_counter()
         ready = driver.step(event)
+        took = time.perf_counter() - started
+        if took > SLOW_STEP_S:
+            self._slow_step(event, took)
         if driver.became_leader is not None:
             log.info("%s: became leader at epoch %d", self.id, driver.became_leader)
+        status = driver.last_status
+        if status is not None and status.role == "candidate" and status.epoch != self._campaigned:
+            self._campaigned = status.epoch
+            log.info("%s: campaigning at epoch %d (no leader heard for an election timeout)", self.id, status.epoch)
         if driver.rejected:
             return None
         if ready.eager:  # the leader's replication leaves now, while its own write syncs
             self._send_messages(ready.eager)
         return ready
+
+    def _stalled(self, late: float) -> None:
+        """Count a tick that came ``late`` seconds late: nothing on this node ran meanwhile."""
+        self.counters["stalls"] += 1
+        now = time.monotonic()
+        if now >= self._slow_logged_at + SLOW_STEP_LOG_EVERY_S:
+            self._slow_logged_at = now
+            log.warning("%s: the node was held for %.0f ms (no tick, no message handled); peers may start an "
+                        "election (%d stalls so far)", self.id, late * 1000, self.counters["stalls"])
+
+    def _slow_step(self, event: Any, took: float) -> None:
+        """Count a core step that held the node for ``took`` seconds (nothing else runs meanwhile)."""
+        self.counters["slow_steps"] += 1
+        what = type(event.message).__name__ if isinstance(event, Receive) else type(event).__name__
+        now = time.monotonic()
+        if now >= self._slow_logged_at + SLOW_STEP_LOG_EVERY_S:
+            self._slow_logged_at = now
+            log.warning("%s: one step (%s) held the node for %.0f ms; peers may start an election "
+                        "(%d slow steps so far)", self.id, what, took * 1000, self.counters["slow_steps"])
 
     def _reject(self, node: str, exc: RemoteProtocolError) -> None:
         self.counters["remote_errors"] += 1
@@ -412,6 +538,13 @@ class NodeServer:
             # release) then need not wait for the sync of new entries.  The sort is stable and each
             # source belongs to one class, so every peer's and client's own order is kept.
             events.sort(key=_rank)
+            ticks = sum(1 for e in events if e is TICK)
+            if ticks > MAX_TICK_LAG:
+                # Ticks that queued while the core waited for its disk measure this node's wait,
+                # not silence from its peers (their messages queued too, and go first): counting
+                # them all would start an election right after any long write.
+                events = _drop_ticks(events, ticks - MAX_TICK_LAG)
+                self.counters["ticks_dropped"] += ticks - MAX_TICK_LAG
             readies = [r for r in map(self._step, events) if r]
             await self._commit_and_release(readies)
 
@@ -548,17 +681,27 @@ class NodeServer:
     # ----------------------------------------------------------- peers (out)
     async def _peer_sender(self, peer: NodeAddress, queue: trio.MemoryReceiveChannel[bytes]) -> None:
         backoff = BACKOFF_MIN_S
+        key = self.credentials.peer
+        assert key is not None, "a node's credentials come from the cluster secret"
+        tls = None if self._tls is None else self._tls.dial
+        said_refused = False
         while True:
             try:
                 with trio.fail_after(CONNECT_TIMEOUT_S):
-                    conn, hello = await connect(peer.host, peer.port, self.secret, "peer", self.id,
-                                                self.config.max_frame_bytes)
+                    conn, hello = await connect(peer.host, peer.port, key, "peer", self.id,
+                                                self.config.max_frame_bytes, tls=tls)
                 if hello.id != peer.id:
                     await conn.aclose()
                     raise FrameError("unexpected", f"{peer.host}:{peer.port} is {hello.id!r}, not {peer.id!r}")
             except UNREACHABLE as exc:
                 if isinstance(exc, FrameError):
                     self.refused[exc.reason] += 1
+                if isinstance(exc, AuthenticationError):
+                    self.counters["peer_auth_refused"] += 1
+                    if not said_refused:  # once until it lets us in: it is a configuration, not an event
+                        said_refused = True
+                        log.error("%s: %s refused us as a peer: %s; do both use the same cluster file?",
+                                  self.id, peer.id, exc)
                 self.counters["peer_connect_failures"] += 1
                 self._discard(queue)
                 with trio.move_on_after(backoff * random.uniform(0.5, 1.0)):
@@ -567,6 +710,7 @@ class NodeServer:
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
             backoff = BACKOFF_MIN_S
+            said_refused = False
             self.counters["peer_connects"] += 1
             log.info("%s: connected to %s", self.id, peer.id)
             try:
@@ -591,22 +735,68 @@ class NodeServer:
     # ------------------------------------------------------------ connections
     def _refuse(self, exc: FrameError, who: str) -> None:
         self.refused[exc.reason] += 1
-        log.warning("%s: refused a frame from %s: %s", self.id, who, exc)
+        if not self._refusal_log.note(trio.current_time(), exc.reason, "%s: refused a frame from %s: %s",
+                                      self.id, who, exc):
+            self.counters["refusals_not_logged"] += 1
+
+    def _refuse_connection(self, limit: str, value: int, who: str) -> None:
+        """Count (and maybe log) a connection closed because the node is at ``limit`` (= ``value``)."""
+        self.counters["connections_refused"] += 1
+        self.counters[f"connections_refused_{limit}"] += 1
+        if not self._refusal_log.note(trio.current_time(), limit, "%s: refused a connection from %s: %s (%d) "
+                                      "reached", self.id, who, limit, value):
+            self.counters["refusals_not_logged"] += 1
+
+    async def _refusal_summaries(self) -> None:
+        """Once a window, sum up the refusals the window did not log."""
+        while True:
+            await trio.sleep(self._refusal_log.window_s)
+            self._refusal_log.flush(trio.current_time())
 
     async def _handle_connection(self, stream: trio.SocketStream) -> None:
         self.counters["connections"] += 1
         who = "?"
+        if self._connections_open >= self.max_connections:
+            try:
+                who = "%s:%d" % stream.socket.getpeername()[:2]
+                self._refuse_connection("max_connections", self.max_connections, who)
+                if self._tls is None:  # in clear only: a TLS connector could not read it before the handshake
+                    await send_refusal(stream, BUSY)
+            except OSError:
+                pass
+            finally:
+                await trio.aclose_forcefully(stream)
+            return
+        self._connections_open += 1
+        client_slot = False
         try:
             who = "%s:%d" % stream.socket.getpeername()[:2]
             with trio.fail_after(HELLO_TIMEOUT_S):
-                conn, hello = await accept(stream, self.secret, self.id, self.config.max_frame_bytes)
-            who = f"{hello.role} {hello.id} ({who})"
+                conn, hello = await receive_hello(stream, self.credentials, self.config.max_frame_bytes,
+                                                  tls=None if self._tls is None else self._tls.server)
+                who = f"{hello.role} {hello.id} ({who})"
+                if hello.role == "peer":
+                    problem = (f"{hello.id!r} is not a peer of {self.id}" if hello.id not in self.peers else
+                               "a peer must present a certificate the cluster's CA signed"
+                               if self._tls is not None and not has_verified_certificate(conn.stream) else None)
+                    if problem is not None:
+                        await send_refusal(conn.stream, AUTH_FAILED)
+                        raise FrameError("unexpected", problem)
+                elif self._clients_open >= self.config.max_client_connections:
+                    self._refuse_connection("max_client_connections", self.config.max_client_connections, who)
+                    await send_refusal(conn.stream, BUSY)
+                    return
+                else:
+                    client_slot = True
+                    self._clients_open += 1
+                await answer_hello(conn, self.credentials, self.id, hello, self.config.max_frame_bytes)
+            conn.frame_timeout = self.config.frame_timeout_s
             if hello.role == "peer":
-                if hello.id not in self.peers:
-                    raise FrameError("unexpected", f"{hello.id!r} is not a peer of {self.id}")
                 self._peer_up[hello.id].set()
-                await self._read_peer(conn, hello.id)
+                with self._peer_connection(hello.id):
+                    await self._read_peer(conn, hello.id)
             else:
+                conn.idle_timeout = self.config.client_idle_timeout_s
                 await self._serve_client(conn, who)
         except FrameError as exc:
             self._refuse(exc, who)
@@ -615,7 +805,32 @@ class NodeServer:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass  # the other side went away; nothing to count
         finally:
+            self._connections_open -= 1
+            if client_slot:
+                self._clients_open -= 1
             await trio.aclose_forcefully(stream)
+
+    @contextmanager
+    def _peer_connection(self, peer: str) -> Iterator[None]:
+        """A scope for one connection from ``peer``; opening one beyond the limit closes the oldest.
+
+        A peer dials once and redials when its connection breaks, so the
+        newest is the one it uses; an older one may linger where the break
+        was never seen (no FIN).  Replacing beats refusing: a refused redial
+        would cut the peer off until the stale connection closed.
+        """
+        scope = trio.CancelScope()
+        held = self._peer_connections[peer]
+        held.append(scope)
+        while len(held) > self.config.max_connections_per_peer:
+            held.pop(0).cancel()
+            self.counters["peer_connections_replaced"] += 1
+        try:
+            with scope:
+                yield
+        finally:
+            if scope in held:
+                held.remove(scope)
 
     async def _read_peer(self, conn: FramedConnection, src: str) -> None:
         first = await conn.receive()
@@ -646,6 +861,8 @@ class NodeServer:
                 await self._read_client(conn, out_send, mine)
             except FrameError as exc:  # handled here: nursery errors would arrive grouped
                 self._refuse(exc, who)
+            except IdleConnection:
+                self.counters["idle_closed"] += 1
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 pass
             finally:

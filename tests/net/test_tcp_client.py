@@ -19,6 +19,7 @@ from smr.errors import LocalProtocolError
 from smr.net import ClusterConfig, CommandRefused, NodeAddress, StatusQuery, StatusReport, open_tcp_client
 from smr.net._launcher import free_ports
 from smr.net._messages import ReplyBatch, RequestBatch
+from smr.net._frames import Credentials
 from smr.net._transport import FramedConnection, accept
 from smr.replica import ClientRequest, Reply, ReplyStatus
 from smr.sessions import command_digest
@@ -46,7 +47,7 @@ class FakeNode:
 
     async def handle(self, stream: trio.SocketStream) -> None:
         """Serve one client connection until it closes."""
-        conn, _ = await accept(stream, SECRET.encode(), self.node, 1 << 20)
+        conn, _ = await accept(stream, Credentials.from_secret(SECRET.encode()), self.node, 1 << 20)
         async with stream:
             try:
                 await self._serve(conn)

@@ -14,31 +14,35 @@ from smr import commands as c
 from smr import wire
 from smr.machine import CommandError
 from smr.net import FrameError, open_local_tcp_cluster, open_tcp_client
-from smr.net._frames import (HEADER, FrameDecoder, Session, acceptor_hello, check_acceptor_hello,
-                             check_connector_hello, connector_hello, frame, request_limit)
+from smr.net._frames import (AUTH_FAILED, HEADER, Credentials, FrameDecoder, Session, acceptor_hello,
+                             check_acceptor_hello, check_connector_hello, connector_hello, frame, refusal,
+                             request_limit)
 from smr.net._messages import ReplyBatch, RequestBatch
 from smr.net._transport import HELLO_MAX_BYTES
 from smr.replica import ClientRequest, Reply, ReplyStatus
 from smr.sessions import command_digest
 
 SECRET = b"s" * 32
+KEYS = Credentials.from_secret(SECRET)
+PEER_KEY = KEYS.peer
+assert PEER_KEY is not None
 
 
 def _pair() -> tuple[Session, Session]:
-    data, hello_c = connector_hello(SECRET, "client", "c1")
+    data, hello_c = connector_hello(KEYS.client, "client", "c1")
     dec = FrameDecoder(1 << 16)
     dec.feed(data)
     got = dec.next_frame()
     assert got is not None
-    seen = check_connector_hello(SECRET, *got)
+    seen = check_connector_hello(KEYS, *got)
     assert seen == hello_c
-    answer, hello_a = acceptor_hello(SECRET, "n1", seen)
+    answer, hello_a = acceptor_hello(KEYS.client, "n1", seen)
     dec.feed(answer)
     got = dec.next_frame()
     assert got is not None
-    assert check_acceptor_hello(SECRET, hello_c, *got) == hello_a
-    return (Session(SECRET, hello_c, hello_a, is_connector=True),
-            Session(SECRET, hello_c, hello_a, is_connector=False))
+    assert check_acceptor_hello(KEYS.client, hello_c, *got) == hello_a
+    return (Session(KEYS.client, hello_c, hello_a, is_connector=True),
+            Session(KEYS.client, hello_c, hello_a, is_connector=False))
 
 
 def _open(session: Session, data: bytes) -> bytes:
@@ -107,15 +111,15 @@ def test_hellos_need_the_secret() -> None:
     got = dec.next_frame()
     assert got is not None
     with pytest.raises(FrameError) as info:
-        check_connector_hello(SECRET, *got)
+        check_connector_hello(KEYS, *got)
     assert info.value.reason == "unauthenticated"
-    answer, _ = acceptor_hello(SECRET, "n1", hello)
+    answer, _ = acceptor_hello(PEER_KEY, "n1", hello)
     dec.feed(answer)
     got = dec.next_frame()
     assert got is not None
-    _, someone_else = connector_hello(SECRET, "peer", "n3")
+    _, someone_else = connector_hello(PEER_KEY, "peer", "n3")
     with pytest.raises(FrameError):
-        check_acceptor_hello(SECRET, someone_else, *got)  # an answer to a different hello
+        check_acceptor_hello(PEER_KEY, someone_else, *got)  # an answer to a different hello
 
 
 # --------------------------------------------------------------- a live node
@@ -133,6 +137,7 @@ async def _raw(port: int, data: bytes, *, wait_close: bool = True) -> bytes:
 
 
 async def _handshake(port: int, secret: bytes) -> tuple[trio.SocketStream, Session]:
+    """A client connection made by hand; ``secret`` is the client key."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     data, mine = connector_hello(secret, "client", "raw")
     await stream.send_all(data)
@@ -158,10 +163,11 @@ async def test_a_node_refuses_and_counts_bad_frames_and_keeps_serving(tmp_path: 
     with trio.fail_after(60):
         async with open_local_tcp_cluster(tmp_path, nodes=1, backend="raft") as cluster:
             port = cluster.config.nodes[0].port
-            secret = cluster.config.secret_bytes()
-            # 1. a hello made with the wrong secret; 2. a "hello" announced bigger than any hello
-            assert await _raw(port, connector_hello(b"not the secret" * 3, "client", "x")[0]) == b""
-            assert await _raw(port, HEADER.pack(HELLO_MAX_BYTES + 1) + b"x" * 64) == b""
+            secret = cluster.config.client_credentials().client
+            # 1. a hello made with the wrong secret; 2. a "hello" announced bigger than any hello:
+            # each answered with the same fixed refusal (and nothing else) before the node closes
+            assert await _raw(port, connector_hello(b"not the secret" * 3, "client", "x")[0]) == refusal(AUTH_FAILED)
+            assert await _raw(port, HEADER.pack(HELLO_MAX_BYTES + 1) + b"x" * 64) == refusal(AUTH_FAILED)
             # 3. a good session, then a frame announced beyond max_frame_bytes
             stream, session = await _handshake(port, secret)
             await stream.send_all(HEADER.pack(cluster.config.max_frame_bytes + 1) + b"x" * 64)
@@ -241,7 +247,7 @@ async def test_a_request_batch_is_judged_request_by_request(tmp_path: Path) -> N
         async with open_local_tcp_cluster(tmp_path, nodes=1, backend="raft") as cluster:
             config = cluster.config
             port = config.nodes[0].port
-            secret = config.secret_bytes()
+            secret = config.client_credentials().client
             await cluster.wait_for_leader()
             stream, session = await _handshake(port, secret)
             dec = FrameDecoder(config.max_frame_bytes)
