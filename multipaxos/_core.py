@@ -55,7 +55,7 @@ import itertools
 from collections.abc import Mapping
 from typing import Any, Callable, ClassVar
 
-from smr.bounds import MAX_EPOCH, MAX_INDEX, ChunkBuffer, chunk_of, request_bytes, take_within
+from smr.bounds import MAX_EPOCH, MAX_EPOCH_JUMP, MAX_INDEX, ChunkBuffer, chunk_of, request_bytes, take_within
 from smr.errors import LocalProtocolError, RemoteProtocolError
 from smr.replica import (ClientRequest, Committed, ReplicaConfig, ReplicaStatus, ReplyStatus, Role, Send,
                          Synced, Write)
@@ -78,6 +78,8 @@ ACCEPTOR_PREFIX = "mp/acc/"
 SNAPSHOT_KEY = "mp/snapshot"
 #: The most parts one promise may come in (a peer naming more is refused).
 MAX_PROMISE_PARTS = 1 << 16
+#: The most slots a new leader recovers in phase 1; further behind, it lets another lead.
+MAX_RECOVERY_SLOTS = 1 << 16
 
 
 def _value_of(slot_value: SlotValue) -> ClientRequest:
@@ -207,6 +209,7 @@ class MultiPaxosCore(LogCore):
             self.applier.restore(snap["data"].encode())
             self.applied = self.snapshot_slot = int(snap["last_slot"])
             self.snapshot_data = snap["data"]
+            self._snapshot_taken(snap["data"])
         rounds = [b.round for b, _ in self.acceptor.accepted.values()]
         if self.acceptor.promised is not None:
             rounds.append(self.acceptor.promised.round)
@@ -390,6 +393,11 @@ class MultiPaxosCore(LogCore):
         self._lead_clock(v.time for v in (*values.values(), *self.chosen.values()))
         self.max_round = max(self.max_round, prepare.highest_round())
         last = max([self.applied, *values, *self.chosen], default=self.applied)
+        if last - self.applied > MAX_RECOVERY_SLOTS:
+            # Recovering that many slots here would hold the node for long: one closer to the
+            # front (there is one: someone accepted them) can lead, and we catch up from it.
+            self._become_follower(None, backoff=True)
+            return
         self.role = LEADER
         self.leader_ballot = self.ballot
         self.prepare = None
@@ -572,7 +580,7 @@ class MultiPaxosCore(LogCore):
             return  # for an earlier leadership of ours
         snapshot = None
         start = msg.from_slot
-        if start <= self.snapshot_slot and self.snapshot_data is not None:
+        if start <= self.snapshot_slot and self.snapshot_data is not None and start not in self.log:
             if len(self.snapshot_data) > self.bounds.snapshot_chunk_bytes:
                 self._send_chunk(src, 0)  # too large for one message: in chunks, the replica pulling
                 return
@@ -628,6 +636,7 @@ class MultiPaxosCore(LogCore):
         self.applier = applier
         self.applied = self.snapshot_slot = snap.last_slot
         self.snapshot_data = snap.data
+        self._snapshot_taken(snap.data)
         self.log = {s: v for s, v in self.log.items() if s > snap.last_slot}
         self.chosen = {s: v for s, v in self.chosen.items() if s > snap.last_slot}
         self._writes.append(Write(SNAPSHOT_KEY, {"last_slot": snap.last_slot, "data": snap.data}))
@@ -638,6 +647,7 @@ class MultiPaxosCore(LogCore):
             slot = self.applied + 1
             value = self.chosen.pop(slot)
             status, result = self.applier.apply(value)
+            self._count_applied(value)
             self.applied = slot
             self.log[slot] = value
             self._committed.append(Committed(slot, value))
@@ -647,7 +657,7 @@ class MultiPaxosCore(LogCore):
                 self._reply(value, status, result)
             self.in_log.pop(key, None)
         self._answer_parked()
-        if self.opts.snapshot_every and self.applied - self.snapshot_slot >= self.opts.snapshot_every:
+        if self._snapshot_due(self.applied - self.snapshot_slot, self.opts.snapshot_every):
             self._take_snapshot()
 
     def _take_snapshot(self) -> None:
@@ -657,8 +667,27 @@ class MultiPaxosCore(LogCore):
         self.snapshot_slot = self.applied
         self.snapshot_data = data
         self._writes.append(Write(SNAPSHOT_KEY, {"last_slot": self.applied, "data": data}))
-        self.log = {}
+        self.log = self._log_tail()
         self.acceptor.forget_below(self.applied + 1)
+
+    def _log_tail(self) -> dict[int, ClientRequest]:
+        """The newest applied slots a leader keeps past a snapshot: about one pipeline of requests.
+
+        A replica that kept up lags by at most that much (after a leader
+        change it must ask for the slots it accepted in an older ballot), so
+        it catches up from these rather than by a transfer of the whole state.
+        """
+        budget = self.opts.max_inflight * self.bounds.max_batch_bytes
+        tail: dict[int, ClientRequest] = {}
+        for slot in range(self.applied, self.applied - self.opts.catchup_batch, -1):
+            value = self.log.get(slot)
+            if value is None:
+                break
+            budget -= request_bytes(value)
+            if budget < 0:
+                break
+            tail[slot] = value
+        return dict(sorted(tail.items()))
 
     # -------------------------------------------------------------- clients
     def _on_client(self, request: ClientRequest) -> None:
@@ -718,6 +747,7 @@ class MultiPaxosCore(LogCore):
         """
         ballots = [msg.ballot, *([msg.promised] if isinstance(msg, Nack) else [])]
         values: tuple[SlotValue, ...] = ()
+        requests: tuple[ClientRequest, ...] = msg.values if isinstance(msg, Accept) else ()
         if isinstance(msg, (Promise, PromisePart)):
             values = (*msg.accepted, *msg.chosen)
             ballots.extend(v.ballot for v in msg.accepted if v.ballot is not None)
@@ -725,12 +755,21 @@ class MultiPaxosCore(LogCore):
                 return "an accepted value without its ballot"
         elif isinstance(msg, Catchup):
             values = msg.chosen
+        highest = min(MAX_EPOCH, self.max_round + MAX_EPOCH_JUMP)
         for ballot in ballots:
-            if not 0 <= ballot.round <= MAX_EPOCH or ballot.node not in self._members:
-                return f"ballot {ballot.round}.{ballot.node[:40]!r} is out of range or names an unknown node"
-        if isinstance(msg, (Prepare, Accept, Heartbeat, CatchupRequest, SnapshotRequest)) \
-                and msg.ballot.node != (src if isinstance(msg, (Prepare, Accept, Heartbeat)) else self.node):
+            if not 0 <= ballot.round <= highest or ballot.node not in self._members:
+                return (f"ballot {ballot.round}.{ballot.node[:40]!r} is out of range (0..{highest}) or names "
+                        f"an unknown node")
+        leaders = (Prepare, Accept, Heartbeat, Catchup, SnapshotChunk)  # what only the ballot's owner sends
+        if isinstance(msg, (*leaders, CatchupRequest, SnapshotRequest)) \
+                and msg.ballot.node != (src if isinstance(msg, leaders) else self.node):
             return "its ballot is not the sender's (or, for a request to the leader, not ours)"
+        if isinstance(msg, Accepted) and msg.ballot == self.ballot and msg.first_slot + msg.count > self.next_slot:
+            return f"it acknowledges slots up to {msg.first_slot + msg.count - 1}, beyond what we proposed"
+        for request in (*requests, *(v.value for v in values)):
+            problem = self._impossible_request(request)
+            if problem:
+                return problem
         slots = [v.slot for v in values]
         if isinstance(msg, (Prepare, Promise, PromisePart, CatchupRequest)):
             slots.append(msg.from_slot)

@@ -57,7 +57,7 @@ from typing import Any, Callable, ClassVar
 
 import attrs
 
-from smr.bounds import MAX_EPOCH, MAX_INDEX, ChunkBuffer, chunk_of, take_within
+from smr.bounds import MAX_EPOCH, MAX_EPOCH_JUMP, MAX_INDEX, ChunkBuffer, chunk_of, take_within
 from smr.errors import LocalProtocolError, RemoteProtocolError
 from smr.quorum import VoteResult, committed_index, has_majority, vote_result
 from smr.replica import (ClientRequest, Committed, Ready, ReplicaConfig, ReplicaStatus, ReplyStatus,
@@ -198,6 +198,7 @@ class RaftCore(LogCore):
             if not isinstance(snap, SnapshotRecord):
                 raise LocalProtocolError(f"raft {self.node}: durable {SNAPSHOT_KEY} holds {snap!r}")
             self.applier.restore(snap.data.encode())
+            self._snapshot_taken(snap.data)
             self.log = RaftLog(snap.index, snap.term)
             self.snapshot = snap
             self.commit_index = self.last_applied = snap.index
@@ -392,8 +393,8 @@ class RaftCore(LogCore):
         Checked before ``m`` touches any state, so a peer's message can be
         dropped (and counted by the runtime), never reach an assertion.
         """
-        if not 0 <= m.term <= MAX_EPOCH:
-            return f"term {m.term} is outside 0..{MAX_EPOCH}"
+        if not 0 <= m.term <= min(MAX_EPOCH, self.term + MAX_EPOCH_JUMP):
+            return f"term {m.term} is outside 0..{MAX_EPOCH} or more than {MAX_EPOCH_JUMP} ahead of ours"
         if isinstance(m, RequestVote):
             if not (0 <= m.last_log_index <= MAX_INDEX and 0 <= m.last_log_term <= m.term):
                 return "its last log entry is out of range"
@@ -406,6 +407,9 @@ class RaftCore(LogCore):
                 if not floor <= entry.term <= m.term:
                     return f"entry terms must not decrease nor pass the leader's ({entry.term})"
                 floor = entry.term
+                problem = self._impossible_request(entry.request)
+                if problem:
+                    return problem
         elif isinstance(m, AppendEntriesReply):
             if not (0 <= m.index <= MAX_INDEX and 0 <= m.conflict_term <= m.term
                     and 0 <= m.conflict_index <= MAX_INDEX and m.round >= 0):
@@ -559,6 +563,7 @@ class RaftCore(LogCore):
             self._writes.append(Write(SNAPSHOT_KEY, snap))
             self._writes.extend(w for w in deletes if int(w.key.rsplit("/", 1)[1]) <= snap.index)
             self.applier = applier
+            self._snapshot_taken(snap.data)
             self.snapshot = snap
             self.commit_index = self.last_applied = snap.index
         self._send(src, AppendEntriesReply(self.term, True, snap.index, round=m.round))
@@ -811,6 +816,7 @@ class RaftCore(LogCore):
             index = self.last_applied + 1
             request = self.log.entry(index).request
             status, result = self.applier.apply(request)
+            self._count_applied(request)
             self.last_applied = index
             self._committed.append(Committed(index, request))
             if leader:
@@ -823,8 +829,7 @@ class RaftCore(LogCore):
         self._answer_parked()
         if self.reads:
             self._serve_reads()
-        every = self.opts.snapshot_every
-        if every and self.last_applied - self.log.snapshot_index >= every:
+        if self._snapshot_due(self.last_applied - self.log.snapshot_index, self.opts.snapshot_every):
             self._take_snapshot()
 
     def _take_snapshot(self) -> None:

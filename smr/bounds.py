@@ -32,10 +32,19 @@ T = TypeVar("T")
 MAX_EPOCH = 2 ** 62
 #: The largest log index or slot a node accepts from a peer.
 MAX_INDEX = 2 ** 62
+#: How far ahead of its own a node lets a peer move its term or round at once.  Elections move
+#: epochs one at a time, so a real cluster never comes near; a forged epoch far ahead would otherwise
+#: leave the cluster a few steps from MAX_EPOCH, where no election can be held any more.
+MAX_EPOCH_JUMP = 2 ** 32
 #: Bytes a request costs on the wire besides its strings and values (ids, seq, stamps, field tags).
 REQUEST_OVERHEAD = 64
 #: Bytes a value costs besides its own content (a type tag and a length).
 VALUE_OVERHEAD = 9
+
+
+def _ratio(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if type(value) not in (int, float) or not 0 <= value <= 1000:
+        raise LocalProtocolError(f"option {attribute.name} must be a number in 0..1000, got {value!r}")
 
 
 def _int_at_least(low: int) -> Any:
@@ -55,11 +64,17 @@ class MessageBounds:
             alone.  A runtime sets it below its frame limit.
         snapshot_chunk_bytes: the most snapshot text in one message.
         max_snapshot_bytes: the largest snapshot a follower reassembles from a peer.
+        snapshot_log_ratio: take a snapshot (when ``snapshot_every`` entries
+            say so) only once the requests applied since the last one hold at
+            least this many times its size, so the time spent on snapshots
+            stays proportional to what is written, however large the state
+            (LogCabin's snapshot ratio).  0: count entries only.
     """
 
     max_batch_bytes: int = attrs.field(default=1 << 20, validator=_int_at_least(256))
     snapshot_chunk_bytes: int = attrs.field(default=1 << 20, validator=_int_at_least(256))
     max_snapshot_bytes: int = attrs.field(default=1 << 30, validator=_int_at_least(256))
+    snapshot_log_ratio: float = attrs.field(default=0.0, validator=_ratio)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> "MessageBounds":

@@ -28,7 +28,8 @@ import random
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from .bounds import MessageBounds
+from .bounds import MessageBounds, request_bytes
+from .commands import REGISTER_SESSION
 from .errors import LocalProtocolError
 from .quorum import majority
 from .replica import (EMPTY, ClientRequest, Committed, Input, Ready, ReplicaConfig, Receive, Reply, Send,
@@ -65,6 +66,9 @@ class LogCore:
         self.session_limits = SessionLimits.from_options(config.options)
         #: How large this core lets a replication message or a snapshot chunk grow (smr.bounds).
         self.bounds = MessageBounds.from_options(config.options)
+        #: The size of the latest snapshot, and the request bytes applied since (``snapshot_log_ratio``).
+        self.snapshot_size = 0
+        self.applied_since_snapshot = 0
         #: The log clock (ms): advanced by every tick, stamped into the entries this node appends as leader.
         self.clock_ms = 0.0
         #: Snapshots the state machine could not take (the log is then not compacted), and the last reason.
@@ -133,6 +137,19 @@ class LogCore:
         """Answer ``request``; the reply names its command by digest (a client takes only its own)."""
         self._replies.append(reply_to(request, status, result, leader))
 
+    # ------------------------------------------------------------ checking peers
+    def _impossible_request(self, request: ClientRequest) -> str:
+        """Why ``request`` could never be in a correct log, or ''.
+
+        A leader proposes no command its state machine refuses
+        (:meth:`smr.machine.StateMachine.refusal`), and opens sessions only for clients.
+        """
+        command = request.command
+        if command.op == REGISTER_SESSION.op:
+            return "" if request.client_id else "a session opened for no client"
+        refused = getattr(self, "applier").machine.refusal(command)
+        return "" if refused is None else f"a command the state machine refuses: {refused}"
+
     # ------------------------------------------------------------ applying
     def _park(self, request: ClientRequest) -> None:
         """Hold ``request``, whose (client, seq) another command holds in flight, until that one is applied.
@@ -162,6 +179,23 @@ class LogCore:
         """A fresh state machine and session table, with this cluster's session limits."""
         return Applier(self.config.state_machine, self.session_limits)
 
+    def _count_applied(self, request: ClientRequest) -> None:
+        """Add ``request`` to what was applied since the last snapshot (only if a ratio asks for it)."""
+        if self.bounds.snapshot_log_ratio:
+            self.applied_since_snapshot += request_bytes(request)
+
+    def _snapshot_due(self, entries_since: int, every: int) -> bool:
+        """True if a snapshot is due: ``every`` entries applied since the last, and enough bytes for the ratio."""
+        if not every or entries_since < every:
+            return False
+        ratio = self.bounds.snapshot_log_ratio
+        return not ratio or self.applied_since_snapshot >= ratio * self.snapshot_size
+
+    def _snapshot_taken(self, data: str) -> None:
+        """A snapshot of ``data`` now covers everything applied (taken here, installed or restored)."""
+        self.snapshot_size = len(data)
+        self.applied_since_snapshot = 0
+
     def _snapshot_state(self) -> str | None:
         """The applier's snapshot as text, or None if the state machine cannot take one now.
 
@@ -174,12 +208,14 @@ class LogCore:
         if applier.applied < self._snapshot_retry_at:
             return None  # it failed lately: try again only after some more entries
         try:
-            return applier.snapshot().decode("ascii")
+            data = applier.snapshot().decode("ascii")
         except Exception as exc:
             self.snapshot_failures += 1
             self.snapshot_error = f"{type(exc).__name__}: {exc}"[:500]
             self._snapshot_retry_at = applier.applied + min(2 ** self.snapshot_failures, 4096)
             return None
+        self._snapshot_taken(data)
+        return data
 
     def _lead_clock(self, stamps: Iterable[int]) -> None:
         """A new leader's clock starts from the log's time, not its own uptime.
