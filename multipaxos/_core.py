@@ -606,6 +606,8 @@ class MultiPaxosCore(LogCore):
 
     def _on_snapshot_chunk(self, src: str, msg: SnapshotChunk) -> None:
         """Reassemble a snapshot sent in chunks, pulling the next one; install it once whole."""
+        if msg.ballot != self.leader_ballot or self.role == LEADER:
+            return  # from a leader we no longer follow (we asked the one we follow)
         if msg.last_slot <= self.applied:
             self.incoming.clear()
             return  # we have that much already
@@ -618,6 +620,8 @@ class MultiPaxosCore(LogCore):
         self.catchup_cooldown = 0
 
     def _on_catchup(self, src: str, msg: Catchup) -> None:
+        if msg.ballot != self.leader_ballot or self.role == LEADER:
+            return  # an answer from a leader we no longer follow (we asked the one we follow)
         if msg.snapshot is not None and msg.snapshot.last_slot > self.applied:
             self._install_snapshot(msg.snapshot)
         for sv in msg.chosen:
@@ -764,6 +768,9 @@ class MultiPaxosCore(LogCore):
         if isinstance(msg, (*leaders, CatchupRequest, SnapshotRequest)) \
                 and msg.ballot.node != (src if isinstance(msg, leaders) else self.node):
             return "its ballot is not the sender's (or, for a request to the leader, not ours)"
+        if isinstance(msg, (Promise, PromisePart)) and any(
+                v.ballot is not None and msg.ballot < v.ballot for v in msg.accepted):
+            return "it reports a value accepted in a ballot above the one it promises"
         if isinstance(msg, Accepted) and msg.ballot == self.ballot and msg.first_slot + msg.count > self.next_slot:
             return f"it acknowledges slots up to {msg.first_slot + msg.count - 1}, beyond what we proposed"
         for request in (*requests, *(v.value for v in values)):
@@ -775,17 +782,19 @@ class MultiPaxosCore(LogCore):
             slots.append(msg.from_slot)
         if isinstance(msg, (Accept, Accepted)):
             count = len(msg.values) if isinstance(msg, Accept) else msg.count
-            if not 0 <= count <= MAX_INDEX:
+            if not 0 <= count < MAX_INDEX:
                 return "its count is out of range"
             slots += [msg.first_slot, msg.first_slot + count]
-        if isinstance(msg, (Accept, Heartbeat)):
-            slots.append(max(msg.commit, 1))
-        if isinstance(msg, (Behind, SnapshotChunk, SnapshotRequest)):
-            slots.append(max(msg.applied if isinstance(msg, Behind) else msg.last_slot, 1))
+        if isinstance(msg, (Accept, Heartbeat)) and msg.commit != 0:  # 0: nothing chosen yet
+            slots.append(msg.commit)
+        if isinstance(msg, Behind) and msg.applied != 0:
+            slots.append(msg.applied)
+        if isinstance(msg, (SnapshotChunk, SnapshotRequest)):
+            slots.append(msg.last_slot)
         snapshot = msg.snapshot if isinstance(msg, (Promise, PromisePart, Catchup)) else None
         if snapshot is not None:
             slots.append(snapshot.last_slot)
-        if not all(1 <= slot <= MAX_INDEX for slot in slots):
+        if not all(1 <= slot < MAX_INDEX for slot in slots):
             return "a slot is out of range"
         if isinstance(msg, PromisePart) and not 0 <= msg.part < msg.parts <= MAX_PROMISE_PARTS:
             return f"part {msg.part} of {msg.parts}"

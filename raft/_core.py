@@ -396,11 +396,11 @@ class RaftCore(LogCore):
         if not 0 <= m.term <= min(MAX_EPOCH, self.term + MAX_EPOCH_JUMP):
             return f"term {m.term} is outside 0..{MAX_EPOCH} or more than {MAX_EPOCH_JUMP} ahead of ours"
         if isinstance(m, RequestVote):
-            if not (0 <= m.last_log_index <= MAX_INDEX and 0 <= m.last_log_term <= m.term):
+            if not (0 <= m.last_log_index < MAX_INDEX and 0 <= m.last_log_term <= m.term):
                 return "its last log entry is out of range"
         elif isinstance(m, AppendEntries):
-            if not (0 <= m.prev_index <= MAX_INDEX - len(m.entries) and 0 <= m.prev_term <= m.term
-                    and 0 <= m.commit <= MAX_INDEX and m.round >= 0):
+            if not (0 <= m.prev_index < MAX_INDEX - len(m.entries) and 0 <= m.prev_term <= m.term
+                    and 0 <= m.commit < MAX_INDEX and m.round >= 0):
                 return "an index, term or round is out of range"
             floor = m.prev_term
             for entry in m.entries:
@@ -411,18 +411,18 @@ class RaftCore(LogCore):
                 if problem:
                     return problem
         elif isinstance(m, AppendEntriesReply):
-            if not (0 <= m.index <= MAX_INDEX and 0 <= m.conflict_term <= m.term
-                    and 0 <= m.conflict_index <= MAX_INDEX and m.round >= 0):
+            if not (0 <= m.index < MAX_INDEX and 0 <= m.conflict_term <= m.term
+                    and 0 <= m.conflict_index < MAX_INDEX and m.round >= 0):
                 return "an index, term or round is out of range"
             if self._leads(m.term) and (m.index > self.log.last_index or m.round > self.round):
                 return f"it answers index {m.index} or round {m.round}, beyond what this leader sent"
         elif isinstance(m, InstallSnapshot):
             snap = m.snapshot
-            if not (1 <= snap.index <= MAX_INDEX and 1 <= snap.term <= m.term and 0 <= m.offset
+            if not (1 <= snap.index < MAX_INDEX and 1 <= snap.term <= m.term and 0 <= m.offset
                     and m.round >= 0):
                 return "its index, term, offset or round is out of range"
         elif isinstance(m, InstallSnapshotReply):
-            if not (0 <= m.index <= MAX_INDEX and m.received >= 0 and m.round >= 0):
+            if not (0 <= m.index < MAX_INDEX and m.received >= 0 and m.round >= 0):
                 return "its index, size or round is out of range"
             ours = self.snapshot
             if self._leads(m.term) and (m.round > self.round or ours is None or (

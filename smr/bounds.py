@@ -30,7 +30,7 @@ T = TypeVar("T")
 
 #: The largest term or ballot round a node accepts from a peer (leaves room to count far beyond it).
 MAX_EPOCH = 2 ** 62
-#: The largest log index or slot a node accepts from a peer.
+#: Log indexes and slots a node accepts from a peer stay below this.
 MAX_INDEX = 2 ** 62
 #: How far ahead of its own a node lets a peer move its term or round at once.  Elections move
 #: epochs one at a time, so a real cluster never comes near; a forged epoch far ahead would otherwise

@@ -29,7 +29,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from .bounds import MessageBounds, request_bytes
-from .commands import REGISTER_SESSION
 from .errors import LocalProtocolError
 from .quorum import majority
 from .replica import (EMPTY, ClientRequest, Committed, Input, Ready, ReplicaConfig, Receive, Reply, Send,
@@ -144,11 +143,8 @@ class LogCore:
         A leader proposes no command its state machine refuses
         (:meth:`smr.machine.StateMachine.refusal`), and opens sessions only for clients.
         """
-        command = request.command
-        if command.op == REGISTER_SESSION.op:
-            return "" if request.client_id else "a session opened for no client"
-        refused = getattr(self, "applier").machine.refusal(command)
-        return "" if refused is None else f"a command the state machine refuses: {refused}"
+        refused = getattr(self, "applier").refusal(request)
+        return "" if refused is None else f"a command that is refused: {refused}"
 
     # ------------------------------------------------------------ applying
     def _park(self, request: ClientRequest) -> None:

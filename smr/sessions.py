@@ -256,6 +256,15 @@ class Applier:
         """Answer a read-only command from the current state (no log entry, no session)."""
         return run_command(self.machine, command)
 
+    def refusal(self, request: ClientRequest) -> CommandError | None:
+        """Why ``request`` cannot run here, or None: the state machine's refusal, or a malformed session opening."""
+        command = request.command
+        if command.op != REGISTER_SESSION.op:
+            return self.machine.refusal(command)
+        if command.key or command.args or not request.client_id:
+            return CommandError("BadArguments", f"{command.op} takes no key or arguments and needs a client id")
+        return None
+
     def lookup(self, request: ClientRequest) -> tuple[bool, str, Value]:
         """Return (True, status, result) if ``request`` has an answer now, without the log.
 
@@ -267,8 +276,7 @@ class Applier:
         """
         last = self.sessions.get(request.client_id)
         if last is None or request.seq > last[0] or not request.client_id:
-            command = request.command
-            refused = None if command.op == REGISTER_SESSION.op else self.machine.refusal(command)
+            refused = self.refusal(request)
             if refused is not None:  # bound to fail: answered now, never proposed
                 return True, ReplyStatus.ERROR, refused.to_result()
             return False, ReplyStatus.OK, None

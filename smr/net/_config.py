@@ -37,7 +37,7 @@ from smr.replica import ReplicaConfig, get_backend
 from smr.yamlfiles import read_config_text, strict_converter, structure_yaml
 from smr.apps import resolve_app
 
-from ._frames import Credentials, client_key
+from ._frames import Credentials, client_key, request_limit
 
 #: The environment variable read for the secret when the file names none.
 DEFAULT_SECRET_ENV = "SMR_CLUSTER_SECRET"
@@ -225,6 +225,13 @@ def _limit_errors(config: ClusterConfig) -> list[tuple[str, str]]:
                              "give both cert and key, or neither"))
         elif node.cert is not None and tls is None:
             problems.append((f"$.nodes[{i}].cert", "a node's certificate needs a 'tls' section naming the ca"))
+    limit = request_limit(config.max_frame_bytes)
+    for name in ("max_batch_bytes", "snapshot_chunk_bytes"):
+        value = config.backend_options.get(name)
+        if type(value) is int and value > limit:
+            problems.append((f"$.backend_options.{name}",
+                             f"{name} {value} would not fit in a frame: at most {limit} with max_frame_bytes "
+                             f"{config.max_frame_bytes}"))
     return problems
 
 

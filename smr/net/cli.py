@@ -215,14 +215,15 @@ def cmd_cluster_up(args: argparse.Namespace) -> int:
     options = json.loads(args.options) if args.options else {}
     cluster = LocalTcpCluster(directory, nodes=args.nodes, backend=args.backend,
                               state_machine=args.app, tick_ms=args.tick_ms,
-                              backend_options=options, fsync=not args.no_fsync)
+                              backend_options=options, fsync=not args.no_fsync, tls=args.tls)
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             cluster.start()
             leader = await cluster.wait_for_leader(args.leader_timeout)
             print(f"cluster of {len(cluster.node_ids)} {cluster.config.backend} nodes is up; leader {leader}")
-            print(f"cluster file: {cluster.cluster_file}")
+            print(f"cluster file: {cluster.cluster_file}" + (" (TLS on every link)" if cluster.config.tls else ""))
+            print(f"for clients (client key only, no secret): {cluster.client_file}")
             app = resolve_app(cluster.config.state_machine)
             if app.name == "kv":
                 print(f"try: smr kv put x 1 --cluster {cluster.cluster_file}")
@@ -249,7 +250,7 @@ def cmd_cluster_up(args: argparse.Namespace) -> int:
 
 def cmd_cluster_init(args: argparse.Namespace) -> int:
     """Write a new cluster file (free loopback ports, a fresh secret) for programs that embed their nodes."""
-    from ._launcher import CLUSTER_FILE, write_cluster_file
+    from ._launcher import CLUSTER_FILE, client_file, write_cluster_file
     from ._storage import private_dir
 
     directory = private_dir(args.dir)
@@ -258,9 +259,12 @@ def cmd_cluster_init(args: argparse.Namespace) -> int:
         raise ConfigError("a cluster file is already here; choose another directory", file=str(path))
     options = json.loads(args.options) if args.options else {}
     config = write_cluster_file(path, nodes=args.nodes, backend=args.backend, state_machine=args.app,
-                                tick_ms=args.tick_ms, backend_options=options, fsync=not args.no_fsync)
+                                tick_ms=args.tick_ms, backend_options=options, fsync=not args.no_fsync,
+                                tls=args.tls)
     print(f"wrote {path}: {len(config.nodes)} {config.backend} nodes "
-          f"({', '.join(f'{n.id} on {n.host}:{n.port}' for n in config.nodes)})")
+          f"({', '.join(f'{n.id} on {n.host}:{n.port}' for n in config.nodes)})"
+          + (", TLS on every link (certificates in tls/)" if config.tls else ""))
+    print(f"for clients (client key only, no secret): {client_file(path)}")
     print(f"each program runs one: async with smr.net.open_node({str(path)!r}, NODE_ID, app=...) as node")
     return 0
 
@@ -285,6 +289,60 @@ def cmd_crashloop(args: argparse.Namespace) -> int:
         for line in report["lines"]:
             print(line)
     return 0 if report["verdict"] == "linearizable" else 1
+
+
+# ---------------------------------------------------------------- catchup
+def cmd_catchup(args: argparse.Namespace) -> int:
+    """The largest put and a large state reach a follower that was down; exit 1 on any problem."""
+    from ._catchup import catchup
+
+    options = json.loads(args.options) if args.options else None
+    report = _in_directory(args, "smr-catchup-", lambda directory: _run(
+        catchup, directory, args.backend, args.state_mb, args.value_bytes, args.clients, args.seed, options))
+    return _print_report(args, report, report["verdict"] == "ok")
+
+
+def _in_directory(args: argparse.Namespace, prefix: str, run: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``run`` in ``--dir`` or a temporary directory (removed afterwards unless ``--keep``)."""
+    temporary = args.dir is None
+    directory = Path(args.dir or tempfile.mkdtemp(prefix=prefix))
+    try:
+        return run(directory)
+    finally:
+        if temporary and not args.keep:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _print_report(args: argparse.Namespace, report: dict[str, Any], ok: bool) -> int:
+    """Print a command's report (its lines, or JSON with ``--json``); the exit status for ``ok``."""
+    if args.json:
+        print_json(report)
+    else:
+        for line in report["lines"]:
+            print(line)
+    return 0 if ok else 1
+
+
+# ---------------------------------------------------------------- insider
+def cmd_insider(args: argparse.Namespace) -> int:
+    """Send hostile peer messages to a live cluster under load; exit 1 on a node exit, a lost write or a bad history."""
+    from ._insider import insider
+
+    temporary = args.dir is None
+    directory = Path(args.dir or tempfile.mkdtemp(prefix="smr-insider-"))
+    try:
+        options = json.loads(args.options) if args.options else None
+        report = _run(lambda: insider(directory, args.backend, args.messages, args.seed, clients=args.clients,
+                                      options=options, check_seconds=args.check_seconds))
+    finally:
+        if temporary and not args.keep:
+            shutil.rmtree(directory, ignore_errors=True)
+    if args.json:
+        print_json(report)
+    else:
+        for line in report["lines"]:
+            print(line)
+    return 0 if report["ok"] else 1
 
 
 # ---------------------------------------------------------------- bitflip
@@ -314,7 +372,7 @@ def cmd_bitflip(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add serve, kv, status, cluster, crashloop and bitflip to the ``smr`` subcommands."""
+    """Add serve, kv, status, cluster, crashloop, insider and bitflip to the ``smr`` subcommands."""
     p = subparsers.add_parser("serve", help="run one replica over TCP (one process per node)",
                               description="Run one replica of a cluster file until SIGTERM or Ctrl-C.")
     p.add_argument("--cluster", required=True, metavar="FILE", help="cluster YAML file")
@@ -370,6 +428,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--tick-ms", type=float, default=10.0)
     q.add_argument("--options", default=None, help="backend options as JSON")
     q.add_argument("--no-fsync", action="store_true", help="do not sync batches (benchmarks only)")
+    q.add_argument("--tls", action="store_true",
+                   help="TLS on every link: make a local CA and a certificate per node in tls/ (needs the "
+                        "'cryptography' package)")
     q.add_argument("--dir", default=None, help="cluster directory (kept; reused if it has a cluster file)")
     q.add_argument("--leader-timeout", type=float, default=20.0)
     q.set_defaults(func=cmd_cluster_up)
@@ -381,6 +442,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--tick-ms", type=float, default=10.0)
     q.add_argument("--options", default=None, help="backend options as JSON")
     q.add_argument("--no-fsync", action="store_true", help="do not sync batches (benchmarks only)")
+    q.add_argument("--tls", action="store_true",
+                   help="TLS on every link: make a local CA and a certificate per node in tls/ (needs the "
+                        "'cryptography' package)")
     q.add_argument("--dir", required=True, help="where to write cluster.yaml (data/NODE goes beside it)")
     q.set_defaults(func=cmd_cluster_init)
 
@@ -395,6 +459,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_crashloop)
+
+    p = subparsers.add_parser("catchup", help="the largest put and a large state reach a follower that was down")
+    p.add_argument("--backend", default="raft")
+    p.add_argument("--state-mb", type=float, default=50.0, help="megabytes the state grows by while it is down")
+    p.add_argument("--value-bytes", type=int, default=None,
+                   help="size of the one large put (default: the largest the request limit allows)")
+    p.add_argument("--clients", type=int, default=2, help="small-put clients running meanwhile")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--options", default=None, help="backend options as JSON")
+    p.add_argument("--dir", default=None, help="cluster directory (default: a temporary one)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_catchup)
+
+    p = subparsers.add_parser("insider", help="send hostile peer messages to a live cluster under load, then check")
+    p.add_argument("--backend", default="raft")
+    p.add_argument("--messages", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--options", default=None, help="backend options as JSON")
+    p.add_argument("--check-seconds", type=float, default=300.0, help="the linearizability checker's budget")
+    p.add_argument("--dir", default=None, help="cluster directory (default: a temporary one)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_insider)
 
     p = subparsers.add_parser("bitflip", help="flip random bits in a stopped node's files; none may load")
     p.add_argument("--backend", default="raft")

@@ -173,3 +173,13 @@ def test_a_cluster_directory_is_reused_only_for_the_same_cluster(tmp_path: Path)
     assert oct((tmp_path / "cluster.yaml").stat().st_mode & 0o777) == "0o600"
     with pytest.raises(LocalProtocolError, match="already holds a 3-node multipaxos cluster, not a 5-node raft"):
         LocalTcpCluster(tmp_path, nodes=5, backend="raft")
+
+
+def test_a_batch_bound_beyond_the_frame_limit_is_refused_with_its_field() -> None:
+    """A replication bound that cannot fit in one frame would wedge a follower: refused at load."""
+    text = ("max_frame_bytes: 65536\nbackend_options: {max_batch_bytes: 1048576}\nsecret: 0123456789abcdef0123\n"
+            "nodes:\n  - {id: n1, host: 127.0.0.1, port: 7001}\n")
+    with pytest.raises(ConfigError) as err:
+        parse_cluster(text, "big.yaml")
+    assert err.value.line == 2 and "backend_options.max_batch_bytes" in str(err.value)
+    assert "would not fit in a frame" in str(err.value)
