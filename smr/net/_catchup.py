@@ -1,8 +1,9 @@
-"""``smr catchup``: the largest put, then a large state, reach a follower that was down, under load.
+"""``smr catchup``: the largest put and a large state reach a follower restarted with no state, under load.
 
-A 3-node loopback cluster takes one put of the largest value its request
-limit allows (every node must hold it: nothing is dropped as oversized), then
-a follower is SIGKILLed while the others grow the state to ``state_mb``
+A 3-node loopback cluster starts, and a follower is SIGKILLed before it holds
+any of the app's state.  The other two take one put of the largest value the
+request limit allows (it must reach the second node in one AppendEntries or
+Accept: nothing is dropped as oversized), then grow the state by ``state_mb``
 megabytes (the log is compacted as it grows, so the follower can only catch up
 through a snapshot sent in chunks), all under a small KV client load.  The
 follower is restarted; the command waits until it has applied everything the
@@ -53,12 +54,15 @@ async def catchup(directory: Path, backend: str, state_mb: float, value_bytes: i
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(lambda: run_clients(client, recorder, workload, clients=clients,
                                                        seconds=timeout, seed=seed, max_ops=10_000_000))
+                leader = None
+                while leader is None:
+                    leader = await client.find_leader(timeout=1.0)
+                follower = next(n for n in cluster.node_ids if n != leader)
+                cluster.kill(follower)  # before any app state: it restarts with none of it
                 started = time.monotonic()
                 await writer.submit(put("largest", "L" * largest), timeout=10.0)
-                lines.append(f"largest put: {largest:,} bytes acknowledged in {time.monotonic() - started:.2f} s")
-                leader = await client.find_leader(timeout=1.0)
-                follower = next(n for n in cluster.node_ids if n != leader)
-                cluster.kill(follower)
+                lines.append(f"largest put: {largest:,} bytes acknowledged in {time.monotonic() - started:.2f} s "
+                             f"with {follower} down")
                 filled, started = 0, time.monotonic()
                 while filled < state_mb * 1e6:
                     await writer.submit(put(f"state{filled // FILL_VALUE_BYTES}", "S" * FILL_VALUE_BYTES),

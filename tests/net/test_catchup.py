@@ -1,11 +1,11 @@
-"""The largest put and a multi-megabyte state reach a follower that was down, over TCP, under load.
+"""The largest put and a multi-megabyte state reach a follower restarted with no state, over TCP, under load.
 
 The short version of ``smr catchup`` (the full size, 50 MB, is a command): a
-3-process cluster acknowledges one put of the largest value the request limit
-allows, a follower is SIGKILLed while the state grows past several snapshot
-chunks, and once restarted it must apply everything the leader had, while no
-node's term moves, no frame is refused as oversized and the clients' history
-stays linearizable.
+follower of a 3-process cluster is SIGKILLed before it holds any app state;
+the other two acknowledge one put of the largest value the request limit
+allows and grow the state past several snapshot chunks; once restarted the
+follower must apply everything the leader had, while no node's term moves, no
+frame is refused as oversized and the clients' history stays linearizable.
 """
 
 from __future__ import annotations

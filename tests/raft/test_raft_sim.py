@@ -14,7 +14,7 @@ import pytest
 from smr.history import Outcome
 from smr.sim import ClientConfig, FaultEvent, SimConfig, simulate
 
-SEEDS = 200
+SEEDS = 150
 DURATION_MS = 1000.0
 
 
@@ -34,7 +34,7 @@ def _swarm(backend: str, seeds: range, options: dict | None = None) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["raft", "raft-pv-cq"])
 def test_swarm_runs_keep_raft_safety_properties_on_every_step(backend: str) -> None:
-    """200 seeds of swarm faults (loss, duplication, reordering, crashes, partitions) per backend:
+    """150 seeds of swarm faults (loss, duplication, reordering, crashes, partitions) per backend:
     the invariants never fail.
 
     Reference: section 5 (Figure 3, the five properties)
