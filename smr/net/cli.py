@@ -274,21 +274,10 @@ def cmd_crashloop(args: argparse.Namespace) -> int:
     """Kill random nodes under load, then check the history; exit 1 unless linearizable."""
     from ._crashloop import crashloop
 
-    temporary = args.dir is None
-    directory = Path(args.dir or tempfile.mkdtemp(prefix="smr-crashloop-"))
-    try:
-        options = json.loads(args.options) if args.options else None
-        report = _run(crashloop, directory, args.backend, args.kills, args.interval, args.clients,
-                      args.seed, options)
-    finally:
-        if temporary and not args.keep:
-            shutil.rmtree(directory, ignore_errors=True)
-    if args.json:
-        print_json(report)
-    else:
-        for line in report["lines"]:
-            print(line)
-    return 0 if report["verdict"] == "linearizable" else 1
+    options = json.loads(args.options) if args.options else None
+    report = _in_directory(args, "smr-crashloop-", lambda directory: _run(
+        crashloop, directory, args.backend, args.kills, args.interval, args.clients, args.seed, options))
+    return _print_report(args, report, report["verdict"] == "linearizable")
 
 
 # ---------------------------------------------------------------- catchup
@@ -323,26 +312,27 @@ def _print_report(args: argparse.Namespace, report: dict[str, Any], ok: bool) ->
     return 0 if ok else 1
 
 
+def _attack_arguments(p: argparse.ArgumentParser, clients: int) -> None:
+    """The options every command that attacks a local cluster under load takes."""
+    p.add_argument("--backend", default="raft")
+    p.add_argument("--clients", type=int, default=clients, help="KV clients running meanwhile")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--options", default=None, help="backend options as JSON (e.g. a mutant_* switch)")
+    p.add_argument("--dir", default=None, help="cluster directory (default: a temporary one)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--json", action="store_true")
+
+
 # ---------------------------------------------------------------- insider
 def cmd_insider(args: argparse.Namespace) -> int:
     """Send hostile peer messages to a live cluster under load; exit 1 on a node exit, a lost write or a bad history."""
     from ._insider import insider
 
-    temporary = args.dir is None
-    directory = Path(args.dir or tempfile.mkdtemp(prefix="smr-insider-"))
-    try:
-        options = json.loads(args.options) if args.options else None
-        report = _run(lambda: insider(directory, args.backend, args.messages, args.seed, clients=args.clients,
-                                      options=options, check_seconds=args.check_seconds))
-    finally:
-        if temporary and not args.keep:
-            shutil.rmtree(directory, ignore_errors=True)
-    if args.json:
-        print_json(report)
-    else:
-        for line in report["lines"]:
-            print(line)
-    return 0 if report["ok"] else 1
+    options = json.loads(args.options) if args.options else None
+    report = _in_directory(args, "smr-insider-", lambda directory: _run(lambda: insider(
+        directory, args.backend, args.messages, args.seed, clients=args.clients, options=options,
+        check_seconds=args.check_seconds)))
+    return _print_report(args, report, report["ok"])
 
 
 # ---------------------------------------------------------------- bitflip
@@ -449,40 +439,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_cluster_init)
 
     p = subparsers.add_parser("crashloop", help="kill random nodes under load, then check the history")
-    p.add_argument("--backend", default="raft")
+    _attack_arguments(p, clients=4)
     p.add_argument("--kills", type=int, default=5)
     p.add_argument("--interval", type=float, default=3.0, help="seconds between kills")
-    p.add_argument("--clients", type=int, default=4)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--options", default=None, help="backend options as JSON (e.g. a mutant_* switch)")
-    p.add_argument("--dir", default=None, help="cluster directory (default: a temporary one)")
-    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_crashloop)
 
     p = subparsers.add_parser("catchup", help="the largest put and a large state reach a follower that was down")
-    p.add_argument("--backend", default="raft")
+    _attack_arguments(p, clients=2)
     p.add_argument("--state-mb", type=float, default=50.0, help="megabytes the state grows by while it is down")
     p.add_argument("--value-bytes", type=int, default=None,
                    help="size of the one large put (default: the largest the request limit allows)")
-    p.add_argument("--clients", type=int, default=2, help="small-put clients running meanwhile")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--options", default=None, help="backend options as JSON")
-    p.add_argument("--dir", default=None, help="cluster directory (default: a temporary one)")
-    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_catchup)
 
     p = subparsers.add_parser("insider", help="send hostile peer messages to a live cluster under load, then check")
-    p.add_argument("--backend", default="raft")
+    _attack_arguments(p, clients=4)
     p.add_argument("--messages", type=int, default=100_000)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--clients", type=int, default=4)
-    p.add_argument("--options", default=None, help="backend options as JSON")
     p.add_argument("--check-seconds", type=float, default=300.0, help="the linearizability checker's budget")
-    p.add_argument("--dir", default=None, help="cluster directory (default: a temporary one)")
-    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_insider)
 
     p = subparsers.add_parser("bitflip", help="flip random bits in a stopped node's files; none may load")
