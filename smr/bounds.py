@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 import attrs
 
 from .errors import LocalProtocolError
+from .sessions import int_at_least
 
 if TYPE_CHECKING:
     from .replica import ClientRequest
@@ -47,13 +48,6 @@ def _ratio(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise LocalProtocolError(f"option {attribute.name} must be a number in 0..1000, got {value!r}")
 
 
-def _int_at_least(low: int) -> Any:
-    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if type(value) is not int or value < low:
-            raise LocalProtocolError(f"option {attribute.name} must be an int >= {low}, got {value!r}")
-    return check
-
-
 @attrs.frozen
 class MessageBounds:
     """How large a core lets its replication messages grow (every log backend reads these options).
@@ -71,9 +65,9 @@ class MessageBounds:
             (LogCabin's snapshot ratio).  0: count entries only.
     """
 
-    max_batch_bytes: int = attrs.field(default=1 << 20, validator=_int_at_least(256))
-    snapshot_chunk_bytes: int = attrs.field(default=1 << 20, validator=_int_at_least(256))
-    max_snapshot_bytes: int = attrs.field(default=1 << 30, validator=_int_at_least(256))
+    max_batch_bytes: int = attrs.field(default=1 << 20, validator=int_at_least(256, "option"))
+    snapshot_chunk_bytes: int = attrs.field(default=1 << 20, validator=int_at_least(256, "option"))
+    max_snapshot_bytes: int = attrs.field(default=1 << 30, validator=int_at_least(256, "option"))
     snapshot_log_ratio: float = attrs.field(default=0.0, validator=_ratio)
 
     @classmethod

@@ -105,10 +105,11 @@ def _bool(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise LocalProtocolError(f"session option {attribute.name} must be true or false, got {value!r}")
 
 
-def _int_at_least(low: int) -> Callable[[Any, attrs.Attribute, Any], None]:
+def int_at_least(low: int, what: str = "session option") -> Callable[[Any, attrs.Attribute, Any], None]:
+    """An attrs validator: an int (not a bool) of at least ``low``; the error names ``what`` the field is."""
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise LocalProtocolError(f"session option {attribute.name} must be an int >= {low}, got {value!r}")
+            raise LocalProtocolError(f"{what} {attribute.name} must be an int >= {low}, got {value!r}")
     return check
 
 
@@ -116,8 +117,8 @@ def _int_at_least(low: int) -> Callable[[Any, attrs.Attribute, Any], None]:
 class SessionLimits:
     """How many client sessions a replica keeps, and for how long an idle one lives (log time)."""
 
-    max_sessions: int = attrs.field(default=4096, validator=_int_at_least(1))
-    session_timeout_ms: int = attrs.field(default=600_000, validator=_int_at_least(1))
+    max_sessions: int = attrs.field(default=4096, validator=int_at_least(1))
+    session_timeout_ms: int = attrs.field(default=600_000, validator=int_at_least(1))
     #: Refuse requests under ids the log never registered (real clusters); off, a new id opens a session.
     registered_sessions: bool = attrs.field(default=False, validator=_bool)
 

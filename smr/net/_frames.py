@@ -61,6 +61,8 @@ def frame_bounds(max_frame_bytes: int) -> dict[str, int]:
     defaults = MessageBounds()
     return {"max_batch_bytes": min(defaults.max_batch_bytes, limit),
             "snapshot_chunk_bytes": min(defaults.snapshot_chunk_bytes, limit)}
+
+
 HEADER = struct.Struct(">I")
 NONCE_BYTES = 16
 PROTOCOL_VERSION = 1

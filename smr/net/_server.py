@@ -61,7 +61,7 @@ from smr import wire
 from smr.driver import Driver
 from smr.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from smr.replica import (TICK, ClientRequest, Ready, ReplicaConfig, ReplicaCore, Receive, Reply, ReplyStatus,
-                         Send, Start, get_backend)
+                         Role, Send, Start, get_backend)
 from smr.apps import resolve_app
 from smr.sessions import SessionLimits, reply_to
 
@@ -382,7 +382,7 @@ class NodeServer:
         if driver.became_leader is not None:
             log.info("%s: became leader at epoch %d", self.id, driver.became_leader)
         status = driver.last_status
-        if status is not None and status.role == "candidate" and status.epoch != self._campaigned:
+        if status is not None and status.role == Role.CANDIDATE and status.epoch != self._campaigned:
             self._campaigned = status.epoch
             log.info("%s: campaigning at epoch %d (no leader heard for an election timeout)", self.id, status.epoch)
         if driver.rejected:
