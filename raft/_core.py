@@ -59,7 +59,8 @@ import attrs
 
 from smr.bounds import MAX_EPOCH, MAX_EPOCH_JUMP, MAX_INDEX, ChunkBuffer, chunk_of, take_within
 from smr.errors import LocalProtocolError, RemoteProtocolError
-from smr.quorum import VoteResult, committed_index, has_majority, vote_result
+from smr.membership import LEAVE_JOINT, Membership, MembershipError, changed, fold, is_change, membership_command
+from smr.quorum import VoteResult
 from smr.replica import (ClientRequest, Committed, Ready, ReplicaConfig, ReplicaStatus, ReplyStatus,
                          Role, Send, Synced, Write)
 from smr.log_core import LogCore
@@ -96,13 +97,17 @@ class RaftCore(LogCore):
 
     backend: ClassVar[str] = "raft"
     builder: ClassVar[str] = "raft.mutants.build"
+    joint_consensus: ClassVar[bool] = True
 
     def __init__(self, config: ReplicaConfig) -> None:
         self.opts = RaftOptions.from_mapping(config.options)
-        super().__init__(config, frozenset(self.opts.mutants), self.opts.write_in_parallel)
-        self._peer_set = frozenset(self.peers)
-        self.applier = self._new_applier()
         self.log = RaftLog()
+        #: The index of the latest membership change in the log (0: none beyond the applied state).
+        self.conf_index = 0
+        self.progress: dict[str, Progress] = {}
+        self.role: Role = FOLLOWER
+        super().__init__(config, frozenset(self.opts.mutants), self.opts.write_in_parallel)
+        self.applier = self._new_applier()
         self.snapshot: SnapshotRecord | None = None
         #: A snapshot arriving from the leader in chunks (volatile: a restarted follower starts it over).
         self.incoming = ChunkBuffer(self.bounds.max_snapshot_bytes)
@@ -110,7 +115,6 @@ class RaftCore(LogCore):
         self.term = 0
         self.voted_for: str | None = None
         # volatile
-        self.role: Role = FOLLOWER
         self.leader: str | None = None
         self.commit_index = 0
         self.last_applied = 0
@@ -119,7 +123,6 @@ class RaftCore(LogCore):
         self.randomized_timeout = self.opts.election_ticks_max
         self.votes: dict[str, bool] = {}
         # leader only
-        self.progress: dict[str, Progress] = {}
         self.own_durable = 0  # our own log is synced up to here in this term: our match in the commit count
         self.round = 0   # stamped on every leader message; ReadIndex waits for a quorum of acks
         self.beat = 0    # tick-driven heartbeat intervals: the clock for presuming messages lost
@@ -128,6 +131,8 @@ class RaftCore(LogCore):
         self.reads: list[_Read] = []
         self.reads_waiting: list[ClientRequest] = []
         self.transferee: str | None = None
+        #: Removed nodes this leader still replicates to, so they learn they were removed.
+        self.leaving: set[str] = set()
         self.transfer_elapsed = 0
         self.transfer_sent = False
         self._hard_dirty = False  # raft/hard changed in this step
@@ -141,8 +146,9 @@ class RaftCore(LogCore):
         """Hand leadership to peer ``to`` (thesis 3.10): catch it up, then send TimeoutNow."""
         if not self.opts.leadership_transfer:
             raise LocalProtocolError("leadership transfer needs the raft option leadership_transfer")
-        if to not in self._peer_set:
-            raise LocalProtocolError(f"raft {self.node}: cannot transfer leadership to unknown node {to!r}")
+        if to == self.node or not self.membership.votes_in(to):
+            raise LocalProtocolError(f"raft {self.node}: cannot transfer leadership to {to!r}, which is not "
+                                     f"another voter")
         if self.role != LEADER:
             raise LocalProtocolError(f"raft {self.node}: only the leader can transfer leadership "
                                      f"(role: {self.role})")
@@ -214,8 +220,142 @@ class RaftCore(LogCore):
                 # compacted, or beyond a hole left by a crash: never part of the log again
                 gap = gap or index > self.log.last_index
                 self._writes.append(Write(log_key(index), None))
+        self._recompute_membership()
         self.started = True
         self._reset_election_timer()
+
+    # ================================================================ membership (thesis ch. 4)
+    def _set_membership(self, membership: Membership) -> None:
+        """Put ``membership`` in effect.
+
+        The peers are its members and, until a removal is committed, the
+        members it removes: a leader replicates to both, so a removed node
+        learns of its removal and can retire (``retired``).  Quorums count the
+        voters of ``membership`` alone.
+        """
+        super()._set_membership(membership)
+        applied = self.applier.membership if hasattr(self, "applier") else None
+        if applied is not None and applied.members != membership.members:
+            self.peers = tuple(sorted({*self.peers, *applied.members} - {self.node}))
+        if self.role == LEADER:
+            for peer in self.peers:
+                if peer not in self.progress:
+                    self.progress[peer] = Progress(next=self.log.last_index + 1)
+            for peer in self.progress.keys() - set(self.peers):
+                self.leaving.add(peer)  # replicated to until it holds the commit that removed it
+                self._let_go(peer)
+
+    def _let_go(self, peer: str, force: bool = False) -> None:
+        """Stop replicating to a removed ``peer`` once it holds our commit index (or at once, if ``force``)."""
+        pr = self.progress[peer]
+        if pr.match >= self.commit_index or force:
+            self._send_heartbeat(peer)  # its last: the commit index that tells it it was removed
+            del self.progress[peer]
+            self.leaving.discard(peer)
+
+    def _recompute_membership(self) -> None:
+        """Thesis 4.1: the configuration in effect is the latest in the log, committed or not.
+
+        That is the applied configuration with every change after it in the
+        log folded in; called whenever the log lost entries (a conflict, a
+        snapshot) or was loaded.
+        """
+        changes = []
+        self.conf_index = 0
+        for index in range(self.last_applied + 1, self.log.last_index + 1):
+            command = self.log.entry(index).request.command
+            if is_change(command):
+                changes.append(command)
+                self.conf_index = index
+        self._set_membership(fold(self.applier.membership or self.initial_membership, changes,
+                                  joint_consensus=True))
+
+    def _log_grew(self, first: int, entries: Iterable[Entry]) -> None:
+        """``entries`` joined the log at index ``first``: a change among them takes effect now (appended, not committed)."""
+        for k, entry in enumerate(entries):
+            command = entry.request.command
+            if is_change(command):
+                self.conf_index = first + k
+                try:
+                    self._set_membership(changed(self.membership, command, joint_consensus=True))
+                except MembershipError:
+                    pass  # applied, it is an error outcome on every replica: the configuration stays
+
+    def _change_blocked(self) -> str:
+        """Why this leader may not start a membership change now, or ''."""
+        if not self._own_term_committed():
+            return ("this leader has not committed an entry of its own term yet (the 2015 correction to "
+                    "thesis 4.1); retry")
+        if not self._previous_change_committed():
+            return f"the membership change at index {self.conf_index} is not committed yet; retry"
+        if self.membership.joint:
+            return "the cluster is leaving a joint configuration; retry"
+        return ""
+
+    def _own_term_committed(self) -> bool:
+        """A change waits for an entry of the leader's term to commit (else two changes can overlap)."""
+        return self.log.term_at(self.commit_index) == self.term
+
+    def _previous_change_committed(self) -> bool:
+        """Thesis 4.1: one single-server change at a time (the next waits for the last to commit)."""
+        return self.conf_index <= self.commit_index
+
+    def _on_change_request(self, request: ClientRequest) -> None:
+        """A client asks for a membership change: append it, answered once it is committed.
+
+        The entry carries no client session (every replica folds it into its
+        configuration exactly as it is written); a retry of a change that was
+        committed meanwhile is answered with the MembershipError it now gets.
+        """
+        refused = self.applier.refusal(request)
+        if refused is not None:
+            self._reply(request, ReplyStatus.ERROR, refused.to_result())
+            return
+        blocked = self._change_blocked()
+        if blocked:
+            self._reply(request, ReplyStatus.ERROR, {"error": "ChangeInProgress", "message": blocked})
+            return
+        try:
+            changed(self.membership, request.command, joint_consensus=True)
+        except MembershipError as exc:
+            self._reply(request, ReplyStatus.ERROR, exc.to_result())
+            return
+        self.pending[self._append_change(request.command)] = request
+
+    def _append_change(self, command: Any) -> int:
+        """Append a membership change as an entry of no session, and replicate it."""
+        index = self._append((ClientRequest("", 0, command),))
+        self._bcast_append()
+        self._maybe_commit()
+        return index
+
+    def _advance_membership(self) -> None:
+        """As leader, carry a change on once it is committed: leave a joint configuration, promote a learner
+        that has caught up (thesis 4.2.1), or step down if the configuration no longer names us (4.2.2)."""
+        if self.role != LEADER or self.conf_index > self.commit_index:
+            return
+        if not self.membership.votes_in(self.node):
+            self._step_down_removed()
+            return
+        if not self._own_term_committed():
+            return
+        if self.membership.joint:
+            self._append_change(LEAVE_JOINT)
+            return
+        for learner, _ in self.membership.joining:
+            pr = self.progress.get(learner)
+            if pr is not None and pr.match >= self.commit_index:
+                self._append_change(membership_command("promote", learner))
+                return
+
+    def _step_down_removed(self) -> None:
+        """Thesis 4.2.2: a leader removed by a committed change steps down (handing over if it can)."""
+        if self.opts.leadership_transfer:
+            caught_up = [p for p, pr in self.progress.items()
+                         if self.membership.votes_in(p) and pr.match == self.log.last_index]
+            if caught_up:
+                self._send(min(caught_up), TimeoutNow(self.term))
+        self._become_follower(self.term, None)
 
     # ================================================================ ticks
     def _tick(self) -> None:
@@ -224,6 +364,9 @@ class RaftCore(LogCore):
             return
         self.election_elapsed += 1
         if self.election_elapsed >= self.randomized_timeout:
+            if not self.membership.votes_in(self.node):
+                self._reset_election_timer()  # a learner, a joiner or a removed node: it never campaigns
+                return
             self._campaign(pre=self.opts.pre_vote)
 
     def _tick_leader(self) -> None:
@@ -236,11 +379,13 @@ class RaftCore(LogCore):
                 self.transferee = None  # the transfer did not finish in an election timeout: abort
         if self.election_elapsed >= opts.election_ticks_min:
             self.election_elapsed = 0
+            for peer in list(self.leaving):
+                self._let_go(peer, force=True)  # removed a whole election timeout ago: no longer waited for
             if opts.check_quorum:
-                active = 1 + sum(pr.recent_active for pr in self.progress.values())
+                active = [self.node, *(peer for peer, pr in self.progress.items() if pr.recent_active)]
                 for pr in self.progress.values():
                     pr.recent_active = False
-                if not has_majority(active, self.voters):
+                if not self.membership.is_quorum(active):
                     self._become_follower(self.term, None)  # thesis 6.2: lost touch with a majority
                     return
         if self.heartbeat_elapsed >= opts.heartbeat_ticks:
@@ -280,6 +425,7 @@ class RaftCore(LogCore):
         for request in self.reads_waiting:
             self._redirect(request)
         self.progress = {}
+        self.leaving = set()
         self.pending = {}
         self.in_log = {}
         self.reads = []
@@ -309,7 +455,7 @@ class RaftCore(LogCore):
 
     def _tally(self) -> VoteResult:
         """Act on the votes so far: won -> next phase or lead; lost -> follow; and say which."""
-        result = vote_result(self.votes, self.voters)
+        result = self.membership.election(self.votes)
         if result is VoteResult.WON:
             if self.role == PRECANDIDATE:
                 self._campaign(pre=False)
@@ -343,8 +489,8 @@ class RaftCore(LogCore):
 
     # ================================================================ messages
     def _on_message(self, src: str, m: Any) -> None:
-        if src not in self._peer_set:
-            raise RemoteProtocolError(f"raft {self.node}: message from unknown node {src!r}")
+        if src == self.node:
+            raise RemoteProtocolError(f"raft {self.node}: a message that claims to come from this node")
         if not isinstance(m, RaftMessage):
             raise RemoteProtocolError(f"raft {self.node}: unexpected {type(m).__name__} from {src}")
         problem = self._impossible(m)
@@ -504,7 +650,12 @@ class RaftCore(LogCore):
             self._send(src, AppendEntriesReply(self.term, False, m.prev_index, hint_term, hint_index,
                                                round=m.round))
             return
+        last_before, generation = self.log.last_index, self.log.generation
         self._merge_entries(src, m)
+        if self.log.generation != generation or self.conf_index > self.log.last_index:
+            self._recompute_membership()  # entries were cut: a change among them no longer holds
+        elif self.log.last_index > last_before:
+            self._log_grew(last_before + 1, self.log.slice(last_before + 1, self.log.last_index))
         last_new = m.prev_index + len(m.entries)
         if m.commit > self.commit_index:
             self._commit_to(min(m.commit, last_new))
@@ -566,16 +717,19 @@ class RaftCore(LogCore):
             self._snapshot_taken(snap.data)
             self.snapshot = snap
             self.commit_index = self.last_applied = snap.index
+            self._recompute_membership()
         self._send(src, AppendEntriesReply(self.term, True, snap.index, round=m.round))
 
     # ---------------------------------------------------------------- leader side
     def _append(self, requests: Iterable[ClientRequest]) -> int:
+        first = self.log.last_index + 1
         self._writes.extend(self.log.append(Entry(self.term, self._stamp(r)) for r in requests))
         self._wrote_own(self.term, self.log.last_index)
+        self._log_grew(first, self.log.slice(first, self.log.last_index))
         return self.log.last_index
 
     def _bcast_append(self) -> None:
-        for peer in self.peers:
+        for peer in list(self.progress):
             self._send_append(peer, allow_empty=False)
 
     def _send_append(self, peer: str, allow_empty: bool) -> None:
@@ -627,7 +781,9 @@ class RaftCore(LogCore):
 
     def _on_snapshot_reply(self, src: str, m: InstallSnapshotReply) -> None:
         """A follower holds part of our snapshot: send the next chunk (or start over, if it holds another)."""
-        pr = self.progress[src]
+        pr = self.progress.get(src)
+        if pr is None:
+            return  # from a node our configuration no longer names
         pr.recent_active = True
         self._ack_round(pr, m.round)
         if pr.state != SNAPSHOT or self.snapshot is None:
@@ -651,8 +807,7 @@ class RaftCore(LogCore):
         heartbeat sent early to confirm a ReadIndex leaves that clock alone.
         """
         self.round += 1
-        for peer in self.peers:
-            pr = self.progress[peer]
+        for peer, pr in list(self.progress.items()):
             if pr.state == PROBE:
                 if detect_loss:
                     pr.probe_sent = False  # the probe doubles as the heartbeat
@@ -682,7 +837,9 @@ class RaftCore(LogCore):
                 self._check_reads()
 
     def _on_append_reply(self, src: str, m: AppendEntriesReply) -> None:
-        pr = self.progress[src]
+        pr = self.progress.get(src)
+        if pr is None:
+            return  # from a node our configuration no longer names
         pr.recent_active = True
         self._ack_round(pr, m.round)
         if m.success:
@@ -699,8 +856,13 @@ class RaftCore(LogCore):
                 pr.next = pr.match + 1
             if advanced:
                 self._maybe_commit()
+                self._advance_membership()  # a learner may have caught up
             if self.role != LEADER:
                 return
+            if src in self.leaving:
+                self._let_go(src)
+                if src not in self.progress:
+                    return
             self._maybe_send_timeout_now()
             self._send_append(src, allow_empty=False)
             return
@@ -731,7 +893,9 @@ class RaftCore(LogCore):
             self.own_durable = index
 
     def _maybe_commit(self) -> None:
-        n = committed_index([self.own_durable, *(pr.match for pr in self.progress.values())])
+        matches = {peer: pr.match for peer, pr in self.progress.items()}
+        matches[self.node] = self.own_durable  # counted only while we are a voter of the configuration
+        n = self.membership.committed(matches)
         if n > self.commit_index and self._may_commit(n):
             self._commit_to(n)
 
@@ -749,6 +913,9 @@ class RaftCore(LogCore):
     def _on_client(self, request: ClientRequest) -> None:
         if self.role != LEADER or self.transferee is not None:
             self._redirect(request)
+            return
+        if is_change(request.command):
+            self._on_change_request(request)
             return
         done, status, result = self.applier.lookup(request)
         if done:
@@ -788,8 +955,8 @@ class RaftCore(LogCore):
         for read in self.reads:
             if read.confirmed:
                 continue
-            acks = 1 + sum(pr.acked_round >= read.round for pr in self.progress.values())
-            if not has_majority(acks, self.voters):
+            acks = [self.node, *(peer for peer, pr in self.progress.items() if pr.acked_round >= read.round)]
+            if not self.membership.is_quorum(acks):
                 break  # later reads have later rounds
             read.confirmed = True
         self._serve_reads()
@@ -809,6 +976,7 @@ class RaftCore(LogCore):
         if self.role == LEADER and self.reads_waiting and self.log.term_at(index) == self.term:
             waiting, self.reads_waiting = self.reads_waiting, []
             self._register_reads(waiting)
+        self._advance_membership()
 
     def _apply(self) -> None:
         leader = self.role == LEADER
@@ -817,12 +985,15 @@ class RaftCore(LogCore):
             request = self.log.entry(index).request
             status, result = self.applier.apply(request)
             self._count_applied(request)
+            if is_change(request.command):
+                self._set_membership(self.membership)  # a removal is committed: stop replicating there
             self.last_applied = index
             self._committed.append(Committed(index, request))
             if leader:
                 waiting = self.pending.pop(index, None)
-                if waiting is not None and (waiting.client_id, waiting.seq) == (request.client_id, request.seq) \
-                        and same_command(waiting.command, request.command):
+                if waiting is not None and same_command(waiting.command, request.command) and (
+                        (waiting.client_id, waiting.seq) == (request.client_id, request.seq)
+                        or (not request.client_id and is_change(request.command))):
                     self._reply(waiting, status, result)
                 if self.in_log.get(request.client_id) == (request.seq, index):
                     del self.in_log[request.client_id]

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 from .bounds import MessageBounds, request_bytes
 from .errors import LocalProtocolError
+from .membership import Membership
 from .quorum import majority
 from .replica import (EMPTY, ClientRequest, Committed, Input, Ready, ReplicaConfig, Receive, Reply, Send,
                       Start, Synced, Tick, Write)
@@ -47,14 +48,22 @@ class LogCore:
     mutants: ClassVar[frozenset[str]] = frozenset()
     #: The function (as "package.mutants.build") that builds a core with mutants switched on.
     builder: ClassVar[str]
+    #: Changes of more than one voter go through a joint configuration (Raft), else take effect whole.
+    joint_consensus: ClassVar[bool] = False
 
     def __init__(self, config: ReplicaConfig, mutants_asked: frozenset[str],
                  write_in_parallel: bool = True) -> None:
         self.config = config
         self.node = config.node
-        self.peers = tuple(config.peers)
-        self.voters = len(config.members)
-        self.quorum = majority(self.voters)
+        #: The configuration before any log entry (the same on every replica, joiners included).
+        self.initial_membership = Membership.of(config.initial_voters or config.members)
+        #: The configuration in effect; every change goes through ``_set_membership``.
+        self.membership = self.initial_membership
+        self.peers: tuple[str, ...] = ()
+        self.voters = 0
+        self.quorum = 0
+        self._set_membership(self.initial_membership)
+        self._was_member = False
         self.rng: random.Random = config.rng
         if mutants_asked != self.mutants:
             raise LocalProtocolError(
@@ -86,6 +95,28 @@ class LogCore:
         #: Requests reusing a (client, seq) that another command holds in flight: answered from the
         #: session table once it is applied (``SequenceReused``), never with that command's outcome.
         self.parked: list[ClientRequest] = []
+
+    @property
+    def retired(self) -> bool:
+        """True once this node has left the cluster: a committed configuration no longer names it.
+
+        A runtime may then stop the node for good.  A node joining a running
+        cluster is not retired before it was ever added (the protocol may
+        override this where a removal takes effect later than it is applied).
+        """
+        applier: Applier = getattr(self, "applier")
+        applied = applier.membership
+        if applied is None or self.node in applied.members:
+            self._was_member = True
+            return False
+        return self._was_member or not self.config.joining
+
+    def _set_membership(self, membership: Membership) -> None:
+        """Put ``membership`` in effect: the peers this node talks to and the quorum sizes follow it."""
+        self.membership = membership
+        self.peers = tuple(n for n in membership.members if n != self.node)
+        self.voters = len(membership.voters)
+        self.quorum = majority(self.voters)
 
     def step(self, event: Input) -> Ready:
         """Consume one input and return its outputs; persist them before sending all but ``eager`` (smr.replica)."""
@@ -173,7 +204,8 @@ class LogCore:
 
     def _new_applier(self) -> Applier:
         """A fresh state machine and session table, with this cluster's session limits."""
-        return Applier(self.config.state_machine, self.session_limits)
+        return Applier(self.config.state_machine, self.session_limits, self.initial_membership,
+                       self.joint_consensus)
 
     def _count_applied(self, request: ClientRequest) -> None:
         """Add ``request`` to what was applied since the last snapshot (only if a ratio asks for it)."""

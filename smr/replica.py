@@ -274,11 +274,19 @@ class ReplicaConfig:
     options: Mapping[str, Any] = attrs.field(factory=dict)
     #: How long one tick lasts in this runtime (the leader's log clock advances by it per tick).
     tick_ms: float = 10.0
+    #: The cluster's first voters (the configuration before any log entry); empty: ``members``.  A node
+    #: that joins a running cluster is given them (it is not one of them) and learns the rest from the log.
+    initial_voters: tuple[NodeId, ...] = ()
 
     @property
     def members(self) -> tuple[NodeId, ...]:
         """All nodes of the cluster (this one included), sorted."""
         return tuple(sorted((self.node, *self.peers)))
+
+    @property
+    def joining(self) -> bool:
+        """True for a node that joins a running cluster (it is not one of the initial voters)."""
+        return bool(self.initial_voters) and self.node not in self.initial_voters
 
     @property
     def quorum(self) -> int:

@@ -58,6 +58,8 @@ import msgspec
 from .commands import NOOP, REGISTER_SESSION, Command
 from .errors import LocalProtocolError
 from .machine import CommandError, SessionExpired, StateMachine, describe_exception
+from .membership import GET_MEMBERSHIP, MEMBERSHIP_OP, Membership, MembershipError, changed
+from .membership import refusal as membership_refusal
 from .replica import ClientRequest, Reply, ReplyStatus
 from .values import CorruptValue, Value, canonical, from_json, to_json
 
@@ -164,9 +166,14 @@ def run_command(machine: StateMachine, command: Any) -> Outcome:
 class Applier:
     """A state machine plus the client session table that makes commands exactly-once."""
 
-    def __init__(self, factory: Callable[[], StateMachine], limits: SessionLimits | None = None) -> None:
+    def __init__(self, factory: Callable[[], StateMachine], limits: SessionLimits | None = None,
+                 membership: Membership | None = None, joint_consensus: bool = False) -> None:
         self.machine = factory()
         self.limits = limits or SessionLimits()
+        #: The configuration applied so far (smr.membership); None where the runtime has no membership.
+        self.membership = membership
+        #: Changes of more than one voter go through a joint configuration (Raft) or take effect whole.
+        self.joint_consensus = joint_consensus
         #: client id -> (last seq, status, result, log time of last use, its command -- or, restored
         #: from a snapshot, the command's digest); oldest use first.
         self.sessions: dict[str, Session] = {}
@@ -186,7 +193,7 @@ class Applier:
         self.machine._smr_time_ms = self.time_ms
         client = entry.client_id
         if not client:
-            return run_command(self.machine, entry.command)
+            return self._run(entry.command)
         if entry.command.op == REGISTER_SESSION.op:
             return self._register(client)
         last = self.sessions.pop(client, None)
@@ -199,10 +206,24 @@ class Applier:
                 f"client {client} has no session (it expired, was evicted or was never registered): request "
                 f"{entry.seq} was not run now, an earlier attempt may have; the client carries on under a new "
                 f"session").to_result()
-        status, result = run_command(self.machine, entry.command)
+        status, result = self._run(entry.command)
         self.sessions[client] = (entry.seq, status, result, self.time_ms, entry.command)
         self._bound()
         return status, result
+
+    def _run(self, command: Command) -> Outcome:
+        """Run one command: a membership change on the configuration, anything else on the state machine."""
+        if command.op != MEMBERSHIP_OP:
+            return run_command(self.machine, command)
+        if command == GET_MEMBERSHIP:
+            return self.query(command)
+        if self.membership is None:
+            return _refusal("MembershipError", "this runtime has no membership to change")
+        try:
+            self.membership = changed(self.membership, command, self.joint_consensus)
+        except MembershipError as exc:
+            return ReplyStatus.ERROR, exc.to_result()
+        return ReplyStatus.OK, self.membership.as_value()
 
     def _register(self, nonce: str) -> Outcome:
         """Open a session under an id no replica ever assigned before; answer that id.
@@ -255,11 +276,17 @@ class Applier:
 
     def query(self, command: Any) -> Outcome:
         """Answer a read-only command from the current state (no log entry, no session)."""
+        if command == GET_MEMBERSHIP:
+            if self.membership is None:
+                return _refusal("MembershipError", "this runtime has no membership")
+            return ReplyStatus.OK, self.membership.as_value()
         return run_command(self.machine, command)
 
     def refusal(self, request: ClientRequest) -> CommandError | None:
         """Why ``request`` cannot run here, or None: the state machine's refusal, or a malformed session opening."""
         command = request.command
+        if command.op == MEMBERSHIP_OP:
+            return membership_refusal(command)
         if command.op != REGISTER_SESSION.op:
             return self.machine.refusal(command)
         if command.key or command.args or not request.client_id:
@@ -290,7 +317,9 @@ class Applier:
                     for k, (s, st, r, t, c) in self.sessions.items()]
         return json.dumps({"machine": base64.b64encode(self.machine.snapshot()).decode("ascii"),
                            "sessions": sessions, "applied": self.applied, "time_ms": self.time_ms,
-                           "dropped": self.dropped, "recently_dropped": list(self.recently_dropped)}, sort_keys=True, separators=(",", ":")).encode()
+                           "dropped": self.dropped, "recently_dropped": list(self.recently_dropped),
+                           **({} if self.membership is None else {"membership": self.membership.as_value()})},
+                          sort_keys=True, separators=(",", ":")).encode()
 
     def restore(self, data: bytes) -> None:
         """Replace state machine and sessions with those of a snapshot (CorruptValue if malformed)."""
@@ -302,6 +331,7 @@ class Applier:
                                _int(row[5]) if len(row) > 5 else UNKNOWN) for row in obj["sessions"]}
             applied, time_ms, dropped = _int(obj["applied"]), _int(obj["time_ms"]), _int(obj["dropped"])
             recently_dropped = dict.fromkeys(_str(k) for k in obj["recently_dropped"])
+            membership = Membership.from_value(obj["membership"]) if "membership" in obj else self.membership
         except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError, RecursionError) as exc:
             raise CorruptValue(f"session snapshot is malformed: {type(exc).__name__}: {exc}") from None
         try:
@@ -313,6 +343,7 @@ class Applier:
                                f"{describe_exception(exc)}") from None
         self.sessions, self.applied, self.time_ms, self.dropped = sessions, applied, time_ms, dropped
         self.recently_dropped = recently_dropped
+        self.membership = membership
         self.machine._smr_time_ms = time_ms
 
 

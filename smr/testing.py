@@ -60,6 +60,8 @@ class Network(Generic[CoreT]):
                  check: bool = True, hold_syncs: bool = False) -> None:
         self.factory = factory
         self.ids = tuple(f"n{i}" for i in range(1, size + 1))
+        #: The cluster's first voters (a node added later is given them, see ReplicaConfig.initial_voters).
+        self.initial_ids = self.ids
         self.options = dict(options or {})
         self.seed = seed
         self.state_machine = state_machine
@@ -91,11 +93,22 @@ class Network(Generic[CoreT]):
         self.incarnations[node] += 1
         peers = tuple(n for n in self.ids if n != node)
         rng = random.Random(f"{self.seed}/{node}/{self.incarnations[node]}")
-        core = self.factory(ReplicaConfig(node, peers, rng, self.state_machine, self.options))
+        core = self.factory(ReplicaConfig(node, peers, rng, self.state_machine, self.options,
+                                          initial_voters=self.initial_ids))
         self.cores[node] = core
         driver = self.drivers[node] = Driver(core, node, on_reject=self._reject)
         self.ledger.boot(node)
         self._handle(node, driver.step(Start(dict(self.durable[node]))))
+
+    def join(self, node: str) -> None:
+        """Boot a new node ``node`` with an empty disk, to join the running cluster (it knows the first voters)."""
+        if node in self.ids:
+            raise ValueError(f"{node} is already a node of this network")
+        self.ids = (*self.ids, node)
+        self.durable[node] = {}
+        self.unsynced[node] = []
+        self.incarnations[node] = 0
+        self.start(node)
 
     def crash(self, node: str) -> None:
         """Stop ``node``: its volatile state is gone, its durable map stays (batches not synced are lost)."""

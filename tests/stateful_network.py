@@ -43,8 +43,9 @@ NODES = ("n1", "n2", "n3")
 class ReferenceModel:
     """The state machine replayed alone over the canonical committed history, index by index."""
 
-    def __init__(self, state_machine: Callable[[], StateMachine]) -> None:
-        self.applier = Applier(state_machine)
+    def __init__(self, state_machine: Callable[[], StateMachine], core: Any) -> None:
+        self.applier = Applier(state_machine, membership=core.initial_membership,
+                               joint_consensus=core.joint_consensus)
         self.states: list[bytes] = [self.applier.snapshot()]   # states[k]: after applying 1..k
         self.results: dict[tuple[str, int], list[Scalar]] = {}  # (client, seq) -> results in the log
 
@@ -81,7 +82,7 @@ class NetworkSchedules(RuleBasedStateMachine):
             net.elect(leader)
         self.seq = 0
         self.sent: list[ClientRequest] = []
-        self.model = ReferenceModel(self.state_machine)
+        self.model = ReferenceModel(self.state_machine, next(iter(net.cores.values())))
         self.model_checked: dict[int, tuple[Any, int]] = {}  # id(core) -> (core, applied) last matched
         self.replies_seen = 0
         self.replies_open: list[Reply] = []  # OK replies whose command is not in the history yet

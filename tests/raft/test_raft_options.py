@@ -240,8 +240,8 @@ def test_caller_and_peer_errors_are_split_by_blame() -> None:
     core.step(Start({}))
     with pytest.raises(LocalProtocolError, match="twice"):
         core.step(Start({}))
-    with pytest.raises(RemoteProtocolError, match="unknown node"):
-        core.step(Receive("n9", RequestVote(1, 0, 0)))
+    with pytest.raises(RemoteProtocolError, match="this node"):
+        core.step(Receive("n1", RequestVote(1, 0, 0)))
     with pytest.raises(RemoteProtocolError, match="unexpected"):
         core.step(Receive("n2", "hello"))
     assert core.step(TICK) is not None  # still serving
