@@ -52,6 +52,7 @@ broken variants are subclasses in :mod:`raft.mutants`, built by
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, ClassVar
 
@@ -130,6 +131,13 @@ class RaftCore(LogCore):
         self.in_log: dict[str, tuple[int, int]] = {}
         self.reads: list[_Read] = []
         self.reads_waiting: list[ClientRequest] = []
+        # leader lease (read_mode lease): ticks led, when each heartbeat round started, the lease's end
+        self.lead_ticks = 0
+        self.round_started: deque[tuple[int, int]] = deque()
+        self.lease_until = 0
+        self.lease_void = False  # a TimeoutNow went out: voters may ignore their lease for it
+        #: A restarted node forgot which leader it heard: with leases, it ignores votes for a timeout first.
+        self.booting = False
         self.transferee: str | None = None
         #: Removed nodes this leader still replicates to, so they learn they were removed.
         self.leaving: set[str] = set()
@@ -221,6 +229,7 @@ class RaftCore(LogCore):
                 gap = gap or index > self.log.last_index
                 self._writes.append(Write(log_key(index), None))
         self._recompute_membership()
+        self.booting = self.opts.read_mode == "lease" and bool(durable)  # a restart, not a first boot
         self.started = True
         self._reset_election_timer()
 
@@ -241,6 +250,7 @@ class RaftCore(LogCore):
             for peer in self.peers:
                 if peer not in self.progress:
                     self.progress[peer] = Progress(next=self.log.last_index + 1)
+                    self._send_append(peer, allow_empty=True)  # probe the new member at once
             for peer in self.progress.keys() - set(self.peers):
                 self.leaving.add(peer)  # replicated to until it holds the commit that removed it
                 self._let_go(peer)
@@ -355,6 +365,7 @@ class RaftCore(LogCore):
                          if self.membership.votes_in(p) and pr.match == self.log.last_index]
             if caught_up:
                 self._send(min(caught_up), TimeoutNow(self.term))
+                self.lease_void = True
         self._become_follower(self.term, None)
 
     # ================================================================ ticks
@@ -371,6 +382,7 @@ class RaftCore(LogCore):
 
     def _tick_leader(self) -> None:
         opts = self.opts
+        self.lead_ticks += 1
         self.heartbeat_elapsed += 1
         self.election_elapsed += 1
         if self.transferee is not None:
@@ -399,8 +411,9 @@ class RaftCore(LogCore):
                                                    self.opts.election_ticks_max)
 
     def _in_lease(self) -> bool:
-        """True while we hear from a live leader (check-quorum's reason to ignore votes)."""
-        return self.leader is not None and self.election_elapsed < self.opts.election_ticks_min
+        """True while we hear from a live leader (check-quorum's reason to ignore votes), or may have
+        before a restart (with leases: a leader may still count on us)."""
+        return (self.leader is not None or self.booting) and self.election_elapsed < self.opts.election_ticks_min
 
     # ================================================================ roles
     def _become_follower(self, term: int, leader: str | None, reset_timer: bool = True) -> None:
@@ -436,6 +449,7 @@ class RaftCore(LogCore):
         if self.term >= MAX_EPOCH:
             self._reset_election_timer()
             return  # no term left to campaign in (peers refuse terms beyond MAX_EPOCH)
+        self.booting = False
         if pre:
             self.role = PRECANDIDATE
             term = self.term + 1  # the term we would campaign in; ours does not change yet
@@ -474,6 +488,9 @@ class RaftCore(LogCore):
         self.election_elapsed = 0
         self.round = 0
         self.beat = 0
+        self.lead_ticks = self.lease_until = 0
+        self.round_started = deque([(0, 0)])
+        self.lease_void = False
         self.transferee = None
         self.own_durable = self.commit_index  # what this term appends counts once it is synced
         nxt = self.log.last_index + 1
@@ -807,6 +824,8 @@ class RaftCore(LogCore):
         heartbeat sent early to confirm a ReadIndex leaves that clock alone.
         """
         self.round += 1
+        if self.opts.read_mode == "lease":
+            self.round_started.append((self.round, self.lead_ticks))
         for peer, pr in list(self.progress.items()):
             if pr.state == PROBE:
                 if detect_loss:
@@ -833,6 +852,8 @@ class RaftCore(LogCore):
         """A follower answered heartbeat round ``round``: it may confirm waiting ReadIndex reads."""
         if round > pr.acked_round:
             pr.acked_round = round
+            if self.opts.read_mode == "lease":
+                self._extend_lease()
             if self.reads:
                 self._check_reads()
 
@@ -908,6 +929,7 @@ class RaftCore(LogCore):
         if to is not None and not self.transfer_sent and self.progress[to].match == self.log.last_index:
             self._send(to, TimeoutNow(self.term))
             self.transfer_sent = True
+            self.lease_void = True  # its voters may disregard their lease: no more lease reads this term
 
     # ================================================================ clients
     def _on_client(self, request: ClientRequest) -> None:
@@ -921,8 +943,12 @@ class RaftCore(LogCore):
         if done:
             self._reply(request, status, result)
             return
-        if self.opts.read_mode == "read_index" and self.applier.machine.is_read_only(request.command):
-            self._read_index(request)
+        if self.opts.read_mode != "log" and self.applier.machine.is_read_only(request.command):
+            if self.opts.read_mode == "lease" and self._holds_lease():
+                status, result = self.applier.query(request.command)
+                self._reply(request, status, result)
+            else:
+                self._read_index(request)
             return
         prior = self.in_log.get(request.client_id)
         if prior is not None and prior[0] == request.seq:
@@ -936,6 +962,34 @@ class RaftCore(LogCore):
         self.in_log[request.client_id] = (request.seq, index)
         self._bcast_append()
         self._maybe_commit()
+
+    # ---------------------------------------------------------------- leases (thesis 6.4.1)
+    def _lease_ticks(self) -> int:
+        """How long a lease lasts in our ticks: a follower's shortest timeout, as slow as drift can make it."""
+        drift = self.opts.max_clock_drift
+        return int(self.opts.election_ticks_min * (1 - drift) / (1 + drift)) - 1
+
+    def _extend_lease(self) -> None:
+        """A quorum has heard a heartbeat round: until our lease from its start runs out, nobody else leads.
+
+        Every follower that acknowledged round r reset its election timer no
+        earlier than r started, and ignores votes for ``election_ticks_min`` of
+        its ticks after (check-quorum), so no other leader can be elected
+        before the lease ends.
+        """
+        rounds = {peer: pr.acked_round for peer, pr in self.progress.items()}
+        rounds[self.node] = self.round
+        confirmed = self.membership.committed(rounds)
+        started = self.round_started
+        while len(started) > 1 and started[1][0] <= confirmed:
+            started.popleft()
+        if started and started[0][0] <= confirmed:
+            self.lease_until = max(self.lease_until, started[0][1] + self._lease_ticks())
+
+    def _holds_lease(self) -> bool:
+        """True while this leader may answer a read from its own state (lease held, its term committed)."""
+        return (self.lead_ticks < self.lease_until and not self.lease_void
+                and self.log.term_at(self.commit_index) == self.term)
 
     # ---------------------------------------------------------------- ReadIndex (thesis 6.4)
     def _read_index(self, request: ClientRequest) -> None:

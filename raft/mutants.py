@@ -84,9 +84,51 @@ class CountSelfBeforeSync(RaftCore):
         self._count_own(index)
 
 
+class ConcurrentChanges(RaftCore):
+    """BROKEN: starts a membership change while the previous one is still uncommitted (thesis 4.1).
+
+    Two single-server changes in flight make three configurations whose
+    majorities need not overlap: two leaders can then be elected in one term.
+    """
+
+    mutants: ClassVar[frozenset[str]] = frozenset({"mutant_concurrent_changes"})
+
+    def _previous_change_committed(self) -> bool:
+        """Any change may follow any other at once."""
+        return True
+
+
+class ChangeBeforeTermCommit(RaftCore):
+    """BROKEN: a new leader starts a membership change before an entry of its term is committed.
+
+    The bug Ongaro reported on raft-dev in 2015: a change by the previous
+    leader that this one never saw can then overlap with its own change.
+    """
+
+    mutants: ClassVar[frozenset[str]] = frozenset({"mutant_change_before_term_commit"})
+
+    def _own_term_committed(self) -> bool:
+        """A change may start as soon as the leader is elected."""
+        return True
+
+
+class LeaseIgnoresDrift(RaftCore):
+    """BROKEN: a leader trusts its lease for the whole election timeout, as if every clock ran at one rate.
+
+    A follower whose clock runs fast times out (and votes for a new leader)
+    while the old leader's slow clock says its lease still holds.
+    """
+
+    mutants: ClassVar[frozenset[str]] = frozenset({"mutant_lease_ignores_drift"})
+
+    def _lease_ticks(self) -> int:
+        """The whole minimum election timeout, no margin for drift."""
+        return self.opts.election_ticks_min
+
+
 #: The mutants of :class:`RaftCore`; :func:`build` below is the backend's factory.
 _SET = MutantSet(RaftCore, (VoteWithoutLogCheck, CommitPreviousTerm, ForgetVote, TruncateOnStaleAppend,
-                            CountSelfBeforeSync),
+                            CountSelfBeforeSync, ConcurrentChanges, ChangeBeforeTermCommit, LeaseIgnoresDrift),
                  lambda options: RaftOptions.from_mapping(options).mutants)
 #: Every mutant class, by the option that selects it.
 MUTANTS = _SET.by_option

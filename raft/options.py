@@ -19,7 +19,7 @@ from smr.errors import LocalProtocolError
 from smr.bounds import BOUND_OPTIONS
 from smr.sessions import SESSION_OPTIONS
 
-READ_MODES = ("log", "read_index")
+READ_MODES = ("log", "read_index", "lease")
 
 
 def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
@@ -45,7 +45,18 @@ class RaftOptions:
         read_mode: "log" (reads go through the log like writes) or
             "read_index" (thesis 6.4: a read-only command is answered once a
             heartbeat round confirms leadership and the state machine has
-            applied up to the commit index noted when the read arrived).
+            applied up to the commit index noted when the read arrived), or
+            "lease" (thesis 6.4.1: a leader whose heartbeat round a quorum
+            acknowledged answers reads at once, without a message, until
+            ``election_ticks_min`` of that round has passed, shortened for
+            ``max_clock_drift``; outside its lease it falls back to ReadIndex.
+            Needs ``check_quorum``: followers ignore votes while they hear
+            from the leader, which is what the lease rests on).
+        max_clock_drift: the most any node's clock may run fast or slow,
+            as a fraction of true time (0.1: each tick lasts 0.9-1.1 of its
+            nominal time).  A lease lasts ``election_ticks_min * (1 - d) /
+            (1 + d) - 1`` of the leader's ticks; set it below the real drift
+            and a leader can answer reads after a new leader was elected.
         snapshot_every: take a snapshot after applying this many entries since
             the last one (0: never compact the log).
         pre_vote: run the pre-vote phase before a real election (thesis 9.6).
@@ -75,12 +86,20 @@ class RaftOptions:
         mutant_count_self_before_sync: BROKEN: the leader counts its own copy
             of an entry toward the commit quorum as soon as it appends it,
             while its write is still in flight (and the entry already sent).
+        mutant_concurrent_changes: BROKEN: a leader starts a membership change
+            before the previous one is committed (thesis 4.1 allows one at a time).
+        mutant_change_before_term_commit: BROKEN: a new leader starts a
+            membership change before an entry of its own term is committed
+            (the bug Ongaro corrected in 2015).
+        mutant_lease_ignores_drift: BROKEN: a lease read trusts the whole
+            election timeout, with no margin for clocks that run at different rates.
     """
 
     election_ticks_min: int = attrs.field(default=15, validator=_positive)
     election_ticks_max: int = attrs.field(default=30, validator=_positive)
     heartbeat_ticks: int = attrs.field(default=3, validator=_positive)
     read_mode: str = "log"
+    max_clock_drift: float = 0.1
     snapshot_every: int = 0
     pre_vote: bool = attrs.field(default=False, validator=_flag)
     check_quorum: bool = attrs.field(default=False, validator=_flag)
@@ -94,6 +113,9 @@ class RaftOptions:
     mutant_forget_vote: bool = attrs.field(default=False, validator=_flag)
     mutant_truncate_on_stale_append: bool = attrs.field(default=False, validator=_flag)
     mutant_count_self_before_sync: bool = attrs.field(default=False, validator=_flag)
+    mutant_concurrent_changes: bool = attrs.field(default=False, validator=_flag)
+    mutant_change_before_term_commit: bool = attrs.field(default=False, validator=_flag)
+    mutant_lease_ignores_drift: bool = attrs.field(default=False, validator=_flag)
 
     def __attrs_post_init__(self) -> None:
         if self.election_ticks_max < self.election_ticks_min:
@@ -107,6 +129,13 @@ class RaftOptions:
         if self.read_mode not in READ_MODES:
             raise LocalProtocolError(
                 f"raft option read_mode must be one of {', '.join(READ_MODES)}, got {self.read_mode!r}")
+        if self.read_mode == "lease" and not self.check_quorum:
+            raise LocalProtocolError("raft option read_mode lease needs check_quorum (followers must ignore "
+                                     "votes while they hear from the leader, or the lease means nothing)")
+        if not isinstance(self.max_clock_drift, (int, float)) or isinstance(self.max_clock_drift, bool) \
+                or not 0 <= self.max_clock_drift < 1:
+            raise LocalProtocolError(f"raft option max_clock_drift must be a number in [0, 1), got "
+                                     f"{self.max_clock_drift!r}")
         if not isinstance(self.resend_ticks, int) or isinstance(self.resend_ticks, bool) or self.resend_ticks < 0:
             raise LocalProtocolError(f"raft option resend_ticks must be an int >= 0, got {self.resend_ticks!r}")
         if not isinstance(self.snapshot_every, int) or isinstance(self.snapshot_every, bool) \

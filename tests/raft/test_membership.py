@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from raft import RaftCore, RaftInvariants
+from raft.mutants import build
 from raft.messages import AppendEntries
 from smr.commands import get, put
 from smr.membership import Membership, membership_command
@@ -216,3 +217,90 @@ def test_retired_is_false_for_a_joiner_until_it_leaves(kind: str) -> None:
     settle_ticks(net, 5)
     assert net.cores["n4"].retired or "n4" not in net.cores["n1"].membership.members
     net.request("n1", get("k"), client="c9", seq=1)
+
+
+# ---------------------------------------------------------------- the two membership mutants
+PLAIN = {"pre_vote": False, "check_quorum": False}
+
+
+def _elect_in(net: Network[Any], node: str) -> None:
+    """Let ``node`` campaign (up to three times, each in a higher term) until it leads."""
+    for _ in range(3):
+        core = net.cores[node]
+        for _ in range(core.opts.election_ticks_max + 1):
+            net.tick(node)
+            if core.role != Role.FOLLOWER and net.in_flight:
+                break
+        net.settle()
+        if net.status(node).role == Role.LEADER:
+            return
+    raise AssertionError(f"{node} is {net.status(node).role}")
+
+
+def _two_concurrent_changes(mutant: bool) -> None:
+    """C0 = {n1,n2,n3}.  n1, cut off with the new nodes n4 and n5, adds n4 then n5 as voters.  With the
+    second change allowed before the first commits, {n1,n4,n5} is a majority of {n1..n5} while {n2,n3} is one
+    of {n1,n2,n3}: both sides commit different entries at the same index."""
+    net: Network[Any] = Network(build, 3, {**PLAIN, "mutant_concurrent_changes": mutant},
+                                invariants=RaftInvariants())
+    net.elect("n1")
+    net.join("n4")
+    net.join("n5")
+    net.partition(["n1", "n4", "n5"], ["n2", "n3"])
+    net.request("n1", membership_command("set", ["n1", "n2", "n3", "n4"], []), client="admin", seq=1)
+    second = net.request("n1", membership_command("set", ["n1", "n2", "n3", "n4", "n5"], []),
+                         client="admin", seq=2)
+    assert bool(second) != mutant  # refused at once (ChangeInProgress) unless the rule is broken
+    net.settle()
+    net.request("n1", put("x", "left"), client="c1", seq=1)
+    net.settle()
+    _elect_in(net, "n2")
+    net.request("n2", put("x", "right"), client="c2", seq=1)
+    net.settle()
+
+
+def test_a_second_change_waits_for_the_first() -> None:
+    _two_concurrent_changes(mutant=False)
+
+
+def test_mutant_concurrent_changes_commits_two_values_at_one_index() -> None:
+    with pytest.raises(AssertionError, match="leader completeness|committed"):
+        _two_concurrent_changes(mutant=True)
+
+
+def _change_before_own_term_commit(mutant: bool) -> None:
+    """Ongaro's 2015 scenario.  C0 = {n1..n4}; n1 adds n5 (only n5 hears), crashes; n2 wins term 2 and at
+    once removes n1, committing with n2 and n3 of {n2,n3,n4}; n1 returns and wins term 3 with n4 and n5, a
+    majority of {n1..n5}, and commits its own entry at the index where n2 committed its no-op."""
+    net: Network[Any] = Network(build, 4, {**PLAIN, "mutant_change_before_term_commit": mutant},
+                                invariants=RaftInvariants())
+    net.elect("n1")
+    net.join("n5")
+    net.partition(["n1", "n5"], ["n2", "n3", "n4"])
+    net.request("n1", membership_command("set", ["n1", "n2", "n3", "n4", "n5"], []), client="admin", seq=1)
+    net.settle()
+    net.crash("n1")
+    net.recover()
+    net.partition(["n1", "n5"], ["n2", "n3", "n4"])
+    net.campaign("n2")
+    while net.status("n2").role != Role.LEADER:  # n2 wins with n3 and n4; its no-op is not out yet
+        net.deliver(0)
+    net.cut("n2", "n4")  # n4 never hears n2's entries
+    refused = net.request("n2", membership_command("remove", "n1"), client="admin", seq=2)
+    assert bool(refused) != mutant  # ChangeInProgress until an entry of term 2 is committed
+    net.settle()
+    net.recover()
+    net.partition(["n1", "n4", "n5"], ["n2", "n3"])
+    net.restart("n1")
+    _elect_in(net, "n1")
+    net.request("n1", put("x", "n1"), client="c1", seq=1)
+    net.settle()
+
+
+def test_a_new_leader_changes_membership_only_after_committing_in_its_term() -> None:
+    _change_before_own_term_commit(mutant=False)  # n2's change is refused; n1 wins, but commits nothing of n2's
+
+
+def test_mutant_change_before_term_commit_commits_two_values_at_one_index() -> None:
+    with pytest.raises(AssertionError, match="leader completeness|committed"):
+        _change_before_own_term_commit(mutant=True)
