@@ -50,8 +50,8 @@ class RaftOptions:
             acknowledged answers reads at once, without a message, until
             ``election_ticks_min`` of that round has passed, shortened for
             ``max_clock_drift``; outside its lease it falls back to ReadIndex.
-            Needs ``check_quorum``: followers ignore votes while they hear
-            from the leader, which is what the lease rests on).
+            It turns ``check_quorum`` on: followers ignore votes while they
+            hear from the leader, which is what the lease rests on).
         max_clock_drift: the most any node's clock may run fast or slow,
             as a fraction of true time (0.1: each tick lasts 0.9-1.1 of its
             nominal time).  A lease lasts ``election_ticks_min * (1 - d) /
@@ -129,9 +129,8 @@ class RaftOptions:
         if self.read_mode not in READ_MODES:
             raise LocalProtocolError(
                 f"raft option read_mode must be one of {', '.join(READ_MODES)}, got {self.read_mode!r}")
-        if self.read_mode == "lease" and not self.check_quorum:
-            raise LocalProtocolError("raft option read_mode lease needs check_quorum (followers must ignore "
-                                     "votes while they hear from the leader, or the lease means nothing)")
+        if self.read_mode == "lease":  # the lease rests on followers ignoring votes while they hear a leader
+            object.__setattr__(self, "check_quorum", True)
         if not isinstance(self.max_clock_drift, (int, float)) or isinstance(self.max_clock_drift, bool) \
                 or not 0 <= self.max_clock_drift < 1:
             raise LocalProtocolError(f"raft option max_clock_drift must be a number in [0, 1), got "

@@ -210,6 +210,7 @@ def _add_trace(sub: argparse._SubParsersAction) -> None:
 # ---------------------------------------------------------------- smr bench
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     from .bench import register as register_sim_bench
+    from .bench_reads import register as register_reads_bench
 
     p = sub.add_parser("bench", help="benchmarks that print figures (never run as tests)")
     from .checker.bench import register_bench as register_checker_bench
@@ -219,6 +220,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
     bench_sub = p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     register_sim_bench(bench_sub)
+    register_reads_bench(bench_sub)
     register_checker_bench(bench_sub)
     register_tcp_bench(bench_sub)
     register_messages_bench(bench_sub)

@@ -45,9 +45,11 @@ def test_without_a_lease_a_read_waits_for_a_quorum_round() -> None:
     assert net.status("n1").role == Role.FOLLOWER or not net.request("n1", get("x"), client="r", seq=1)
 
 
-def test_lease_needs_check_quorum() -> None:
-    with pytest.raises(LocalProtocolError, match="check_quorum"):
-        Network(build, 3, {**LEASE, "check_quorum": False})
+def test_lease_turns_check_quorum_on() -> None:
+    net: Network[Any] = Network(build, 3, {**LEASE, "check_quorum": False})
+    assert net.cores["n1"].opts.check_quorum
+    with pytest.raises(LocalProtocolError, match="max_clock_drift"):
+        Network(build, 3, {**LEASE, "max_clock_drift": 1.5})
 
 
 def _old_leader_reads_after_a_new_leader_wrote(options: dict[str, Any], leader_rate: float) -> list[Any]:
