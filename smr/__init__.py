@@ -8,6 +8,8 @@ The public surface:
   :func:`command` / :func:`query`; name it by class or ``module:Class``
   (:func:`resolve_app`); call it through :class:`AppClient` (``cluster.client(App)``);
   failures come back as :class:`CommandError`;
+* membership -- every cluster client is a :class:`MembershipClient` (``add_node``,
+  ``remove_node``, ``replace_node``, ``membership()`` -> :class:`Membership`);
 * ready-made state machines -- :class:`ReplDict`, :class:`ReplCounter`,
   :class:`ReplLockManager`, and the workloads' :class:`KVStore`, :class:`Counter`,
   :class:`WriteOnceMap`;
@@ -58,12 +60,14 @@ from .apps import AppSpec as AppSpec
 from .apps import app_spec as app_spec
 from .apps import resolve_app as resolve_app
 from .client import AppClient as AppClient
+from .client import MembershipClient as MembershipClient
 from .client import commands_for as commands_for
 from .machine import CommandError as CommandError
 from .machine import SessionExpired as SessionExpired
 from .machine import StateMachine as StateMachine
 from .machine import command as command
 from .machine import query as query
+from .membership import Membership as Membership
 from .sessions import Applier as Applier
 from .sessions import SessionLimits as SessionLimits
 from .state_machines import Counter as Counter

@@ -8,7 +8,11 @@ program::
         await bank.deposit("alice", 10)
 
 A command that raises on the replicas raises :class:`smr.CommandError` in
-the caller; the cluster keeps serving.
+the caller; the cluster keeps serving.  The membership changes as in every
+runtime (``await cluster.add_node("n4")``, ``remove_node``, ``replace_node``,
+``membership()``): an added node starts empty as a joiner and catches up
+before it votes; a removed one stops once a committed configuration no
+longer names it.
 
 Ticks come from trio's clock; the "disk" is an in-memory map written before a
 batch's messages leave (the persist-before-send rule holds trivially), so a
@@ -30,10 +34,11 @@ from typing import Any, cast, overload
 import trio
 
 from .apps import AppSpec, resolve_app
-from .client import AppClient, M, SessionState
+from .client import CHANGE_TIMEOUT_S, AppClient, M, MembershipClient, SessionState
 from .commands import Command
 from .driver import Driver, apply_writes, current_leader
 from .errors import ConfigError, LocalProtocolError, RemoteProtocolError
+from .membership import MAX_NODE_ID, Membership
 from .replica import (TICK, Ready, ReplicaConfig, ReplicaCore, Receive, Reply, ReplyStatus,
                       Start, get_backend)
 from .values import Value
@@ -48,13 +53,19 @@ class _Node:
         self.send, self.recv = trio.open_memory_channel[Any](math.inf)
         self.incarnation = 0
         self.remote_errors = 0
+        #: Set once a committed configuration no longer names this node; it is stopped soon after.
+        self.retired = False
 
     @property
     def alive(self) -> bool:
         return self.scope is not None
 
 
-class LocalCluster:
+#: Ticks a retired node keeps running (its last answers and messages leave) before it is stopped.
+RETIRE_GRACE_TICKS = 20
+
+
+class LocalCluster(MembershipClient):
     """A running in-process cluster; create it with :func:`open_local_cluster`."""
 
     def __init__(self, nursery: trio.Nursery, backend: str, n: int, app: AppSpec, seed: int,
@@ -67,6 +78,8 @@ class LocalCluster:
         self._seed = seed
         self.tick_seconds = tick_ms / 1000.0
         self.nodes = {f"n{i}": _Node(f"n{i}") for i in range(1, n + 1)}
+        #: The cluster's first voters: every replica's configuration before any log entry.
+        self.initial_voters = tuple(self.nodes)
         self._waiters: dict[tuple[str, int], trio.MemorySendChannel[Reply]] = {}
         self._client_ids = itertools.count(1)
         self._idle: list[LocalClient] = []
@@ -81,7 +94,8 @@ class LocalCluster:
         peers = tuple(n for n in self.nodes if n != node_id)
         rng = random.Random(f"{self._seed}/{node_id}/{node.incarnation}")
         core = self._backend.factory(
-            ReplicaConfig(node_id, peers, rng, self.app, self._options, tick_ms=self.tick_seconds * 1000.0))
+            ReplicaConfig(node_id, peers, rng, self.app, self._options, tick_ms=self.tick_seconds * 1000.0,
+                          initial_voters=self.initial_voters))
         node.driver = Driver(core, node_id, on_reject=self._reject)
         node.send, node.recv = trio.open_memory_channel[Any](math.inf)
         node.scope = trio.CancelScope()
@@ -120,6 +134,41 @@ class LocalCluster:
                         while ready.after_sync is not None:  # its writes are durable already
                             ready = driver.synced(ready)
                             self._handle(node, ready)
+                    if not node.retired and getattr(driver.core, "retired", False):
+                        node.retired = True
+                        inner.start_soon(self._stop_retired, node, driver)
+
+    async def _stop_retired(self, node: _Node, driver: Driver[ReplicaCore]) -> None:
+        """Stop ``node`` (it has left the cluster) a few ticks from now, unless it was restarted meanwhile."""
+        await trio.sleep(self.tick_seconds * RETIRE_GRACE_TICKS)
+        if node.driver is driver:
+            self.crash(node.id)
+
+    # ------------------------------------------------------------ membership
+    async def add_node(self, node: str, address: str = "", *, timeout: float = CHANGE_TIMEOUT_S) -> Membership:
+        """Start ``node`` empty, as a joiner, and add it; return once it is a voter (see MembershipClient).
+
+        ``address`` is carried in the configuration only (in-process nodes need none).
+        """
+        self._new_node(node)
+        return await super().add_node(node, address, timeout=timeout)
+
+    async def replace_node(self, old: str, new: str, address: str = "", *,
+                           timeout: float = CHANGE_TIMEOUT_S) -> Membership:
+        """Start ``new`` empty, as a joiner, and have it replace voter ``old``; return once it votes instead."""
+        self._new_node(new)
+        return await super().replace_node(old, new, address, timeout=timeout)
+
+    def _new_node(self, node: str) -> None:
+        """Start a node under a new id with an empty state (an id is never reused: its old state is gone)."""
+        if node in self.nodes:
+            if self.nodes[node].alive and not self.nodes[node].retired:
+                return  # started by an earlier call whose change is still being made
+            raise LocalProtocolError(f"{node} was a node of this cluster before: an id is never reused")
+        if not node or len(node) > MAX_NODE_ID:
+            raise LocalProtocolError(f"a node id is 1 to {MAX_NODE_ID} characters, got {node!r:.80}")
+        self.nodes[node] = _Node(node)
+        self.start_node(node)
 
     async def _ticker(self, inbox: trio.MemorySendChannel[Any]) -> None:
         while True:
@@ -193,7 +242,7 @@ class LocalClient:
         key = (request.client_id, request.seq)
         send, recv = trio.open_memory_channel[Reply](math.inf)
         self.cluster._waiters[key] = send
-        names = list(self.cluster.nodes)
+        names = [n for n, node in self.cluster.nodes.items() if not node.retired]
         try:
             for _ in range(attempts):
                 target = self._leader or names[self._turn % len(names)]

@@ -34,15 +34,16 @@ import trio
 
 from smr import wire
 from smr.apps import resolve_app
-from smr.client import AppClient, M, SessionState
+from smr.client import AppClient, M, MembershipClient, SessionState
 from smr.commands import REGISTER_SESSION, Command
 from smr.values import Value
 from smr.driver import current_leader
 from smr.errors import ConfigError, LocalProtocolError, RemoteProtocolError
+from smr.membership import Membership
 from smr.replica import ClientRequest, Reply, ReplyStatus
 from smr.sessions import command_digest
 
-from ._config import ClusterConfig, load_cluster
+from ._config import ClusterConfig, NodeAddress, load_cluster, parse_address
 from ._frames import TAG_BYTES, FrameError, request_limit
 from ._messages import ReplyBatch, RequestBatch, StatusQuery, StatusReport
 from ._server import NodeServer
@@ -83,8 +84,18 @@ class _Link:
         self.closed = False
 
 
-class TcpCluster:
-    """A connection pool to one cluster; make it with :func:`open_tcp_client`."""
+#: The most nodes a client learns from the cluster's membership beyond those in its cluster file.
+MAX_LEARNED_NODES = 64
+
+
+class TcpCluster(MembershipClient):
+    """A connection pool to one cluster; make it with :func:`open_tcp_client`.
+
+    Besides running commands it changes the cluster's membership
+    (:meth:`add_node`, :meth:`remove_node`, :meth:`replace_node`,
+    :meth:`membership`: see :class:`smr.client.MembershipClient`); it learns the
+    addresses of nodes added at run time from the membership it reads.
+    """
 
     def __init__(self, config: ClusterConfig, nursery: trio.Nursery, prefix: str = "tcp",
                  local: NodeServer | None = None) -> None:
@@ -101,6 +112,8 @@ class TcpCluster:
         self._count = 0
         self._links: dict[str, _Link] = {}
         self._connecting: dict[str, trio.Lock] = {n: trio.Lock() for n in self.names}
+        #: Nodes added at run time that the cluster file does not name, learned from the membership.
+        self.learned: dict[str, NodeAddress] = {}
         self._waiters: dict[tuple[str, int], trio.MemorySendChannel[tuple[str, Any]]] = {}
         self._idle: list[TcpClient] = []
         #: The app the cluster runs (so clients know which calls are queries).
@@ -180,6 +193,24 @@ class TcpCluster:
         reports = (await self.statuses(timeout=timeout)).values()
         return current_leader(report for report in reports if report is not None)
 
+    def _saw_membership(self, membership: Membership) -> None:
+        """Learn where the members the cluster file does not name listen (nodes added at run time)."""
+        for node, text in membership.addresses:
+            if node in self.names or len(self.learned) >= MAX_LEARNED_NODES:
+                continue
+            try:
+                host, port = parse_address(text)
+            except ValueError:
+                continue  # an address nobody can dial: not one to learn
+            self.learned[node] = NodeAddress(node, host, port)
+            self.names.append(node)
+            self._connecting[node] = trio.Lock()
+
+    def _address(self, node: str) -> NodeAddress:
+        """Where ``node`` listens: the cluster file, else what the membership said."""
+        learned = self.learned.get(node)
+        return learned if learned is not None else self.config.address(node)
+
     async def aclose(self) -> None:
         """Close every connection."""
         for link in list(self._links.values()):
@@ -199,11 +230,15 @@ class TcpCluster:
         link = self._links.get(node)
         if link is not None and not link.closed:
             return link
-        async with self._connecting[node]:
+        lock = self._connecting.get(node)
+        if lock is None:
+            self._address(node)  # a ConfigError if nothing says where it listens
+            lock = self._connecting[node] = trio.Lock()
+        async with lock:
             link = self._links.get(node)
             if link is not None and not link.closed:
                 return link
-            address = self.config.address(node)
+            address = self._address(node)
             try:
                 with trio.fail_after(CONNECT_TIMEOUT_S):
                     conn, _hello = await connect(address.host, address.port, self._key, "client",

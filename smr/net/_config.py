@@ -10,10 +10,20 @@ Example::
     # client_secret: <64 hex digits>   # instead of a secret, in a file for clients only
     # tls: {ca: tls/ca.pem}            # optional; each node then names cert: and key: (or tls.cert/key)
     # max_connections: 1024            # limits, with their defaults (see ClusterConfig)
-    nodes:
+    nodes:                             # the cluster's original voters: never edited afterwards
       - {id: n1, host: 127.0.0.1, port: 7001}
       - {id: n2, host: 127.0.0.1, port: 7002}
       - {id: n3, host: 127.0.0.1, port: 7003}
+    # added:                           # nodes added at run time (smr cluster add writes them)
+    #   - {id: n4, host: 127.0.0.1, port: 7004}
+    # removed: [n1]                    # nodes removed at run time (smr cluster remove writes them)
+
+``nodes`` stays the cluster's *first* configuration for good: every replica,
+one restarted years later or one joining today, computes the configuration
+before any log entry from it (``ReplicaConfig.initial_voters``) and learns
+every change since from the log.  Nodes added later go in ``added`` (a node
+there is started as a joiner: it catches up as a learner before it votes);
+``removed`` names the nodes taken out since, which clients no longer dial.
 
 The YAML structures into :class:`ClusterConfig` through cattrs; every error
 (a typo, a wrong type, a duplicate port, an unknown backend or option, a
@@ -33,6 +43,7 @@ import attrs
 import yaml
 
 from smr.errors import ConfigError, LocalProtocolError
+from smr.membership import MAX_ADDRESS, MAX_NODE_ID
 from smr.replica import ReplicaConfig, get_backend
 from smr.yamlfiles import read_config_text, strict_converter, structure_yaml
 from smr.apps import resolve_app
@@ -81,7 +92,11 @@ class ClusterConfig:
     """Everything every process of one cluster must agree on.
 
     Args:
-        nodes: the replicas (ids, hosts and ports all distinct).
+        nodes: the cluster's original voters (ids, hosts and ports all distinct, here and in ``added``);
+            never edited once the cluster has started: it is every replica's configuration before
+            any log entry.
+        added: nodes added at run time (``smr cluster add``); each joins as a learner, then votes.
+        removed: ids of nodes removed at run time (``smr cluster remove``); clients skip them.
         backend: a registered backend name (``smr backends``).
         backend_options: options merged over the backend's defaults.
         state_machine: the app every node runs: a built-in (kv, counter, dict, locks, ...),
@@ -106,6 +121,8 @@ class ClusterConfig:
     """
 
     nodes: tuple[NodeAddress, ...]
+    added: tuple[NodeAddress, ...] = ()
+    removed: tuple[str, ...] = ()
     backend: str = "raft"
     backend_options: dict[str, Any] = attrs.field(factory=dict)
     state_machine: str = "kv"
@@ -126,16 +143,51 @@ class ClusterConfig:
 
     @property
     def node_ids(self) -> tuple[str, ...]:
-        """The node ids in file order."""
+        """The nodes of the cluster now, in file order: the original ones, then those added, less those removed."""
+        return tuple(n.id for n in (*self.nodes, *self.added) if n.id not in self.removed)
+
+    @property
+    def initial_voters(self) -> tuple[str, ...]:
+        """The cluster's original voters (``nodes``, removed ones included): every replica's first configuration."""
         return tuple(n.id for n in self.nodes)
 
     def address(self, node: str) -> NodeAddress:
-        """Return the address of ``node``; ConfigError if it is not in the cluster."""
-        for n in self.nodes:
+        """Return the address of ``node`` (original or added); ConfigError if the file does not name it."""
+        for n in (*self.nodes, *self.added):
             if n.id == node:
                 return n
         raise ConfigError(f"node {node!r} is not in the cluster (nodes: {', '.join(self.node_ids)})",
                           file=self.source, field="nodes")
+
+    def field_of(self, node: str) -> str:
+        """Where the file names ``node``: ``nodes[i]`` or ``added[i]`` (ConfigError if nowhere)."""
+        for name, group in (("nodes", self.nodes), ("added", self.added)):
+            for i, n in enumerate(group):
+                if n.id == node:
+                    return f"{name}[{i}]"
+        self.address(node)  # raises
+        raise AssertionError("unreachable")
+
+    def with_added(self, node: NodeAddress) -> "ClusterConfig":
+        """This cluster with ``node`` added at run time (ConfigError if its id or address is taken)."""
+        for n in (*self.nodes, *self.added):
+            if n.id == node.id:
+                raise ConfigError(f"node {node.id!r} is already in the cluster file (an id is never reused)",
+                                  file=self.source, field=self.field_of(n.id))
+            if (n.host, n.port) == (node.host, node.port):
+                raise ConfigError(f"{node.host}:{node.port} is already {n.id}'s address", file=self.source,
+                                  field=self.field_of(n.id))
+        return attrs.evolve(self, added=(*self.added, node))
+
+    def with_removed(self, node: str) -> "ClusterConfig":
+        """This cluster with ``node`` removed at run time: an added node leaves the file, an original one is
+        listed in ``removed`` (``nodes`` never changes)."""
+        self.address(node)
+        if any(n.id == node for n in self.added):
+            return attrs.evolve(self, added=tuple(n for n in self.added if n.id != node))
+        if node in self.removed:
+            return self
+        return attrs.evolve(self, removed=(*self.removed, node))
 
     def secret_bytes(self) -> bytes:
         """Return the cluster secret, from the file or the environment; ConfigError if missing."""
@@ -180,7 +232,8 @@ class ClusterConfig:
         tls = None if self.tls is None else TlsFiles(self.tls.ca)
         return attrs.evolve(self, secret=None, secret_env=None, tls=tls,
                             client_secret=self.client_credentials().client.hex(),
-                            nodes=tuple(attrs.evolve(n, cert=None, key=None) for n in self.nodes))
+                            nodes=tuple(attrs.evolve(n, cert=None, key=None) for n in self.nodes),
+                            added=tuple(attrs.evolve(n, cert=None, key=None) for n in self.added))
 
     def path(self, name: str) -> Path:
         """A path named in this file: relative ones are relative to the file's directory."""
@@ -219,12 +272,13 @@ def _limit_errors(config: ClusterConfig) -> list[tuple[str, str]]:
     if tls is not None and (tls.cert is None) != (tls.key is None):
         problems.append(("$.tls.key" if tls.key is None else "$.tls.cert",
                          "give both tls.cert and tls.key, or neither"))
-    for i, node in enumerate(config.nodes):
-        if (node.cert is None) != (node.key is None):
-            problems.append((f"$.nodes[{i}].key" if node.key is None else f"$.nodes[{i}].cert",
-                             "give both cert and key, or neither"))
-        elif node.cert is not None and tls is None:
-            problems.append((f"$.nodes[{i}].cert", "a node's certificate needs a 'tls' section naming the ca"))
+    for name, group in (("nodes", config.nodes), ("added", config.added)):
+        for i, node in enumerate(group):
+            if (node.cert is None) != (node.key is None):
+                problems.append((f"$.{name}[{i}].key" if node.key is None else f"$.{name}[{i}].cert",
+                                 "give both cert and key, or neither"))
+            elif node.cert is not None and tls is None:
+                problems.append((f"$.{name}[{i}].cert", "a node's certificate needs a 'tls' section naming the ca"))
     limit = request_limit(config.max_frame_bytes)
     for name in ("max_batch_bytes", "snapshot_chunk_bytes"):
         value = config.backend_options.get(name)
@@ -244,24 +298,31 @@ def _semantic_errors(config: ClusterConfig) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     if not config.nodes:
         problems.append(("$.nodes", "a cluster needs at least one node"))
-    seen_ids: dict[str, int] = {}
-    seen_addr: dict[tuple[str, int], int] = {}
-    for i, node in enumerate(config.nodes):
-        if not node.id or not all(ch.isalnum() or ch in "-_." for ch in node.id):
-            problems.append((f"$.nodes[{i}].id", f"node id {node.id!r} must be letters, digits, '-', '_' or '.'"))
+    seen_ids: dict[str, str] = {}
+    seen_addr: dict[tuple[str, int], str] = {}
+    everyone = [(f"nodes[{i}]", n) for i, n in enumerate(config.nodes)]
+    everyone += [(f"added[{i}]", n) for i, n in enumerate(config.added)]
+    for where, node in everyone:
+        if not node.id or len(node.id) > MAX_NODE_ID or not all(ch.isalnum() or ch in "-_." for ch in node.id):
+            problems.append((f"$.{where}.id", f"node id {node.id!r} must be 1 to {MAX_NODE_ID} letters, digits, "
+                                              f"'-', '_' or '.'"))
         if node.id in seen_ids:
-            problems.append((f"$.nodes[{i}].id",
-                             f"duplicate node id {node.id!r} (also nodes[{seen_ids[node.id]}])"))
-        seen_ids.setdefault(node.id, i)
+            problems.append((f"$.{where}.id", f"duplicate node id {node.id!r} (also {seen_ids[node.id]})"))
+        seen_ids.setdefault(node.id, where)
         if not 0 < node.port < 65536:
-            problems.append((f"$.nodes[{i}].port", f"port must be in 1..65535, got {node.port}"))
-        if not node.host:
-            problems.append((f"$.nodes[{i}].host", "host must not be empty"))
+            problems.append((f"$.{where}.port", f"port must be in 1..65535, got {node.port}"))
+        if not node.host or len(node.host) > MAX_ADDRESS - 6:
+            problems.append((f"$.{where}.host", "host must not be empty" if not node.host else "host is too long"))
         addr = (node.host, node.port)
         if addr in seen_addr:
-            problems.append((f"$.nodes[{i}].port",
-                             f"address {node.host}:{node.port} is also used by nodes[{seen_addr[addr]}]"))
-        seen_addr.setdefault(addr, i)
+            problems.append((f"$.{where}.port",
+                             f"address {node.host}:{node.port} is also used by {seen_addr[addr]}"))
+        seen_addr.setdefault(addr, where)
+    for i, node_id in enumerate(config.removed):
+        if node_id not in seen_ids:
+            problems.append((f"$.removed[{i}]", f"removed node {node_id!r} is in neither nodes nor added"))
+    if config.nodes and all(n.id in config.removed for n in (*config.nodes, *config.added)):
+        problems.append(("$.removed", "every node is removed: a cluster needs at least one"))
     if not config.tick_ms > 0:
         problems.append(("$.tick_ms", f"tick_ms must be positive, got {config.tick_ms}"))
     if config.max_frame_bytes < 1024:
@@ -285,7 +346,7 @@ def _semantic_errors(config: ClusterConfig) -> list[tuple[str, str]]:
     if not backend.replicated_log:
         problems.append(("$.backend", f"backend {config.backend!r} is not a replicated log"))
     elif config.nodes and not problems:
-        first, *rest = config.node_ids
+        first, *rest = config.initial_voters
         try:  # the cores validate their own options at construction
             backend.factory(ReplicaConfig(first, tuple(rest), random.Random(0), app,
                                           {**backend.options, **config.backend_options}))
@@ -305,15 +366,38 @@ def load_cluster(path: str | Path) -> ClusterConfig:
     return parse_cluster(read_config_text(path, "cluster file"), str(path))
 
 
+def _node_doc(node: NodeAddress) -> dict[str, Any]:
+    return {"id": node.id, "host": node.host, "port": node.port,
+            **({"cert": node.cert, "key": node.key} if node.cert is not None else {})}
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` too) as (host, port); ValueError saying what is wrong."""
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or len(text) > MAX_ADDRESS or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"an address is HOST:PORT with a port in 1..65535, got {text!r:.80}")
+    return host, int(port)
+
+
+def format_address(node: NodeAddress) -> str:
+    """``node``'s address as ``host:port`` (``[v6]:port`` for an IPv6 host)."""
+    return f"[{node.host}]:{node.port}" if ":" in node.host else f"{node.host}:{node.port}"
+
+
 def dump_cluster(config: ClusterConfig) -> str:
     """Return the YAML text of ``config`` (what :func:`parse_cluster` reads back)."""
     doc: dict[str, Any] = {
         "backend": config.backend, "backend_options": dict(config.backend_options),
         "state_machine": config.state_machine, "tick_ms": config.tick_ms, "fsync": config.fsync,
         "max_frame_bytes": config.max_frame_bytes,
-        "nodes": [{"id": n.id, "host": n.host, "port": n.port,
-                   **({"cert": n.cert, "key": n.key} if n.cert is not None else {})} for n in config.nodes],
+        "nodes": [_node_doc(n) for n in config.nodes],
     }
+    if config.added:
+        doc["added"] = [_node_doc(n) for n in config.added]
+    if config.removed:
+        doc["removed"] = list(config.removed)
     if config.secret is not None:
         doc["secret"] = config.secret
     if config.secret_env is not None:

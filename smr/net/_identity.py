@@ -20,6 +20,19 @@ opens with an :class:`Identity` frame saying who is dialling.
   joined and learns the incarnations of peers that have joined too on first
   contact (a fresh peer it has no record of is refused).
 
+* A node *added at run time* (not one of the cluster's original voters:
+  ``ClusterConfig.added``) starts from a fresh directory by design.  It does
+  not wait for a new cluster: it joins when a member that has joined dials
+  it (the cluster's leader does, once the change that adds it is in the
+  log) and has no record of this id, or remembers this very incarnation; if
+  that member remembers *another* incarnation, this id was here before with
+  another directory, and the node stays out as any emptied node does.  Its
+  core is a joiner (``ReplicaConfig.joining``): it votes only once the log
+  makes it a voter.
+* Joined nodes tell each other the incarnations they remember (``members``
+  in every :class:`Identity`), so a node learns an added node's incarnation
+  even if that node never dialled it.
+
 Bringing an emptied node back safely needs it to catch up as a non-voter
 first (a membership change); until then the operator restores the directory.
 """
@@ -93,15 +106,48 @@ class Membership:
                 f"remembered {known}): it was emptied or replaced")
 
     def learn(self, peer: Identity) -> bool:
-        """Remember ``peer``'s incarnation if this joined node has none for it; True if that changed anything."""
-        if not self.joined or not peer.joined or peer.node in self.members:
+        """Remember ``peer``'s incarnation, and those it remembers, where this joined node has none; True if
+        that changed anything.  (Nothing is learned from a peer that has not joined; nothing ever replaces
+        a record; at most MAX_REMEMBERED records are kept.)"""
+        if not self.joined or not peer.joined:
             return False
-        self.members[peer.node] = peer.incarnation
-        return True
+        changed = False
+        gossip = sorted(peer.members.items()) if len(peer.members) <= MAX_REMEMBERED else []  # else: not sane
+        for node, incarnation in ((peer.node, peer.incarnation), *gossip):
+            if (node == self.node or node in self.members or len(self.members) >= MAX_REMEMBERED
+                    or not _plausible(node, incarnation)):
+                continue
+            self.members[node] = incarnation
+            changed = True
+        return changed
+
+    def forget(self, node: str) -> bool:
+        """Drop the record of ``node`` (it left the cluster: a later node under its id is a new one)."""
+        return self.members.pop(node, None) is not None
 
 
-def admission(me: Membership, peers: tuple[str, ...], heard: Mapping[str, Identity]) -> tuple[str, str]:
-    """For a node whose directory is fresh: WAIT, JOIN or STAY_OUT, and why, from the peers heard so far."""
+#: The most peer incarnations a node remembers (a configuration holds at most 64 members; removed ones
+#: are forgotten), and the longest id and incarnation it keeps.
+MAX_REMEMBERED = 256
+MAX_ID_CHARS = 64
+
+
+def _plausible(node: Any, incarnation: Any) -> bool:
+    """True for a node id and incarnation of a sane shape (a joined peer's record of a third node)."""
+    return (isinstance(node, str) and isinstance(incarnation, str) and 0 < len(node) <= MAX_ID_CHARS
+            and 0 < len(incarnation) <= MAX_ID_CHARS)
+
+
+def admission(me: Membership, peers: tuple[str, ...], heard: Mapping[str, Identity],
+              added: bool = False) -> tuple[str, str]:
+    """For a node whose directory is fresh: WAIT, JOIN or STAY_OUT, and why, from the peers heard so far.
+
+    ``added``: this node was added at run time (it is not one of the cluster's
+    original voters), so it never waits for a new cluster: a joined member
+    with no record of it (the one adding it) lets it join.
+    """
+    if added:
+        return _admission_added(me, heard)
     for peer in heard.values():
         if peer.joined:
             remembered = peer.members.get(me.node)
@@ -119,3 +165,21 @@ def admission(me: Membership, peers: tuple[str, ...], heard: Mapping[str, Identi
 def members_of(heard: Mapping[str, Identity]) -> dict[str, Any]:
     """The incarnations to remember after joining, from the identities heard."""
     return {node: peer.incarnation for node, peer in sorted(heard.items())}
+
+
+def _admission_added(me: Membership, heard: Mapping[str, Identity]) -> tuple[str, str]:
+    """:func:`admission` for a node added at run time."""
+    joined = [peer for peer in heard.values() if peer.joined]
+    for peer in joined:
+        remembered = peer.members.get(me.node)
+        if remembered is not None and remembered != me.incarnation:
+            return STAY_OUT, (f"this node's data directory is empty, but {peer.node} remembers this node as "
+                              f"incarnation {remembered}: it was in the cluster before with another directory and "
+                              f"would vote and accept as if it had never promised anything; restore the "
+                              f"directory, or remove this node and add it again")
+    for peer in joined:
+        if peer.members.get(me.node) == me.incarnation:
+            return JOIN, f"{peer.node} remembers this incarnation: it joined before"
+    if joined:
+        return JOIN, f"{joined[0].node} dialled it, with no record of this node: it is being added"
+    return WAIT, "a node added at run time joins once a member of the cluster dials it (once it is added)"

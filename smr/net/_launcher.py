@@ -15,6 +15,11 @@ give a client), one data directory and one log file per node; with
 certificate and key (the CA's own key is not kept).  Reopening a directory that
 already has a cluster file (of the same backend and size) reuses it, so a
 restarted cluster recovers its state from disk.
+
+:meth:`LocalTcpCluster.new_node` writes a new node into the file's ``added``
+list (the original ``nodes`` never change: they are every replica's first
+configuration); start it with :meth:`~LocalTcpCluster.start_node` and add it
+through a client (``await client.add_node(node, address)``).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -41,7 +46,7 @@ from smr.apps import AppSpec, app_spec
 from smr.errors import LocalProtocolError
 
 from ._client import open_tcp_client
-from ._config import ClusterConfig, NodeAddress, TlsFiles, dump_cluster, load_cluster
+from ._config import ClusterConfig, NodeAddress, TlsFiles, dump_cluster, format_address, load_cluster, parse_cluster
 from ._storage import private_dir, private_file
 
 LOOPBACK = "127.0.0.1"
@@ -201,6 +206,69 @@ def write_cluster_file(path: str | Path, *, nodes: int = 3, backend: str = "raft
     return load_cluster(path)  # validated like any user's file
 
 
+def update_cluster_file(path: str | Path, change: Callable[[ClusterConfig], ClusterConfig]) -> ClusterConfig:
+    """Rewrite the cluster file at ``path`` as ``change`` makes it (and its clients' copy, if there is one).
+
+    The new text is validated before it replaces the old one, atomically
+    (written beside it, then renamed; mode 0600).  Comments in the file are not kept.
+    """
+    path = Path(path)
+    config = change(load_cluster(path))
+    text = dump_cluster(config)
+    parse_cluster(text, str(path))  # the same checks as any reader's
+    clients = client_file(path)
+    client_text = dump_cluster(config.for_clients()) if clients.exists() else None
+    _replace_private(path, text.encode("utf-8"))
+    if client_text is not None:
+        _replace_private(clients, client_text.encode("utf-8"))
+    return load_cluster(path)
+
+
+def _replace_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (a private file beside it, renamed over it)."""
+    spare = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        _write_private(spare, data, exclusive=True)
+        os.replace(spare, path)
+    finally:
+        spare.unlink(missing_ok=True)
+
+
+def serve_command(cluster_file: str | Path, node: str, data_dir: str | Path) -> list[str]:
+    """The command line that runs ``node`` of ``cluster_file`` (``smr serve`` through this interpreter)."""
+    return [sys.executable, "-m", "smr.net", "serve", "--cluster", str(cluster_file), "--node", node,
+            "--data", str(data_dir)]
+
+
+def start_detached(command: list[str], log_file: Path) -> int:
+    """Start ``command`` on its own (a new session, not this process's child: it outlives the caller, as
+    ``smr cluster add`` needs), appending its output to ``log_file``; return its pid."""
+    os.close(private_file(log_file))  # created private (0600) before the shell appends to it
+    env = {**os.environ, "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0")}
+    # sh starts it in the background and exits at once: the node's parent is then init, not us
+    done = subprocess.run(["/bin/sh", "-c", 'log="$1"; shift; "$@" >>"$log" 2>&1 </dev/null & echo $!', "sh",
+                           str(log_file), *command], stdin=subprocess.DEVNULL, capture_output=True, env=env,
+                          start_new_session=True, timeout=30, check=True)
+    return int(done.stdout.split()[-1])
+
+
+def running(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc here: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
 class LocalTcpCluster:
     """N replica processes on loopback, sharing one cluster file in ``directory``."""
 
@@ -239,8 +307,26 @@ class LocalTcpCluster:
 
     def command(self, node: str) -> list[str]:
         """The command line that runs ``node`` (``smr serve`` through this interpreter)."""
-        return [sys.executable, "-m", "smr.net", "serve", "--cluster", str(self.cluster_file),
-                "--node", node, "--data", str(self.data_dir(node))]
+        return serve_command(self.cluster_file, node, self.data_dir(node))
+
+    def new_node(self, node: str | None = None) -> NodeAddress:
+        """Write a new node (``node``, default the next ``n<k>``) on a free loopback port into the cluster
+        file's ``added``; return its address.  Start it with :meth:`start_node` (it joins from an empty
+        data directory) and add it through a client: ``await client.add_node(a.id, format_address(a))``."""
+        taken = {n.id for n in (*self.config.nodes, *self.config.added)}
+        if node is None:
+            node = next(f"n{k}" for k in range(len(taken) + 1, len(taken) + 1000) if f"n{k}" not in taken)
+        address = NodeAddress(node, LOOPBACK, free_ports(1)[0])
+        self.config = update_cluster_file(self.cluster_file, lambda c: c.with_added(address))
+        return address
+
+    def address(self, node: str) -> str:
+        """``node``'s address as ``host:port`` (what a membership change carries)."""
+        return format_address(self.config.address(node))
+
+    def record_removed(self, node: str) -> None:
+        """Record in the cluster file that ``node`` was removed (it is no longer started or dialled)."""
+        self.config = update_cluster_file(self.cluster_file, lambda c: c.with_removed(node))
 
     # ------------------------------------------------------------ processes
     def start(self) -> None:
@@ -321,7 +407,7 @@ class LocalTcpCluster:
             with trio.move_on_after(timeout):
                 while True:
                     for node, proc in self.processes.items():
-                        if proc.poll() is not None:
+                        if proc.poll() not in (None, 0):  # 0: it left the cluster, or was stopped
                             raise LocalProtocolError(f"{node} exited with code {proc.returncode}:\n"
                                                      f"{self.log_tail(node)}")
                     leader = await client.find_leader(timeout=0.5)

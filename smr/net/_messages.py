@@ -51,3 +51,6 @@ class StatusReport:
     #: The state machine it runs, and its client session table: open, max and dropped sessions.
     app: str = ""
     sessions: dict[str, int] = attrs.field(factory=dict)
+    #: The configuration this node has applied: ``voters``, ``learners`` and (Raft, while joint)
+    #: ``outgoing`` (empty for a backend without membership).
+    membership: dict[str, list[str]] = attrs.field(factory=dict)

@@ -27,7 +27,7 @@ import attrs
 import trio
 
 from smr.apps import AppSpec, app_spec
-from smr.client import AppClient, M
+from smr.client import AppClient, M, MembershipClient
 from smr.commands import Command
 from smr.driver import current_leader
 from smr.errors import ConfigError
@@ -39,8 +39,14 @@ from ._messages import StatusReport
 from ._server import NodeServer
 
 
-class Node:
-    """A replica running in this process, with sessions that enter its core directly; see :func:`open_node`."""
+class Node(MembershipClient):
+    """A replica running in this process, with sessions that enter its core directly; see :func:`open_node`.
+
+    It changes the cluster's membership as any client does (:meth:`add_node`,
+    :meth:`remove_node`, :meth:`replace_node`, :meth:`membership`); once a
+    committed configuration no longer names this node, :attr:`retired` is set
+    and the replica stops serving (the block may go on as a client).
+    """
 
     def __init__(self, server: NodeServer, cluster: TcpCluster, port: int) -> None:
         self.server = server
@@ -70,6 +76,17 @@ class Node:
             return None
         status = self.server.core.status()
         return self.id if status.is_leader else status.leader
+
+    @property
+    def retired(self) -> bool:
+        """True once a committed configuration no longer names this node (it then stops serving)."""
+        return self.server.retired.is_set()
+
+    async def wait_retired(self) -> None:
+        """Wait until this node has left the cluster and stopped serving."""
+        await self.server.retired.wait()
+        while not self.server.stopped:
+            await trio.sleep(0.05)
 
     def status(self) -> StatusReport:
         """This node's status and counters (what ``smr status`` shows for it)."""

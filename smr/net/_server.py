@@ -37,6 +37,17 @@ an unauthenticated stranger cannot fill the disk); an input the core rejects
 back-off; messages for an unreachable peer are dropped, as a lossy network
 would, and the protocols' own timeouts retry.
 
+Peers are not a fixed set: the node dials every member of the configuration
+in effect (``core.membership``; the cluster file's original ``nodes`` before
+any change) and routes any ``Send`` to a node whose address the cluster file
+(``nodes``, ``added``) or the configuration (``membership.addresses``: nodes
+added at run time) gives; it accepts peer connections, authenticated as
+always, from any node either names.  A node added at run time starts from an
+empty directory as a joiner (see :mod:`smr.net._identity`) and learns the
+configuration from the log; a node that a committed configuration no longer
+names (``core.retired``) says so in its log and stops cleanly a moment
+later, so ``smr serve`` exits 0.
+
 Connections are limited as the cluster file says (``max_connections``,
 ``max_client_connections``, ``max_connections_per_peer``, ``client_idle_timeout_s``,
 ``frame_timeout_s``): one beyond a limit is refused and counted, never queued.
@@ -49,7 +60,7 @@ import os
 import random
 import sqlite3
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,9 +74,10 @@ from smr.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from smr.replica import (TICK, ClientRequest, Ready, ReplicaConfig, ReplicaCore, Receive, Reply, ReplyStatus,
                          Role, Send, Start, get_backend)
 from smr.apps import resolve_app
+from smr.membership import MAX_MEMBERS
 from smr.sessions import SessionLimits, reply_to
 
-from ._config import ClusterConfig, NodeAddress
+from ._config import ClusterConfig, NodeAddress, parse_address
 from ._frames import AUTH_FAILED, BUSY, REASONS, TAG_BYTES, FrameError, frame_bounds, request_limit
 from ._identity import JOIN, STAY_OUT, Identity, Membership, admission, members_of
 from ._messages import ReplyBatch, RequestBatch, StatusQuery, StatusReport
@@ -114,6 +126,12 @@ BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 0.5
 #: If the ticker falls this many ticks behind (a stalled process), it skips ahead instead of bursting.
 MAX_TICK_LAG = 5
+#: Peers a node keeps a sender for at once (the configuration's members and the nodes it sent to lately).
+MAX_PEERS = 2 * MAX_MEMBERS
+#: A sender to a node that is no longer a member stops after this long with nothing to send.
+PEER_IDLE_S = 5.0
+#: How long a retired node keeps serving (its last answers and messages leave) before it stops.
+RETIRE_GRACE_S = 1.0
 #: File descriptors kept for the node itself (storage, listeners, its own dials, logs) below the process's
 #: limit: max_connections is lowered to fit, so the cap, not EMFILE, is what a flood meets.
 RESERVED_FDS = 64
@@ -200,7 +218,10 @@ class NodeServer:
         self.credentials = config.credentials()  # both keys: this node accepts peers and clients
         self._tls = node_tls(config, node)
         self._request_limit = request_limit(config.max_frame_bytes)
-        self.peers = tuple(n for n in config.node_ids if n != node)
+        #: The original voters but this node: who must all say "new" before a fresh cluster starts.
+        self.peers = tuple(n for n in config.initial_voters if n != node)
+        #: This node was added at run time: it starts as a joiner (smr.net._identity, ReplicaConfig.joining).
+        self.added = node not in config.initial_voters
         self.counters: Counter[str] = Counter()
         self._slow_logged_at = -SLOW_STEP_LOG_EVERY_S
         self._campaigned = -1
@@ -210,12 +231,20 @@ class NodeServer:
         self.started = time.monotonic()
         self._events_send, self._events = trio.open_memory_channel[Any](EVENT_QUEUE)
         self._queued_unyielded = 0
+        #: A queue per peer this node dials, drained by that peer's sender task (see :meth:`_open_peer`).
         self._peer_out: dict[str, trio.MemorySendChannel[bytes]] = {}
-        self._peer_in: dict[str, trio.MemoryReceiveChannel[bytes]] = {}
-        for peer in self.peers:
-            self._peer_out[peer], self._peer_in[peer] = trio.open_memory_channel[bytes](PEER_QUEUE)
         # set when a peer dials in, so our own dial to it stops backing off
-        self._peer_up: dict[str, trio.Event] = {peer: trio.Event() for peer in self.peers}
+        self._peer_up: dict[str, trio.Event] = {}
+        self._nursery: trio.Nursery | None = None
+        self._membership_seen: object = None  # the core's configuration peers were last matched to
+        #: Addresses of nodes added at run time, as configurations gave them, kept after they leave one (a
+        #: core may still send a removed node the slots it must learn); the newest MAX_PEERS.
+        self._addresses: dict[str, str] = {}
+        self._unroutable_logged: set[str] = set()
+        #: Set once a committed configuration no longer names this node; it then stops (RETIRE_GRACE_S).
+        self.retired = trio.Event()
+        #: True once this node has stopped serving (retired); local callers are sent elsewhere.
+        self.stopped = False
         #: client id -> the connections that sent requests under it (one, unless a session is shared:
         #: then each gets every reply and its client keeps only those for its own command's digest).
         self._clients: dict[str, list[trio.MemorySendChannel[Reply | bytes]]] = {}
@@ -240,7 +269,8 @@ class NodeServer:
             log.warning("%s: max_connections lowered from %d to %d to fit the open-file limit (ulimit -n)",
                         node, config.max_connections, self.max_connections)
         self._clients_open = 0
-        self._peer_connections: dict[str, list[trio.CancelScope]] = {peer: [] for peer in self.peers}
+        # a list per peer that has connected (only nodes the cluster file or a configuration names can)
+        self._peer_connections: defaultdict[str, list[trio.CancelScope]] = defaultdict(list)
         self._recovered_at = -DISK_STREAK_S  # trio time the disk last took writes again after a fault
 
     # -------------------------------------------------------------- lifecycle
@@ -249,7 +279,7 @@ class NodeServer:
         storage, durable = await self._open_storage()
         self.storage = storage
         try:
-            if not self.membership.joined and not self.peers:
+            if not self.membership.joined and not self.peers and not self.added:
                 await self._join({}, "a single node: a new cluster")
             elif self.membership.joined:
                 self._admitted.set()
@@ -260,20 +290,24 @@ class NodeServer:
             try:
                 listeners = await trio.open_tcp_listeners(self.me.port, host=self.me.host)
             except OSError as exc:
-                index = self.config.node_ids.index(self.id)
                 raise ConfigError(f"cannot listen on {self.me.host}:{self.me.port}: {exc.strerror}",
-                                  file=self.config.source, field=f"nodes[{index}].port") from None
+                                  file=self.config.source, field=f"{self.config.field_of(self.id)}.port") from None
             port = listeners[0].socket.getsockname()[1]
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 await nursery.start(trio.serve_listeners, self._handle_connection, listeners)
-                for peer in self.peers:
-                    nursery.start_soon(self._peer_sender, self.config.address(peer), self._peer_in[peer])
+                if not self.added:  # an added node dials nobody before a member has dialled it (it is a joiner)
+                    for peer in self.peers:
+                        self._open_peer(peer)
                 nursery.start_soon(self._ticker)
                 nursery.start_soon(self._core_loop)
                 nursery.start_soon(self._refusal_summaries)
-                log.info("%s: serving %s on %s:%d", self.id, self.config.backend, self.me.host, port)
+                nursery.start_soon(self._stop_once_retired, nursery.cancel_scope)
+                log.info("%s: serving %s on %s:%d%s", self.id, self.config.backend, self.me.host, port,
+                         " (added at run time: a joiner)" if self.added else "")
                 task_status.started(port)
         finally:
+            self.stopped = True
             storage.close()
 
     async def _open_storage(self) -> tuple[Storage, dict[str, Any]]:
@@ -315,7 +349,7 @@ class NodeServer:
         core = backend.factory(ReplicaConfig(
             self.id, self.peers, rng, resolve_app(self.config.state_machine),
             {**backend.options, **frame_bounds(self.config.max_frame_bytes), **self.config.backend_options},
-            tick_ms=self.config.tick_ms))
+            tick_ms=self.config.tick_ms, initial_voters=self.config.initial_voters))
         self.driver = Driver(core, self.id, on_reject=self._reject)
         log.info("%s: recovered %d durable keys from %s", self.id, len(durable), self.data_dir)
         await self._commit_and_release([self.driver.step(Start(durable))])
@@ -337,9 +371,14 @@ class NodeServer:
             "snapshot_failures": getattr(self.core, "snapshot_failures", 0)}
         role = ("stays out" if self.stays_out is not None else "joining" if not self._admitted.is_set()
                 else "disk fault" if self.disk_fault is not None else st.role)  # the first three promise nothing
+        applied = getattr(applier, "membership", None)
+        membership = {} if applied is None else {
+            "voters": list(applied.voters), "learners": list(applied.learners), "outgoing": list(applied.outgoing)}
+        if self.stopped and self.retired.is_set():
+            role = "retired"
         return StatusReport(self.id, self.config.backend, role, st.epoch, st.leader, st.commit_index,
                             round(time.monotonic() - self.started, 3), dict(self.counters),
-                            dict(self.refused), storage, self.config.state_machine, sessions)
+                            dict(self.refused), storage, self.config.state_machine, sessions, membership)
 
     # -------------------------------------------------------------- core loop
     async def _ticker(self) -> None:
@@ -428,8 +467,9 @@ class NodeServer:
 
     async def _wait_to_join(self) -> None:
         """Until this fresh node may join (smr.net._identity), drop every input; tell clients to go elsewhere."""
-        log.info("%s: a fresh data directory (incarnation %s): joining once the peers say the cluster is new",
-                 self.id, self.membership.incarnation)
+        log.info("%s: a fresh data directory (incarnation %s): %s", self.id, self.membership.incarnation,
+                 "added at run time, joining once a member of the cluster dials it" if self.added else
+                 "joining once the peers say the cluster is new")
         while not self._admitted.is_set():
             with trio.move_on_after(0.2):
                 self._drop_input(await self._events.receive(), "inputs_dropped_not_joined")
@@ -455,7 +495,7 @@ class NodeServer:
                 await self._save_membership()
             return None
         self._heard[peer.node] = peer
-        verdict, why = admission(membership, self.peers, self._heard)
+        verdict, why = admission(membership, self.peers, self._heard, added=self.added)
         if verdict == JOIN:
             joined_peer = next((p for p in self._heard.values() if p.joined), None)
             members = {**(joined_peer.members if joined_peer else {}), **members_of(self._heard)}
@@ -547,6 +587,7 @@ class NodeServer:
                 self.counters["ticks_dropped"] += ticks - MAX_TICK_LAG
             readies = [r for r in map(self._step, events) if r]
             await self._commit_and_release(readies)
+            self._follow_membership()
 
     async def _commit_and_release(self, readies: list[Ready]) -> None:
         """Release each batch once its own writes and every earlier batch's are synced, in order.
@@ -596,7 +637,10 @@ class NodeServer:
         for send in sends:
             out = self._peer_out.get(send.dst)
             if out is None:
-                continue
+                out = self._open_peer(send.dst)
+                if out is None:
+                    self.counters["messages_unroutable"] += 1
+                    continue
             if send.message is not sent:  # a broadcast repeats one message object: encode it once
                 sent, body = send.message, self._encode(send.message)
             if body is None:
@@ -637,6 +681,9 @@ class NodeServer:
         answer goes to :attr:`local_replies`.
         """
         self.counters["local_requests"] += 1
+        if self.stopped:  # retired: this node answers nothing any more
+            self._send_reply(reply_to(request, ReplyStatus.REDIRECT))
+            return
         problem = self._unorderable(request, size)
         if problem is not None:
             self.counters["commands_refused"] += 1
@@ -679,13 +726,104 @@ class NodeServer:
             digest=reply.digest))]
 
     # ----------------------------------------------------------- peers (out)
-    async def _peer_sender(self, peer: NodeAddress, queue: trio.MemoryReceiveChannel[bytes]) -> None:
+    def _members(self) -> tuple[str, ...]:
+        """The nodes of the configuration in effect (the original voters for a core without membership)."""
+        membership = getattr(self.driver.core, "membership", None) if self.driver is not None else None
+        return self.config.initial_voters if membership is None else tuple(membership.members)
+
+    def _peer_address(self, peer: str) -> NodeAddress | None:
+        """Where ``peer`` listens: the cluster file's address, else the configuration's (a node added at run time)."""
+        try:
+            return self.config.address(peer)
+        except ConfigError:
+            pass
+        membership = getattr(self.driver.core, "membership", None) if self.driver is not None else None
+        text = None if membership is None else membership.address_of(peer)
+        if text is None:
+            text = self._addresses.get(peer)
+        if text is None:
+            return None
+        try:
+            host, port = parse_address(text)
+        except ValueError as exc:
+            if peer not in self._unroutable_logged and len(self._unroutable_logged) < MAX_PEERS:
+                self._unroutable_logged.add(peer)
+                log.error("%s: cannot dial %s: %s", self.id, peer, exc)
+            return None
+        return NodeAddress(peer, host, port)
+
+    def _open_peer(self, peer: str) -> trio.MemorySendChannel[bytes] | None:
+        """The queue of messages for ``peer``, starting its sender if need be; None if it cannot be dialled."""
+        out = self._peer_out.get(peer)
+        if out is not None:
+            return out
+        address = self._peer_address(peer) if peer != self.id else None
+        if address is None or self._nursery is None or len(self._peer_out) >= MAX_PEERS:
+            return None
+        out, queue = trio.open_memory_channel[bytes](PEER_QUEUE)
+        self._peer_out[peer] = out
+        self._nursery.start_soon(self._peer_sender, address, out, queue)
+        return out
+
+    def _follow_membership(self) -> None:
+        """After a batch: dial the members of a new configuration; note if this node has left the cluster."""
+        core = self.driver.core if self.driver is not None else None
+        membership = getattr(core, "membership", None)
+        if membership is not None and membership is not self._membership_seen:
+            self._membership_seen = membership
+            for node, address in membership.addresses:
+                self._addresses.pop(node, None)
+                self._addresses[node] = address  # the newest last
+            while len(self._addresses) > MAX_PEERS:
+                del self._addresses[next(iter(self._addresses))]
+            for peer in membership.members:
+                if peer != self.id:
+                    self._open_peer(peer)
+        if not self.retired.is_set() and getattr(core, "retired", False):
+            self.counters["retired"] = 1
+            log.warning("%s: a committed configuration no longer names this node: it has left the cluster and "
+                        "stops in %g s", self.id, RETIRE_GRACE_S)
+            self.retired.set()
+
+    async def _stop_once_retired(self, scope: trio.CancelScope) -> None:
+        """Once this node has left the cluster, serve a moment longer (its last answers leave), then stop."""
+        await self.retired.wait()
+        await trio.sleep(RETIRE_GRACE_S)
+        log.info("%s: stopped: removed from the cluster", self.id)
+        self.stopped = True
+        scope.cancel()
+
+    def _peer_wanted(self, peer: str) -> bool:
+        """True while this node keeps a sender to ``peer``: it is a member of the configuration in effect."""
+        return peer in self._members()
+
+    def _peer_event(self, peer: str) -> trio.Event:
+        event = self._peer_up.get(peer)
+        if event is None:
+            event = self._peer_up[peer] = trio.Event()
+        return event
+
+    async def _peer_sender(self, peer: NodeAddress, out: trio.MemorySendChannel[bytes],
+                           queue: trio.MemoryReceiveChannel[bytes]) -> None:
+        """Dial ``peer`` and send it what queues for it, redialling with back-off; ends once it has left."""
+        try:
+            await self._dial_and_send(peer, queue)
+        finally:
+            if self._peer_out.get(peer.id) is out:
+                del self._peer_out[peer.id]
+            out.close()
+            self._discard(queue)
+
+    async def _dial_and_send(self, peer: NodeAddress, queue: trio.MemoryReceiveChannel[bytes]) -> None:
         backoff = BACKOFF_MIN_S
         key = self.credentials.peer
         assert key is not None, "a node's credentials come from the cluster secret"
         tls = None if self._tls is None else self._tls.dial
         said_refused = False
         while True:
+            if not self._peer_wanted(peer.id) and self._idle(queue):
+                log.info("%s: no longer dialling %s (not a member)", self.id, peer.id)
+                return
             try:
                 with trio.fail_after(CONNECT_TIMEOUT_S):
                     conn, hello = await connect(peer.host, peer.port, key, "peer", self.id,
@@ -705,7 +843,7 @@ class NodeServer:
                 self.counters["peer_connect_failures"] += 1
                 self._discard(queue)
                 with trio.move_on_after(backoff * random.uniform(0.5, 1.0)):
-                    await self._peer_up[peer.id].wait()  # it dialled us: it is listening now
+                    await self._peer_event(peer.id).wait()  # it dialled us: it is listening now
                 self._peer_up[peer.id] = trio.Event()
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
@@ -717,18 +855,30 @@ class NodeServer:
                 async with conn.stream:
                     await conn.send([wire.encode(self.membership.identity())])  # who dials, first
                     while True:
-                        bodies = await next_batch(queue)
+                        bodies: list[bytes] | None = None
+                        with trio.move_on_after(PEER_IDLE_S):
+                            bodies = await next_batch(queue)
+                        if bodies is None:
+                            if not self._peer_wanted(peer.id):
+                                log.info("%s: no longer dialling %s (not a member)", self.id, peer.id)
+                                return
+                            continue
                         await conn.send(bodies)
                         self.counters["frames_out"] += len(bodies)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 self.counters["peer_disconnects"] += 1
                 log.info("%s: lost connection to %s", self.id, peer.id)
 
+    @staticmethod
+    def _idle(queue: trio.MemoryReceiveChannel[bytes]) -> bool:
+        """True if nothing waits in ``queue``."""
+        return queue.statistics().current_buffer_used == 0
+
     def _discard(self, queue: trio.MemoryReceiveChannel[bytes]) -> None:
         while True:
             try:
                 queue.receive_nowait()
-            except trio.WouldBlock:
+            except (trio.WouldBlock, trio.EndOfChannel):
                 return
             self.counters["messages_dropped"] += 1
 
@@ -776,7 +926,7 @@ class NodeServer:
                                                   tls=None if self._tls is None else self._tls.server)
                 who = f"{hello.role} {hello.id} ({who})"
                 if hello.role == "peer":
-                    problem = (f"{hello.id!r} is not a peer of {self.id}" if hello.id not in self.peers else
+                    problem = (f"{hello.id!r} is not a peer of {self.id}" if not self._may_peer(hello.id) else
                                "a peer must present a certificate the cluster's CA signed"
                                if self._tls is not None and not has_verified_certificate(conn.stream) else None)
                     if problem is not None:
@@ -792,7 +942,7 @@ class NodeServer:
                 await answer_hello(conn, self.credentials, self.id, hello, self.config.max_frame_bytes)
             conn.frame_timeout = self.config.frame_timeout_s
             if hello.role == "peer":
-                self._peer_up[hello.id].set()
+                self._peer_event(hello.id).set()
                 with self._peer_connection(hello.id):
                     await self._read_peer(conn, hello.id)
             else:
@@ -831,6 +981,16 @@ class NodeServer:
         finally:
             if scope in held:
                 held.remove(scope)
+
+    def _may_peer(self, node: str) -> bool:
+        """True if ``node`` may connect as a peer: the cluster file or the configuration in effect names it."""
+        if node == self.id:
+            return False
+        try:
+            self.config.address(node)
+            return True
+        except ConfigError:
+            return node in self._members()
 
     async def _read_peer(self, conn: FramedConnection, src: str) -> None:
         first = await conn.receive()

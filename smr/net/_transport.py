@@ -219,14 +219,14 @@ def node_tls(config: ClusterConfig, node: str) -> NodeTls | None:
     if tls is None:
         return None
     me = config.address(node)
-    index = config.node_ids.index(node)
+    where = config.field_of(node)
     if me.cert is not None and me.key is not None:
-        cert = (me.cert, me.key, f"nodes[{index}].cert")
+        cert = (me.cert, me.key, f"{where}.cert")
     elif tls.cert is not None and tls.key is not None:
         cert = (tls.cert, tls.key, "tls.cert")
     else:
-        raise ConfigError(f"node {node} has no TLS certificate: give nodes[{index}].cert and .key, or tls.cert "
-                          f"and tls.key", file=config.source, field=f"nodes[{index}]")
+        raise ConfigError(f"node {node} has no TLS certificate: give {where}.cert and .key, or tls.cert "
+                          f"and tls.key", file=config.source, field=where)
     server = _context(config, ssl.PROTOCOL_TLS_SERVER, cert)
     server.verify_mode = ssl.CERT_OPTIONAL  # clients need none; a peer must show one (checked after its hello)
     return NodeTls(server, _context(config, ssl.PROTOCOL_TLS_CLIENT, cert))

@@ -1,5 +1,6 @@
 """The TCP runtime's commands: ``smr serve``, ``smr kv``, ``smr status``, ``smr cluster up``,
-``smr crashloop``, and the benchmarks ``smr bench tcp`` / ``smr bench storage``.
+``smr cluster add/remove/status`` (membership), ``smr crashloop``, and the benchmarks
+``smr bench tcp`` / ``smr bench storage``.
 
 :func:`register` adds the first five to the ``smr`` subcommands and
 :func:`register_bench` adds the benchmarks under ``smr bench``; ``python -m
@@ -68,9 +69,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with open_node(config, args.node, data_dir=args.data) as node:
                 print(f"{args.node} ready on port {node.port}", flush=True)
-                async for signum in signals:
-                    logging.getLogger("smr.net").info("%s: stopping on signal %d", args.node, signum)
-                    break
+                async with trio.open_nursery() as nursery:
+
+                    async def on_signal() -> None:
+                        async for signum in signals:
+                            logging.getLogger("smr.net").info("%s: stopping on signal %d", args.node, signum)
+                            break
+                        nursery.cancel_scope.cancel()
+
+                    async def on_retired() -> None:  # removed from the cluster: exit 0
+                        await node.wait_retired()
+                        nursery.cancel_scope.cancel()
+
+                    nursery.start_soon(on_signal)
+                    nursery.start_soon(on_retired)
 
     try:
         _run(main)
@@ -269,6 +281,159 @@ def cmd_cluster_init(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------- membership
+def _node_data_dir(config: Any, node: str) -> Path:
+    """Where ``smr cluster add`` puts a new node's data: beside the others' (``DIR/NODE`` in a directory
+    ``smr cluster up`` made), else ``data/NODE`` beside the cluster file, as ``smr serve`` would."""
+    from ._node import default_data_dir
+
+    if config.source is not None:
+        here = Path(config.source).resolve().parent
+        if config.initial_voters and (here / config.initial_voters[0]).is_dir():
+            return here / node
+    return default_data_dir(config, node)
+
+
+def _membership_lines(membership: Any) -> list[str]:
+    """The membership as lines for people."""
+    joining = dict(membership.joining)
+    lines = [f"voters:   {', '.join(membership.voters)}"]
+    if membership.outgoing:
+        lines.append(f"outgoing: {', '.join(membership.outgoing)} (a joint configuration is being left)")
+    lines.append("learners: " + (", ".join(f"{n} (joining{' to replace ' + joining[n] if joining.get(n) else ''})"
+                                           if n in joining else n for n in membership.learners) or "none"))
+    return lines
+
+
+def cmd_cluster_add(args: argparse.Namespace) -> int:
+    """Start a new node (empty data directory) and add it to the cluster; exit 0 once it is a voter."""
+    from ._client import open_tcp_client
+    from ._config import NodeAddress, format_address, load_cluster, parse_address
+    from ._launcher import running, serve_command, start_detached, update_cluster_file
+
+    try:
+        host, port = parse_address(args.address)
+    except ValueError as exc:
+        raise ConfigError(f"--address: {exc}") from None
+    wanted = NodeAddress(args.node, host, port)
+    config = load_cluster(args.cluster)
+    known = next((n for n in (*config.nodes, *config.added) if n.id == args.node), None)
+    if known is None:  # a new node: into the file's added list first, so its own process finds its address
+        config = update_cluster_file(args.cluster, lambda c: c.with_added(wanted))
+        print(f"{args.node}: written to {args.cluster} (added: {format_address(wanted)})")
+    elif known != wanted or args.node in config.initial_voters or args.node in config.removed:
+        raise ConfigError(f"{args.node} is already in the cluster file (at {format_address(known)}): a new node "
+                          f"needs a new id", file=str(args.cluster))
+    address = format_address(wanted)
+    pid = None
+    if not args.no_start:
+        data = Path(args.data) if args.data else _node_data_dir(config, args.node)
+        log_file = data.with_name(data.name + ".log")
+        pid = start_detached(serve_command(args.cluster, args.node, data), log_file)
+        print(f"{args.node}: started (pid {pid}, data {data}, log {log_file})", flush=True)
+
+    async def main() -> Any:
+        async with open_tcp_client(config, prefix="cluster-add") as client:
+            if pid is not None:
+                with trio.move_on_after(args.timeout):
+                    while await client.status(args.node, timeout=0.5) is None:
+                        if not running(pid):
+                            raise LocalProtocolError(f"{args.node} exited before it listened; see {log_file}")
+                        await trio.sleep(0.1)
+            return await client.add_node(args.node, address, timeout=args.timeout)
+
+    try:
+        membership = _run(main)
+    except TimeoutError as exc:
+        print(f"smr: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.node} is a voter")
+    for line in _membership_lines(membership):
+        print(f"  {line}")
+    return 0
+
+
+def cmd_cluster_remove(args: argparse.Namespace) -> int:
+    """Remove a node; exit 0 once the change is committed and the node has stopped."""
+    from ._client import open_tcp_client
+    from ._config import load_cluster
+    from ._launcher import update_cluster_file
+
+    config = load_cluster(args.cluster)
+
+    async def main() -> tuple[Any, bool]:
+        async with open_tcp_client(config, prefix="cluster-remove") as client:
+            membership = await client.remove_node(args.node, timeout=args.timeout)
+            print(f"{args.node} removed (committed); waiting for it to stop", flush=True)
+            stopped = False
+            with trio.move_on_after(args.timeout):
+                while not stopped:
+                    report = await client.status(args.node, timeout=0.5)
+                    stopped = report is None or report.role == "retired"
+                    await trio.sleep(0.1)
+            return membership, stopped
+
+    try:
+        membership, stopped = _run(main)
+    except TimeoutError as exc:
+        print(f"smr: {exc}", file=sys.stderr)
+        return 1
+    if args.node in (*config.initial_voters, *(n.id for n in config.added)):
+        update_cluster_file(args.cluster, lambda c: c.with_removed(args.node))
+        print(f"{args.node}: recorded as removed in {args.cluster}")
+    for line in _membership_lines(membership):
+        print(f"  {line}")
+    if not stopped:
+        print(f"smr: {args.node} still answers after {args.timeout:g} s; stop it by hand", file=sys.stderr)
+        return 1
+    print(f"{args.node} has stopped")
+    return 0
+
+
+def cmd_cluster_status(args: argparse.Namespace) -> int:
+    """Print the cluster's membership and each member's status; exit 1 if the membership cannot be read."""
+    from ._client import open_tcp_client
+
+    async def main() -> tuple[Any, dict[str, Any]]:
+        async with open_tcp_client(args.cluster, prefix="cluster-status") as client:
+            membership = await client.membership(timeout=args.timeout, attempts=10)
+            return membership, await client.statuses(timeout=args.timeout)
+
+    try:
+        membership, reports = _run(main)
+    except TimeoutError as exc:
+        print(f"smr: the cluster did not answer: {exc}", file=sys.stderr)
+        return 1
+    joining = dict(membership.joining)
+
+    def place(node: str) -> str:
+        if node in membership.voters:
+            return "voter"
+        if node in membership.outgoing:
+            return "voter (leaving)"
+        if node in membership.learners:
+            return "joining" if node in joining else "learner"
+        return "not a member"
+
+    nodes = [*membership.members, *(n for n in reports if n not in membership.members)]
+    if args.json:
+        print_json({"membership": membership.as_value(), "nodes": {n: {
+            "member": place(n), **({} if reports.get(n) is None else {
+                "role": reports[n].role, "epoch": reports[n].epoch, "leader": reports[n].leader,
+                "commit_index": reports[n].commit_index})} for n in nodes}})
+        return 0
+    for line in _membership_lines(membership):
+        print(line)
+    print(f"{'node':8s} {'member':14s} {'role':10s} {'epoch':>6s} {'leader':8s} {'commit':>8s}")
+    for node in nodes:
+        r = reports.get(node)
+        if r is None:
+            print(f"{node:8s} {place(node):14s} (no answer)")
+        else:
+            print(f"{node:8s} {place(node):14s} {r.role:10s} {r.epoch:6d} {str(r.leader):8s} {r.commit_index:8d}")
+    return 0
+
+
 # -------------------------------------------------------------- crashloop
 def cmd_crashloop(args: argparse.Namespace) -> int:
     """Kill random nodes under load, then check the history; exit 1 unless linearizable."""
@@ -407,7 +572,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
-    p = subparsers.add_parser("cluster", help="start a local cluster on 127.0.0.1")
+    p = subparsers.add_parser("cluster", help="start a local cluster on 127.0.0.1; add, remove, status")
     cl = p.add_subparsers(dest="cluster_op", required=True, metavar="OP")
     q = cl.add_parser("up", help="start N `smr serve` processes, wait for a leader, stop on Ctrl-C")
     q.add_argument("--nodes", type=int, default=3)
@@ -437,6 +602,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "'cryptography' package)")
     q.add_argument("--dir", required=True, help="where to write cluster.yaml (data/NODE goes beside it)")
     q.set_defaults(func=cmd_cluster_init)
+    q = cl.add_parser("add", help="start a new node and add it to a running cluster; wait until it votes",
+                      description="Write NODE into the cluster file's 'added' list, start its `smr serve` "
+                                  "process (an empty data directory: it joins as a learner and catches up), ask "
+                                  "the cluster to add it, and wait until it is a voter.")
+    q.add_argument("node", metavar="NODE", help="the new node's id (never one the cluster had before)")
+    q.add_argument("--address", required=True, metavar="HOST:PORT", help="where the new node listens")
+    q.add_argument("--cluster", required=True, metavar="FILE")
+    q.add_argument("--data", default=None, metavar="DIR",
+                   help="its data directory (default: beside the other nodes', or data/NODE beside the file)")
+    q.add_argument("--no-start", action="store_true",
+                   help="do not start the process here (run `smr serve --node NODE` where it lives)")
+    q.add_argument("--timeout", type=float, default=60.0, help="seconds until it must be a voter")
+    q.set_defaults(func=cmd_cluster_add)
+    q = cl.add_parser("remove", help="remove a node from a running cluster; wait until committed and stopped")
+    q.add_argument("node", metavar="NODE")
+    q.add_argument("--cluster", required=True, metavar="FILE")
+    q.add_argument("--timeout", type=float, default=60.0)
+    q.set_defaults(func=cmd_cluster_remove)
+    q = cl.add_parser("status", help="the cluster's membership and each member's role")
+    q.add_argument("--cluster", required=True, metavar="FILE")
+    q.add_argument("--timeout", type=float, default=1.0, help="seconds per attempt")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_cluster_status)
 
     p = subparsers.add_parser("crashloop", help="kill random nodes under load, then check the history")
     _attack_arguments(p, clients=4)
