@@ -17,6 +17,7 @@ from .messages import Behind as Behind
 from .messages import Catchup as Catchup
 from .messages import CatchupRequest as CatchupRequest
 from .messages import Heartbeat as Heartbeat
+from .messages import HeartbeatAck as HeartbeatAck
 from .messages import Nack as Nack
 from .messages import Prepare as Prepare
 from .messages import Promise as Promise

@@ -36,6 +36,48 @@ own asks for a :class:`~smr.replica.Synced` of the ballot's round and the slot
 (``_wrote_own``), and the leader adds itself to a slot's quorum only in
 :meth:`MultiPaxosCore._on_synced`, for a Synced of the ballot it leads.
 
+**Reconfiguration** follows Lamport, Malkhi and Zhou, "Reconfiguring a State
+Machine" (SIGACT News 41(1), 2010), section 4's alpha window: membership
+commands (:mod:`smr.membership`) are ordinary slots, applied by the
+:class:`smr.sessions.Applier`, and the configuration of slot i is the one
+applied after slot i - alpha (slots 1..alpha use ``initial_membership``); a
+change takes effect whole, with no joint phase.  The rules that keep this safe:
+
+* a slot counts as chosen only once every slot up to i - alpha is applied
+  (its configuration is then certain) and a quorum of *that* configuration
+  accepted it (:meth:`MultiPaxosCore._quorum_config`);
+* a candidate's phase 1 needs a quorum of every configuration of the slots
+  applied+1 .. applied+alpha; a leader proposes at slot i only once i's
+  configuration is known (no change command pending at or below i - alpha)
+  and a quorum of it promised its ballot: when a new configuration enters
+  the window it sends ``Prepare`` with its same ballot to the new voters,
+  re-proposes what they report, and only then proposes there
+  (:meth:`MultiPaxosCore._may_propose`); when idle it fills the window with
+  no-ops so a change takes effect promptly;
+* every node of the configurations in (and one window behind) the leader's
+  window gets its messages: old members keep serving old slots; a removed
+  node is ``retired`` once every slot of a configuration naming it is applied
+  and a quorum of the newest configuration has applied them too (``held`` on
+  heartbeats); a removed leader stops proposing, fills its last slots and
+  steps down; a node that is no voter never campaigns;
+* a learner listed in ``membership.joining`` is promoted by the leader once
+  its heartbeat acks show it caught up; new members catch up through the
+  ``Catchup``/snapshot machinery (a snapshot carries the configurations of
+  the alpha slots after it);
+* a node started to join (``config.joining``) takes messages from leaders it
+  does not know yet; every other node refuses messages from nodes no
+  configuration it knows names, and acceptors ignore ``Prepare`` from nodes
+  outside their configurations while they hear from a live leader.
+
+**Reads** (``read_mode``): through the log (the baseline); ``read_index``,
+multi-Paxos's ReadIndex: a leader that has chosen its recovered slots notes
+its applied slot, confirms its ballot with a quorum round of heartbeat acks
+and answers once applied; ``lease``: a heartbeat round sent at the leader's
+tick t and acked by a quorum of every configuration in its window gives a
+lease until t + election_ticks_min * (1 - max_clock_drift)
+(:meth:`MultiPaxosCore._lease_ticks`); acceptors promise no other proposer
+within election_ticks_min of their own ticks of hearing the leader.
+
 The module has the shape of :mod:`raft._core`: one way in (``step``), one
 central check (:meth:`MultiPaxosCore._on_message`: a known sender, a known
 message), then the handler table ``_HANDLERS`` (bottom of this module) keyed by
@@ -44,14 +86,15 @@ message.  Roles are :class:`smr.replica.Role` members; majorities come from
 :mod:`smr.quorum`.  Each rule a ``mutant_*`` option breaks is one overridable
 method here (:meth:`MultiPaxosCore._accept_values`,
 :meth:`MultiPaxosCore._values_to_propose`,
-:meth:`MultiPaxosCore._drain_acceptor`, :meth:`MultiPaxosCore._wrote_own` from
+:meth:`MultiPaxosCore._drain_acceptor`, :meth:`MultiPaxosCore._quorum_config`,
+:meth:`MultiPaxosCore._lease_ticks`, :meth:`MultiPaxosCore._wrote_own` from
 :class:`smr.log_core.LogCore`); the broken variants are subclasses
 in :mod:`multipaxos.mutants`, built by :func:`multipaxos.mutants.build`.
 """
 
 from __future__ import annotations
 
-import itertools
+import json
 from collections.abc import Mapping
 from typing import Any, Callable, ClassVar
 
@@ -60,26 +103,33 @@ from smr.errors import LocalProtocolError, RemoteProtocolError
 from smr.replica import (ClientRequest, Committed, ReplicaConfig, ReplicaStatus, ReplyStatus, Role, Send,
                          Synced, Write)
 from smr.log_core import LogCore
+from smr.quorum import majority
+from smr.membership import MAX_NODE_ID, Membership, is_change, membership_command
 from smr.sessions import NOOP_ENTRY, same_command
 from smr.values import CorruptValue
 from synod.acceptor import MultiAcceptor, SlotAccepted, SlotPromise, SlotVote
 from synod.ballot import Ballot
 from synod.proposer import AcceptQuorum, MultiPrepareQuorum
 
-from .messages import (Accept, Accepted, Behind, Catchup, CatchupRequest, Heartbeat, Nack, Prepare, Promise,
-                       PromisePart, SlotValue, Snapshot, SnapshotChunk, SnapshotRequest)
+from .messages import (Accept, Accepted, Behind, Catchup, CatchupRequest, Heartbeat, HeartbeatAck, Nack, Prepare,
+                       Promise, PromisePart, SlotValue, Snapshot, SnapshotChunk, SnapshotRequest)
 from .options import MultiPaxosOptions
 
 #: Multi-Paxos's roles, as the shared :class:`smr.replica.Role` members.
 FOLLOWER, CANDIDATE, LEADER = Role.FOLLOWER, Role.CANDIDATE, Role.LEADER
 #: Durable keys: the acceptor's promise is ``ACCEPTOR_PREFIX + "promised"``, slot s is under
-#: ``ACCEPTOR_PREFIX + "slot/%012d" % s``; the latest snapshot is under ``SNAPSHOT_KEY``.
+#: ``ACCEPTOR_PREFIX + "slot/%012d" % s``; the latest snapshot is under ``SNAPSHOT_KEY``; ``KNOWN_KEY``
+#: lists the nodes it learned of from configurations (written only once one names a node not in the first).
 ACCEPTOR_PREFIX = "mp/acc/"
 SNAPSHOT_KEY = "mp/snapshot"
+#: Durable key: every node a configuration this replica applied named (so a restart still takes their messages).
+KNOWN_KEY = "mp/known"
 #: The most parts one promise may come in (a peer naming more is refused).
 MAX_PROMISE_PARTS = 1 << 16
 #: The most slots a new leader recovers in phase 1; further behind, it lets another lead.
 MAX_RECOVERY_SLOTS = 1 << 16
+#: A snapshot whose alpha window holds a change starts with this key (the configurations of the slots after it).
+WINDOW_TAG = '{"mp_window":'
 
 
 def _value_of(slot_value: SlotValue) -> ClientRequest:
@@ -93,6 +143,45 @@ class _Batch:
         self.first, self.last = first, last
 
 
+class _Read:
+    """A read_index read: answer ``request`` once heartbeat round ``round`` is confirmed and ``index`` applied."""
+
+    __slots__ = ("index", "round", "request", "confirmed")
+
+    def __init__(self, index: int, round: int, request: ClientRequest) -> None:
+        self.index, self.round, self.request, self.confirmed = index, round, request, False
+
+
+def _is_quorum(config: Membership, acceptors: set[str]) -> bool:
+    """True if ``acceptors`` hold a majority of ``config``'s voters (cheap: this runs per slot)."""
+    need = majority(len(config.voters))
+    return len(acceptors) >= need and sum(a in acceptors for a in config.voters) >= need
+
+
+def _with_window(data: str, window: list[tuple[int, Membership]]) -> str:
+    """Snapshot text ``data`` carrying the configurations ``window`` of the slots after it."""
+    rows = json.dumps([[slot, m.as_value()] for slot, m in window], sort_keys=True, separators=(",", ":"))
+    return f"{WINDOW_TAG}{rows},{data[1:]}"
+
+
+def _window_of(data: str) -> list[tuple[int, Membership]] | None:
+    """The configurations a snapshot text carries (None: none, its own applies); ValueError if malformed."""
+    if not data.startswith(WINDOW_TAG):
+        return None
+    try:
+        rows, _ = json.JSONDecoder().raw_decode(data, len(WINDOW_TAG))
+        if not isinstance(rows, list) or not rows or len(rows) > 1024:
+            raise ValueError("a snapshot's window is a non-empty list")
+        window = []
+        for row in rows:
+            if not isinstance(row, list) or len(row) != 2 or type(row[0]) is not int or not 0 <= row[0] < MAX_INDEX:
+                raise ValueError("a window row is [slot, membership]")
+            window.append((row[0], Membership.from_value(row[1])))
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ValueError(f"a snapshot's configuration window is malformed: {exc}") from None
+    return window
+
+
 class MultiPaxosCore(LogCore):
     """One multi-Paxos replica (proposer, acceptor and learner); see the module docstring."""
 
@@ -101,8 +190,14 @@ class MultiPaxosCore(LogCore):
 
     def __init__(self, config: ReplicaConfig) -> None:
         self.opts = MultiPaxosOptions.from_mapping(config.options)
+        self.alpha = self.opts.alpha
+        #: (slot, configuration applied after it), oldest first; the first one holds from slot 0 on.
+        self.history: list[tuple[int, Membership]] = []
+        #: Every node a configuration this replica knows ever named (and itself): who may send to us.
+        self.known: set[str] = set()
         super().__init__(config, frozenset(self.opts.mutants), self.opts.write_in_parallel)
-        self._members = frozenset(config.members)
+        self.history = [(0, self.initial_membership)]
+        self.known = {self.node, *self.initial_membership.members}
         self.acceptor = MultiAcceptor(ACCEPTOR_PREFIX)
         self.max_accepted = 0                            # highest slot the acceptor ever accepted
         self.applier = self._new_applier()
@@ -138,6 +233,26 @@ class MultiPaxosCore(LogCore):
         self.ticks = 0                                   # leader ticks, the clock of the two below
         self.last_broadcast = 0                          # tick of the last Accept/Heartbeat to all
         self.sent_at: dict[int, int] = {}                # slot -> tick its Accept last went out
+        # reconfiguration (leader state unless noted)
+        self.prepared: set[str] = set()                  # who promised our ballot (phase 1 done with them)
+        self.prepare_sent: dict[str, int] = {}           # node -> tick we last asked it for a promise
+        self.deferred: dict[int, ClientRequest] = {}     # recovered values not yet proposed (slot -> value)
+        self.deferred_ballots: dict[int, Ballot] = {}    # the ballot each recovered value was accepted in
+        self.change_slots: set[int] = set()              # slots above applied holding a membership change
+        self.blocked: set[int] = set()                   # slots waiting for their configuration to be certain
+        self.recovered_last = 0                          # the last slot recovered in phase 1
+        self.promoting: set[str] = set()                 # learners we proposed to promote
+        self.held = 0                                    # a quorum of the newest configuration applied this much
+        # reads and leases
+        self.hb_round = 0                                # the last heartbeat round that asks for acks
+        self.round_tick: dict[int, int] = {}             # round -> our tick it went out at
+        self.acked_round: dict[str, int] = {}
+        self.peer_applied: dict[str, int] = {}
+        self.lease_until = 0                             # in our ticks as leader (a lease while ticks < it)
+        self.reads: list[_Read] = []
+        self.reads_waiting: list[ClientRequest] = []
+        self.since_leader = 0                            # our ticks since we last heard a leader (any node)
+        self.heard_leader: str | None = None             # the node we heard lead, last
 
     # ------------------------------------------------------------- surface
     def status(self) -> ReplicaStatus:
@@ -146,6 +261,134 @@ class MultiPaxosCore(LogCore):
         epoch = self.ballot.round if self.role != FOLLOWER and self.ballot else (
             self.leader_ballot.round if self.leader_ballot else self.max_round)
         return ReplicaStatus(self.node, self.role, epoch, leader, self.applied)
+
+    @property
+    def retired(self) -> bool:
+        """True once this node may stop: no configuration of an unchosen slot names it, and a quorum holds them.
+
+        Every slot of a configuration naming it is applied here, and the
+        leader reported (``held``) that a quorum of the newest configuration
+        has applied them too.  A joining node is not retired before it was added.
+        """
+        if self.node in self._newest.members:
+            self._was_member = True
+            return False
+        if self.config.joining and not self._was_member:
+            return False
+        last = self._last_slot_naming(self.node, voters_only=False)
+        return self.applied >= last and self.held >= last
+
+    # ------------------------------------------------------ configurations
+    @property
+    def _newest(self) -> Membership:
+        """The newest applied configuration (the applier's)."""
+        membership = self.applier.membership
+        assert membership is not None, "a multi-Paxos applier always holds a membership"
+        return membership
+
+    def _applied_config(self, slot: int) -> Membership:
+        """The configuration in effect after applying ``slot`` (``slot`` <= applied, within the kept history)."""
+        for applied_at, membership in reversed(self.history):
+            if applied_at <= slot:
+                return membership
+        return self.history[0][1]
+
+    def _config_of(self, slot: int) -> Membership | None:
+        """The configuration of ``slot``: applied after slot - alpha; None while that is not certain.
+
+        Beyond what is applied, it is certain only to a leader with no change
+        among the values it holds at or below slot - alpha (it knows every slot
+        it proposed; the values it holds are what its ballot can choose).
+        """
+        base = slot - self.alpha
+        if base <= self.applied:
+            return self._applied_config(base)
+        if any(c <= base for c in self.change_slots):
+            return None
+        return self._newest
+
+    def _quorum_config(self, slot: int) -> Membership | None:
+        """The configuration whose quorum chooses ``slot``, once every slot it depends on is applied (else None)."""
+        return self._applied_config(slot - self.alpha) if slot - self.alpha <= self.applied else None
+
+    def _window(self) -> list[Membership]:
+        """The configurations of slots applied+1 .. applied+alpha (all certain: they follow applied slots)."""
+        first = self.applied + 1 - self.alpha
+        window = [self._applied_config(first)]
+        window += [m for s, m in self.history if first < s <= self.applied and m != window[-1]]
+        return window
+
+    def _last_slot_naming(self, node: str, voters_only: bool) -> int:
+        """The last slot whose configuration names ``node`` (as a voter, if asked), as far as the history shows."""
+        index = len(self.history)
+        while index > 0 and node not in (self.history[index - 1][1].voters if voters_only
+                                         else self.history[index - 1][1].members):
+            index -= 1
+        if index == 0:
+            return 0
+        if index == len(self.history):
+            return MAX_INDEX  # the newest configuration still names it
+        return self.history[index][0] + self.alpha - 1
+
+    def _config_applied(self, slot: int) -> None:
+        """The applier's configuration changed at ``slot``: record it, and talk to whom it names."""
+        membership = self.applier.membership
+        assert membership is not None
+        self.history.append((slot, membership))
+        self._learn_nodes(membership)
+        self._refresh_membership()
+
+    def _learn_nodes(self, membership: Membership) -> None:
+        """Add the nodes ``membership`` names to those we take messages from (durably, if any is new)."""
+        if not set(membership.members) <= self.known:
+            self.known.update(membership.members)
+            self._writes.append(Write(KNOWN_KEY, sorted(self.known)))
+
+    def _trim_history(self) -> None:
+        """Forget configurations no slot from applied+1-2*alpha on uses (who we talk to looks one window back)."""
+        keep_from = self.applied + 1 - 2 * self.alpha
+        if len(self.history) > 1 and self.history[1][0] <= keep_from:
+            while len(self.history) > 1 and self.history[1][0] <= keep_from:
+                self.history.pop(0)
+            self._refresh_membership()
+
+    def _refresh_membership(self) -> None:
+        """Put the newest applied configuration in effect; peers: every node of the configurations in use."""
+        newest = self.applier.membership
+        assert newest is not None
+        self._set_membership(newest)
+        first = self.applied + 1 - 2 * self.alpha
+        nodes = set(newest.members)
+        nodes.update(self._applied_config(first).members)
+        for s, m in self.history:
+            if s > first:
+                nodes.update(m.members)
+        nodes.discard(self.node)
+        self.peers = tuple(sorted(nodes))
+
+    def _set_history(self, window: list[tuple[int, Membership]] | None) -> None:
+        """Restart the history from a snapshot's window (or from its applied configuration alone)."""
+        membership = self.applier.membership
+        assert membership is not None
+        if window is None:
+            window = [(0, membership)]
+        self.history = [(0, window[0][1]), *window[1:]]
+        for _, m in self.history:
+            self._learn_nodes(m)
+        self._refresh_membership()
+
+    def _snapshot_text(self) -> str | None:
+        """The applier's snapshot, carrying the configurations of the alpha slots after it when one changed."""
+        data = self._snapshot_state()
+        if data is None:
+            return None
+        first = self.applied + 1 - self.alpha
+        if not any(s > first for s, _ in self.history[1:]):
+            return data
+        window = [(0, self._applied_config(first)), *((s, m) for s, m in self.history[1:] if s > first)]
+        data = _with_window(data, window)
+        self._snapshot_taken(data)
+        return data
 
     # ------------------------------------------------------------- outputs
     def _send(self, dst: str, msg: Any) -> None:
@@ -192,11 +435,28 @@ class MultiPaxosCore(LogCore):
             self.proposals.clear()
             self.batches.clear()
             self.sent_at.clear()
+            self._clear_leadership()
         self.role = FOLLOWER
         self.ballot = None
         self.prepare = None
         self.leader_ballot = leader
         self._reset_election_timer(backoff)
+
+    def _clear_leadership(self) -> None:
+        """Forget what only a leader keeps for reconfiguration and reads (waiting reads' clients retry)."""
+        self.prepared.clear()
+        self.prepare_sent.clear()
+        self.deferred.clear()
+        self.deferred_ballots.clear()
+        self.change_slots.clear()
+        self.blocked.clear()
+        self.promoting.clear()
+        self.round_tick.clear()
+        self.acked_round.clear()
+        self.peer_applied.clear()
+        self.lease_until = 0
+        self.reads.clear()
+        self.reads_waiting.clear()
 
     # -------------------------------------------------------------- start
     def _start(self, durable: Mapping[str, Any]) -> None:
@@ -210,32 +470,72 @@ class MultiPaxosCore(LogCore):
             self.applied = self.snapshot_slot = int(snap["last_slot"])
             self.snapshot_data = snap["data"]
             self._snapshot_taken(snap["data"])
+            self._set_history(_window_of(snap["data"]))
+        known = durable.get(KNOWN_KEY)
+        if isinstance(known, list):
+            self.known.update(str(n) for n in known)
         rounds = [b.round for b, _ in self.acceptor.accepted.values()]
         if self.acceptor.promised is not None:
             rounds.append(self.acceptor.promised.round)
         self.max_round = max(rounds, default=0)
+        if self.opts.read_mode == "lease" and self.acceptor.promised is not None:
+            # it may have acked a leader's heartbeat just before it crashed: no promise to
+            # anyone for election_ticks_min of its ticks, as if it had just heard that leader
+            self.heard_leader = ""
         self.started = True
 
     # --------------------------------------------------------------- ticks
     def _tick(self) -> None:
         if self.catchup_cooldown:
             self.catchup_cooldown -= 1
+        self.since_leader += 1
         if self.role == LEADER:
             # Followers hear from the leader at least once per heartbeat interval (an
             # Accept counts), and an Accept unanswered for a whole interval is sent again.
             self.ticks += 1
+            self.since_leader, self.heard_leader = 0, self.node
             self.heartbeat_elapsed += 1
             if self.heartbeat_elapsed >= self.opts.heartbeat_ticks:
                 self.heartbeat_elapsed = 0
                 self._resend_unchosen()
+                if self._wants_acks():
+                    self._heartbeat_round()
+                if self.queue or self.deferred or len(self.history) > 1 or self.change_slots:
+                    self._pump()  # a Prepare to new voters may be due again, or the window filled
+                if self.role != LEADER:
+                    return
             if self.ticks - self.last_broadcast >= self.opts.heartbeat_ticks:
                 assert self.ballot is not None
-                self._broadcast(Heartbeat(self.ballot, self.applied))
+                self._broadcast(Heartbeat(self.ballot, self.applied, 0, self.held))
                 self.last_broadcast = self.ticks
+            self._step_down_if_removed()
             return
         self.election_elapsed += 1
         if self.election_elapsed >= self.election_timeout:
+            if self.node not in self._newest.voters:
+                self._reset_election_timer()  # no voter: never campaigns (a learner, a joining or removed node)
+                return
             self._campaign()
+
+    def _wants_acks(self) -> bool:
+        """True if heartbeats ask for acks: reads need them, and so do learners' promotion and retirement."""
+        return self.opts.read_mode != "log" or len(self.history) > 1 or bool(self._newest.joining)
+
+    def _heartbeat_round(self) -> None:
+        """Send every peer a heartbeat of a new round, asking for an ack (leases, reads, progress)."""
+        assert self.ballot is not None
+        self.hb_round += 1
+        self.round_tick[self.hb_round] = self.ticks
+        self._broadcast(Heartbeat(self.ballot, self.applied, self.hb_round, self.held))
+        self.last_broadcast = self.ticks
+
+    def _step_down_if_removed(self) -> None:
+        """A leader no longer a voter steps down once every slot it votes in is applied and held by a quorum."""
+        if self.node in self._newest.voters:
+            return
+        last = self._last_slot_naming(self.node, voters_only=True)
+        if self.applied >= last and self.held >= last:
+            self._become_follower(None)
 
     def _resend_unchosen(self) -> None:
         """Re-send Accept for slots still short of a majority (their messages may be lost)."""
@@ -279,7 +579,8 @@ class MultiPaxosCore(LogCore):
         self.leader_ballot = None
         self._reset_election_timer(backoff=True)
         from_slot = self.applied + 1
-        self.prepare = MultiPrepareQuorum(ballot, self.quorum, from_slot)
+        window = tuple(m.voters for m in self._window())
+        self.prepare = MultiPrepareQuorum(ballot, self.quorum, from_slot, voter_sets=window)
         self.promise_chosen = {}
         self.promise_snapshot = None
         self.promise_parts = {}
@@ -291,6 +592,12 @@ class MultiPaxosCore(LogCore):
             self._become_leader()
 
     def _on_prepare(self, src: str, msg: Prepare) -> None:
+        if self.heard_leader is not None and self.heard_leader != src \
+                and self.since_leader < self.opts.election_ticks_min \
+                and (self.opts.read_mode == "lease" or src not in self.peers):
+            # we hear a live leader: no promise to another proposer within the lease
+            # (read_mode lease), nor to a node outside our configurations (disruption)
+            return
         self._see_round(msg.ballot)
         if msg.from_slot <= self.snapshot_slot and self.snapshot_data is not None \
                 and len(self.snapshot_data) > self.bounds.snapshot_chunk_bytes:
@@ -368,9 +675,12 @@ class MultiPaxosCore(LogCore):
             self._become_follower(None, backoff=True)
 
     def _on_promise(self, src: str, msg: Promise) -> None:
-        assert self.prepare is not None, "a candidate collects promises"
         if msg.ballot != self.ballot:
             return  # for an earlier campaign of ours
+        if self.role == LEADER:
+            self._on_late_promise(src, msg)
+            return
+        assert self.prepare is not None, "a candidate collects promises"
         votes = tuple(SlotVote(v.slot, v.ballot, v.value) for v in msg.accepted if v.ballot is not None)
         for sv in msg.chosen:
             self.promise_chosen[sv.slot] = sv.value
@@ -407,20 +717,90 @@ class MultiPaxosCore(LogCore):
         self.own_durable = self.applied  # what this ballot accepts counts once it is synced
         self.proposals.clear()
         self.batches.clear()
-        recovered = []
-        for slot in range(self.applied + 1, last + 1):
-            value = self.chosen.get(slot) or values.get(slot) or NOOP_ENTRY
-            self._propose(slot, value)
-            recovered.append(slot)
-        self.next_slot = last + 1
-        for first, batch in self._runs(recovered):
-            self._broadcast_eager(Accept(self.ballot, first, batch, self.applied))
-        if not recovered:
-            self._broadcast(Heartbeat(self.ballot, self.applied))
+        self._clear_leadership()
+        self.prepared = set(prepare.promises)
+        self.since_leader, self.heard_leader = 0, self.node
         self.heartbeat_elapsed = 0
         self.ticks = self.last_broadcast = 0
-        self.sent_at = dict.fromkeys(recovered, 0)
-        self._check_chosen(recovered)
+        self.sent_at = {}
+        ballots: dict[int, Ballot] = {}
+        for promise in prepare.promises.values():
+            for vote in promise.accepted:
+                if vote.slot not in ballots or vote.ballot > ballots[vote.slot]:
+                    ballots[vote.slot] = vote.ballot
+        for slot in range(self.applied + 1, last + 1):
+            self.deferred[slot] = self.chosen.get(slot) or values.get(slot) or NOOP_ENTRY
+            if slot in ballots:
+                self.deferred_ballots[slot] = ballots[slot]
+            if is_change(self.deferred[slot].command):
+                self.change_slots.add(slot)
+        self.recovered_last = last
+        if not self._propose_deferred():
+            self._broadcast(Heartbeat(self.ballot, self.applied, 0, self.held))
+        self._pump()
+
+    def _propose_deferred(self) -> int:
+        """Propose the recovered values, from ``next_slot`` on, while their configuration lets us; how many."""
+        assert self.ballot is not None
+        proposed = []
+        while self.next_slot in self.deferred and self._may_propose(self.next_slot):
+            slot = self.next_slot
+            self.deferred_ballots.pop(slot, None)
+            self._propose(slot, self.deferred.pop(slot))
+            proposed.append(slot)
+            self.next_slot += 1
+        for first, batch in self._runs(proposed):
+            self._broadcast_eager(Accept(self.ballot, first, batch, self.applied))
+        if proposed:
+            self.last_broadcast = self.ticks
+        for slot in proposed:
+            self.sent_at[slot] = self.ticks
+        self._check_chosen(proposed)
+        return len(proposed)
+
+    def _may_propose(self, slot: int) -> bool:
+        """True if we may propose at ``slot``: its configuration is known, names us, and a quorum of it promised.
+
+        A configuration whose quorum has not promised our ballot yet gets a
+        ``Prepare`` (again each heartbeat interval) from its voters that have not.
+        """
+        config = self._config_of(slot)
+        if config is None or self.node not in config.voters:
+            return False
+        if config.is_quorum(self.prepared):
+            return True
+        assert self.ballot is not None
+        for voter in config.voters:
+            sent = self.prepare_sent.get(voter)
+            if voter not in self.prepared and (sent is None or self.ticks - sent >= self.opts.heartbeat_ticks):
+                self.prepare_sent[voter] = self.ticks
+                self._send(voter, Prepare(self.ballot, self.applied + 1))
+        return False
+
+    def _on_late_promise(self, src: str, msg: Promise) -> None:
+        """A promise of our ballot from a voter of a configuration entering our window: recover what it reports."""
+        if src in self.prepared:
+            return
+        self.prepared.add(src)
+        last = self.next_slot - 1
+        for value in msg.accepted:
+            slot, ballot = value.slot, value.ballot
+            if slot < self.next_slot or ballot is None:
+                continue  # proposed already, on a quorum's promises of that slot's configuration
+            known = self.deferred_ballots.get(slot)
+            if known is None or ballot > known:
+                self.deferred[slot] = value.value
+                self.deferred_ballots[slot] = ballot
+                (self.change_slots.add if is_change(value.value.command) else self.change_slots.discard)(slot)
+            last = max(last, slot)
+        for sv in msg.chosen:
+            if sv.slot > self.applied:
+                self.chosen.setdefault(sv.slot, sv.value)
+        last = max([last, *self.deferred])
+        if last > self.recovered_last and last >= self.next_slot:
+            for slot in range(self.next_slot, last + 1):
+                self.deferred.setdefault(slot, NOOP_ENTRY)
+            self.recovered_last = last
         self._pump()
 
     def _values_to_propose(self, prepare: MultiPrepareQuorum) -> dict[int, ClientRequest]:
@@ -434,21 +814,33 @@ class MultiPaxosCore(LogCore):
         self.proposals[slot] = quorum
         if value.client_id:
             self.in_log[(value.client_id, value.seq)] = slot
+        if is_change(value.command):
+            self.change_slots.add(slot)
         reply = self.acceptor.on_accept(self.ballot, slot, value)
         if isinstance(reply, SlotAccepted):
             self.max_accepted = max(self.max_accepted, slot)
             self._wrote_own(self.ballot.round, slot)  # our acceptance counts once it is durable
 
     def _pump(self) -> None:
-        """Send queued commands as new Accept batches while the pipeline has room."""
-        while self.queue and len(self.batches) < self.opts.max_inflight:
+        """Send queued commands as new Accept batches while the pipeline has room (recovered values first)."""
+        if self.role != LEADER:
+            return
+        if self.deferred:
+            self._propose_deferred()
+            if self.deferred:
+                return
+        while self.queue and len(self.batches) < self.opts.max_inflight and self._may_propose(self.next_slot):
             assert self.ballot is not None
-            keys = list(itertools.islice(self.queue, self.opts.max_batch))
-            fit = take_within([self.queue[key] for key in keys], self.bounds.max_batch_bytes)
-            del keys[fit:]  # a frame holds only so many bytes
-            take = [self._stamp(self.queue.pop(key)) for key in keys]
-            first = self.next_slot
-            for value in take:
+            take: list[ClientRequest] = []
+            first, size = self.next_slot, 0
+            while self.queue and len(take) < self.opts.max_batch and (not take or self._may_propose(self.next_slot)):
+                key = next(iter(self.queue))
+                cost = request_bytes(self.queue[key])
+                if take and size + cost > self.bounds.max_batch_bytes:
+                    break  # a frame holds only so many bytes
+                value = self._stamp(self.queue.pop(key))
+                size += cost
+                take.append(value)
                 self._propose(self.next_slot, value)
                 self.next_slot += 1
             self.batches.append(_Batch(first, self.next_slot - 1))
@@ -457,6 +849,27 @@ class MultiPaxosCore(LogCore):
             for slot in range(first, self.next_slot):
                 self.sent_at[slot] = self.ticks
             self._check_chosen(list(range(first, self.next_slot)))
+        if not self.queue and self.role == LEADER:
+            self._fill_window()
+
+    def _fill_window(self) -> None:
+        """Idle after applying a change: fill the slots up to where it takes effect with no-ops, so it does promptly."""
+        target = max((s + self.alpha - 1 for s, _ in self.history[1:]), default=0)
+        if target < self.next_slot:
+            return
+        assert self.ballot is not None
+        proposed = []
+        while self.next_slot <= target and self._may_propose(self.next_slot):
+            self._propose(self.next_slot, NOOP_ENTRY)
+            proposed.append(self.next_slot)
+            self.next_slot += 1
+        for first, batch in self._runs(proposed):
+            self._broadcast_eager(Accept(self.ballot, first, batch, self.applied))
+        for slot in proposed:
+            self.sent_at[slot] = self.ticks
+        if proposed:
+            self.last_broadcast = self.ticks
+        self._check_chosen(proposed)
 
     def _follow_leader(self, src: str, ballot: Ballot) -> bool:
         """Take ``src`` (leading ``ballot``) as leader, or Nack it if we promised higher; True if followed."""
@@ -476,6 +889,7 @@ class MultiPaxosCore(LogCore):
         if self.role != FOLLOWER and self.ballot != ballot:
             self._become_follower(ballot)
         self.leader_ballot = ballot
+        self.since_leader, self.heard_leader = 0, ballot.node
         self._reset_election_timer()
 
     def _on_accept(self, src: str, msg: Accept) -> None:
@@ -535,20 +949,112 @@ class MultiPaxosCore(LogCore):
             self.own_durable = index
 
     def _check_chosen(self, slots: list[int]) -> None:
-        for slot in slots:
-            quorum = self.proposals.get(slot)
-            if quorum is not None and quorum.chosen:
-                self.chosen[slot] = quorum.value
-                del self.proposals[slot]
-                self.sent_at.pop(slot, None)
-        self._apply()
+        """Take as chosen each of ``slots`` a quorum of its configuration accepted in our ballot, then apply.
+
+        A slot whose configuration is not certain yet (slot - alpha not
+        applied) waits in ``blocked`` and is counted once it is.
+        """
+        pending = sorted(slots)
+        while pending:
+            for slot in pending:
+                quorum = self.proposals.get(slot)
+                if quorum is None:
+                    self.blocked.discard(slot)
+                    continue
+                config = self._quorum_config(slot)
+                if config is None:
+                    self.blocked.add(slot)
+                    continue
+                self.blocked.discard(slot)
+                if _is_quorum(config, quorum.acceptors):
+                    self.chosen[slot] = quorum.value
+                    del self.proposals[slot]
+                    self.sent_at.pop(slot, None)
+            before = self.applied
+            self._apply()
+            pending = sorted(s for s in self.blocked if self._quorum_config(s) is not None) \
+                if self.applied > before and self.blocked else []
         while self.batches and all(s not in self.proposals for s in
                                    range(self.batches[0].first, self.batches[0].last + 1)):
             self.batches.pop(0)
 
     def _on_heartbeat(self, src: str, msg: Heartbeat) -> None:
+        if self.role == LEADER and msg.ballot == self.ballot:
+            return  # our own ballot: only we send its heartbeats (a replay)
         if self._follow_leader(src, msg.ballot):
+            self.held = max(self.held, msg.held)
             self._learn(msg.ballot, msg.commit)
+            if msg.round:
+                self._send(src, HeartbeatAck(msg.ballot, msg.round, self.applied))
+
+    def _on_heartbeat_ack(self, src: str, msg: HeartbeatAck) -> None:
+        """A peer follows our ballot and has applied ``msg.applied``: confirm reads, extend the lease, promote."""
+        if msg.ballot != self.ballot:
+            return  # for an earlier leadership of ours
+        self.peer_applied[src] = max(self.peer_applied.get(src, 0), msg.applied)
+        if msg.round > self.acked_round.get(src, 0):
+            self.acked_round[src] = msg.round
+            self._confirm_round()
+        newest = self._newest
+        self.held = max(self.held, newest.committed({**self.peer_applied, self.node: self.applied}))
+        for learner, _ in newest.joining:
+            if learner not in self.promoting and learner in self.peer_applied \
+                    and self.peer_applied[learner] + self.opts.max_batch >= self.applied:
+                self.promoting.add(learner)  # caught up: the leader proposes its promotion (thesis 4.2.1's rule)
+                self.queue[("", -len(self.promoting))] = ClientRequest("", 0, membership_command("promote", learner))
+        self._pump()
+        self._step_down_if_removed()
+
+    def _confirm_round(self) -> None:
+        """The newest heartbeat round a quorum of every configuration in our window acked: reads and the lease."""
+        rounds = {**self.acked_round, self.node: self.hb_round}
+        confirmed = min(m.committed(rounds) for m in self._window())
+        if confirmed <= 0:
+            return
+        sent = self.round_tick.get(confirmed)
+        if sent is not None:
+            self.lease_until = max(self.lease_until, sent + self._lease_ticks())
+        for old in [r for r in self.round_tick if r < confirmed]:
+            del self.round_tick[old]
+        for read in self.reads:
+            if read.round <= confirmed:
+                read.confirmed = True
+        self._serve_reads()
+
+    def _lease_ticks(self) -> int:
+        """How long (in our ticks) a quorum's ack of a heartbeat round leases us the reads: the drift bound applied."""
+        return int(self.opts.election_ticks_min * (1 - self.opts.max_clock_drift))
+
+    # ---------------------------------------------------------------- reads
+    def _recovered(self) -> bool:
+        """True once every slot recovered in phase 1 is chosen and applied (what earlier leaders acknowledged)."""
+        return not self.deferred and self.applied >= self.recovered_last
+
+    def _read(self, request: ClientRequest) -> None:
+        """A read-only command at the leader: from the lease, or once a heartbeat round confirms our ballot."""
+        if not self._recovered():
+            self.reads_waiting.append(request)
+            return
+        if self.opts.read_mode == "lease" and self.ticks < self.lease_until:
+            status, result = self.applier.query(request.command)
+            self._reply(request, status, result)
+            return
+        self.reads.append(_Read(self.applied, self.hb_round + 1, request))
+        self._heartbeat_round()
+        self._confirm_round()
+
+    def _serve_reads(self) -> None:
+        """Answer the confirmed reads whose commit point is applied; register reads that waited for recovery."""
+        if self.role != LEADER:
+            return
+        if self.reads_waiting and self._recovered():
+            waiting, self.reads_waiting = self.reads_waiting, []
+            for request in waiting:
+                self._read(request)
+        while self.reads and self.reads[0].confirmed and self.reads[0].index <= self.applied:
+            read = self.reads.pop(0)
+            status, result = self.applier.query(read.request.command)
+            self._reply(read.request, status, result)
 
     def _on_nack(self, src: str, msg: Nack) -> None:
         self._see_round(msg.promised)
@@ -634,7 +1140,8 @@ class MultiPaxosCore(LogCore):
         applier = self._new_applier()  # restored aside, so a bad snapshot leaves ours untouched
         try:
             applier.restore(snap.data.encode())
-        except CorruptValue as exc:
+            window = _window_of(snap.data)
+        except (CorruptValue, ValueError) as exc:
             raise RemoteProtocolError(f"multipaxos {self.node}: a snapshot from a peer does not restore: {exc}"
                                       ) from None
         self.applier = applier
@@ -645,14 +1152,20 @@ class MultiPaxosCore(LogCore):
         self.chosen = {s: v for s, v in self.chosen.items() if s > snap.last_slot}
         self._writes.append(Write(SNAPSHOT_KEY, {"last_slot": snap.last_slot, "data": snap.data}))
         self.acceptor.forget_below(snap.last_slot + 1)
+        self.change_slots = {c for c in self.change_slots if c > snap.last_slot}
+        self._set_history(window)
 
     def _apply(self) -> None:
         while self.applied + 1 in self.chosen:
             slot = self.applied + 1
             value = self.chosen.pop(slot)
+            before = self.applier.membership
             status, result = self.applier.apply(value)
             self._count_applied(value)
             self.applied = slot
+            self.change_slots.discard(slot)
+            if self.applier.membership is not before:
+                self._config_applied(slot)
             self.log[slot] = value
             self._committed.append(Committed(slot, value))
             key = (value.client_id, value.seq)
@@ -660,12 +1173,15 @@ class MultiPaxosCore(LogCore):
                 self.waiting.discard(key)
                 self._reply(value, status, result)
             self.in_log.pop(key, None)
+        self._trim_history()
         self._answer_parked()
+        if self.reads or self.reads_waiting:
+            self._serve_reads()
         if self._snapshot_due(self.applied - self.snapshot_slot, self.opts.snapshot_every):
             self._take_snapshot()
 
     def _take_snapshot(self) -> None:
-        data = self._snapshot_state()
+        data = self._snapshot_text()
         if data is None:
             return  # keep the log: it still holds everything the snapshot would have
         self.snapshot_slot = self.applied
@@ -702,6 +1218,9 @@ class MultiPaxosCore(LogCore):
         if done:
             self._reply(request, status, result)
             return
+        if self.opts.read_mode != "log" and self.applier.machine.is_read_only(request.command):
+            self._read(request)
+            return
         key = (request.client_id, request.seq)
         if key in self.in_log or key in self.queue:
             prior = self._in_flight(key)
@@ -728,7 +1247,7 @@ class MultiPaxosCore(LogCore):
 
     # ------------------------------------------------------------- messages
     def _on_message(self, src: str, msg: Any) -> None:
-        if src not in self.peers:
+        if src == self.node or (src not in self.known and not self.config.joining):
             raise RemoteProtocolError(f"multipaxos {self.node}: message from unknown node {src!r}")
         handler = _HANDLERS.get((self.role, type(msg)))
         if handler is None:
@@ -761,7 +1280,10 @@ class MultiPaxosCore(LogCore):
             values = msg.chosen
         highest = min(MAX_EPOCH, self.max_round + MAX_EPOCH_JUMP)
         for ballot in ballots:
-            if not 0 <= ballot.round <= highest or ballot.node not in self._members:
+            # a joining node knows no configuration yet: any well-formed node id may lead
+            unknown = not 0 < len(ballot.node) <= MAX_NODE_ID if self.config.joining \
+                else ballot.node not in self.known
+            if not 0 <= ballot.round <= highest or unknown:
                 return (f"ballot {ballot.round}.{ballot.node[:40]!r} is out of range (0..{highest}) or names "
                         f"an unknown node")
         leaders = (Prepare, Accept, Heartbeat, Catchup, SnapshotChunk)  # what only the ballot's owner sends
@@ -787,6 +1309,13 @@ class MultiPaxosCore(LogCore):
             slots += [msg.first_slot, msg.first_slot + count]
         if isinstance(msg, (Accept, Heartbeat)) and msg.commit != 0:  # 0: nothing chosen yet
             slots.append(msg.commit)
+        if isinstance(msg, Heartbeat) and (not 0 <= msg.round < MAX_INDEX or not 0 <= msg.held < MAX_INDEX):
+            return "its round or held slot is out of range"
+        if isinstance(msg, HeartbeatAck):
+            if not 0 <= msg.applied < MAX_INDEX or not 0 < msg.round < MAX_INDEX:
+                return "its round or applied slot is out of range"
+            if msg.ballot == self.ballot and msg.round > self.hb_round:
+                return f"it acknowledges heartbeat round {msg.round}, beyond the {self.hb_round} we sent"
         if isinstance(msg, Behind) and msg.applied != 0:
             slots.append(msg.applied)
         if isinstance(msg, (SnapshotChunk, SnapshotRequest)):
@@ -823,6 +1352,7 @@ _HANDLERS: dict[tuple[Role, type], _Handler] = {
     (FOLLOWER, Behind): MultiPaxosCore._ignore,
     (FOLLOWER, SnapshotRequest): MultiPaxosCore._ignore,
     (FOLLOWER, SnapshotChunk): MultiPaxosCore._on_snapshot_chunk,
+    (FOLLOWER, HeartbeatAck): MultiPaxosCore._ignore,         # to a leadership we lost
     # a candidate collects promises (phase 1) and yields to a higher ballot
     (CANDIDATE, Prepare): MultiPaxosCore._on_prepare,
     (CANDIDATE, Promise): MultiPaxosCore._on_promise,
@@ -836,17 +1366,19 @@ _HANDLERS: dict[tuple[Role, type], _Handler] = {
     (CANDIDATE, Behind): MultiPaxosCore._on_behind,
     (CANDIDATE, SnapshotRequest): MultiPaxosCore._ignore,
     (CANDIDATE, SnapshotChunk): MultiPaxosCore._on_snapshot_chunk,
+    (CANDIDATE, HeartbeatAck): MultiPaxosCore._ignore,
     # a leader counts acceptances (phase 2) and serves catch-up requests
     (LEADER, Prepare): MultiPaxosCore._on_prepare,
-    (LEADER, Promise): MultiPaxosCore._ignore,                # late, for the campaign we won
+    (LEADER, Promise): MultiPaxosCore._on_promise,            # late, or from a configuration entering our window
     (LEADER, Accept): MultiPaxosCore._on_accept,
     (LEADER, Accepted): MultiPaxosCore._on_accepted,
     (LEADER, Heartbeat): MultiPaxosCore._on_heartbeat,
     (LEADER, Nack): MultiPaxosCore._on_nack,
     (LEADER, CatchupRequest): MultiPaxosCore._on_catchup_request,
     (LEADER, Catchup): MultiPaxosCore._on_catchup,
-    (LEADER, PromisePart): MultiPaxosCore._ignore,            # late, for the campaign we won
+    (LEADER, PromisePart): MultiPaxosCore._on_promise_part,   # the same, in parts
     (LEADER, Behind): MultiPaxosCore._ignore,
     (LEADER, SnapshotRequest): MultiPaxosCore._on_snapshot_request,
     (LEADER, SnapshotChunk): MultiPaxosCore._on_snapshot_chunk,
+    (LEADER, HeartbeatAck): MultiPaxosCore._on_heartbeat_ack,
 }

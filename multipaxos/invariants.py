@@ -6,6 +6,11 @@
   applied at that slot, and no leader proposes anything else there in a
   higher ballot than the one it was chosen in.
 
+With a changing membership a majority is counted among the voters of the
+slot's configuration (the one applied after slot - alpha), as the replica
+that applied furthest knows it; a slot whose configuration no live replica
+knows yet is checked for agreement of applied values only.
+
 Only live replicas are visible, so the majority test is a lower bound on what
 was chosen; the simulator separately checks that every replica applies the
 same value at every slot, across crashes and restarts.  To stay cheap the
@@ -17,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from smr.quorum import majority
 from smr.replica import Role
 
 WINDOW = 64
@@ -29,16 +35,28 @@ def check_invariants(cores: Mapping[str, Any]) -> None:
         return
     low = min(c.applied for c in live)
     high = max(max(c.next_slot, c.max_accepted + 1) for c in live)
-    quorum = live[0].quorum
+    ahead = max(live, key=lambda c: c.applied)
+    alpha, history = ahead.alpha, ahead.history
+    static = all(len(c.history) == 1 and c.history[0][1] == c.initial_membership for c in live)
+    # no change anywhere: every live node votes, as before reconfiguration existed
+    voters: Any = None
+    quorum = majority(len(history[0][1].voters))
     accepted_maps = [c.acceptor.accepted for c in live]
+    nodes = [c.node for c in live]
     logs = [c.log for c in live]
     leaders = [c for c in live if c.role == Role.LEADER and c.proposals]
     # This runs after every simulated step, so it is written for speed: (ballot, value) pairs are
     # compared as tuples, which tests identity before calling the attrs __eq__ of their items.
     for slot in range(max(low + 1, high - WINDOW), high):
-        majority: list[tuple[Any, Any]] = []
-        accepted = [m[slot] for m in accepted_maps if slot in m]
-        if len(accepted) >= quorum:
+        if not static:
+            if slot - alpha > ahead.applied:
+                voters, quorum = None, 0  # its configuration is not known yet
+            else:
+                config = ahead._applied_config(slot - alpha)
+                voters, quorum = config.voters, majority(len(config.voters))
+        chosen_pairs: list[tuple[Any, Any]] = []
+        accepted = [m[slot] for node, m in zip(nodes, accepted_maps) if slot in m and (voters is None or node in voters)]
+        if quorum and len(accepted) >= quorum:
             votes: list[list[Any]] = []  # [(ballot, value), count]; a handful per slot
             for pair in accepted:
                 for vote in votes:
@@ -47,8 +65,8 @@ def check_invariants(cores: Mapping[str, Any]) -> None:
                         break
                 else:
                     votes.append([pair, 1])
-            majority = [pair for pair, n in votes if n >= quorum]
-        chosen = [v for _, v in majority]
+            chosen_pairs = [pair for pair, n in votes if n >= quorum]
+        chosen = [v for _, v in chosen_pairs]
         if len(chosen) > 1 and any(v != chosen[0] for v in chosen):
             raise AssertionError(f"one value per slot: slot {slot} has different values each "
                                  f"accepted by a majority: {chosen}")
@@ -58,10 +76,10 @@ def check_invariants(cores: Mapping[str, Any]) -> None:
         if chosen and applied and chosen[0] is not applied[0] and chosen[0] != applied[0]:
             raise AssertionError(f"chosen values stick: slot {slot} was chosen as {chosen[0]!r} "
                                  f"but applied as {applied[0]!r}")
-        if majority and leaders:
+        if chosen_pairs and leaders:
             # Paxos's invariant: once v is chosen in ballot b, every proposal in a
             # higher ballot is v.  (A deposed leader may still hold an older proposal.)
-            chosen_in, value = majority[0] if len(majority) == 1 else min(majority, key=lambda bv: bv[0])
+            chosen_in, value = chosen_pairs[0] if len(chosen_pairs) == 1 else min(chosen_pairs, key=lambda bv: bv[0])
             for core in leaders:
                 proposal = core.proposals.get(slot)
                 if proposal is not None and proposal.value is not value and proposal.value != value \

@@ -89,10 +89,27 @@ class Nack:
 @wire.message
 @attrs.frozen
 class Heartbeat:
-    """The leader of ``ballot`` is alive; every slot up to ``commit`` is chosen."""
+    """The leader of ``ballot`` is alive; every slot up to ``commit`` is chosen.
+
+    ``round`` > 0 asks for a :class:`HeartbeatAck` (read confirmation, leases,
+    learners' progress); ``held``: a quorum of the newest configuration has
+    applied every slot up to it (how a removed member knows it may retire).
+    """
 
     ballot: Ballot
     commit: int
+    round: int = 0
+    held: int = 0
+
+
+@wire.message
+@attrs.frozen
+class HeartbeatAck:
+    """The answer to a :class:`Heartbeat` of ``round`` in ``ballot``: the sender has applied up to ``applied``."""
+
+    ballot: Ballot
+    round: int
+    applied: int
 
 
 @wire.message

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from smr.membership import Membership
 from smr.mutants import MutantSet
 from smr.replica import ClientRequest, ReplicaConfig, Write
 from synod.proposer import MultiPrepareQuorum
@@ -94,9 +95,41 @@ class CountSelfBeforeSync(MultiPaxosCore):
         self._count_own(index)
 
 
+class EarlyConfiguration(MultiPaxosCore):
+    """BROKEN: a slot is counted chosen by a quorum of the configuration applied after the slot before it.
+
+    With alpha > 1 that configuration is not yet the slot's own (that one is
+    applied after slot - alpha): a leader takes a new configuration's quorum
+    for slots that every other replica, and every later leader's phase 1,
+    still assigns to the old one, so two different values can be chosen there.
+    """
+
+    mutants: ClassVar[frozenset[str]] = frozenset({"mutant_early_configuration"})
+
+    def _quorum_config(self, slot: int) -> Membership | None:
+        """The configuration after slot - 1, as if alpha were 1."""
+        return self._applied_config(slot - 1) if slot - 1 <= self.applied else None
+
+
+class LeaseIgnoresDrift(MultiPaxosCore):
+    """BROKEN: a leader's lease lasts election_ticks_min of its own ticks, with no margin for clock drift.
+
+    Acceptors wait election_ticks_min of *their* ticks before promising
+    another proposer; if their clocks run faster than the leader's, a new
+    leader is chosen, and commits, while the old one still answers reads
+    from its lease: a stale read.
+    """
+
+    mutants: ClassVar[frozenset[str]] = frozenset({"mutant_lease_ignores_drift"})
+
+    def _lease_ticks(self) -> int:
+        """The whole election_ticks_min."""
+        return self.opts.election_ticks_min
+
+
 #: The mutants of :class:`MultiPaxosCore`; :func:`build` below is the backend's factory.
 _SET = MutantSet(MultiPaxosCore, (AcceptLowerBallot, IgnorePromisedValues, ForgetPromise, ApplyUnchosen,
-                                  CountSelfBeforeSync),
+                                  CountSelfBeforeSync, EarlyConfiguration, LeaseIgnoresDrift),
                  lambda options: MultiPaxosOptions.from_mapping(options).mutants)
 #: Every mutant class, by the option that selects it.
 MUTANTS = _SET.by_option

@@ -11,6 +11,10 @@ from smr.errors import LocalProtocolError
 from smr.bounds import BOUND_OPTIONS
 from smr.sessions import SESSION_OPTIONS
 
+#: How a leader answers a read-only command: through the log (the baseline), after confirming its
+#: ballot with a quorum round of heartbeats (``read_index``), or locally while it holds a lease.
+READ_MODES = ("log", "read_index", "lease")
+
 
 @attrs.frozen
 class MultiPaxosOptions:
@@ -23,6 +27,18 @@ class MultiPaxosOptions:
     ``write_in_parallel`` (on by default): a leader's Accept messages leave
     before its own acceptance of their slots is durable; it counts its own
     acceptance only once that write is synced.  Off: they wait for the sync.
+
+    ``alpha``: the configuration of slot i is the one applied after slot
+    i - alpha (Lamport, Malkhi and Zhou's alpha window); alpha = 1 is
+    stop-and-go, a larger one lets the leader pipeline across a change.
+
+    ``read_mode``: "log" (reads are ordered like writes), "read_index" (the
+    leader confirms its ballot with a quorum round of heartbeat acks, then
+    answers once it has applied the commit point noted when the read came),
+    or "lease" (a leader whose heartbeat round sent at its tick t was acked by
+    a quorum answers locally until t + election_ticks_min * (1 -
+    max_clock_drift); acceptors then promise no other proposer within
+    election_ticks_min of their own ticks of hearing the leader).
 
     The ``mutant_*`` switches exist only so the test suite can prove it catches
     real bugs; each is off by default and each breaks safety.
@@ -40,11 +56,16 @@ class MultiPaxosOptions:
     catchup_batch: int = 256
     resend_ticks: int = 0
     write_in_parallel: bool = True
+    alpha: int = 16
+    read_mode: str = "log"
+    max_clock_drift: float = 0.1
     mutant_accept_lower_ballot: bool = False
     mutant_ignore_promised_values: bool = False
     mutant_forget_promise: bool = False
     mutant_apply_unchosen: bool = False
     mutant_count_self_before_sync: bool = False
+    mutant_early_configuration: bool = False
+    mutant_lease_ignores_drift: bool = False
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.election_ticks_min <= self.election_ticks_max:
@@ -57,6 +78,13 @@ class MultiPaxosOptions:
             raise LocalProtocolError("max_batch and max_inflight must be at least 1")
         if not isinstance(self.write_in_parallel, bool):
             raise LocalProtocolError(f"write_in_parallel must be true or false, got {self.write_in_parallel!r}")
+        if not isinstance(self.alpha, int) or isinstance(self.alpha, bool) or self.alpha < 1:
+            raise LocalProtocolError(f"alpha must be a positive int, got {self.alpha!r}")
+        if self.read_mode not in READ_MODES:
+            raise LocalProtocolError(f"read_mode must be one of {', '.join(READ_MODES)}, got {self.read_mode!r}")
+        if isinstance(self.max_clock_drift, bool) or not isinstance(self.max_clock_drift, (int, float)) \
+                or not 0 <= self.max_clock_drift < 1:
+            raise LocalProtocolError(f"max_clock_drift must be a number in [0, 1), got {self.max_clock_drift!r}")
 
     @property
     def mutants(self) -> tuple[str, ...]:

@@ -25,6 +25,8 @@ from typing import Any
 
 import attrs
 
+from smr.quorum import majority
+
 from .acceptor import SlotPromise
 from .ballot import Ballot
 from .messages import Promise
@@ -86,12 +88,18 @@ class AcceptQuorum:
 
 @attrs.define
 class MultiPrepareQuorum:
-    """Multi-slot phase 1: one ballot promised for every slot from ``from_slot`` on."""
+    """Multi-slot phase 1: one ballot promised for every slot from ``from_slot`` on.
+
+    With ``voter_sets`` (a reconfigurable log: one set per configuration the
+    slots ahead may use) it is reached once a majority of *every* set
+    promised; without them, once ``quorum`` acceptors did.
+    """
 
     ballot: Ballot
     quorum: int
     from_slot: int = 0
     promises: dict[str, SlotPromise] = attrs.field(factory=dict)
+    voter_sets: tuple[tuple[str, ...], ...] = ()
 
     def add(self, src: str, promise: SlotPromise) -> bool:
         """Count ``src``'s promise for this ballot; return True once a majority promised."""
@@ -101,7 +109,10 @@ class MultiPrepareQuorum:
 
     @property
     def reached(self) -> bool:
-        """True once a majority of acceptors promised this ballot."""
+        """True once a majority of acceptors (of every voter set, if given) promised this ballot."""
+        if self.voter_sets:
+            return all(sum(v in self.promises for v in voters) >= majority(len(voters))
+                       for voters in self.voter_sets)
         return len(self.promises) >= self.quorum
 
     def values_to_propose(self) -> dict[int, Any]:
