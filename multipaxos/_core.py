@@ -74,8 +74,8 @@ multi-Paxos's ReadIndex: a leader that has chosen its recovered slots notes
 its applied slot, confirms its ballot with a quorum round of heartbeat acks
 and answers once applied; ``lease``: a heartbeat round sent at the leader's
 tick t and acked by a quorum of every configuration in its window gives a
-lease until t + election_ticks_min * (1 - max_clock_drift)
-(:meth:`MultiPaxosCore._lease_ticks`); acceptors promise no other proposer
+lease until t + :func:`smr.leases.lease_ticks` (election_ticks_min shortened
+for max_clock_drift, as Raft's; :meth:`MultiPaxosCore._lease_ticks`); acceptors promise no other proposer
 within election_ticks_min of their own ticks of hearing the leader.
 
 The module has the shape of :mod:`raft._core`: one way in (``step``), one
@@ -102,6 +102,7 @@ from smr.bounds import MAX_EPOCH, MAX_EPOCH_JUMP, MAX_INDEX, ChunkBuffer, chunk_
 from smr.errors import LocalProtocolError, RemoteProtocolError
 from smr.replica import (ClientRequest, Committed, ReplicaConfig, ReplicaStatus, ReplyStatus, Role, Send,
                          Synced, Write)
+from smr.leases import lease_ticks
 from smr.log_core import LogCore
 from smr.quorum import majority
 from smr.membership import MAX_NODE_ID, Membership, is_change, membership_command
@@ -1023,7 +1024,7 @@ class MultiPaxosCore(LogCore):
 
     def _lease_ticks(self) -> int:
         """How long (in our ticks) a quorum's ack of a heartbeat round leases us the reads: the drift bound applied."""
-        return int(self.opts.election_ticks_min * (1 - self.opts.max_clock_drift))
+        return lease_ticks(self.opts.election_ticks_min, self.opts.max_clock_drift)
 
     # ---------------------------------------------------------------- reads
     def _recovered(self) -> bool:

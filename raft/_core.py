@@ -64,6 +64,7 @@ from smr.membership import LEAVE_JOINT, Membership, MembershipError, changed, fo
 from smr.quorum import VoteResult
 from smr.replica import (ClientRequest, Committed, Ready, ReplicaConfig, ReplicaStatus, ReplyStatus,
                          Role, Send, Synced, Write)
+from smr.leases import lease_ticks
 from smr.log_core import LogCore
 from smr.sessions import NOOP_ENTRY, same_command
 from smr.values import CorruptValue
@@ -966,8 +967,7 @@ class RaftCore(LogCore):
     # ---------------------------------------------------------------- leases (thesis 6.4.1)
     def _lease_ticks(self) -> int:
         """How long a lease lasts in our ticks: a follower's shortest timeout, as slow as drift can make it."""
-        drift = self.opts.max_clock_drift
-        return int(self.opts.election_ticks_min * (1 - drift) / (1 + drift)) - 1
+        return lease_ticks(self.opts.election_ticks_min, self.opts.max_clock_drift)
 
     def _extend_lease(self) -> None:
         """A quorum has heard a heartbeat round: until our lease from its start runs out, nobody else leads.
