@@ -129,6 +129,8 @@ KNOWN_KEY = "mp/known"
 MAX_PROMISE_PARTS = 1 << 16
 #: The most slots a new leader recovers in phase 1; further behind, it lets another lead.
 MAX_RECOVERY_SLOTS = 1 << 16
+#: Heartbeat rounds a leader keeps telling a removed node it may retire before it stops waiting for its ack.
+MAX_LEAVING_ROUNDS = 64
 #: A snapshot whose alpha window holds a change starts with this key (the configurations of the slots after it).
 WINDOW_TAG = '{"mp_window":'
 
@@ -243,6 +245,9 @@ class MultiPaxosCore(LogCore):
         self.blocked: set[int] = set()                   # slots waiting for their configuration to be certain
         self.recovered_last = 0                          # the last slot recovered in phase 1
         self.promoting: set[str] = set()                 # learners we proposed to promote
+        #: Removed nodes a leader still heartbeats until they heard that their slots are held:
+        #: node -> [its last slot, the round that first told it so (0: not yet), the round it left at].
+        self.leaving: dict[str, list[int]] = {}
         self.held = 0                                    # a quorum of the newest configuration applied this much
         # reads and leases
         self.hb_round = 0                                # the last heartbeat round that asks for acks
@@ -272,9 +277,8 @@ class MultiPaxosCore(LogCore):
         has applied them too.  A joining node is not retired before it was added.
         """
         if self.node in self._newest.members:
-            self._was_member = True
             return False
-        if self.config.joining and not self._was_member:
+        if self.config.joining and self.node not in self.applier.left:
             return False
         last = self._last_slot_naming(self.node, voters_only=False)
         return self.applied >= last and self.held >= last
@@ -357,6 +361,7 @@ class MultiPaxosCore(LogCore):
         """Put the newest applied configuration in effect; peers: every node of the configurations in use."""
         newest = self.applier.membership
         assert newest is not None
+        before = set(self.peers)
         self._set_membership(newest)
         first = self.applied + 1 - 2 * self.alpha
         nodes = set(newest.members)
@@ -365,6 +370,11 @@ class MultiPaxosCore(LogCore):
             if s > first:
                 nodes.update(m.members)
         nodes.discard(self.node)
+        if self.role == LEADER:  # a node leaving the configurations in use is told when it may retire
+            for gone in before - nodes - set(self.leaving):
+                # every slot of a configuration naming it is applied by now: once a quorum holds those, it may go
+                self.leaving[gone] = [self.applied, 0, self.hb_round]
+            nodes.update(self.leaving)
         self.peers = tuple(sorted(nodes))
 
     def _set_history(self, window: list[tuple[int, Membership]] | None) -> None:
@@ -452,6 +462,7 @@ class MultiPaxosCore(LogCore):
         self.change_slots.clear()
         self.blocked.clear()
         self.promoting.clear()
+        self.leaving.clear()
         self.round_tick.clear()
         self.acked_round.clear()
         self.peer_applied.clear()
@@ -520,15 +531,26 @@ class MultiPaxosCore(LogCore):
 
     def _wants_acks(self) -> bool:
         """True if heartbeats ask for acks: reads need them, and so do learners' promotion and retirement."""
-        return self.opts.read_mode != "log" or len(self.history) > 1 or bool(self._newest.joining)
+        return (self.opts.read_mode != "log" or len(self.history) > 1 or bool(self._newest.joining)
+                or bool(self.leaving))
 
     def _heartbeat_round(self) -> None:
         """Send every peer a heartbeat of a new round, asking for an ack (leases, reads, progress)."""
         assert self.ballot is not None
         self.hb_round += 1
         self.round_tick[self.hb_round] = self.ticks
+        for node, (last, told, since) in list(self.leaving.items()):
+            if not told and self.held >= last:
+                self.leaving[node][1] = self.hb_round  # this heartbeat tells it: an ack lets it go
+            elif self.hb_round - since > MAX_LEAVING_ROUNDS:
+                self._let_go(node)  # down, or gone: no longer waited for
         self._broadcast(Heartbeat(self.ballot, self.applied, self.hb_round, self.held))
         self.last_broadcast = self.ticks
+
+    def _let_go(self, node: str) -> None:
+        """Stop heartbeating removed ``node``."""
+        del self.leaving[node]
+        self._refresh_membership()
 
     def _step_down_if_removed(self) -> None:
         """A leader no longer a voter steps down once every slot it votes in is applied and held by a quorum."""
@@ -993,6 +1015,9 @@ class MultiPaxosCore(LogCore):
         if msg.ballot != self.ballot:
             return  # for an earlier leadership of ours
         self.peer_applied[src] = max(self.peer_applied.get(src, 0), msg.applied)
+        leaving = self.leaving.get(src)
+        if leaving is not None and leaving[1] and msg.round >= leaving[1]:
+            self._let_go(src)  # it heard that its slots are held: it retires by itself
         if msg.round > self.acked_round.get(src, 0):
             self.acked_round[src] = msg.round
             self._confirm_round()

@@ -63,7 +63,6 @@ class LogCore:
         self.voters = 0
         self.quorum = 0
         self._set_membership(self.initial_membership)
-        self._was_member = False
         self.rng: random.Random = config.rng
         if mutants_asked != self.mutants:
             raise LocalProtocolError(
@@ -107,9 +106,8 @@ class LogCore:
         applier: Applier = getattr(self, "applier")
         applied = applier.membership
         if applied is None or self.node in applied.members:
-            self._was_member = True
             return False
-        return self._was_member or not self.config.joining
+        return self.node in applier.left or not self.config.joining
 
     def _set_membership(self, membership: Membership) -> None:
         """Put ``membership`` in effect: the peers this node talks to and the quorum sizes follow it."""

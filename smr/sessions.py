@@ -63,6 +63,9 @@ from .membership import refusal as membership_refusal
 from .replica import ClientRequest, Reply, ReplyStatus
 from .values import CorruptValue, Value, canonical, from_json, to_json
 
+#: The most removed nodes an Applier remembers (``Applier.left``).
+MAX_LEFT = 1024
+
 #: The log entry a leader commits to open its term or fill a gap.
 NOOP_ENTRY = ClientRequest("", 0, NOOP)
 
@@ -174,6 +177,9 @@ class Applier:
         self.membership = membership
         #: Changes of more than one voter go through a joint configuration (Raft) or take effect whole.
         self.joint_consensus = joint_consensus
+        #: The nodes applied changes removed, most recent last (at most MAX_LEFT): how a node that joined
+        #: and left again knows it left (``LogCore.retired``).
+        self.left: dict[str, None] = {}
         #: client id -> (last seq, status, result, log time of last use, its command -- or, restored
         #: from a snapshot, the command's digest); oldest use first.
         self.sessions: dict[str, Session] = {}
@@ -220,9 +226,14 @@ class Applier:
         if self.membership is None:
             return _refusal("MembershipError", "this runtime has no membership to change")
         try:
-            self.membership = changed(self.membership, command, self.joint_consensus)
+            before, self.membership = self.membership, changed(self.membership, command, self.joint_consensus)
         except MembershipError as exc:
             return ReplyStatus.ERROR, exc.to_result()
+        for node in set(before.members) - set(self.membership.members):
+            self.left.pop(node, None)
+            self.left[node] = None
+            if len(self.left) > MAX_LEFT:
+                del self.left[next(iter(self.left))]
         return ReplyStatus.OK, self.membership.as_value()
 
     def _register(self, nonce: str) -> Outcome:
@@ -318,7 +329,8 @@ class Applier:
         return json.dumps({"machine": base64.b64encode(self.machine.snapshot()).decode("ascii"),
                            "sessions": sessions, "applied": self.applied, "time_ms": self.time_ms,
                            "dropped": self.dropped, "recently_dropped": list(self.recently_dropped),
-                           **({} if self.membership is None else {"membership": self.membership.as_value()})},
+                           **({} if self.membership is None else {"membership": self.membership.as_value(),
+                                                                  "left": list(self.left)})},
                           sort_keys=True, separators=(",", ":")).encode()
 
     def restore(self, data: bytes) -> None:
@@ -332,6 +344,10 @@ class Applier:
             applied, time_ms, dropped = _int(obj["applied"]), _int(obj["time_ms"]), _int(obj["dropped"])
             recently_dropped = dict.fromkeys(_str(k) for k in obj["recently_dropped"])
             membership = Membership.from_value(obj["membership"]) if "membership" in obj else self.membership
+            left_ids = obj.get("left", [])
+            if not isinstance(left_ids, list):
+                raise TypeError("left must be a list")
+            left = dict.fromkeys(_str(n) for n in left_ids[-MAX_LEFT:])
         except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError, RecursionError) as exc:
             raise CorruptValue(f"session snapshot is malformed: {type(exc).__name__}: {exc}") from None
         try:
@@ -343,7 +359,7 @@ class Applier:
                                f"{describe_exception(exc)}") from None
         self.sessions, self.applied, self.time_ms, self.dropped = sessions, applied, time_ms, dropped
         self.recently_dropped = recently_dropped
-        self.membership = membership
+        self.membership, self.left = membership, left
         self.machine._smr_time_ms = time_ms
 
 
