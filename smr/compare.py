@@ -4,6 +4,11 @@ For each (scenario, backend, seed) the run is simulated, its history judged by
 the linearizability checker against the workload's model, and checked against
 the workload's own invariants.  Runs are independent, so ``--jobs N`` spreads
 them over processes; the report is the same whatever N is.
+
+A scenario that changes the membership (the built-in kv-replace-under-load)
+runs on the backends that keep one, and gets a second table: per change, how
+long it took, the longest gap in successful client operations while it ran
+(unavailability), and the peer messages and bytes the cluster sent meanwhile.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from .history import Operation
 from .replica import backend_names, get_backend
 from .scenarios import builtin_scenarios
 from .sim import SimConfig, load_scenario, simulate
+from .sim.admin import change_figures, supports_membership
 from .sim.engine import workload_for
 from .summary import RunSummary, summarize
 from .table import render_table
@@ -38,6 +44,8 @@ class RunReport:
     workload_problems: tuple[str, ...]
     replay: str
     history: tuple[Operation, ...]
+    #: Per membership change: smr.sim.admin.change_figures.
+    changes: tuple[dict[str, Any], ...] = ()
 
 
 @attrs.frozen
@@ -68,7 +76,8 @@ class Cell:
         """Return the cell as plain JSON data (histories left out)."""
         return {"scenario": self.scenario, "backend": self.backend,
                 "runs": [{**r.summary.to_json(), "verdict": r.verdict,
-                          "workload_problems": list(r.workload_problems), "replay": r.replay}
+                          "workload_problems": list(r.workload_problems), "replay": r.replay,
+                          **({"changes": list(r.changes)} if r.changes else {})}
                          for r in self.runs]}
 
 
@@ -96,7 +105,8 @@ def run_one(config: SimConfig, backend: str, seed: int) -> RunReport:
     verdict, problems = judge(result, workload)
     summary = summarize(result, tuple(f.at for f in config.faults
                                       if f.action not in ("restart", "restart_all", "heal", "network")))
-    return RunReport(summary, verdict, problems, result.replay, result.history)
+    changes = change_figures(result.changes, result.history, result.end_time)
+    return RunReport(summary, verdict, problems, result.replay, result.history, changes)
 
 
 def _run_task(task: tuple[SimConfig, str, int]) -> RunReport:
@@ -105,8 +115,10 @@ def _run_task(task: tuple[SimConfig, str, int]) -> RunReport:
 
 def compare(configs: Sequence[SimConfig], backends: Sequence[str], seeds: Sequence[int],
             jobs: int = 1, progress: bool = False) -> list[Cell]:
-    """Run every scenario on every backend with the same seeds; ``jobs`` processes in parallel."""
-    tasks = [(config, backend, seed) for config in configs for backend in backends for seed in seeds]
+    """Run every scenario on every backend with the same seeds; ``jobs`` processes in parallel (a scenario
+    that changes the membership only on the backends that keep one)."""
+    pairs = [(c, b) for c in configs for b in backends if not c.changes_membership or supports_membership(b)]
+    tasks = [(config, backend, seed) for config, backend in pairs for seed in seeds]
     bar = None
     if progress:
         from tqdm import tqdm
@@ -128,7 +140,7 @@ def compare(configs: Sequence[SimConfig], backends: Sequence[str], seeds: Sequen
         bar.close()
     cells = []
     per = len(seeds)
-    for i, (config, backend) in enumerate((c, b) for c in configs for b in backends):
+    for i, (config, backend) in enumerate(pairs):
         name = config.name or Path(str(config.source)).stem
         cells.append(Cell(name, backend, tuple(reports[i * per:(i + 1) * per])))
     return cells
@@ -149,6 +161,27 @@ def render_cells(cells: Sequence[Cell]) -> str:
                      c.mean("leader_changes"), round(statistics.fmean(unavail), 1) if unavail else None,
                      f"{lin}/{len(c.runs)}" if not agreed else f"no model, {agreed}/{len(c.runs)} agree"])
     return render_table(headers, rows)
+
+
+def render_changes(cells: Sequence[Cell]) -> str:
+    """The membership changes of ``cells`` side by side (means over seeds), or "" if there are none."""
+    headers = ["scenario", "backend", "change", "finished", "change ms", "unavail ms", "peer msgs", "peer KB"]
+    rows = []
+    for c in cells:
+        per_run = [r.changes for r in c.runs]
+        for k in range(max((len(changes) for changes in per_run), default=0)):
+            figures = [changes[k] for changes in per_run if len(changes) > k]
+
+            def mean(field: str) -> float | None:
+                values = [f[field] for f in figures if f[field] is not None]
+                return round(statistics.fmean(values), 1) if values else None
+
+            kb = mean("bytes")
+            names = {f["change"] for f in figures}
+            rows.append([c.scenario, c.backend, names.pop() if len(names) == 1 else figures[0]["action"],
+                         f"{sum(f['outcome'] == 'done' for f in figures)}/{len(figures)}", mean("duration_ms"),
+                         mean("unavailable_ms"), mean("messages"), None if kb is None else round(kb / 1024, 1)])
+    return render_table(headers, rows) if rows else ""
 
 
 def write_outputs(cells: Sequence[Cell], configs: Sequence[SimConfig], seeds: Sequence[int],
@@ -191,6 +224,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"seeds {seeds[0]}..{seeds[-1]}, the same for every backend; times in simulated ms; "
               "figures are means over seeds")
         print(render_cells(cells))
+        changes = render_changes(cells)
+        if changes:
+            print("membership changes (unavail: longest gap in OK client operations while the change ran; "
+                  "peer messages and bytes: the whole cluster's meanwhile)")
+            print(changes)
         for cell, what, replay in failures:
             print(f"{cell.backend} on {cell.scenario}: {what}\n    replay: {replay}")
         for path in outputs:

@@ -11,6 +11,7 @@ converter) with what a conformance run needs on top::
       - {from_ms: 950, until_ms: 1800}
     expect:                         # the expected-result matrix, this row of it
       coordinator: [liveness]       # these judgements must fail; all others pass
+    backends: [raft, multipaxos]    # optional: only these run it (default: every backend)
     scenario:                       # a SimConfig mapping, minus backend/source
       nodes: 3
       faults: [{at: 1000, action: crash_leader}]
@@ -37,7 +38,7 @@ import yaml
 
 from ..errors import ConfigError, LocalProtocolError
 from ..sim import FaultEvent, SimConfig
-from ..sim.config import converter, fault_problems, scenario_problems
+from ..sim.config import MEMBERSHIP_ACTIONS, converter, fault_problems, scenario_problems
 from ..yamlfiles import (LOADER_FIELDS, Problem, explain_structure_error, problems_error, read_config_text,
                          read_yaml_mapping, refuse_loader_fields)
 
@@ -97,6 +98,8 @@ class ConformanceScenario:
         description: one line saying what the entry exercises.
         no_progress: windows in which no majority is up.
         expect: backend name -> the judgements that must fail for it.
+        backends: the backends the entry is for (empty: every one); a
+            membership change needs a backend that changes its membership.
         repeat: periodic faults; the loader adds them to ``scenario.faults``
             (sorted by time, a tie kept in file order) and leaves this empty.
         source: the file it was read from, set by the loader.
@@ -108,6 +111,7 @@ class ConformanceScenario:
     description: str = ""
     no_progress: tuple[NoProgress, ...] = ()
     expect: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
+    backends: tuple[str, ...] = ()
     repeat: tuple[Repeat, ...] = ()
     source: str | None = None
 
@@ -116,6 +120,10 @@ class ConformanceScenario:
         """When the last fault happens (a flap counts until it stops): the liveness phase starts here."""
         times = [max(f.at, f.until_ms) if f.action == "flap" else f.at for f in self.scenario.faults]
         return max(times, default=0.0)
+
+    def runs_on(self, backend: str) -> bool:
+        """True if the entry is for ``backend`` (every backend when ``backends`` is empty)."""
+        return not self.backends or backend in self.backends
 
     def expected_failures(self, backend: str) -> frozenset[str]:
         """The judgements that must fail when ``backend`` runs this entry (empty: all must pass)."""
@@ -156,7 +164,11 @@ def parse_entry(text: str, source: str = "<conformance>") -> ConformanceScenario
         raise explain_structure_error(exc, lines, source) from None
     problems = [Problem(p, m) for p, m in scenario_problems(entry.scenario, "$.scenario", backend=False)]
     problems += [Problem(p, m) for i, block in enumerate(entry.repeat) for j, f in enumerate(block.faults)
-                 for p, m in fault_problems(f, entry.scenario.node_ids, f"$.repeat[{i}].faults[{j}]")]
+                 for p, m in fault_problems(f, entry.scenario.all_node_ids, f"$.repeat[{i}].faults[{j}]")]
+    problems += [Problem(f"$.repeat[{i}].faults[{j}].action", f"{f.action} cannot repeat (a membership change "
+                                                               f"happens once; list each in scenario.faults)")
+                 for i, block in enumerate(entry.repeat) for j, f in enumerate(block.faults)
+                 if f.action in MEMBERSHIP_ACTIONS]
     if problems:
         raise problems_error(problems, lines, source)
     entry = _expand(entry, fail)
@@ -192,6 +204,11 @@ def _validate(entry: ConformanceScenario, fail: Callable[[str, str], ConfigError
     for i, window in enumerate(entry.no_progress):
         if not 0 <= window.from_ms < window.until_ms <= config.duration_ms:
             raise fail("need 0 <= from_ms < until_ms <= duration_ms", f"no_progress[{i}]")
+    for i, name in enumerate(entry.backends):
+        try:
+            get_backend(name)
+        except LocalProtocolError as exc:
+            raise fail(str(exc), f"backends[{i}]") from None
     for name, checks in entry.expect.items():
         try:
             get_backend(name)
@@ -253,7 +270,7 @@ def to_yaml(entry: ConformanceScenario) -> str:
         inner.pop(key, None)
     data["liveness_bound_ms"] = entry.liveness_bound_ms
     ordered = {k: data[k] for k in ("name", "description", "liveness_bound_ms", "no_progress",
-                                     "expect", "scenario", "repeat") if k in data}
+                                     "expect", "backends", "scenario", "repeat") if k in data}
     return yaml.safe_dump(_plain(ordered), sort_keys=False, default_flow_style=None, width=100)
 
 

@@ -47,7 +47,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         raise LocalProtocolError("--trace needs exactly one run: one scenario, one backend, --seeds 1")
     reports = []
     for entry in entries:
-        for backend in backends:
+        for backend in (b for b in backends if entry.runs_on(b)):
             for seed in seeds:
                 report, result = run_cell(entry, backend, seed, args.mutant, trace=bool(args.trace))
                 reports.append(report)
@@ -103,12 +103,13 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         raise LocalProtocolError("--seeds and --jobs must be at least 1")
     settings = FuzzSettings(backend=args.backend, mutant=args.mutant, nodes=args.nodes,
                             duration_ms=args.duration, clients=args.clients,
-                            liveness_bound_ms=args.liveness_bound)
+                            liveness_bound_ms=args.liveness_bound, membership=args.membership)
     if args.trace:
         if args.seeds != 1:
             raise LocalProtocolError("--trace needs --seeds 1")
         _, result = run_seed(settings, args.first_seed, trace=True)
-        Path(args.trace).write_text("\n".join(result.trace) + "\n", encoding="utf-8")
+        if result is not None:  # None: the run raised (its report says where)
+            Path(args.trace).write_text("\n".join(result.trace) + "\n", encoding="utf-8")
     report = fuzz(settings, args.first_seed, args.seeds, jobs=args.jobs,
                   stop_at_first=args.stop_at_first, progress=not args.no_progress)
     doc = report.to_json()
@@ -140,6 +141,8 @@ def _add_fuzz(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--liveness-bound", type=float, default=1000.0,
                    help="ms after the heal within which progress must resume")
     p.add_argument("--mutant", default=None, help="switch on a deliberately broken variant, e.g. forget_vote")
+    p.add_argument("--membership", action="store_true",
+                   help="every seed also draws membership changes (adds, removes, replaces; 1 to 7 nodes)")
     p.add_argument("--stop-at-first", action="store_true", help="stop at the first failing seed")
     p.add_argument("--trace", default=None, metavar="FILE", help="with --seeds 1: write the run's trace")
     p.add_argument("--out", default=None, metavar="FILE", help="write the JSON report here")

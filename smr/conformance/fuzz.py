@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 import sys
 import time
+import traceback
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -40,6 +41,8 @@ class FuzzSettings:
     duration_ms: float = 5000.0
     clients: int = 3
     liveness_bound_ms: float = 1000.0
+    #: Each seed also draws membership changes (adds, removes, replaces) among its faults.
+    membership: bool = False
 
     def config(self) -> SimConfig:
         """The swarm simulator config of one seed of this campaign (LocalProtocolError if inconsistent)."""
@@ -49,7 +52,8 @@ class FuzzSettings:
                 f"({self.liveness_bound_ms:g} ms): use a duration of at least "
                 f"{5 * self.liveness_bound_ms:g} ms or a smaller bound")
         return SimConfig(backend=self.backend, backend_options=mutant_options(self.backend, self.mutant),
-                         nodes=self.nodes, duration_ms=self.duration_ms, swarm=True, trace=False,
+                         nodes=self.nodes, duration_ms=self.duration_ms, swarm=True,
+                         swarm_membership=self.membership, trace=False,
                          count_bytes=False, clients=ClientConfig(count=self.clients))
 
     def replay(self, seed: int) -> str:
@@ -62,6 +66,8 @@ class FuzzSettings:
             parts.append(f"--liveness-bound {self.liveness_bound_ms:g}")
         if self.mutant:
             parts.append(f"--mutant {mutant_option(self.mutant)}")
+        if self.membership:
+            parts.append("--membership")
         return " ".join(parts)
 
 
@@ -93,7 +99,12 @@ def run_seed(settings: FuzzSettings, seed: int, trace: bool = False) -> tuple[Se
     if trace:
         config = attrs.evolve(config, trace=True)
     heal, drawn = swarm_heal(config, seed)
-    result = simulate(config, seed)
+    try:
+        result = simulate(config, seed)
+    except Exception as exc:  # a core (or the simulator) crashed: a finding with its replay, not the campaign's end
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        crash = f"the run raised {type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})"
+        return SeedReport(seed, Judgement(invariants=(crash,)), drawn, 0), None
     if result.swarm != drawn:
         raise AssertionError(f"seed {seed}: the simulator drew {result.swarm!r}, the judge expected "
                              f"{drawn!r}; smr.sim's swarm seeding changed")
@@ -139,7 +150,7 @@ class FuzzReport:
         return {
             "backend": s.backend, "mutant": None if s.mutant is None else mutant_option(s.mutant),
             "nodes": s.nodes, "duration_ms": s.duration_ms, "clients": s.clients,
-            "liveness_bound_ms": s.liveness_bound_ms,
+            "liveness_bound_ms": s.liveness_bound_ms, "membership": s.membership,
             "first_seed": self.first_seed, "seeds_requested": self.seeds_requested,
             "seeds_run": self.seeds_run, "stopped_early": self.stopped_early, "jobs": self.jobs,
             "wall_s": round(self.wall_s, 3), "seeds_per_s": round(self.seeds_per_s, 3),
@@ -152,7 +163,8 @@ class FuzzReport:
     def describe(self) -> str:
         """The report for a person: totals, speed, then every failure with its replay command."""
         s = self.settings
-        what = s.backend + (f" with {mutant_option(s.mutant)}" if s.mutant else "")
+        what = s.backend + (f" with {mutant_option(s.mutant)}" if s.mutant else "") + \
+            (" with membership changes" if s.membership else "")
         lines = [f"{what}: {self.seeds_run} of {self.seeds_requested} seeds from {self.first_seed}"
                  f"{' (stopped at the first failure)' if self.stopped_early else ''}, "
                  f"{len(self.failures)} failed; {self.wall_s:.1f} s wall, {self.seeds_per_s:.2f} seeds/s "

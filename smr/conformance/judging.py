@@ -12,7 +12,9 @@ A run gets five judgements, each a list of problems (empty: it passed):
   shipped and cancelled, one user per day);
 * **liveness** -- after the last fault, some operation completes OK within
   the bound, and no operation invoked a bound or more after the last fault
-  (and a bound or more before the end) is left unanswered;
+  (and a bound or more before the end) is left unanswered; every membership
+  change of the schedule finishes (none refused for good, none pending two
+  bounds after the last fault);
 * **quorum** -- no operation invoked while no majority is up completes OK
   before a majority is back.
 
@@ -32,6 +34,7 @@ import attrs
 from ..history import Operation, Outcome
 from ..replica import ReplicaConfig, get_backend
 from ..sim import simulate
+from ..sim.admin import ChangeRecord
 from ..sim.engine import SimResult
 from .catalogue import CHECKS, ConformanceScenario, NoProgress, catalogue_paths
 
@@ -81,6 +84,19 @@ def liveness_problems(history: Sequence[Operation], heal_ms: float, bound_ms: fl
     return tuple(problems)
 
 
+def change_problems(changes: Sequence[ChangeRecord], heal_ms: float, bound_ms: float,
+                    end_ms: float) -> tuple[str, ...]:
+    """Membership changes that did not finish: refused for good, or still pending two bounds after the
+    later of the last fault and their request (the admin client waits for each before the next)."""
+    problems = [f"membership change {c.change} (asked for at {c.requested_at:g} ms) was {c.outcome}"
+                for c in changes if c.outcome.startswith("refused")]
+    problems += [f"membership change {c.change} (asked for at {c.requested_at:g} ms) never finished"
+                 + ("" if c.started_at is not None else " (nor started: the one before it never finished)")
+                 for c in changes if c.outcome == "pending" and end_ms - max(heal_ms, c.requested_at) >= 2 * bound_ms]
+    return tuple(problems[:_SHOWN]) + ((f"... and {len(problems) - _SHOWN} more membership changes",)
+                                       if len(problems) > _SHOWN else ())
+
+
 def quorum_problems(history: Sequence[Operation], windows: Iterable[NoProgress]) -> tuple[str, ...]:
     """Operations invoked while no majority was up that completed OK before one came back."""
     problems = []
@@ -109,7 +125,8 @@ def judge_result(result: SimResult, heal_ms: float, bound_ms: float,
     return Judgement(
         linearizability=() if verdict in ("linearizable", AGREED) else (f"the history is {verdict}",),
         workload=tuple(workload_problems),
-        liveness=liveness_problems(history, heal_ms, bound_ms, result.config.duration_ms),
+        liveness=liveness_problems(history, heal_ms, bound_ms, result.config.duration_ms)
+        + change_problems(result.changes, heal_ms, bound_ms, result.config.duration_ms),
         quorum=quorum_problems(history, no_progress))
 
 

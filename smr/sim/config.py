@@ -22,7 +22,14 @@ from .latency import Latency
 FaultAction = Literal[
     "crash", "restart", "crash_leader", "restart_all", "partition", "partition_halves",
     "isolate", "isolate_leader", "bridge", "heal", "flap", "network",
+    "add_node", "remove_node", "remove_leader", "replace_node", "replace_leader",
 ]
+#: The actions that change the cluster's membership (carried out one at a time by the admin client).
+MEMBERSHIP_ACTIONS = frozenset({"add_node", "remove_node", "remove_leader", "replace_node", "replace_leader"})
+#: The actions that start a node of the id they name (``node`` for add_node, ``new`` for the replaces).
+_STARTS_NODE = {"add_node": "node", "replace_node": "new", "replace_leader": "new"}
+#: The ids a node started mid-run may take: ``n`` and a number (clients are ``c1``, ``o1``, the admin ``admin``).
+NODE_ID = re.compile(r"n[1-9][0-9]{0,5}")
 
 
 @attrs.frozen
@@ -119,12 +126,20 @@ class FaultEvent:
     * bridge: two halves that both reach ``node``;
     * heal: every link restored;
     * flap: partition_halves and heal in turn every ``period_ms`` until ``until_ms``;
-    * network: change ``loss`` / ``duplicate`` from now on.
+    * network: change ``loss`` / ``duplicate`` from now on;
+    * membership changes, carried out in order by the admin client (each
+      waits until the one before it has finished), see :mod:`smr.sim.admin`:
+      add_node ``node`` (a fresh replica with an empty disk, then ``add``);
+      remove_node ``node`` (a voter picked by the seed if omitted);
+      remove_leader; replace_node ``node`` (picked by the seed if omitted)
+      by ``new``; replace_leader by ``new``.  A removed node is stopped for
+      good once it is out of the configuration.
     """
 
     at: float
     action: FaultAction
     node: str | None = None
+    new: str | None = None
     groups: tuple[tuple[str, ...], ...] = ()
     period_ms: float = 100.0
     until_ms: float = 0.0
@@ -159,6 +174,8 @@ class SimConfig:
     clients: ClientConfig = ClientConfig()
     faults: tuple[FaultEvent, ...] = ()
     swarm: bool = False
+    #: With ``swarm``: the seed also draws membership changes (adds, removes, replaces) among its faults.
+    swarm_membership: bool = False
     check_invariants: bool = True
     trace: bool = True
     count_bytes: bool = True
@@ -174,10 +191,10 @@ class SimConfig:
                 problems.append((name, f"{name} must be positive, got {getattr(self, name)}"))
         if not 0.0 <= self.clock_skew < 1.0:
             problems.append(("clock_skew", "clock_skew must be in [0, 1)"))
-        unknown = sorted(set(self.disk.nodes) - set(self.node_ids))
+        unknown = sorted(set(self.disk.nodes) - set(self.all_node_ids))
         if unknown:
             problems.append((f"disk.nodes.{unknown[0]}", f"disk.nodes names unknown nodes {', '.join(unknown)} "
-                                                         f"(nodes: n1..n{self.nodes})"))
+                                                         f"(nodes: {_known(self.all_node_ids)})"))
         if problems:
             raise FieldErrors(problems)
 
@@ -185,6 +202,17 @@ class SimConfig:
     def node_ids(self) -> tuple[str, ...]:
         """The node names n1..nN."""
         return tuple(f"n{i}" for i in range(1, self.nodes + 1))
+
+    @property
+    def all_node_ids(self) -> tuple[str, ...]:
+        """The initial nodes, then every node the fault schedule starts (add_node, replace_*), in order."""
+        started = [getattr(f, _STARTS_NODE[f.action]) for f in timeline(self.faults) if f.action in _STARTS_NODE]
+        return tuple(dict.fromkeys((*self.node_ids, *(n for n in started if n))))
+
+    @property
+    def changes_membership(self) -> bool:
+        """True if the run may change its membership (a membership action, or a swarm that draws them)."""
+        return (self.swarm and self.swarm_membership) or any(f.action in MEMBERSHIP_ACTIONS for f in self.faults)
 
     def replay_command(self, seed: int) -> str:
         """The one shell command that replays this run with ``seed``, exactly."""
@@ -210,22 +238,41 @@ def _structure_latency(value: Any, _type: type) -> Latency:
 converter.register_structure_hook(Latency, _structure_latency)
 
 #: Faults that act on the node they name, and those that need one.
-_NODE_ACTIONS = {"crash", "restart", "isolate", "bridge"}
-_NEEDS_NODE = {"crash", "restart", "isolate"}
+_NODE_ACTIONS = {"crash", "restart", "isolate", "bridge", "add_node", "remove_node", "replace_node"}
+_NEEDS_NODE = {"crash", "restart", "isolate", "add_node"}
+_NEEDS_NEW = {"replace_node", "replace_leader"}
+
+
+def timeline(faults: tuple[FaultEvent, ...]) -> list[FaultEvent]:
+    """The faults in the order the simulator acts on them: by time, a tie kept in file order."""
+    return sorted(faults, key=lambda f: f.at)
+
+
+def _known(nodes: tuple[str, ...]) -> str:
+    return ", ".join(nodes) if len(nodes) <= 5 else f"{nodes[0]}..{nodes[-1]}"
 
 
 def fault_problems(fault: FaultEvent, nodes: tuple[str, ...], path: str) -> list[tuple[str, str]]:
-    """(path, message) for everything wrong with one fault, given the run's node ids."""
+    """(path, message) for everything wrong with one fault, given the node ids that exist when it happens
+    (the initial ones and those started by earlier add_node / replace faults)."""
     problems: list[tuple[str, str]] = []
-    known = f"nodes: {', '.join(nodes)}" if len(nodes) <= 5 else f"nodes: {nodes[0]}..{nodes[-1]}"
+    known = f"nodes: {_known(nodes)}"
     if fault.at < 0:
         problems.append((f"{path}.at", f"a fault's time must not be negative, got {fault.at:g}"))
     if fault.node is None and fault.action in _NEEDS_NODE:
         problems.append((f"{path}.node", f"{fault.action} needs a node"))
     elif fault.node is not None and fault.action not in _NODE_ACTIONS:
         problems.append((f"{path}.node", f"{fault.action} takes no node (it picks its own)"))
+    elif fault.action == "add_node":
+        problems += _new_node_problems(str(fault.node), nodes, f"{path}.node")
     elif fault.node is not None and fault.node not in nodes:
         problems.append((f"{path}.node", f"unknown node {fault.node!r} ({known})"))
+    if fault.new is None and fault.action in _NEEDS_NEW:
+        problems.append((f"{path}.new", f"{fault.action} needs new (the id of the node that takes over)"))
+    elif fault.new is not None and fault.action not in _NEEDS_NEW:
+        problems.append((f"{path}.new", f"{fault.action} takes no new (only replace_node and replace_leader do)"))
+    elif fault.new is not None:
+        problems += _new_node_problems(fault.new, nodes, f"{path}.new")
     if fault.action == "partition":
         if not fault.groups or not all(fault.groups):
             problems.append((f"{path}.groups", "a partition needs groups of nodes, e.g. [[n1], [n2, n3]]"))
@@ -257,6 +304,16 @@ def fault_problems(fault: FaultEvent, nodes: tuple[str, ...], path: str) -> list
     return problems
 
 
+def _new_node_problems(node: str, nodes: tuple[str, ...], path: str) -> list[tuple[str, str]]:
+    """A node started mid-run needs an id of the n<number> form that no node of the run had before."""
+    if not NODE_ID.fullmatch(node):
+        return [(path, f"a node started mid-run is named n and a number, e.g. n{len(nodes) + 1}; got {node!r}")]
+    if node in nodes:
+        return [(path, f"node {node!r} already exists (a node id names one node for the whole run; "
+                       f"nodes: {_known(nodes)})")]
+    return []
+
+
 def _option_path(base: str, options: dict[str, Any], message: str) -> str:
     """The option a construction error names (``base.keys``, also for "one key"), else ``base``."""
     words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", message))
@@ -279,13 +336,18 @@ def scenario_problems(config: SimConfig, prefix: str = "$", *, backend: bool = T
 
     nodes = config.node_ids
     problems: list[tuple[str, str]] = []
-    for i, fault in enumerate(config.faults):
+    for i in sorted(range(len(config.faults)), key=lambda i: config.faults[i].at):  # as timeline() orders
+        fault = config.faults[i]
         problems += fault_problems(fault, nodes, f"{prefix}.faults[{i}]")
+        started = getattr(fault, _STARTS_NODE[fault.action]) if fault.action in _STARTS_NODE else None
+        if started and NODE_ID.fullmatch(started) and started not in nodes:
+            nodes = (*nodes, started)
+    problems.sort(key=lambda p: _fault_number(p[0], prefix))
     for i, link in enumerate(config.network.links):
         for end in ("src", "dst"):
             if getattr(link, end) not in nodes:
                 problems.append((f"{prefix}.network.links[{i}].{end}",
-                                 f"unknown node {getattr(link, end)!r} (nodes: n1..n{config.nodes})"))
+                                 f"unknown node {getattr(link, end)!r} (nodes: {_known(nodes)})"))
     clients = config.clients
     app: Any = None
     options_path = f"{prefix}.clients.workload_options"
@@ -328,6 +390,12 @@ def scenario_problems(config: SimConfig, prefix: str = "$", *, backend: bool = T
             problems.append((_option_path(f"{prefix}.backend_options", config.backend_options, str(exc)),
                              f"backend {config.backend!r}: {exc}"))
     return problems
+
+
+def _fault_number(path: str, prefix: str) -> int:
+    """The index of the fault a problem's path names (problems are reported in file order)."""
+    match = re.match(re.escape(prefix) + r"\.faults\[(\d+)\]", path)
+    return int(match.group(1)) if match else -1
 
 
 def parse_scenario(text: str, source: str = "<scenario>") -> SimConfig:

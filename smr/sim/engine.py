@@ -15,6 +15,12 @@ not yet synced -- and with them the ``after_sync`` inputs not yet stepped.
 Each core is stepped through a :class:`smr.driver.Driver` (Start first, remote
 errors counted, leader changes noticed) and every commit is checked by one
 :class:`smr.driver.CommitLedger`, as in every other runtime.
+
+Membership changes in the schedule are carried out by an admin client
+(:mod:`smr.sim.admin`), so nodes appear and leave mid-run: every per-node
+structure (links, disks, clocks, counters, the ledger, partitions, the leader
+search, traces) takes a node started mid-run like one of the first, and a
+message to a node that does not exist or was stopped for good is dropped.
 """
 
 from __future__ import annotations
@@ -36,12 +42,13 @@ from ..apps import resolve_app
 from ..client import opens_session
 from ..machine import CommandError, SessionExpired
 from ..wire import encode
-from .config import FaultEvent, SimConfig
+from .admin import AdminClient, ChangeRecord
+from .config import MEMBERSHIP_ACTIONS, FaultEvent, SimConfig
 from .faults import draw_swarm
 from .metrics import Counters
 from .tracefmt import describe
 
-_DELIVER, _TICK, _RELEASE, _CLIENT_TIMEOUT, _CLIENT_NEXT, _FAULT, _CLIENT_RESEND, _ARRIVAL = range(8)
+_DELIVER, _TICK, _RELEASE, _CLIENT_TIMEOUT, _CLIENT_NEXT, _FAULT, _CLIENT_RESEND, _ARRIVAL, _ADMIN, _STOP = range(10)
 
 
 class SafetyViolation(AssertionError):
@@ -57,6 +64,10 @@ class SimNode:
     core: ReplicaCore | None = None
     driver: Driver[ReplicaCore] | None = None
     alive: bool = False
+    #: Stopped for good: removed from the cluster (it never restarts).
+    gone: bool = False
+    #: Its core reported ``retired``; it is stopped shortly.
+    retiring: bool = False
     incarnation: int = 0
     durable: dict[str, Any] = attrs.field(factory=dict)
     unsynced: list[Write] = attrs.field(factory=list)
@@ -100,6 +111,8 @@ class SimResult:
     end_time: float
     statuses: tuple[ReplicaStatus, ...]
     swarm: str | None = None
+    #: The membership changes of the run, in the order the admin client carried them out.
+    changes: tuple[ChangeRecord, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -153,23 +166,30 @@ class Simulation:
         self._link_delay: dict[tuple[str, str], Callable[[], float]] = {
             (link.src, link.dst): link.latency.sampler(self.net_rng) for link in self.network.links}
         self._default_delay = self.network.latency.sampler(self.net_rng)
-        sync_delay = config.disk.sync.sampler(self.net_rng)
+        self._sync_delay = config.disk.sync.sampler(self.net_rng)
         self._link_last: dict[tuple[str, str], float] = {}
         self.workload = workload_for(config)
         #: The state-machine class every replica runs (the config's app, else the workload's).
         self.app = resolve_app(config.state_machine or self.workload.state_machine)
-        skew_rng = random.Random(f"{seed}/skew")
+        self._skew_rng = random.Random(f"{seed}/skew")
+        #: Every node of the run, those stopped for good included.
         self.nodes: dict[str, SimNode] = {}
         for node_id in config.node_ids:
-            skew = 1.0 + skew_rng.uniform(-config.clock_skew, config.clock_skew)
-            own_disk = config.disk.nodes.get(node_id)
-            self.nodes[node_id] = SimNode(node_id, config.tick_ms * skew, sync_delay=sync_delay if own_disk is None
-                                          else own_disk.sampler(self.net_rng))
-        self.node_ids = config.node_ids
+            self._new_node(node_id)
+        #: The nodes of the cluster now, up or down (not those stopped for good), in the order they started.
+        self.node_ids: tuple[str, ...] = config.node_ids
+        #: The cluster's first voters (every node started mid-run is given them).
+        self.initial_voters = config.node_ids
+        #: The groups of the partition in force (None: none, or a bridge), so a node started mid-run joins one.
+        self._groups: list[list[str]] | None = None
+        self.admin: AdminClient | None = None
+        self._membership = any(f.action in MEMBERSHIP_ACTIONS for f in faults)
         self.clients = [SimClient(f"c{i}", i, target=i - 1) for i in range(1, config.clients.count + 1)]
         self._client_by_id = {c.id: c for c in self.clients}
         self._client_stop = config.clients.stop_ms if config.clients.stop_ms is not None else config.duration_ms
         self._faults = sorted(faults, key=lambda f: f.at)
+        if self._membership:
+            self.admin = AdminClient(self)
 
     # ---------------------------------------------------------------- queue
     def _push(self, time: float, kind: int, a: Any = None, b: Any = None, c: Any = None) -> None:
@@ -232,6 +252,13 @@ class Simulation:
                         self._client_send(client)
                 elif kind == _ARRIVAL:
                     self._arrival()
+                elif kind == _ADMIN:
+                    assert self.admin is not None
+                    self.admin.on_timer(event[3])
+                elif kind == _STOP:
+                    node = event[3]
+                    if node.incarnation == event[4] or not node.alive:
+                        self.stop_node(node.id, "its core reports it retired")
                 else:
                     self._fault(event[3])
         except SafetyViolation as exc:
@@ -243,7 +270,8 @@ class Simulation:
         statuses = tuple(self._live_statuses())
         return SimResult(self.seed, self.config, tuple(self.trace or ()), counters,
                          tuple(self.history.finish()), dict(self.committed), tuple(self.violations),
-                         self.leader_changes, self.now, statuses, self.swarm_note)
+                         self.leader_changes, self.now, statuses, self.swarm_note,
+                         self.admin.finish() if self.admin is not None else ())
 
     def _check_states_agree(self) -> None:
         """Live replicas that applied the same number of entries must hold the same state.
@@ -270,17 +298,29 @@ class Simulation:
                 return
 
     # ---------------------------------------------------------------- nodes
+    def _new_node(self, node_id: str) -> SimNode:
+        """The simulator's record of a node: its clock rate and its disk (empty)."""
+        config = self.config
+        skew = 1.0 + self._skew_rng.uniform(-config.clock_skew, config.clock_skew)
+        own_disk = config.disk.nodes.get(node_id)
+        node = SimNode(node_id, config.tick_ms * skew, sync_delay=self._sync_delay if own_disk is None
+                       else own_disk.sampler(self.net_rng))
+        self.nodes[node_id] = node
+        return node
+
     def _boot(self, node_id: str) -> None:
         node = self.nodes[node_id]
         node.incarnation += 1
         node.alive = True
         node.release_at = self.now
         node.pending_releases = 0
+        node.retiring = False
         self.ledger.boot(node_id)
         peers = tuple(n for n in self.node_ids if n != node_id)
         rng = random.Random(f"{self.seed}/{node_id}/{node.incarnation}")
         node.core = self.backend.factory(
-            ReplicaConfig(node_id, peers, rng, self.app, self.options, tick_ms=node.tick_ms))
+            ReplicaConfig(node_id, peers, rng, self.app, self.options, tick_ms=node.tick_ms,
+                          initial_voters=self.initial_voters))
         node.driver = Driver(node.core, node_id, on_reject=self._reject)
         self._step(node, Start(dict(node.durable)))
         # Stagger first ticks by a random fraction so nodes are not in lock-step.
@@ -363,6 +403,12 @@ class Simulation:
             self.ledger.record(node.id, c)
             if self.timeline is not None:
                 self.timeline.append(("commit", self.now, node.id, c.index))
+        if ready.committed and self._membership and not node.retiring and getattr(node.core, "retired", False):
+            # Out of the configuration: it may still send this batch (a removed leader's last commit
+            # index), then it stops for good, two ticks on.
+            node.retiring = True
+            self._log(f"{node.id} RETIRED")
+            self._push(self.now + 2 * node.tick_ms, _STOP, node, node.incarnation)
         src = node.id
         for send in ready.messages:
             self._send(src, send.dst, send.message)
@@ -419,23 +465,32 @@ class Simulation:
         node = self.nodes.get(dst)
         name = type(msg).__name__
         if node is None:
-            client = self._client_by_id[dst]
+            client = self._client_by_id.get(dst)
+            admin = self.admin is not None and dst in self.admin.ids
+            if client is None and not admin:
+                self.counters.dropped[name] += 1
+                if self.trace is not None:
+                    self._log(f"{src}->{dst} DROP(no such node) {describe(msg)}")
+                return
             self.counters.delivered[name] += 1
             if self.trace is not None:
                 self._log(f"{src}->{dst} {describe(msg)}")
-            self._client_reply(client, msg)
+            if client is not None:
+                self._client_reply(client, msg)
+            elif self.admin is not None:
+                self.admin.on_reply(msg)
             return
         if not node.alive or (self.cut and (src, dst) in self.cut):
             self.counters.dropped[name] += 1
             if self.trace is not None:
-                why = "down" if not node.alive else "partition"
+                why = "gone" if node.gone else "down" if not node.alive else "partition"
                 self._log(f"{src}->{dst} DROP({why}) {describe(msg)}")
             return
         self.counters.delivered[name] += 1
         self.counters.received_by_node[dst] += 1
         if self.trace is not None:
             self._log(f"{src}->{dst} {describe(msg)}")
-        if src in self._client_by_id:
+        if src in self._client_by_id or (self.admin is not None and src in self.admin.ids):
             self._step(node, msg)
         else:
             self._step(node, Receive(src, msg))
@@ -551,8 +606,8 @@ class Simulation:
 
     def crash(self, node_id: str) -> None:
         """Crash ``node_id``: volatile state is gone; unsynced writes may be lost."""
-        node = self.nodes[node_id]
-        if not node.alive:
+        node = self.nodes.get(node_id)
+        if node is None or not node.alive:
             return
         node.alive = False
         node.core = None
@@ -566,22 +621,65 @@ class Simulation:
         self._log(f"{node_id} CRASH lost_unsynced_writes={lost}")
 
     def restart(self, node_id: str) -> None:
-        """Restart a crashed node from its durable state."""
-        node = self.nodes[node_id]
-        if node.alive:
+        """Restart a crashed node from its durable state (not one stopped for good, nor one never started)."""
+        node = self.nodes.get(node_id)
+        if node is None or node.alive or node.gone:
             return
         self._log(f"{node_id} RESTART durable_keys={len(node.durable)}")
         self._boot(node_id)
 
     def _set_groups(self, groups: list[list[str]]) -> None:
+        groups = [[n for n in g if n in self.node_ids] for g in groups]  # nodes stopped for good are no side
         listed = {n for g in groups for n in g}
         rest = [n for n in self.node_ids if n not in listed]
         if rest:
             groups = [*groups, rest]
-        side = {n: i for i, g in enumerate(groups) for n in g}
-        self.cut = {(a, b) for a in self.node_ids for b in self.node_ids
-                    if a != b and side[a] != side[b]}
+        groups = [g for g in groups if g]
+        self._cut_between(groups)
         self._log("PARTITION " + " | ".join(",".join(g) for g in groups))
+
+    def _cut_between(self, groups: list[list[str]]) -> None:
+        """Cut every link between two of ``groups`` (and remember them, for nodes started later)."""
+        side = {n: i for i, g in enumerate(groups) for n in g}
+        self.cut = {(a, b) for a in side for b in side if side[a] != side[b]}
+        self._groups = groups
+
+    # ----------------------------------------------------------- membership
+    def start_node(self, node_id: str) -> None:
+        """Start a node that joins the running cluster, with an empty disk; it joins the largest side of a
+        partition in force (the first on a tie), and reaches every node across a bridge."""
+        self._new_node(node_id)
+        self.node_ids = (*self.node_ids, node_id)
+        self._log(f"{node_id} START (joining; running: {','.join(self.node_ids)})")
+        if self._groups is not None:
+            largest = max(self._groups, key=len)
+            largest.append(node_id)
+            self._cut_between(self._groups)
+            self._log(f"{node_id} joins side {','.join(largest)}")
+        self._boot(node_id)
+
+    def stop_node(self, node_id: str, why: str) -> None:
+        """Stop ``node_id`` for good (it left the cluster): like a crash, but it never restarts."""
+        node = self.nodes.get(node_id)
+        if node is None or node.gone:
+            return
+        self.crash(node_id)
+        node.gone = True
+        node.durable = {}
+        self.node_ids = tuple(n for n in self.node_ids if n != node_id)
+        self._log(f"{node_id} STOP ({why})")
+
+    def admin_timer(self, at: float, token: int) -> None:
+        """Wake the admin client at ``at`` with ``token``."""
+        self._push(at, _ADMIN, token)
+
+    def send(self, src: str, dst: str, msg: Any) -> None:
+        """Send ``msg`` from ``src`` (a node or a client) to ``dst`` through the simulated network."""
+        self._send(src, dst, msg)
+
+    def log(self, text: str) -> None:
+        """Add a line to the trace at the current time."""
+        self._log(text)
 
     def _halves(self) -> list[list[str]]:
         nodes = list(self.node_ids)
@@ -623,20 +721,24 @@ class Simulation:
             half = len(others) // 2
             a, b = set(others[:half]), set(others[half:])
             self.cut = {(x, y) for x in a for y in b} | {(y, x) for x in a for y in b}
+            self._groups = None
             self._log(f"BRIDGE {','.join(sorted(a))} <-{bridge_node}-> {','.join(sorted(b))}")
         elif action == "heal":
             self.cut = set()
+            self._groups = None
             self._log("HEAL")
         elif action == "flap":
             if self.now < fault.until_ms:
                 if self.cut:
                     self.cut = set()
+                    self._groups = None
                     self._log("HEAL (flap)")
                 else:
                     self._set_groups(self._halves())
                 self._push(self.now + fault.period_ms, _FAULT, fault)
             elif self.cut:
                 self.cut = set()
+                self._groups = None
                 self._log("HEAL (flap over)")
         elif action == "network":
             self.network = attrs.evolve(
@@ -644,6 +746,9 @@ class Simulation:
                 loss=self.network.loss if fault.loss is None else fault.loss,
                 duplicate=self.network.duplicate if fault.duplicate is None else fault.duplicate)
             self._log(f"NETWORK loss={self.network.loss} duplicate={self.network.duplicate}")
+        elif action in MEMBERSHIP_ACTIONS:
+            assert self.admin is not None
+            self.admin.request(fault)
         else:
             self._log(f"fault {action} needs a node; ignored")
 

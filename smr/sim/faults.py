@@ -5,6 +5,16 @@ the network is, how many crashes, which partition shapes), so thousands of
 seeds explore thousands of different worlds.  Every swarm schedule has two
 phases, as in TigerBeetle's VOPR: faults during the first 60 % of the run,
 then everything heals and every node restarts, so the cluster must converge.
+
+With ``swarm_membership`` the seed also draws one to four membership changes
+in the fault phase (adds, removes and replaces, some of them of the leader),
+keeping the planned cluster between 1 and :data:`MAX_SWARM_NODES` nodes, and
+may crash a node it added while it catches up.  The admin client carries the
+changes out one after another (:mod:`smr.sim.admin`), and a remove or replace
+that names no node removes a voter the seed picks when its turn comes, so the
+plan holds whatever the earlier changes turned out to be.  These draws come
+after all the others, so a seed draws the same network and faults with or
+without them.
 """
 
 from __future__ import annotations
@@ -14,6 +24,9 @@ import random
 import attrs
 
 from .config import FaultAction, FaultEvent, NetworkConfig, SimConfig
+
+#: The most nodes a swarm run with membership changes plans to have at once.
+MAX_SWARM_NODES = 7
 
 #: The fault kinds a swarm run draws its schedule from (the heal at the end is always added).
 _SWARM_ACTIONS: tuple[FaultAction, ...] = ("crash", "crash_leader", "restart", "partition_halves", "isolate",
@@ -57,8 +70,36 @@ def draw_swarm(config: SimConfig, rng: random.Random) -> SwarmDraw:
             faults.append(FaultEvent(at, kind, node=node))
         else:
             faults.append(FaultEvent(at, kind))
+    if config.swarm_membership:
+        faults += _draw_membership(config, rng, heal_at)
     faults.sort(key=lambda f: f.at)
     faults.append(FaultEvent(heal_at, "heal"))
     faults.append(FaultEvent(heal_at, "network", loss=0.0, duplicate=0.0))
     faults.append(FaultEvent(heal_at, "restart_all"))
     return SwarmDraw(network, tuple(faults), rng.random() < 0.7)
+
+
+def _draw_membership(config: SimConfig, rng: random.Random, heal_at: float) -> list[FaultEvent]:
+    """One to four membership changes in the fault phase, keeping 1..MAX_SWARM_NODES nodes planned."""
+    count = config.nodes
+    next_id = config.nodes + 1
+    out: list[FaultEvent] = []
+    times = sorted(round(rng.uniform(0.05, 0.55) * config.duration_ms, 3) for _ in range(rng.randint(1, 4)))
+    for at in times:
+        kinds = [k for k, ok in (("add", count < MAX_SWARM_NODES), ("remove", count > 1), ("replace", True)) if ok]
+        kind = rng.choice(kinds)
+        leader = rng.random() < 0.3
+        if kind == "remove":
+            out.append(FaultEvent(at, "remove_leader") if leader else FaultEvent(at, "remove_node"))
+            count -= 1
+            continue
+        new = f"n{next_id}"
+        next_id += 1
+        if kind == "add":
+            out.append(FaultEvent(at, "add_node", node=new))
+            count += 1
+        else:
+            out.append(FaultEvent(at, "replace_leader", new=new) if leader else FaultEvent(at, "replace_node", new=new))
+        if rng.random() < 0.3:  # the new node crashes while it catches up (restart_all brings it back)
+            out.append(FaultEvent(round(min(at + rng.uniform(5, 100), heal_at - 1), 3), "crash", node=new))
+    return out
