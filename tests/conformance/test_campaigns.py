@@ -199,5 +199,5 @@ def test_two_compare_runs_keep_two_directories_each_enough_to_run_again(tmp_path
     capsys.readouterr()
     assert main(["results", "list", "--root", str(root)]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
-    assert main(["results", "show", "latest", "--root", str(root), "--json"]) == 0
+    assert main(["results", "show", runs[0]["id"], "--root", str(root), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["rerun"] == record["rerun"]
