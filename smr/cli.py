@@ -158,7 +158,9 @@ def _add_backends(sub: argparse._SubParsersAction) -> None:
 
 # -------------------------------------------------------------- smr compare
 def _add_compare(sub: argparse._SubParsersAction) -> None:
+    from .campaign import add_worker_arguments
     from .compare import cmd_compare
+    from .results import default_root
 
     p = sub.add_parser("compare", help="run backends side by side on the same scenarios and seeds",
                        description="Run every selected backend on the same scenarios, faults and seeds, "
@@ -167,9 +169,10 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backends", default=None, help="comma-separated backend names (default: every replicated-log backend)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per scenario and backend")
     p.add_argument("--first-seed", type=int, default=1)
-    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                   help="run seeds in this many processes (default: up to 2)")
-    p.add_argument("--out", default="smr-results", help="directory for compare.json and the plots")
+    add_worker_arguments(p, default_jobs=min(2, os.cpu_count() or 1))
+    p.add_argument("--out", default=default_root(), metavar="DIR",
+                   help="results root: each run writes a new directory in it (inputs, compare.json, "
+                        "histories, plots) and links it as latest (default smr-results, or $SMR_RESULTS)")
     p.add_argument("--no-plots", action="store_true", help="write no files")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_compare)
@@ -240,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .conformance.cli import register as register_conformance
     from .experiments.cli import register as register_experiments
     from .net.cli import register as register_net
+    from .results import register as register_results
 
     _add_compare(sub)
     _add_sim(sub)
@@ -250,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_experiments(sub)
     register_conformance(sub)
     _add_backends(sub)
+    register_results(sub)
     _add_bench(sub)
     return parser
 
@@ -258,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``smr`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what a results directory records
     try:
         return int(args.func(args))
     except (ConfigError, LocalProtocolError) as exc:

@@ -3,7 +3,9 @@
 For each (scenario, backend, seed) the run is simulated, its history judged by
 the linearizability checker against the workload's model, and checked against
 the workload's own invariants.  Runs are independent, so ``--jobs N`` spreads
-them over processes; the report is the same whatever N is.
+them over processes (``--scheduler`` over a Dask cluster's workers); the report
+is the same whatever runs them.  Each run of the command keeps its inputs,
+compare.json, histories and figures in a new directory (:mod:`smr.results`).
 
 A scenario that changes the membership (the built-in kv-replace-under-load)
 runs on the backends that keep one, and gets a second table: per change, how
@@ -15,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
+import contextlib
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -33,6 +37,9 @@ from .sim.admin import change_figures, supports_membership
 from .sim.engine import workload_for
 from .summary import RunSummary, summarize
 from .table import render_table
+
+if TYPE_CHECKING:
+    from .campaign import StopRequest
 
 
 @attrs.frozen
@@ -109,40 +116,39 @@ def run_one(config: SimConfig, backend: str, seed: int) -> RunReport:
     return RunReport(summary, verdict, problems, result.replay, result.history, changes)
 
 
-def _run_task(task: tuple[SimConfig, str, int]) -> RunReport:
-    return run_one(*task)
+def _run_task(task: tuple[int, SimConfig, str, int]) -> RunReport:
+    return run_one(*task[1:])
 
 
 def compare(configs: Sequence[SimConfig], backends: Sequence[str], seeds: Sequence[int],
-            jobs: int = 1, progress: bool = False) -> list[Cell]:
-    """Run every scenario on every backend with the same seeds; ``jobs`` processes in parallel (a scenario
-    that changes the membership only on the backends that keep one)."""
-    pairs = [(c, b) for c in configs for b in backends if not c.changes_membership or supports_membership(b)]
-    tasks = [(config, backend, seed) for config, backend in pairs for seed in seeds]
-    bar = None
-    if progress:
-        from tqdm import tqdm
+            jobs: int = 1, progress: bool = False, *, executor: Executor | None = None,
+            stop: StopRequest | None = None) -> list[Cell]:
+    """Run every scenario on every backend with the same seeds, on ``executor`` (else ``jobs`` processes);
+    a scenario that changes the membership runs only on the backends that keep one.
 
-        bar = tqdm(total=len(tasks), desc="runs", unit="run", file=sys.stderr, leave=False)
-    reports: list[RunReport] = []
-    if jobs > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for report in pool.map(_run_task, tasks):
-                reports.append(report)
-                if bar is not None:
-                    bar.update()
-    else:
-        for task in tasks:
-            reports.append(_run_task(task))
-            if bar is not None:
-                bar.update()
-    if bar is not None:
+    When ``stop`` is set no more runs start, and the cells hold the runs that finished.
+    """
+    from .campaign import Progress, Workers, stream
+
+    pairs = [(c, b) for c in configs for b in backends if not c.changes_membership or supports_membership(b)]
+    tasks = [(i, config, backend, seed) for i, (config, backend, seed) in
+             enumerate((c, b, s) for c, b in pairs for s in seeds)]
+    bar = Progress("compare", len(tasks), "run", quiet=not progress)
+    reports: dict[int, RunReport] = {}
+    owned = Workers(jobs=jobs).executor(stop) if executor is None else contextlib.nullcontext(executor)
+    try:
+        with owned as pool, contextlib.closing(stream(pool, _run_task, tasks, stop)) as results:
+            for task, report in results:
+                reports[task[0]] = report
+                bar.advance()
+    finally:
         bar.close()
     cells = []
     per = len(seeds)
     for i, (config, backend) in enumerate(pairs):
         name = config.name or Path(str(config.source)).stem
-        cells.append(Cell(name, backend, tuple(reports[i * per:(i + 1) * per])))
+        runs = tuple(reports[j] for j in range(i * per, (i + 1) * per) if j in reports)
+        cells.append(Cell(name, backend, runs))
     return cells
 
 
@@ -185,36 +191,69 @@ def render_changes(cells: Sequence[Cell]) -> str:
 
 
 def write_outputs(cells: Sequence[Cell], configs: Sequence[SimConfig], seeds: Sequence[int],
-                  outdir: Path) -> list[Path]:
-    """Write compare.json and one PNG and SVG figure per scenario; return their paths."""
+                  outdir: Path, record: dict[str, Any] | None = None) -> list[Path]:
+    """Write compare.json (with ``record``: what produced it), histories and per-scenario figures."""
+    from .history import dump_history
     from .plots import Series, plot_scenario
 
     outdir.mkdir(parents=True, exist_ok=True)
     data = outdir / "compare.json"
-    data.write_text(json.dumps({"seeds": list(seeds), "cells": [c.to_json() for c in cells]},
-                               indent=2, sort_keys=True) + "\n")
     paths = [data]
+    histories: list[str] = []
+    for c in cells:  # every failing run's client history, and the first seed's as a sample
+        for i, r in enumerate(c.runs):
+            if i == 0 or (c.failures and (r.verdict not in ("linearizable", AGREED) or r.workload_problems)):
+                path = outdir / "histories" / f"{c.scenario}-{c.backend}-seed{r.summary.seed}.jsonl"
+                path.parent.mkdir(exist_ok=True)
+                with path.open("w", encoding="utf-8") as out:
+                    dump_history(r.history, out)
+                histories.append(str(path.relative_to(outdir)))
+                paths.append(path)
+    data.write_text(json.dumps({**(record or {}), "seeds": list(seeds), "histories": histories,
+                                "cells": [c.to_json() for c in cells]},
+                               indent=2, sort_keys=True, default=str) + "\n")
     for config in configs:
         name = config.name or Path(str(config.source)).stem
         series = [Series(c.backend, c.runs[0].history, c.mean("throughput") or 0.0, c.mean("latency_p99"),
-                         c.mean("messages_per_command")) for c in cells if c.scenario == name]
+                         c.mean("messages_per_command")) for c in cells if c.scenario == name and c.runs]
         paths += plot_scenario(name, series, config.faults, config.duration_ms, outdir)
     return paths
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Run the comparison and print the table (or one JSON document with --json)."""
+    """Run the comparison, print the table (or one JSON document with --json), keep it in a new run directory.
+
+    Exit 1 when a run was not clean (beyond expected stalls); 128 + the signal's
+    number when stopped by SIGINT or SIGTERM (what finished is kept first).
+    """
+    from .campaign import exit_code_for, provenance, stop_on_signals, workers_from
+    from .results import open_run
+
     paths = [Path(p) for p in args.scenarios] or builtin_scenarios()
     configs = [load_scenario(p) for p in paths]
     configs = [c if c.name else attrs.evolve(c, name=Path(str(c.source)).stem) for c in configs]
     names = args.backends.split(",") if args.backends else backend_names(replicated_log_only=True)
     for name in names:
         get_backend(name)  # unknown names fail before any work starts
-    if args.seeds < 1 or args.jobs < 1:
+    if args.seeds < 1:
         raise LocalProtocolError("--seeds and --jobs must be at least 1")
+    workers = workers_from(args)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    cells = compare(configs, names, seeds, jobs=args.jobs, progress=not args.json and sys.stderr.isatty())
-    outputs = [] if args.no_plots else write_outputs(cells, configs, seeds, Path(args.out))
+    settings = {"backends": names, "first_seed": args.first_seed, "seeds": args.seeds,
+                "scenarios": [str(p) for p in paths], **workers.to_json()}
+    run = None if args.no_plots else open_run(args, "compare", settings, root=args.out)
+    record: dict[str, Any] = {}
+    if run is not None:  # the scenario files' content, so the run can be repeated exactly
+        copies = [run.keep_input(p, f"{i}-{p.name}") for i, p in enumerate(paths)]
+        rerun = shlex.join(["smr", "compare", *map(str, copies), "--backends", ",".join(names),
+                            "--seeds", str(args.seeds), "--first-seed", str(args.first_seed)])
+        run.note(rerun=rerun)
+        record = {**provenance(), "settings": settings, "rerun": rerun,
+                  "scenarios": {str(p): p.read_text(encoding="utf-8") for p in paths}}
+    with stop_on_signals() as stop, workers.executor(stop) as executor:
+        cells = compare(configs, names, seeds, jobs=args.jobs, progress=not args.quiet, executor=executor,
+                        stop=stop)
+    outputs = [] if run is None else write_outputs(cells, configs, seeds, run.path, record)
     failures = [(c, what, replay) for c in cells for what, replay in c.failures]
     if args.json:
         json.dump({"seeds": seeds, "cells": [c.to_json() for c in cells],
@@ -234,4 +273,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for path in outputs:
             print(f"wrote {path}")
     expected_stalls = {"unknown"}
-    return 1 if any(not what.startswith(tuple(expected_stalls)) for _, what, _ in failures) else 0
+    code = 1 if any(not what.startswith(tuple(expected_stalls)) for _, what, _ in failures) else 0
+    if stop:
+        code = exit_code_for(stop.reason)
+        print(f"smr: stopped by {stop.reason} after {sum(len(c.runs) for c in cells)} of "
+              f"{len(configs) * len(names) * len(seeds)} runs"
+              f"{f'; the finished runs are in {run.path}' if run is not None else ''}", file=sys.stderr)
+    if run is not None:
+        run.finish("stopped" if stop else "complete", code, outputs)
+    return code

@@ -19,3 +19,10 @@ def rewrite_transcripts(request: pytest.FixtureRequest) -> bool:
     """True when golden transcripts should be rewritten instead of checked."""
     return bool(request.config.getoption("--rewrite-transcripts")) or \
         os.environ.get("SMR_REWRITE_TRANSCRIPTS", "") not in ("", "0")
+
+
+@pytest.fixture(autouse=True)
+def _results_in_a_temporary_directory(tmp_path_factory: pytest.TempPathFactory,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands write their results directories under a temporary root, never in the source tree."""
+    monkeypatch.setenv("SMR_RESULTS", str(tmp_path_factory.mktemp("smr-results")))

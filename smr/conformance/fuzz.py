@@ -8,23 +8,31 @@ liveness phase starting at that heal.  The liveness bound (default 1 s, about
 four election rounds; plain Raft's slowest recovery in 200 seeds took 0.6 s)
 needs twice its length after the heal, so the default run is 5 s long.
 
-Seeds are independent, so a campaign spreads them over processes; results are
-collected in seed order, so the report (and "the first seed that caught it")
-is the same whatever the number of processes.
+Seeds are independent, so a campaign streams them to any executor (local
+processes, or a Dask scheduler's workers; see :mod:`smr.campaign`) with a
+bounded number in flight and folds each result into the report as it
+arrives: the parent keeps the seed ranges done and the failures, nothing per
+passing seed.  Results are folded in seed order, so the report (and "the first
+seed that caught it") is the same whatever the executor.  A stopped campaign's
+report says which seeds are done; resuming from it runs the rest, and reports
+of disjoint shards merge into one (:func:`merge_reports`).
 """
 
 from __future__ import annotations
 
+import bisect
+import contextlib
+import functools
 import random
-import sys
 import time
 import traceback
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 import attrs
 
+from ..campaign import Progress, SeedSet, StopRequest, Workers, provenance, stream, worker_count
 from ..errors import LocalProtocolError
 from ..sim import ClientConfig, SimConfig, simulate
 from ..sim.faults import draw_swarm
@@ -70,6 +78,19 @@ class FuzzSettings:
             parts.append("--membership")
         return " ".join(parts)
 
+    def to_json(self) -> dict[str, Any]:
+        """The settings as plain JSON data (the mutant by its option name)."""
+        return {"backend": self.backend, "mutant": None if self.mutant is None else mutant_option(self.mutant),
+                "nodes": self.nodes, "duration_ms": self.duration_ms, "clients": self.clients,
+                "liveness_bound_ms": self.liveness_bound_ms, "membership": self.membership}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> FuzzSettings:
+        """The settings recorded in a report's JSON."""
+        return cls(backend=doc["backend"], mutant=doc["mutant"], nodes=doc["nodes"],
+                   duration_ms=float(doc["duration_ms"]), clients=doc["clients"],
+                   liveness_bound_ms=float(doc["liveness_bound_ms"]), membership=bool(doc.get("membership", False)))
+
 
 @attrs.frozen
 class SeedReport:
@@ -112,8 +133,32 @@ def run_seed(settings: FuzzSettings, seed: int, trace: bool = False) -> tuple[Se
     return SeedReport(seed, judgement, drawn, len(result.history)), result
 
 
-def _task(args: tuple[FuzzSettings, int]) -> SeedReport:
-    return run_seed(*args)[0]
+
+def judge_seed(settings: FuzzSettings, seed: int) -> SeedReport:
+    """Simulate and judge one swarm seed (what a campaign's workers run)."""
+    return run_seed(settings, seed)[0]
+
+
+def draw_seed(settings: FuzzSettings, seed: int) -> SeedReport:
+    """Draw one seed's swarm settings without simulating: a passing report (``--dry-run``)."""
+    _, drawn = swarm_heal(settings.config(), seed)
+    return SeedReport(seed, Judgement(), drawn, 0)
+
+
+#: Report fields that describe how a run went rather than what it found (left out when comparing).
+RUN_FIELDS = ("wall_s", "seeds_per_s", "jobs", "scheduler")
+
+
+def _failure_json(settings: FuzzSettings, failure: SeedReport) -> dict[str, Any]:
+    return {"seed": failure.seed, "failed": sorted(failure.judgement.failed),
+            "problems": failure.judgement.problems(), "swarm": failure.swarm, "ops": failure.ops,
+            "judgement": {k: list(v) for k, v in attrs.asdict(failure.judgement).items()},
+            "replay": settings.replay(failure.seed)}
+
+
+def _failure_from_json(doc: dict[str, Any]) -> SeedReport:
+    judgement = Judgement(**{k: tuple(v) for k, v in doc["judgement"].items()})
+    return SeedReport(int(doc["seed"]), judgement, doc["swarm"], int(doc.get("ops", 0)))
 
 
 @attrs.frozen
@@ -128,6 +173,24 @@ class FuzzReport:
     wall_s: float
     jobs: int
     stopped_early: bool
+    done: SeedSet = attrs.field(factory=SeedSet)
+    requested: SeedSet | None = None
+    stopped_by: str | None = None
+    scheduler: str | None = None
+    dry_run: bool = False
+    provenance: dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def requested_seeds(self) -> SeedSet:
+        """Every seed the campaign was asked to judge."""
+        if self.requested is not None:
+            return self.requested
+        return SeedSet([(self.first_seed, self.first_seed + self.seeds_requested - 1)])
+
+    @property
+    def complete(self) -> bool:
+        """True when every requested seed was judged."""
+        return self.seeds_run >= self.seeds_requested
 
     @property
     def seeds_per_s(self) -> float:
@@ -145,30 +208,49 @@ class FuzzReport:
         return None if self.first_caught is None else self.first_caught - self.first_seed + 1
 
     def to_json(self) -> dict[str, Any]:
-        """The report as plain JSON data."""
+        """The report as plain JSON data: settings, seed ranges done, verdicts, provenance, speed."""
         s = self.settings
         return {
-            "backend": s.backend, "mutant": None if s.mutant is None else mutant_option(s.mutant),
-            "nodes": s.nodes, "duration_ms": s.duration_ms, "clients": s.clients,
-            "liveness_bound_ms": s.liveness_bound_ms, "membership": s.membership,
+            **s.to_json(), **self.provenance, "format": 2,
             "first_seed": self.first_seed, "seeds_requested": self.seeds_requested,
-            "seeds_run": self.seeds_run, "stopped_early": self.stopped_early, "jobs": self.jobs,
+            "requested_ranges": self.requested_seeds.ranges(), "seed_ranges": self.done.ranges(),
+            "seeds_run": self.seeds_run, "complete": self.complete, "stopped_early": self.stopped_early,
+            "stopped_by": self.stopped_by, "dry_run": self.dry_run,
+            "jobs": self.jobs, "scheduler": self.scheduler,
             "wall_s": round(self.wall_s, 3), "seeds_per_s": round(self.seeds_per_s, 3),
             "first_caught": self.first_caught, "seeds_to_catch": self.seeds_to_catch,
-            "failures": [{"seed": f.seed, "failed": sorted(f.judgement.failed),
-                          "problems": f.judgement.problems(), "swarm": f.swarm,
-                          "replay": s.replay(f.seed)} for f in self.failures],
+            "failures": [_failure_json(s, f) for f in self.failures],
         }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> FuzzReport:
+        """A report read back from its JSON (LocalProtocolError if it is not one)."""
+        try:
+            settings = FuzzSettings.from_json(doc)
+            first, requested_count = int(doc["first_seed"]), int(doc["seeds_requested"])
+            done = SeedSet(doc["seed_ranges"])
+            requested = SeedSet(doc.get("requested_ranges") or [(first, first + requested_count - 1)])
+            failures = tuple(_failure_from_json(f) for f in doc["failures"])
+            return cls(settings, first, requested_count, int(doc["seeds_run"]), failures,
+                       float(doc["wall_s"]), int(doc["jobs"]), bool(doc["stopped_early"]), done, requested,
+                       doc.get("stopped_by"), doc.get("scheduler"), bool(doc.get("dry_run", False)),
+                       {k: doc.get(k) for k in ("version", "commit", "python")})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LocalProtocolError(f"not a fuzz report (format 2): missing or bad {exc}") from None
 
     def describe(self) -> str:
         """The report for a person: totals, speed, then every failure with its replay command."""
         s = self.settings
         what = s.backend + (f" with {mutant_option(s.mutant)}" if s.mutant else "") + \
             (" with membership changes" if s.membership else "")
+        where = f"Dask scheduler {self.scheduler}" if self.scheduler else f"{self.jobs} process(es)"
         lines = [f"{what}: {self.seeds_run} of {self.seeds_requested} seeds from {self.first_seed}"
-                 f"{' (stopped at the first failure)' if self.stopped_early else ''}, "
+                 f"{' (stopped at the first failure)' if self.stopped_early else ''}"
+                 f"{' (dry run: drawn, not simulated)' if self.dry_run else ''}, "
                  f"{len(self.failures)} failed; {self.wall_s:.1f} s wall, {self.seeds_per_s:.2f} seeds/s "
-                 f"on {self.jobs} process(es)"]
+                 f"on {where}"]
+        if not self.complete:
+            lines.append(f"seeds done: {self.done.describe()}")
         if s.mutant:
             lines.append(f"mutant caught first by seed {self.first_caught} after {self.seeds_to_catch} seeds"
                          if self.first_caught is not None else
@@ -180,50 +262,105 @@ class FuzzReport:
         return "\n".join(lines)
 
 
-def _results(settings: FuzzSettings, seeds: Sequence[int], jobs: int) -> Iterator[SeedReport]:
-    if jobs <= 1:
-        for seed in seeds:
-            yield run_seed(settings, seed)[0]
-        return
-    pool = ProcessPoolExecutor(max_workers=jobs)
-    try:
-        # One seed per task: a seed takes a good fraction of a second, far more than the hand-off,
-        # and a campaign that stops at its first failure wastes at most one seed per process.
-        yield from pool.map(_task, [(settings, seed) for seed in seeds])
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+def _check_consistent(what: str, first: FuzzReport, other: FuzzReport) -> None:
+    if other.settings.to_json() != first.settings.to_json():
+        raise LocalProtocolError(f"{what}: settings differ ({other.settings.to_json()} vs "
+                                 f"{first.settings.to_json()})")
+    for key in ("version", "commit"):
+        if other.provenance.get(key) != first.provenance.get(key):
+            raise LocalProtocolError(f"{what}: made by different code ({key} {other.provenance.get(key)} vs "
+                                     f"{first.provenance.get(key)})")
+    if other.dry_run != first.dry_run:
+        raise LocalProtocolError(f"{what}: one is a dry run and the other is not")
+
+
+def merge_reports(reports: Sequence[FuzzReport]) -> FuzzReport:
+    """One report from shards with the same settings and code and no seed in common (else LocalProtocolError)."""
+    if not reports:
+        raise LocalProtocolError("nothing to merge")
+    first = reports[0]
+    requested, done = SeedSet(), SeedSet()
+    for i, report in enumerate(reports):
+        _check_consistent(f"report {i + 1} cannot merge with report 1", first, report)
+        common = requested.overlap(report.requested_seeds)
+        if len(common):
+            raise LocalProtocolError(f"report {i + 1} overlaps an earlier one on seeds {common.describe()}")
+        for low, high in report.requested_seeds.ranges():
+            requested.add_range(low, high)
+        for low, high in report.done.ranges():
+            done.add_range(low, high)
+    failures = tuple(sorted((f for r in reports for f in r.failures), key=lambda f: f.seed))
+    lows = requested.ranges()
+    return FuzzReport(first.settings, lows[0][0], len(requested), sum(r.seeds_run for r in reports), failures,
+                      sum(r.wall_s for r in reports), max(r.jobs for r in reports),
+                      any(r.stopped_early for r in reports), done, requested,
+                      next((r.stopped_by for r in reports if r.stopped_by), None), None, first.dry_run,
+                      dict(first.provenance))
 
 
 def fuzz(settings: FuzzSettings, first_seed: int, seeds: int, jobs: int = 1,
-         stop_at_first: bool = False, progress: bool = False) -> FuzzReport:
-    """Run ``seeds`` swarm seeds from ``first_seed`` over ``jobs`` processes and report what failed."""
-    settings.config()  # an unknown backend or mutant fails here, before any process starts
-    numbers = list(range(first_seed, first_seed + seeds))
-    bar = None
-    if progress:
-        from tqdm import tqdm
+         stop_at_first: bool = False, progress: bool = False, *, executor: Executor | None = None,
+         stop: StopRequest | None = None, resume: FuzzReport | None = None, dry_run: bool = False,
+         scheduler: str | None = None, checkpoint: Callable[[FuzzReport], None] | None = None,
+         checkpoint_every_s: float = 60.0) -> FuzzReport:
+    """Judge ``seeds`` swarm seeds from ``first_seed`` on ``executor`` (else ``jobs`` local processes).
 
-        bar = tqdm(total=seeds, desc=f"fuzz {settings.backend}", unit="seed", file=sys.stderr,
-                   leave=False, dynamic_ncols=True)
+    With ``resume`` (an earlier report of the same campaign) its judged seeds
+    are kept and skipped.  When ``stop`` is set the campaign stops handing out
+    seeds and returns what it has (``stopped_by`` says why).  ``checkpoint``
+    gets the report so far every ``checkpoint_every_s`` seconds.
+    """
+    settings.config()  # an unknown backend or mutant fails here, before any process starts
+    done = SeedSet()
     failures: list[SeedReport] = []
-    run = 0
-    started = time.monotonic()
+    run, wall_before = 0, 0.0
+    made_by = provenance()
+    if resume is not None:
+        _check_consistent("--resume report does not match this campaign", resume,
+                          FuzzReport(settings, first_seed, seeds, 0, (), 0.0, jobs, False,
+                                     dry_run=dry_run, provenance=made_by))
+        extra = SeedSet([(first_seed, first_seed + seeds - 1)])
+        outside = len(resume.done) - len(resume.done.overlap(extra))
+        if outside:
+            raise LocalProtocolError(f"the --resume report judged {outside} seed(s) outside "
+                                     f"{first_seed}-{first_seed + seeds - 1}; give the same --first-seed and "
+                                     f"--seeds as the campaign it came from")
+        done, failures, run, wall_before = SeedSet(resume.done.ranges()), list(resume.failures), \
+            resume.seeds_run, resume.wall_s
+    stop = stop if stop is not None else StopRequest()
+    judge = functools.partial(draw_seed if dry_run else judge_seed, settings)
+    bar = Progress(f"fuzz {settings.backend}", seeds, "seed", quiet=not progress)
+    bar.advance(run, f"{len(failures)} failed")
+    started = saved = time.monotonic()
     stopped = False
-    results = _results(settings, numbers, jobs)
+    workers = jobs
+
+    def report_now() -> FuzzReport:
+        return FuzzReport(settings, first_seed, seeds, run, tuple(failures),
+                          wall_before + time.monotonic() - started, workers, stopped, SeedSet(done.ranges()),
+                          None, stop.reason if stop else None, scheduler, dry_run, made_by)
+
+    owned = Workers(jobs=jobs).executor(stop) if executor is None else contextlib.nullcontext(executor)
     try:
-        for report in results:
-            run += 1
-            if not report.passed:
-                failures.append(report)
-            if bar is not None:
-                bar.update()
-                bar.set_postfix(failed=len(failures), refresh=False)
-            if failures and stop_at_first:
-                stopped = run < seeds
-                break
+        with owned as pool:
+            workers = worker_count(pool)
+            todo: Iterable[int] = done.missing(first_seed, seeds)
+            if stop_at_first and failures:
+                todo = ()
+            with contextlib.closing(stream(pool, judge, todo, stop)) as results:
+                for seed, report in results:
+                    run += 1
+                    done.add(seed)
+                    if not report.passed:
+                        bisect.insort(failures, report, key=lambda f: f.seed)
+                    bar.advance(1, f"{len(failures)} failed")
+                    if failures and stop_at_first and not stop:
+                        stopped = run < seeds
+                        break
+                    if checkpoint is not None and time.monotonic() - saved >= checkpoint_every_s:
+                        checkpoint(report_now())
+                        saved = time.monotonic()
     finally:
-        getattr(results, "close", lambda: None)()
-        if bar is not None:
-            bar.close()
-    return FuzzReport(settings, first_seed, seeds, run, tuple(failures), time.monotonic() - started,
-                      jobs, stopped)
+        bar.close()
+    return report_now()
+

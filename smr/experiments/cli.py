@@ -11,7 +11,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from ..sim.latency import Latency
@@ -62,33 +61,44 @@ def _option(text: str) -> tuple[str, Any]:
 
 # ------------------------------------------------------------ smr experiment election
 def cmd_election(args: argparse.Namespace) -> int:
-    """Run the Figure 16 election experiment and print (or write) its figures."""
+    """Run the Figure 16 election experiment and print its figures (files in a new run directory).
+
+    Exit 1 if a trial violated a safety invariant; 128 + the signal's number
+    when stopped by SIGINT or SIGTERM (the finished trials are reported first).
+    """
+    from ..campaign import exit_code_for, stop_on_signals, workers_from
+    from ..results import open_run
     from .election_campaign import run_campaign
     from .election_report import render_summaries, summarize, write_raw
 
     backends = _backends(args.backend, ("raft", "multipaxos"), ELECTION_BACKENDS)
     ranges = args.ranges if args.ranges is not None else list(DEFAULT_RANGES)
+    workers = workers_from(args)
     setups = [ElectionSetup(backend, low, high, latency=args.latency, cap_ms=args.cap,
                             options=tuple(args.option), check_invariants=not args.no_check)
               for backend in backends for low, high in ranges]
-    started = time.perf_counter()
-    trials = run_campaign(setups, args.trials, base_seed=args.seed, jobs=args.jobs, progress=True)
-    wall = time.perf_counter() - started
-    summaries = summarize(trials)
     first = setups[0]
     setup_doc = {"nodes": first.nodes, "latency": first.latency.describe(), "tick_ms": 1.0,
                  "heartbeat": "half the minimum election timeout", "clock_skew": first.clock_skew,
                  "cap_ms": first.cap_ms, "margin_ms": first.margin_ms, "options": dict(first.options),
                  "check_invariants": first.check_invariants, "base_seed": args.seed,
                  "trials_per_range": args.trials}
+    run = None if args.no_files else open_run(
+        args, "election", {**setup_doc, "backends": backends, "ranges": [f"{lo}-{hi}" for lo, hi in ranges],
+                           **workers.to_json()}, root=args.out)
+    started = time.perf_counter()
+    with stop_on_signals() as stop, workers.executor(stop) as executor:
+        trials = run_campaign(setups, args.trials, base_seed=args.seed, jobs=args.jobs,
+                              progress=not args.quiet, executor=executor, stop=stop)
+    wall = time.perf_counter() - started
+    summaries = summarize(trials)
     files: list[str] = []
-    if not args.no_files:
+    if run is not None:
         from .election_plot import plot_cdf
 
-        out = Path(args.out)
         for backend in backends:
             mine = [t for t in trials if t.backend == backend]
-            stem = out / f"election-{backend}"
+            stem = run.path / f"election-{backend}"
             paths = write_raw(mine, {**setup_doc, "backend": backend}, stem)
             paths += plot_cdf(mine, f"{backend}: time without a leader after a leader crash\n"
                                     f"{first.nodes} servers, one-way delay {first.latency.describe()}, "
@@ -107,14 +117,24 @@ def cmd_election(args: argparse.Namespace) -> int:
             print(render_summaries([s for s in summaries if s.backend == backend], first.cap_ms))
         if files:
             print(f"\nwrote {', '.join(files)}")
-        print(f"wall time {wall:.1f} s ({len(trials)} trials, {args.jobs} process(es))")
+        print(f"wall time {wall:.1f} s ({len(trials)} trials, {workers.describe()})")
+    code = 0
     if violations:
         print(f"{violations} trial(s) violated a safety invariant; see the raw data", file=sys.stderr)
-        return 1
-    return 0
+        code = 1
+    if stop:
+        code = exit_code_for(stop.reason)
+        print(f"smr: stopped by {stop.reason} after {len(trials)} of {len(setups) * args.trials} trials"
+              f"{f'; the finished ones are in {run.path}' if run is not None else ''}", file=sys.stderr)
+    if run is not None:
+        run.finish("stopped" if stop else "complete", code, files)
+    return code
 
 
 def _add_election(sub: argparse._SubParsersAction) -> None:
+    from ..campaign import add_worker_arguments
+    from ..results import default_root
+
     p = sub.add_parser(
         "election", help="time to replace a crashed leader (Figure 16 of the extended Raft paper)",
         description="Crash the leader of a 5-server cluster just after a heartbeat, with two "
@@ -128,7 +148,7 @@ def _add_election(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated election timeout ranges in ms, e.g. 150-150,150-300 "
                         "(default: the paper's ten)")
     p.add_argument("--seed", type=int, default=1, help="base seed; each trial derives its own")
-    p.add_argument("--jobs", type=int, default=1, help="run trials in this many processes")
+    add_worker_arguments(p)
     p.add_argument("--cap", type=float, default=60_000.0,
                    help="a trial with no leader this many ms after the crash counts as not converged")
     p.add_argument("--latency", type=parse_latency, default=PAPER_LATENCY,
@@ -136,7 +156,9 @@ def _add_election(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--option", type=_option, action="append", default=[], metavar="NAME=VALUE",
                    help="override a backend option (repeatable), e.g. backoff_ticks_max=10")
     p.add_argument("--no-check", action="store_true", help="skip the per-step safety checks (faster)")
-    p.add_argument("--out", default="smr-results", help="directory for the raw data and the CDF plots")
+    p.add_argument("--out", default=default_root(), metavar="DIR",
+                   help="results root: each run writes a new directory in it with the raw data and the "
+                        "CDF plots (default smr-results, or $SMR_RESULTS)")
     p.add_argument("--no-files", action="store_true", help="write no files")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_election)

@@ -3,16 +3,18 @@
 Trial ``i`` of range ``low-high`` gets the seed
 ``int(sha256(f"{base}/{low}-{high}/{i}")[:15 hex digits])`` whatever the
 backend, so every backend meets the same seeds, and results come back in task
-order, so the report is the same whatever the number of processes.
+order, so the report is the same whatever executor runs the trials (local
+processes, or a Dask cluster's workers; see :mod:`smr.campaign`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import sys
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor
 
+from ..campaign import Progress, StopRequest, Workers, stream
 from .election import ElectionSetup, ElectionTrial, run_trial
 
 
@@ -27,31 +29,25 @@ def _run_task(task: tuple[ElectionSetup, int]) -> ElectionTrial:
 
 
 def run_campaign(setups: Sequence[ElectionSetup], trials: int, base_seed: int = 1, jobs: int = 1,
-                 progress: bool = False) -> list[ElectionTrial]:
-    """Run ``trials`` trials of every setup; ``jobs`` processes; results in (setup, trial) order.
+                 progress: bool = False, *, executor: Executor | None = None,
+                 stop: StopRequest | None = None) -> list[ElectionTrial]:
+    """Run ``trials`` trials of every setup on ``executor`` (else ``jobs`` processes), in (setup, trial) order.
 
-    ``progress`` shows a tqdm bar on stderr when stderr is a terminal.
+    ``progress`` reports on stderr.  When ``stop`` is set no more trials
+    start, and the list holds the trials that finished.
     """
     if trials < 1:
         raise ValueError("need at least one trial per range")
-    tasks = [(setup, trial_seed(base_seed, setup.low_ms, setup.high_ms, i))
-             for setup in setups for i in range(trials)]
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(tasks), desc="election trials", unit="trial", file=sys.stderr,
-               disable=None if progress else True, leave=False)
+    tasks = ((setup, trial_seed(base_seed, setup.low_ms, setup.high_ms, i))
+             for setup in setups for i in range(trials))
+    bar = Progress("election trials", len(setups) * trials, "trial", quiet=not progress)
     results: list[ElectionTrial] = []
+    owned = Workers(jobs=jobs).executor(stop) if executor is None else contextlib.nullcontext(executor)
     try:
-        if jobs > 1:
-            chunk = max(1, min(16, len(tasks) // (jobs * 16)))
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                for result in pool.map(_run_task, tasks, chunksize=chunk):
-                    results.append(result)
-                    bar.update()
-        else:
-            for task in tasks:
-                results.append(_run_task(task))
-                bar.update()
+        with owned as pool, contextlib.closing(stream(pool, _run_task, tasks, stop)) as finished:
+            for _, result in finished:
+                results.append(result)
+                bar.advance()
     finally:
         bar.close()
     return results

@@ -36,8 +36,8 @@ def test_compare_json_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert run["verdict"] == "linearizable" and run["ok"] > 100
     # The coordinator is down from the crash (1000 ms) to the restart (2000 ms).
     assert 900 < run["unavailability_ms"][0] <= 1100
-    for suffix in (".png", ".svg"):
-        assert (tmp_path / f"kv-leader-crash{suffix}").stat().st_size > 10_000
+    for suffix in (".png", ".svg"):  # in this run's own directory, linked as latest
+        assert (tmp_path / "latest" / f"kv-leader-crash{suffix}").stat().st_size > 10_000
 
 
 def test_space_time_page_draws_every_message(tmp_path: Path) -> None:

@@ -192,11 +192,12 @@ def test_election_command_prints_one_json_document_and_writes_data_and_plots(
     assert doc["experiment"] == "election"
     assert [(r["backend"], r["range"], r["trials"]) for r in doc["ranges"]] == [
         ("raft", "25-50", 2), ("raft", "50-100", 2), ("multipaxos", "25-50", 2), ("multipaxos", "50-100", 2)]
-    raw = json.loads((tmp_path / "election-raft.json").read_text())
+    run = tmp_path / "latest"  # this run's own directory
+    raw = json.loads((run / "election-raft.json").read_text())
     assert len(raw["trials"]) == 4 and raw["setup"]["latency"] == "uniform(6,8)ms"
-    assert len((tmp_path / "election-multipaxos.csv").read_text().splitlines()) == 1 + 4
+    assert len((run / "election-multipaxos.csv").read_text().splitlines()) == 1 + 4
     for suffix in (".png", ".svg"):
-        assert (tmp_path / f"election-raft{suffix}").stat().st_size > 5_000
+        assert (run / f"election-raft{suffix}").stat().st_size > 5_000
 
 
 def test_election_table_lists_every_range(capsys: pytest.CaptureFixture[str]) -> None:
