@@ -64,10 +64,19 @@ change takes effect whole, with no joint phase.  The rules that keep this safe:
   its heartbeat acks show it caught up; new members catch up through the
   ``Catchup``/snapshot machinery (a snapshot carries the configurations of
   the alpha slots after it);
+* ``membership`` (what a runtime dials, and the simulator's admin consults
+  before stopping a removed node) is the configuration of the next slot to
+  apply, as a restart would find it: it switches alpha slots after a change
+  is applied, once a snapshot taken at that point is durable
+  (:meth:`MultiPaxosCore._effect_changed`), so no restarted member ever needs
+  a node that was let go;
 * a node started to join (``config.joining``) takes messages from leaders it
-  does not know yet; every other node refuses messages from nodes no
-  configuration it knows names, and acceptors ignore ``Prepare`` from nodes
-  outside their configurations while they hear from a live leader.
+  does not know yet; any other node takes a proposer's messages from a node
+  no configuration it knows names only if they show the sender ahead of it
+  (a node added while it was down or behind) and it hears no live leader
+  (:meth:`MultiPaxosCore._may_be_newer`); replies only from nodes it knows;
+  and acceptors ignore ``Prepare`` from nodes outside their configurations
+  while they hear from a live leader.
 
 **Reads** (``read_mode``): through the log (the baseline); ``read_index``,
 multi-Paxos's ReadIndex: a leader that has chosen its recovered slots notes
@@ -95,6 +104,7 @@ in :mod:`multipaxos.mutants`, built by :func:`multipaxos.mutants.build`.
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Mapping
 from typing import Any, Callable, ClassVar
 
@@ -131,6 +141,10 @@ MAX_PROMISE_PARTS = 1 << 16
 MAX_RECOVERY_SLOTS = 1 << 16
 #: Heartbeat rounds a leader keeps telling a removed node it may retire before it stops waiting for its ack.
 MAX_LEAVING_ROUNDS = 64
+#: The most snapshots a replica waits to hear are durable (a runtime that never answers ``after_sync``).
+MAX_SYNC_MARKS = 64
+#: The epoch of the ``Synced`` a batch that writes a snapshot asks for (ballot rounds start at 1).
+SNAPSHOT_EPOCH = 0
 #: A snapshot whose alpha window holds a change starts with this key (the configurations of the slots after it).
 WINDOW_TAG = '{"mp_window":'
 
@@ -249,6 +263,12 @@ class MultiPaxosCore(LogCore):
         #: node -> [its last slot, the round that first told it so (0: not yet), the round it left at].
         self.leaving: dict[str, list[int]] = {}
         self.held = 0                                    # a quorum of the newest configuration applied this much
+        #: The configuration of slot applied+1 (volatile); ``membership`` follows it once a snapshot holds it.
+        self.effect = self.initial_membership
+        self.effect_slot = 0                             # the snapshot slot ``membership`` was taken at
+        self.snapshot_written: tuple[int, Membership] | None = None  # this step's snapshot, and its effect
+        #: Snapshots written, not known durable yet: (the Synced their batch asked for, slot, effect), oldest first.
+        self.sync_marks: deque[tuple[Synced, int, Membership]] = deque(maxlen=MAX_SYNC_MARKS)
         # reads and leases
         self.hb_round = 0                                # the last heartbeat round that asks for acks
         self.round_tick: dict[int, int] = {}             # round -> our tick it went out at
@@ -357,12 +377,39 @@ class MultiPaxosCore(LogCore):
                 self.history.pop(0)
             self._refresh_membership()
 
+    def _in_effect(self) -> Membership:
+        """The configuration in effect: the one of slot applied+1, the next this replica applies."""
+        return self._applied_config(self.applied + 1 - self.alpha)
+
+    def _effect_changed(self) -> None:
+        """The configuration of the next slot changed: snapshot, so ``membership`` follows once that is durable.
+
+        ``membership`` is the configuration in effect as a restart would find
+        it: it switches alpha slots after a change is applied (when the change's
+        first slot is next) and only once a snapshot of that point is durable,
+        so a runtime that stops a node no member's ``membership`` names (the
+        simulator's admin) never strands slots a restarted member still needs
+        it for; and a quorum's acks of that point (``held``) leave after it.
+        """
+        dropped = not set(self.effect.members) <= set(self._in_effect().members)
+        self.effect = self._in_effect()
+        if not self._take_snapshot() and not dropped and not self.sync_marks:
+            self._put_in_effect(self.effect, self.applied)  # no snapshot (the state cannot take one): adding is safe
+
+    def _put_in_effect(self, membership: Membership, slot: int) -> None:
+        """Make ``membership`` (in effect after applied slot ``slot``, durably) this replica's ``membership``."""
+        if slot >= self.effect_slot:
+            self.effect_slot = slot
+            if membership != self.membership:
+                self._set_membership(membership)
+                self._refresh_membership()
+
     def _refresh_membership(self) -> None:
-        """Put the newest applied configuration in effect; peers: every node of the configurations in use."""
+        """Talk to every node of the configurations in use (peers); ``membership`` stays (see _effect_changed)."""
         newest = self.applier.membership
         assert newest is not None
         before = set(self.peers)
-        self._set_membership(newest)
+        self._set_membership(self.membership)
         first = self.applied + 1 - 2 * self.alpha
         nodes = set(newest.members)
         nodes.update(self._applied_config(first).members)
@@ -414,7 +461,16 @@ class MultiPaxosCore(LogCore):
         self._reply(request, ReplyStatus.REDIRECT, leader=None if leader == self.node else leader)
 
     def _pending_writes(self) -> tuple[Write, ...]:
-        """This step's writes: ours first, then the acceptor's (promise, acceptances)."""
+        """This step's writes: ours first, then the acceptor's (promise, acceptances).
+
+        A batch that writes a snapshot asks for a ``Synced`` (if it does not
+        already), which tells us the snapshot is durable (``_on_synced``).
+        """
+        if self.snapshot_written is not None:
+            if self._after_sync is None:
+                self._after_sync = Synced(SNAPSHOT_EPOCH, self.snapshot_written[0])
+            self.sync_marks.append((self._after_sync, *self.snapshot_written))
+            self.snapshot_written = None
         return tuple(self._writes) + self._drain_acceptor()
 
     def _drain_acceptor(self) -> tuple[Write, ...]:
@@ -483,6 +539,8 @@ class MultiPaxosCore(LogCore):
             self.snapshot_data = snap["data"]
             self._snapshot_taken(snap["data"])
             self._set_history(_window_of(snap["data"]))
+            self.effect = self._in_effect()
+            self._put_in_effect(self.effect, self.applied)
         known = durable.get(KNOWN_KEY)
         if isinstance(known, list):
             self.known.update(str(n) for n in known)
@@ -951,7 +1009,13 @@ class MultiPaxosCore(LogCore):
             self._send_eager(peer, accept)
 
     def _on_synced(self, event: Synced) -> None:
-        """Our acceptances are durable up to slot ``event.index``: as leader of that round, they now count."""
+        """A batch is durable: a snapshot it wrote puts its configuration in effect; our acceptances count."""
+        if any(mark[0] == event for mark in self.sync_marks):
+            while self.sync_marks:  # batches are durable in order: every snapshot up to this batch's is
+                synced, slot, effect = self.sync_marks.popleft()
+                self._put_in_effect(effect, slot)
+                if synced == event:
+                    break
         if self.role != LEADER or self.ballot is None or event.epoch != self.ballot.round \
                 or event.index <= self.own_durable:
             return  # written in a leadership we lost (no quorum of ours to count it in), or counted
@@ -1180,6 +1244,8 @@ class MultiPaxosCore(LogCore):
         self.acceptor.forget_below(snap.last_slot + 1)
         self.change_slots = {c for c in self.change_slots if c > snap.last_slot}
         self._set_history(window)
+        self.effect = self._in_effect()
+        self.snapshot_written = (snap.last_slot, self.effect)
 
     def _apply(self) -> None:
         while self.applied + 1 in self.chosen:
@@ -1203,18 +1269,27 @@ class MultiPaxosCore(LogCore):
         self._answer_parked()
         if self.reads or self.reads_waiting:
             self._serve_reads()
-        if self._snapshot_due(self.applied - self.snapshot_slot, self.opts.snapshot_every):
+        effect = self._in_effect()
+        if effect is not self.effect and effect != self.effect:
+            self._effect_changed()  # the first slot of a newer configuration is next
+        elif self._snapshot_due(self.applied - self.snapshot_slot, self.opts.snapshot_every):
             self._take_snapshot()
 
-    def _take_snapshot(self) -> None:
+    def _take_snapshot(self) -> bool:
+        """Snapshot the applied state (durably, in this step's batch); False if the state cannot take one now."""
+        if self.snapshot_slot == self.applied and self.snapshot_data is not None:
+            self.snapshot_written = (self.applied, self._in_effect())
+            return True  # it is one already (installed, or taken this step)
         data = self._snapshot_text()
         if data is None:
-            return  # keep the log: it still holds everything the snapshot would have
+            return False  # keep the log: it still holds everything the snapshot would have
         self.snapshot_slot = self.applied
         self.snapshot_data = data
         self._writes.append(Write(SNAPSHOT_KEY, {"last_slot": self.applied, "data": data}))
+        self.snapshot_written = (self.applied, self._in_effect())
         self.log = self._log_tail()
         self.acceptor.forget_below(self.applied + 1)
+        return True
 
     def _log_tail(self) -> dict[int, ClientRequest]:
         """The newest applied slots a leader keeps past a snapshot: about one pipeline of requests.
@@ -1273,7 +1348,8 @@ class MultiPaxosCore(LogCore):
 
     # ------------------------------------------------------------- messages
     def _on_message(self, src: str, msg: Any) -> None:
-        if src == self.node or (src not in self.known and not self.config.joining):
+        if src == self.node or not 0 < len(src) <= MAX_NODE_ID \
+                or (src not in self.known and not self.config.joining and not self._may_be_newer(src, msg)):
             raise RemoteProtocolError(f"multipaxos {self.node}: message from unknown node {src!r}")
         handler = _HANDLERS.get((self.role, type(msg)))
         if handler is None:
@@ -1284,6 +1360,31 @@ class MultiPaxosCore(LogCore):
             raise RemoteProtocolError(f"multipaxos {self.node}: impossible {type(msg).__name__} from {src}: "
                                       f"{problem}")
         handler(self, src, msg)
+
+    def _may_be_newer(self, src: str, msg: Any) -> bool:
+        """True if ``src``, named by no configuration we know, may lead one we have not applied yet.
+
+        A node added while we were down or behind leads, campaigns and
+        catches us up like any other (a proposer needs no membership to be
+        followed), so we take what a proposer sends -- but only what could be
+        true: a proposer is a voter of the configurations of the slots it
+        proposes, and every configuration up to alpha slots past our applied
+        prefix is one we know, so its ``Prepare`` must start, and its
+        ``Accept``/``Heartbeat`` commit point lie, beyond our applied prefix.
+        And, as ``Prepare`` from outside our configurations, not while we
+        hear a live leader: nothing per unknown sender is kept but the
+        ballot we then follow (one leader at a time).
+        """
+        if isinstance(msg, Prepare):
+            ahead = msg.from_slot > self.applied + 1
+        elif isinstance(msg, (Accept, Heartbeat)):
+            ahead = msg.commit > self.applied
+        elif isinstance(msg, (Catchup, SnapshotChunk)):
+            # only the leader we follow is answered: it proved itself ahead with a Heartbeat or an Accept
+            return self.leader_ballot is not None and msg.ballot == self.leader_ballot and self.leader_ballot.node == src
+        else:
+            return False  # a reply: only to messages we sent, and we send only to nodes we know
+        return ahead and (self.heard_leader in (None, src) or self.since_leader >= self.opts.election_ticks_min)
 
     def _ignore(self, src: str, msg: Any) -> None:
         """Drop ``msg``: this role has no use for it (e.g. a reply to a role we no longer hold)."""
@@ -1306,12 +1407,11 @@ class MultiPaxosCore(LogCore):
             values = msg.chosen
         highest = min(MAX_EPOCH, self.max_round + MAX_EPOCH_JUMP)
         for ballot in ballots:
-            # a joining node knows no configuration yet: any well-formed node id may lead
-            unknown = not 0 < len(ballot.node) <= MAX_NODE_ID if self.config.joining \
-                else ballot.node not in self.known
-            if not 0 <= ballot.round <= highest or unknown:
+            # any well-formed node id may own a ballot: a node may lead a configuration we have not applied
+            # yet (who sent a proposer's message is checked below and in _on_message)
+            if not 0 <= ballot.round <= highest or not 0 < len(ballot.node) <= MAX_NODE_ID:
                 return (f"ballot {ballot.round}.{ballot.node[:40]!r} is out of range (0..{highest}) or names "
-                        f"an unknown node")
+                        f"no node")
         leaders = (Prepare, Accept, Heartbeat, Catchup, SnapshotChunk)  # what only the ballot's owner sends
         if isinstance(msg, (*leaders, CatchupRequest, SnapshotRequest)) \
                 and msg.ballot.node != (src if isinstance(msg, leaders) else self.node):

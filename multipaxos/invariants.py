@@ -7,9 +7,11 @@
   higher ballot than the one it was chosen in.
 
 With a changing membership a majority is counted among the voters of the
-slot's configuration (the one applied after slot - alpha), as the replica
-that applied furthest knows it; a slot whose configuration no live replica
-knows yet is checked for agreement of applied values only.
+slot's configuration only (the one applied after slot - alpha; learners and
+nodes of other configurations never count), as a live replica that applied
+that far and still keeps that part of its configuration history knows it; a
+slot whose configuration no live replica knows is checked for agreement of
+applied values only.  Without any change, the first voters count.
 
 Only live replicas are visible, so the majority test is a lower bound on what
 was chosen; the simulator separately checks that every replica applies the
@@ -35,12 +37,16 @@ def check_invariants(cores: Mapping[str, Any]) -> None:
         return
     low = min(c.applied for c in live)
     high = max(max(c.next_slot, c.max_accepted + 1) for c in live)
-    ahead = max(live, key=lambda c: c.applied)
-    alpha, history = ahead.alpha, ahead.history
+    alpha = live[0].alpha
     static = all(len(c.history) == 1 and c.history[0][1] == c.initial_membership for c in live)
-    # no change anywhere: every live node votes, as before reconfiguration existed
-    voters: Any = None
-    quorum = majority(len(history[0][1].voters))
+    # no change anywhere: the first voters vote, as before reconfiguration existed
+    first = live[0].initial_membership.voters
+    voters: Any = frozenset(first)
+    quorum = majority(len(first))
+    # who knows the configuration applied after slot b: a replica with since <= b <= applied (a history
+    # restarted from a snapshot at slot s starts at 0 but holds from s + 1 - alpha on)
+    knowers = sorted(((max(c.history[0][0], c.snapshot_slot + 1 - alpha if c.snapshot_slot else 0), c.applied, c)
+                      for c in live), key=lambda k: -k[1])
     accepted_maps = [c.acceptor.accepted for c in live]
     nodes = [c.node for c in live]
     logs = [c.log for c in live]
@@ -49,13 +55,16 @@ def check_invariants(cores: Mapping[str, Any]) -> None:
     # compared as tuples, which tests identity before calling the attrs __eq__ of their items.
     for slot in range(max(low + 1, high - WINDOW), high):
         if not static:
-            if slot - alpha > ahead.applied:
-                voters, quorum = None, 0  # its configuration is not known yet
+            base = slot - alpha
+            knower = next((c for since, applied, c in knowers if since <= base <= applied or base <= 0 == since),
+                          None)
+            if knower is None:
+                voters, quorum = frozenset(), 0  # its configuration is not known to any live replica
             else:
-                config = ahead._applied_config(slot - alpha)
-                voters, quorum = config.voters, majority(len(config.voters))
+                config = knower._applied_config(base)
+                voters, quorum = frozenset(config.voters), majority(len(config.voters))
         chosen_pairs: list[tuple[Any, Any]] = []
-        accepted = [m[slot] for node, m in zip(nodes, accepted_maps) if slot in m and (voters is None or node in voters)]
+        accepted = [m[slot] for node, m in zip(nodes, accepted_maps) if slot in m and node in voters]
         if quorum and len(accepted) >= quorum:
             votes: list[list[Any]] = []  # [(ballot, value), count]; a handful per slot
             for pair in accepted:
