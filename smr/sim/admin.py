@@ -128,12 +128,12 @@ def peer_traffic(sim: "Simulation") -> tuple[int, int]:
 class AdminClient:
     """Carries out a run's membership changes in order (see the module docstring)."""
 
-    def __init__(self, sim: "Simulation") -> None:
+    def __init__(self, sim: "Simulation", client_id: str = ADMIN) -> None:
         self.sim = sim
-        self.rng = random.Random(f"{sim.seed}/admin")
-        self.id = ADMIN
+        self.rng = random.Random(f"{sim.seed}/{client_id}")
+        self.id = client_id
         #: Every session id this client used (replies to any of them are its own).
-        self.ids = {ADMIN}
+        self.ids = {client_id}
         self.seq = 0
         self.acked = 0
         self.queue: deque[tuple[FaultEvent, float]] = deque()
@@ -173,11 +173,14 @@ class AdminClient:
         assert change is not None
         fault = change.fault
         running = set(sim.node_ids)
-        if fault.action in ("remove_leader", "replace_leader"):
-            leaving = sim.current_leader()
-            if leaving is None:  # wait for one
+        leaving: str | None
+        if fault.action in ("remove_leader", "replace_leader", "remove_follower"):
+            leader = sim.current_leader()
+            if leader is None:  # wait for one
                 self._timer(sim.config.tick_ms)
                 return
+            leaving = leader if fault.action != "remove_follower" else \
+                self.rng.choice([n for n in self._voters() if n != leader] or [leader])
         elif fault.action in ("remove_node", "replace_node"):
             leaving = fault.node or self._pick_voter()
         else:
@@ -187,7 +190,7 @@ class AdminClient:
             return self._skip(f"{leaving} is not running")
         if joining is not None and joining in sim.nodes:
             return self._skip(f"{joining} already exists")
-        if fault.action in ("remove_node", "remove_leader") and len(self._voters()) <= 1:
+        if fault.action in ("remove_node", "remove_leader", "remove_follower") and len(self._voters()) <= 1:
             return self._skip("it would remove the last voter")
         if fault.action == "add_node":
             command = membership_command("add", joining, "")
@@ -234,7 +237,7 @@ class AdminClient:
     def _timer(self, delay: float, kind: str = "timeout") -> None:
         self.token += 1
         self.timer_kind = kind
-        self.sim.admin_timer(self.sim.now + delay, self.token)
+        self.sim.admin_timer(self.sim.now + delay, self.token, self)
 
     def on_timer(self, token: int) -> None:
         """A timer set by this client went off (stale ones are ignored)."""
@@ -339,6 +342,9 @@ class AdminClient:
         assert change is not None
         if self._finished(change):
             leaving = change.leaving
+            if change.fault.keep:  # the removed node runs on (a disruptive server): stopped only if it retires
+                self._end("done")
+                return
             if leaving is not None and not sim.nodes[leaving].gone and self._let_go(leaving):
                 sim.stop_node(leaving, "removed from the configuration")
             if leaving is None or sim.nodes[leaving].gone:

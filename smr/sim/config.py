@@ -22,10 +22,12 @@ from .latency import Latency
 FaultAction = Literal[
     "crash", "restart", "crash_leader", "restart_all", "partition", "partition_halves",
     "isolate", "isolate_leader", "bridge", "heal", "flap", "network",
-    "add_node", "remove_node", "remove_leader", "replace_node", "replace_leader",
+    "add_node", "remove_node", "remove_leader", "remove_follower", "replace_node", "replace_leader",
+    "clock_leader",
 ]
 #: The actions that change the cluster's membership (carried out one at a time by the admin client).
-MEMBERSHIP_ACTIONS = frozenset({"add_node", "remove_node", "remove_leader", "replace_node", "replace_leader"})
+MEMBERSHIP_ACTIONS = frozenset({"add_node", "remove_node", "remove_leader", "remove_follower", "replace_node",
+                                "replace_leader"})
 #: The actions that start a node of the id they name (``node`` for add_node, ``new`` for the replaces).
 _STARTS_NODE = {"add_node": "node", "replace_node": "new", "replace_leader": "new"}
 #: The ids a node started mid-run may take: ``n`` and a number (clients are ``c1``, ``o1``, the admin ``admin``).
@@ -131,9 +133,16 @@ class FaultEvent:
       waits until the one before it has finished), see :mod:`smr.sim.admin`:
       add_node ``node`` (a fresh replica with an empty disk, then ``add``);
       remove_node ``node`` (a voter picked by the seed if omitted);
-      remove_leader; replace_node ``node`` (picked by the seed if omitted)
+      remove_leader; remove_follower (a voter other than the leader, picked
+      by the seed); replace_node ``node`` (picked by the seed if omitted)
       by ``new``; replace_leader by ``new``.  A removed node is stopped for
-      good once it is out of the configuration.
+      good once it is out of the configuration.  With ``wait: false`` the
+      change is sent at once by an admin client of its own, whatever is in
+      flight (so two changes can be: a leader must refuse the second); with
+      ``keep: true`` a removed node is not stopped (it runs on, as a
+      disruptive server, until its own core reports it retired);
+    * clock_leader: from now on the leader's ticks last ``rate`` times their
+      nominal length, and every other node's ``others`` times (if given).
     """
 
     at: float
@@ -145,6 +154,10 @@ class FaultEvent:
     until_ms: float = 0.0
     loss: float | None = None
     duplicate: float | None = None
+    wait: bool = True
+    keep: bool = False
+    rate: float | None = None
+    others: float | None = None
 
 
 def _app_spec(app: Any) -> str | None:
@@ -301,6 +314,19 @@ def fault_problems(fault: FaultEvent, nodes: tuple[str, ...], path: str) -> list
             problems.append((f"{path}.{name}", f"{name} must be a probability in [0, 1], got {value}"))
     if fault.action == "network" and fault.loss is None and fault.duplicate is None:
         problems.append((path, "a network fault needs loss or duplicate"))
+    if not fault.wait and fault.action not in MEMBERSHIP_ACTIONS:
+        problems.append((f"{path}.wait", f"{fault.action} takes no wait (only membership changes do)"))
+    if fault.keep and fault.action not in ("remove_node", "remove_leader", "remove_follower", "replace_node",
+                                           "replace_leader"):
+        problems.append((f"{path}.keep", f"{fault.action} takes no keep (only removals and replaces do)"))
+    for name in ("rate", "others"):
+        value = getattr(fault, name)
+        if value is not None and fault.action != "clock_leader":
+            problems.append((f"{path}.{name}", f"{fault.action} takes no {name} (only clock_leader does)"))
+        elif value is not None and not 0.1 <= value <= 10.0:
+            problems.append((f"{path}.{name}", f"a clock rate must be in [0.1, 10], got {value}"))
+    if fault.action == "clock_leader" and fault.rate is None:
+        problems.append((f"{path}.rate", "clock_leader needs rate (how much longer the leader's ticks last)"))
     return problems
 
 

@@ -183,6 +183,8 @@ class Simulation:
         #: The groups of the partition in force (None: none, or a bridge), so a node started mid-run joins one.
         self._groups: list[list[str]] | None = None
         self.admin: AdminClient | None = None
+        #: Every admin client: the one that carries changes out in order, and one per change sent at once.
+        self.admins: list[AdminClient] = []
         self._membership = any(f.action in MEMBERSHIP_ACTIONS for f in faults)
         self.clients = [SimClient(f"c{i}", i, target=i - 1) for i in range(1, config.clients.count + 1)]
         self._client_by_id = {c.id: c for c in self.clients}
@@ -190,6 +192,7 @@ class Simulation:
         self._faults = sorted(faults, key=lambda f: f.at)
         if self._membership:
             self.admin = AdminClient(self)
+            self.admins.append(self.admin)
 
     # ---------------------------------------------------------------- queue
     def _push(self, time: float, kind: int, a: Any = None, b: Any = None, c: Any = None) -> None:
@@ -253,8 +256,7 @@ class Simulation:
                 elif kind == _ARRIVAL:
                     self._arrival()
                 elif kind == _ADMIN:
-                    assert self.admin is not None
-                    self.admin.on_timer(event[3])
+                    event[4].on_timer(event[3])
                 elif kind == _STOP:
                     node = event[3]
                     if node.incarnation == event[4] or not node.alive:
@@ -271,7 +273,8 @@ class Simulation:
         return SimResult(self.seed, self.config, tuple(self.trace or ()), counters,
                          tuple(self.history.finish()), dict(self.committed), tuple(self.violations),
                          self.leader_changes, self.now, statuses, self.swarm_note,
-                         self.admin.finish() if self.admin is not None else ())
+                         tuple(sorted((r for a in self.admins for r in a.finish()),
+                                      key=lambda r: r.requested_at)))
 
     def _check_states_agree(self) -> None:
         """Live replicas that applied the same number of entries must hold the same state.
@@ -466,8 +469,8 @@ class Simulation:
         name = type(msg).__name__
         if node is None:
             client = self._client_by_id.get(dst)
-            admin = self.admin is not None and dst in self.admin.ids
-            if client is None and not admin:
+            admin = self._admin_of(dst)
+            if client is None and admin is None:
                 self.counters.dropped[name] += 1
                 if self.trace is not None:
                     self._log(f"{src}->{dst} DROP(no such node) {describe(msg)}")
@@ -477,8 +480,8 @@ class Simulation:
                 self._log(f"{src}->{dst} {describe(msg)}")
             if client is not None:
                 self._client_reply(client, msg)
-            elif self.admin is not None:
-                self.admin.on_reply(msg)
+            elif admin is not None:
+                admin.on_reply(msg)
             return
         if not node.alive or (self.cut and (src, dst) in self.cut):
             self.counters.dropped[name] += 1
@@ -490,7 +493,7 @@ class Simulation:
         self.counters.received_by_node[dst] += 1
         if self.trace is not None:
             self._log(f"{src}->{dst} {describe(msg)}")
-        if src in self._client_by_id or (self.admin is not None and src in self.admin.ids):
+        if src in self._client_by_id or (self.admins and self._admin_of(src) is not None):
             self._step(node, msg)
         else:
             self._step(node, Receive(src, msg))
@@ -669,9 +672,16 @@ class Simulation:
         self.node_ids = tuple(n for n in self.node_ids if n != node_id)
         self._log(f"{node_id} STOP ({why})")
 
-    def admin_timer(self, at: float, token: int) -> None:
-        """Wake the admin client at ``at`` with ``token``."""
-        self._push(at, _ADMIN, token)
+    def admin_timer(self, at: float, token: int, admin: AdminClient) -> None:
+        """Wake ``admin`` at ``at`` with ``token``."""
+        self._push(at, _ADMIN, token, admin)
+
+    def _admin_of(self, client_id: str) -> AdminClient | None:
+        """The admin client that uses session id ``client_id``, if any."""
+        for admin in self.admins:
+            if client_id in admin.ids:
+                return admin
+        return None
 
     def send(self, src: str, dst: str, msg: Any) -> None:
         """Send ``msg`` from ``src`` (a node or a client) to ``dst`` through the simulated network."""
@@ -748,7 +758,22 @@ class Simulation:
             self._log(f"NETWORK loss={self.network.loss} duplicate={self.network.duplicate}")
         elif action in MEMBERSHIP_ACTIONS:
             assert self.admin is not None
-            self.admin.request(fault)
+            if fault.wait:
+                self.admin.request(fault)
+            else:  # sent at once, by an admin client of its own, whatever the others have in flight
+                lane = AdminClient(self, f"admin{len(self.admins) + 1}")
+                self.admins.append(lane)
+                lane.request(fault)
+        elif action == "clock_leader":
+            leader = self.current_leader()
+            if leader is None:
+                self._log("clock_leader: no leader")
+                return
+            for node in self.nodes.values():
+                rate = fault.rate if node.id == leader else fault.others
+                if rate is not None:
+                    node.tick_ms = self.config.tick_ms * rate
+            self._log(f"CLOCK {leader} ticks x{fault.rate}" + (f", others x{fault.others}" if fault.others else ""))
         else:
             self._log(f"fault {action} needs a node; ignored")
 

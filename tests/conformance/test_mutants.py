@@ -25,11 +25,27 @@ from smr.conformance.fuzz import FuzzSettings, fuzz, run_seed
 from strategies import describe_failure, seeds, swarm_entries
 
 SAFETY = frozenset({"invariants", "linearizability", "workload"})
-RAFT_MUTANTS = ("mutant_commit_previous_term", "mutant_count_self_before_sync", "mutant_forget_vote",
+RAFT_MUTANTS = ("mutant_change_before_term_commit", "mutant_commit_previous_term", "mutant_concurrent_changes",
+                "mutant_count_self_before_sync", "mutant_forget_vote", "mutant_lease_ignores_drift",
                 "mutant_truncate_on_stale_append", "mutant_vote_without_log_check")
 MULTIPAXOS_MUTANTS = ("mutant_accept_lower_ballot", "mutant_apply_unchosen", "mutant_count_self_before_sync",
-                      "mutant_forget_promise", "mutant_ignore_promised_values")
-MUTANTS = [("raft", m) for m in mutants_of("raft")] + [("multipaxos", m) for m in mutants_of("multipaxos")]
+                      "mutant_early_configuration", "mutant_forget_promise", "mutant_ignore_promised_values",
+                      "mutant_lease_ignores_drift")
+#: Mutants that need one exact interleaving no timed fault schedule reaches in a few seeds: each is caught
+#: by a scripted schedule (smr.testing.Network, every step checked by the invariants or the checker), named
+#: here; the catalogue and the swarms do not catch them (tried: the catalogue's seeds 1-10, --membership swarms).
+SCRIPTED = {
+    ("raft", "mutant_change_before_term_commit"):
+        "tests/raft/test_raft_membership.py::test_mutant_change_before_term_commit_commits_two_values_at_one_index",
+    ("raft", "mutant_lease_ignores_drift"):
+        "tests/raft/test_raft_leases.py::test_the_mutant_lease_that_ignores_drift_answers_a_stale_read",
+    ("multipaxos", "mutant_early_configuration"):
+        "tests/multipaxos/test_multipaxos_reconfiguration.py::"
+        "test_mutant_early_configuration_chooses_two_values_in_one_slot",
+    ("multipaxos", "mutant_lease_ignores_drift"):
+        "tests/multipaxos/test_multipaxos_leases.py::test_mutant_lease_ignores_drift_serves_a_stale_read",
+}
+MUTANTS = [(b, m) for b in ("raft", "multipaxos") for m in mutants_of(b) if (b, m) not in SCRIPTED]
 #: Seeds tried per catalogue entry, seed by seed over the whole catalogue.  Most mutants fall to the
 #: first seed; forget_vote needs restarting-voter's third (that entry catches it in 12 seeds of 30);
 #: count_self_before_sync falls to leader-crash-before-sync (raft 10 seeds of 10, multi-Paxos 8).
@@ -47,6 +63,13 @@ def test_every_mutant_of_both_protocols_is_hunted() -> None:
     assert mutants_of("raft") == RAFT_MUTANTS == mutants_of("raft-pv-cq")
     assert mutants_of("multipaxos") == MULTIPAXOS_MUTANTS
     assert mutants_of("coordinator") == ()
+    root = Path(__file__).resolve().parents[2]
+    for (backend, mutant), test in SCRIPTED.items():  # each scripted catcher exists and names its mutant
+        path, name = test.split("::")
+        source = (root / path).read_text(encoding="utf-8")
+        assert f"def {name}(" in source, test
+        body = source.split(f"def {name}(", 1)[1].split("\ndef ", 1)[0]
+        assert mutant.removeprefix("mutant_") in body or mutant.removeprefix("mutant_") in source, test
 
 
 @pytest.mark.parametrize(("backend", "mutant"), MUTANTS, ids=[f"{b}-{m}" for b, m in MUTANTS])

@@ -102,3 +102,21 @@ def test_a_restarted_follower_ignores_votes_for_a_timeout() -> None:
     assert core._in_lease()
     net.tick("n2", 15)
     assert not core._in_lease() or core.leader is not None
+
+
+def test_the_checker_judges_the_stale_lease_read_not_linearizable() -> None:
+    """The history of the drift-bound-too-small run, as clients saw it: x = old acknowledged, then x = new
+    acknowledged by the new leader, then a read invoked after that answered by the old leader's lease."""
+    from smr.checker import check
+    from smr.checker.models import make_model
+    from smr.history import Operation, Outcome
+
+    answered = _old_leader_reads_after_a_new_leader_wrote({"max_clock_drift": 0.0}, 0.9)
+    assert answered, "the old leader answered nothing"
+    history = [Operation(1, "w", put("x", "old"), 0.0, 1.0, Outcome.OK, None),
+               Operation(2, "w", put("x", "new"), 2.0, 3.0, Outcome.OK, None),
+               Operation(3, "r", get("x"), 4.0, 5.0, Outcome.OK, answered[0])]
+    verdict = check(history, make_model("kv"))
+    assert verdict.status.value == "not linearizable", verdict.describe()
+    correct = _old_leader_reads_after_a_new_leader_wrote({}, 0.9)
+    assert correct == []  # within the bound the old leader answers nothing, so there is nothing stale to judge
