@@ -141,7 +141,7 @@ class RaftCore(LogCore):
         self.booting = False
         self.transferee: str | None = None
         #: Removed nodes this leader still replicates to, so they learn they were removed.
-        self.leaving: set[str] = set()
+        self.leaving: dict[str, int] = {}  # node -> our lead_ticks when it was removed
         self.transfer_elapsed = 0
         self.transfer_sent = False
         self._hard_dirty = False  # raft/hard changed in this step
@@ -249,12 +249,15 @@ class RaftCore(LogCore):
             self.peers = tuple(sorted({*self.peers, *applied.members} - {self.node}))
         if self.role == LEADER:
             for peer in self.peers:
+                self.leaving.pop(peer, None)  # removed and added again: a member like any other
                 if peer not in self.progress:
                     self.progress[peer] = Progress(next=self.log.last_index + 1)
                     self._send_append(peer, allow_empty=True)  # probe the new member at once
             for peer in self.progress.keys() - set(self.peers):
-                self.leaving.add(peer)  # replicated to until it holds the commit that removed it
+                self.leaving.setdefault(peer, self.lead_ticks)  # replicated to until it holds its removal
                 self._let_go(peer)
+            if self.transferee is not None and not membership.votes_in(self.transferee):
+                self.transferee = None  # no longer a voter: the transfer is off
 
     def _let_go(self, peer: str, force: bool = False) -> None:
         """Stop replicating to a removed ``peer`` once it holds our commit index (or at once, if ``force``)."""
@@ -262,7 +265,7 @@ class RaftCore(LogCore):
         if pr.match >= self.commit_index or force:
             self._send_heartbeat(peer)  # its last: the commit index that tells it it was removed
             del self.progress[peer]
-            self.leaving.discard(peer)
+            self.leaving.pop(peer, None)
 
     def _recompute_membership(self) -> None:
         """Thesis 4.1: the configuration in effect is the latest in the log, committed or not.
@@ -327,9 +330,15 @@ class RaftCore(LogCore):
             self._reply(request, ReplyStatus.ERROR, {"error": "ChangeInProgress", "message": blocked})
             return
         try:
-            changed(self.membership, request.command, joint_consensus=True)
+            after = changed(self.membership, request.command, joint_consensus=True)
         except MembershipError as exc:
             self._reply(request, ReplyStatus.ERROR, exc.to_result())
+            return
+        behind = sorted(n for n in set(after.voters) - set(self.membership.voters) - {self.node}
+                        if n not in self.progress or self.progress[n].match < self.commit_index)
+        if behind:  # thesis 4.2.1: a new voter first catches up as a learner
+            self._reply(request, ReplyStatus.ERROR, {"error": "ChangeInProgress", "message": (
+                f"{', '.join(behind)} would vote before catching up (add it as a learner first); retry")})
             return
         self.pending[self._append_change(request.command)] = request
 
@@ -392,8 +401,9 @@ class RaftCore(LogCore):
                 self.transferee = None  # the transfer did not finish in an election timeout: abort
         if self.election_elapsed >= opts.election_ticks_min:
             self.election_elapsed = 0
-            for peer in list(self.leaving):
-                self._let_go(peer, force=True)  # removed a whole election timeout ago: no longer waited for
+            for peer, since in list(self.leaving.items()):
+                if self.lead_ticks - since >= opts.election_ticks_min:
+                    self._let_go(peer, force=True)  # removed a whole election timeout ago: no longer waited for
             if opts.check_quorum:
                 active = [self.node, *(peer for peer, pr in self.progress.items() if pr.recent_active)]
                 for pr in self.progress.values():
@@ -439,7 +449,7 @@ class RaftCore(LogCore):
         for request in self.reads_waiting:
             self._redirect(request)
         self.progress = {}
-        self.leaving = set()
+        self.leaving = {}
         self.pending = {}
         self.in_log = {}
         self.reads = []
@@ -571,6 +581,8 @@ class RaftCore(LogCore):
                 if not floor <= entry.term <= m.term:
                     return f"entry terms must not decrease nor pass the leader's ({entry.term})"
                 floor = entry.term
+                if entry.request.client_id and is_change(entry.request.command):
+                    return "a membership change entry carries a client session (a leader writes them with none)"
                 problem = self._impossible_request(entry.request)
                 if problem:
                     return problem
@@ -635,7 +647,7 @@ class RaftCore(LogCore):
 
     def _on_timeout_now(self, src: str, m: TimeoutNow) -> None:
         self._check_transfers_on(src)
-        if src == self.leader:
+        if src == self.leader and self.membership.votes_in(self.node):
             self._campaign(pre=False, transfer=True)  # thesis 3.10: skip pre-vote and the lease
 
     def _on_late_timeout_now(self, src: str, m: TimeoutNow) -> None:
@@ -827,6 +839,7 @@ class RaftCore(LogCore):
         self.round += 1
         if self.opts.read_mode == "lease":
             self.round_started.append((self.round, self.lead_ticks))
+            self._extend_lease()  # a quorum of one (a single voter) confirms its round at once
         for peer, pr in list(self.progress.items()):
             if pr.state == PROBE:
                 if detect_loss:
@@ -927,7 +940,8 @@ class RaftCore(LogCore):
 
     def _maybe_send_timeout_now(self) -> None:
         to = self.transferee
-        if to is not None and not self.transfer_sent and self.progress[to].match == self.log.last_index:
+        pr = self.progress.get(to) if to is not None else None
+        if to is not None and pr is not None and not self.transfer_sent and pr.match == self.log.last_index:
             self._send(to, TimeoutNow(self.term))
             self.transfer_sent = True
             self.lease_void = True  # its voters may disregard their lease: no more lease reads this term

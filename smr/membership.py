@@ -172,12 +172,19 @@ class Membership:
             raise TypeError("membership addresses must be a dict")
         if not voters:
             raise ValueError("a membership needs at least one voter")
-        return cls(voters, learners, outgoing,
-                   tuple((_name(a, "joining"), _name(b, "joining", empty=True)) for a, b in joining),
-                   tuple(sorted((_name(n, "addresses"), _address(a)) for n, a in addresses.items())))
+        if set(voters) & set(learners):
+            raise ValueError("a membership names a node both voter and learner")
+        if len(joining) > MAX_MEMBERS or len(addresses) > MAX_MEMBERS:
+            raise ValueError(f"a membership holds at most {MAX_MEMBERS} joining nodes and addresses")
+        pairs = tuple((node_id(a, "joining"), node_id(b, "joining", empty=True)) for a, b in joining)
+        if not {a for a, _ in pairs} <= set(learners):
+            raise ValueError("a membership's joining nodes must be learners")
+        return cls(voters, learners, outgoing, pairs,
+                   tuple(sorted((node_id(n, "addresses"), _address(a)) for n, a in addresses.items())))
 
 
-def _name(value: Any, field: str, empty: bool = False) -> str:
+def node_id(value: Any, field: str, empty: bool = False) -> str:
+    """A node id read from a file, a snapshot or a command, checked (ValueError naming ``field`` if not)."""
     if not isinstance(value, str) or len(value) > MAX_NODE_ID or (not value and not empty):
         raise ValueError(f"membership {field}: a node id is a non-empty str of at most {MAX_NODE_ID} "
                          f"characters, got {value!r:.80}")
@@ -187,7 +194,7 @@ def _name(value: Any, field: str, empty: bool = False) -> str:
 def _names(value: Any, field: str) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or len(value) > MAX_MEMBERS:
         raise ValueError(f"membership {field}: a list of at most {MAX_MEMBERS} node ids, got {value!r:.80}")
-    return _sorted([_name(v, field) for v in value])
+    return _sorted([node_id(v, field) for v in value])
 
 
 def _address(value: Any) -> str:
@@ -205,13 +212,13 @@ def malformed(command: Command) -> str | None:
         return f"{MEMBERSHIP_OP} {command.key} takes {arity} argument(s), got {len(command.args)}"
     try:
         if command.key in ("add", "add_learner"):
-            _name(command.args[0], "node")
+            node_id(command.args[0], "node")
             _address(command.args[1])
         elif command.key in ("promote", "remove"):
-            _name(command.args[0], "node")
+            node_id(command.args[0], "node")
         elif command.key == "replace":
-            _name(command.args[0], "old")
-            _name(command.args[1], "new")
+            node_id(command.args[0], "old")
+            node_id(command.args[1], "new")
             _address(command.args[2])
         elif command.key == "set":
             if not _names(command.args[0], "voters"):

@@ -59,6 +59,7 @@ from .commands import NOOP, REGISTER_SESSION, Command
 from .errors import LocalProtocolError
 from .machine import CommandError, SessionExpired, StateMachine, describe_exception
 from .membership import GET_MEMBERSHIP, MEMBERSHIP_OP, Membership, MembershipError, changed
+from .membership import node_id
 from .membership import refusal as membership_refusal
 from .replica import ClientRequest, Reply, ReplyStatus
 from .values import CorruptValue, Value, canonical, from_json, to_json
@@ -347,7 +348,7 @@ class Applier:
             left_ids = obj.get("left", [])
             if not isinstance(left_ids, list):
                 raise TypeError("left must be a list")
-            left = dict.fromkeys(_str(n) for n in left_ids[-MAX_LEFT:])
+            left = dict.fromkeys(node_id(_str(n), "left") for n in left_ids[-MAX_LEFT:])
         except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError, RecursionError) as exc:
             raise CorruptValue(f"session snapshot is malformed: {type(exc).__name__}: {exc}") from None
         try:

@@ -120,3 +120,12 @@ def test_the_checker_judges_the_stale_lease_read_not_linearizable() -> None:
     assert verdict.status.value == "not linearizable", verdict.describe()
     correct = _old_leader_reads_after_a_new_leader_wrote({}, 0.9)
     assert correct == []  # within the bound the old leader answers nothing, so there is nothing stale to judge
+
+
+def test_a_single_voter_holds_its_lease_and_keeps_no_growing_list_of_rounds() -> None:
+    net: Network[Any] = Network(build, 1, LEASE, invariants=RaftInvariants())
+    net.elect("n1")
+    net.tick("n1", 300)
+    core = net.cores["n1"]
+    assert len(core.round_started) <= 2
+    assert [r.result for r in net.request("n1", get("x"), client="r", seq=1)] == [None]

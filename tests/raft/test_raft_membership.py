@@ -148,6 +148,11 @@ def test_set_changes_any_number_of_voters_jointly() -> None:
     net.join("n4")
     net.join("n5")
     status, result = ask(net, "n1", "set", ["n1", "n2", "n3", "n4", "n5"], [])
+    assert status == ReplyStatus.ERROR and "catching up" in result["message"]  # thesis 4.2.1: learners first
+    for node in ("n4", "n5"):
+        assert ask(net, "n1", "add_learner", node, "")[0] == ReplyStatus.OK
+    settle_ticks(net)
+    status, result = ask(net, "n1", "set", ["n1", "n2", "n3", "n4", "n5"], [])
     assert status == ReplyStatus.OK and result["outgoing"] == ["n1", "n2", "n3"]
     settle_ticks(net)
     for core in net.cores.values():
@@ -246,10 +251,13 @@ def _two_concurrent_changes(mutant: bool) -> None:
     net.elect("n1")
     net.join("n4")
     net.join("n5")
+    for seq, node in enumerate(("n4", "n5"), start=10):  # learners first: they catch up
+        net.request("n1", membership_command("add_learner", node, ""), client="admin", seq=seq)
+        net.settle()
+    net.tick_all(4)
     net.partition(["n1", "n4", "n5"], ["n2", "n3"])
-    net.request("n1", membership_command("set", ["n1", "n2", "n3", "n4"], []), client="admin", seq=1)
-    second = net.request("n1", membership_command("set", ["n1", "n2", "n3", "n4", "n5"], []),
-                         client="admin", seq=2)
+    net.request("n1", membership_command("set", ["n1", "n2", "n3", "n4"], ["n5"]), client="admin", seq=1)
+    second = net.request("n1", membership_command("promote", "n5"), client="admin", seq=2)
     assert bool(second) != mutant  # refused at once (ChangeInProgress) unless the rule is broken
     net.settle()
     net.request("n1", put("x", "left"), client="c1", seq=1)
@@ -276,8 +284,11 @@ def _change_before_own_term_commit(mutant: bool) -> None:
                                 invariants=RaftInvariants())
     net.elect("n1")
     net.join("n5")
+    net.request("n1", membership_command("add_learner", "n5", ""), client="admin", seq=10)
+    net.settle()
+    net.tick_all(4)  # n5 catches up
     net.partition(["n1", "n5"], ["n2", "n3", "n4"])
-    net.request("n1", membership_command("set", ["n1", "n2", "n3", "n4", "n5"], []), client="admin", seq=1)
+    net.request("n1", membership_command("promote", "n5"), client="admin", seq=1)
     net.settle()
     net.crash("n1")
     net.recover()
@@ -304,3 +315,27 @@ def test_a_new_leader_changes_membership_only_after_committing_in_its_term() -> 
 def test_mutant_change_before_term_commit_commits_two_values_at_one_index() -> None:
     with pytest.raises(AssertionError, match="leader completeness|committed"):
         _change_before_own_term_commit(mutant=True)
+
+
+def test_a_node_removed_and_added_again_is_replicated_to_again() -> None:
+    net = network()
+    assert ask(net, "n1", "remove", "n3")[0] == ReplyStatus.OK
+    assert ask(net, "n1", "add", "n3", "")[0] == ReplyStatus.OK  # before the leader let it go
+    settle_ticks(net, 40)
+    assert "n3" in net.cores["n1"].progress
+    assert net.cores["n1"].membership.voters == ("n1", "n2", "n3")
+    write(net, "n1", "k", "v", 1)
+    settle_ticks(net, 4)
+    assert net.cores["n3"].applier.machine.data["k"] == "v"
+
+
+def test_a_transfer_to_a_node_that_stops_voting_is_called_off() -> None:
+    net = network(leadership_transfer=True)
+    net.join("n4")
+    assert ask(net, "n1", "add_learner", "n4", "")[0] == ReplyStatus.OK
+    settle_ticks(net)
+    net.request("n1", membership_command("replace", "n3", "n4", ""), client="admin", seq=900)
+    net.cores["n1"].transfer_leadership("n3")  # n3 votes until the joint configuration is left
+    settle_ticks(net, 40)
+    assert net.cores["n1"].transferee is None
+    assert net.leader() in ("n1", "n2", "n4")
