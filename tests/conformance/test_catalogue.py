@@ -14,7 +14,7 @@ import pytest
 
 from smr.conformance import ConformanceScenario, builtin_catalogue, conformance_backends, run_cell
 
-SEEDS = (1, 2)
+SEEDS = (1,)  # seed 2 and beyond: the mutant hunt (seeds 1-10) and the swarms; CI time is capped
 CATALOGUE = builtin_catalogue()
 BACKENDS = conformance_backends()
 
@@ -23,11 +23,12 @@ def test_the_suite_covers_every_built_in_replicated_log_backend() -> None:
     assert {"coordinator", "raft", "raft-pv-cq", "multipaxos"} <= set(BACKENDS)
 
 
+#: Every (entry, backend) the catalogue runs (an entry for some backends only runs on those).
+CELLS = [(e, b) for e in CATALOGUE for b in BACKENDS if e.runs_on(b)]
+
+
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("entry", CATALOGUE, ids=[e.name for e in CATALOGUE])
+@pytest.mark.parametrize(("entry", "backend"), CELLS, ids=[f"{e.name}-{b}" for e, b in CELLS])
 def test_scenario_outcome_matches_the_expected_matrix(entry: ConformanceScenario, backend: str, seed: int) -> None:
-    if not entry.runs_on(backend):
-        pytest.skip(f"{entry.name} is only for {', '.join(entry.backends)}")
     report, _ = run_cell(entry, backend, seed)
     assert report.judgement.failed == report.expected, report.describe()

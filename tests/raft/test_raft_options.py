@@ -206,7 +206,7 @@ def test_options_reject_unknown_names_and_bad_values() -> None:
     with pytest.raises(LocalProtocolError, match="election_ticks_max"):
         RaftOptions(election_ticks_min=20, election_ticks_max=10)
     with pytest.raises(LocalProtocolError, match="read_mode"):
-        RaftOptions(read_mode="lease")
+        RaftOptions(read_mode="leases")
     assert RaftOptions().mutants == ()
     assert RaftOptions(mutant_forget_vote=True).mutants == ("mutant_forget_vote",)
 
