@@ -5,8 +5,10 @@ workload (same seeds, same network), and once more with no clients at all,
 so the heartbeats a cluster sends anyway can be taken out: a read's cost is
 ``(peer messages of the run - those of the idle run) / operations``.  Read
 latency is the median and 99th percentile of the reads' simulated
-milliseconds.  The TCP runtime's figures come from ``smr bench tcp
---read-modes`` (real processes, wall-clock latency).
+milliseconds.  With ``--tcp`` the same rows come from a real 3-node cluster
+on 127.0.0.1 (``smr serve`` processes, no fsync): one client reads a key in
+a loop for ``--seconds``, latency is wall-clock, and messages are the peer
+messages the nodes sent (``messages_sent``) beyond an idle interval as long.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -77,8 +82,42 @@ def measure(backend: str, mode: str, seeds: Sequence[int], duration_ms: float = 
                 writes += 1
     ops = reads + writes
     seconds = len(seeds) * (duration_ms - 300.0) / 1000.0
-    return ReadFigures(backend, mode, reads, writes, percentile(latencies, 50), percentile(latencies, 99),
+    return ReadFigures(backend, mode, reads, writes, percentile(latencies, 0.5), percentile(latencies, 0.99),
                        extra / ops if ops else 0.0, ops / seconds if seconds else 0.0)
+
+
+async def measure_tcp(backend: str, mode: str, seconds: float = 3.0) -> ReadFigures:
+    """Read one key in a loop on a real local cluster with ``read_mode`` ``mode``; wall-clock figures."""
+    import trio
+
+    from .commands import get, put
+    from .net import open_local_tcp_cluster, open_tcp_client
+
+    options = {**BACKEND_OPTIONS.get(backend, {}), "read_mode": mode}
+
+    async def sent(client: Any) -> int:
+        reports = await client.statuses(timeout=2.0)
+        return sum(r.counters.get("messages_sent", 0) for r in reports.values() if r is not None)
+
+    with tempfile.TemporaryDirectory(prefix="smr-bench-reads-") as directory:
+        async with open_local_tcp_cluster(Path(directory), backend=backend, backend_options=options,
+                                          fsync=False) as cluster, open_tcp_client(cluster.cluster_file) as client:
+            await client.submit(put("k", "v"))
+            await trio.sleep(0.5)
+            idle_from = await sent(client)
+            await trio.sleep(seconds)
+            idle = await sent(client) - idle_from
+            latencies: list[float] = []
+            run_from = await sent(client)
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                started = time.perf_counter()
+                await client.submit(get("k"))
+                latencies.append((time.perf_counter() - started) * 1000)
+            extra = await sent(client) - run_from - idle
+    reads = len(latencies)
+    return ReadFigures(backend, mode, reads, 0, percentile(latencies, 0.5), percentile(latencies, 0.99),
+                       extra / reads if reads else 0.0, reads / seconds)
 
 
 def _fmt(value: float | None) -> str:
@@ -90,14 +129,22 @@ def cmd_bench_reads(args: argparse.Namespace) -> int:
     rows = []
     for backend in args.backends.split(","):
         for mode in args.modes.split(","):
-            rows.append(measure(backend, mode, range(1, args.seeds + 1), args.duration, args.clients,
-                                args.read_ratio))
+            if args.tcp:
+                import trio
+                rows.append(trio.run(measure_tcp, backend, mode, args.seconds))
+            else:
+                rows.append(measure(backend, mode, range(1, args.seeds + 1), args.duration, args.clients,
+                                    args.read_ratio))
     if args.json:
         json.dump([attrs.asdict(r) for r in rows], sys.stdout, indent=2)
         print()
         return 0
-    print(f"simulator, {args.clients} closed-loop clients, {args.read_ratio:.0%} reads, {args.seeds} seed(s) of "
-          f"{args.duration:.0f} ms; messages = protocol messages per operation beyond an idle cluster's")
+    if args.tcp:
+        print(f"TCP, 3 smr serve processes on 127.0.0.1 (no fsync), one client reading one key for {args.seconds:g} s; "
+              f"latency in wall ms; messages = peer messages per read beyond an idle interval's")
+    else:
+        print(f"simulator, {args.clients} closed-loop clients, {args.read_ratio:.0%} reads, {args.seeds} seed(s) of "
+              f"{args.duration:.0f} ms; messages = protocol messages per operation beyond an idle cluster's")
     print(f"{'backend':<12} {'read mode':<11} {'reads':>7} {'read p50 ms':>12} {'read p99 ms':>12} "
           f"{'msgs/op':>8} {'ops/s':>8}")
     for r in rows:
@@ -116,5 +163,8 @@ def register(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=3000.0, help="simulated ms per run (default: %(default)s)")
     p.add_argument("--clients", type=int, default=8, help="closed-loop clients (default: %(default)s)")
     p.add_argument("--read-ratio", type=float, default=0.9, help="share of reads (default: %(default)s)")
+    p.add_argument("--tcp", action="store_true", help="measure a real local cluster instead of the simulator")
+    p.add_argument("--seconds", type=float, default=3.0, help="with --tcp: seconds of reads per row "
+                                                              "(default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(func=cmd_bench_reads)

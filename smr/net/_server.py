@@ -647,6 +647,7 @@ class NodeServer:
                 continue
             try:
                 out.send_nowait(body)
+                self.counters["messages_sent"] += 1
             except trio.WouldBlock:
                 self.counters["messages_dropped"] += 1
 
