@@ -306,12 +306,8 @@ def fault_problems(fault: FaultEvent, nodes: tuple[str, ...], path: str) -> list
         if not fault.until_ms > fault.at:
             problems.append((f"{path}.until_ms", f"a flap needs until_ms after its at ({fault.at:g}), "
                                                  f"got {fault.until_ms:g}"))
-    for name in ("loss", "duplicate"):
-        value = getattr(fault, name)
-        if value is not None and fault.action != "network":
-            problems.append((f"{path}.{name}", f"{fault.action} takes no {name} (only network does)"))
-        elif value is not None and not 0.0 <= value <= 1.0:
-            problems.append((f"{path}.{name}", f"{name} must be a probability in [0, 1], got {value}"))
+    problems += _number_problems(fault, path, ("loss", "duplicate"), "network", 0.0, 1.0,
+                                 "{name} must be a probability in [0, 1], got {value}")
     if fault.action == "network" and fault.loss is None and fault.duplicate is None:
         problems.append((path, "a network fault needs loss or duplicate"))
     if not fault.wait and fault.action not in MEMBERSHIP_ACTIONS:
@@ -319,14 +315,23 @@ def fault_problems(fault: FaultEvent, nodes: tuple[str, ...], path: str) -> list
     if fault.keep and fault.action not in ("remove_node", "remove_leader", "remove_follower", "replace_node",
                                            "replace_leader"):
         problems.append((f"{path}.keep", f"{fault.action} takes no keep (only removals and replaces do)"))
-    for name in ("rate", "others"):
-        value = getattr(fault, name)
-        if value is not None and fault.action != "clock_leader":
-            problems.append((f"{path}.{name}", f"{fault.action} takes no {name} (only clock_leader does)"))
-        elif value is not None and not 0.1 <= value <= 10.0:
-            problems.append((f"{path}.{name}", f"a clock rate must be in [0.1, 10], got {value}"))
+    problems += _number_problems(fault, path, ("rate", "others"), "clock_leader", 0.1, 10.0,
+                                 "a clock rate must be in [0.1, 10], got {value}")
     if fault.action == "clock_leader" and fault.rate is None:
         problems.append((f"{path}.rate", "clock_leader needs rate (how much longer the leader's ticks last)"))
+    return problems
+
+
+def _number_problems(fault: FaultEvent, path: str, names: tuple[str, ...], action: str, low: float, high: float,
+                     out_of_range: str) -> list[tuple[str, str]]:
+    """Problems with ``fault``'s number fields ``names``: only ``action`` takes them, within [low, high]."""
+    problems = []
+    for name in names:
+        value = getattr(fault, name)
+        if value is not None and fault.action != action:
+            problems.append((f"{path}.{name}", f"{fault.action} takes no {name} (only {action} does)"))
+        elif value is not None and not low <= value <= high:
+            problems.append((f"{path}.{name}", out_of_range.format(name=name, value=value)))
     return problems
 
 
