@@ -274,26 +274,25 @@ class RaftCore(LogCore):
         log folded in; called whenever the log lost entries (a conflict, a
         snapshot) or was loaded.
         """
-        changes = []
         self.conf_index = 0
-        for index in range(self.last_applied + 1, self.log.last_index + 1):
-            command = self.log.entry(index).request.command
-            if is_change(command):
-                changes.append(command)
-                self.conf_index = index
-        self._set_membership(fold(self.applier.membership or self.initial_membership, changes,
-                                  joint_consensus=True))
+        tail = self.log.slice(self.last_applied + 1, self.log.last_index)
+        self._fold_in(self.applier.membership or self.initial_membership, self.last_applied + 1, tail,
+                      always=True)
 
     def _log_grew(self, first: int, entries: Iterable[Entry]) -> None:
         """``entries`` joined the log at index ``first``: a change among them takes effect now (appended, not committed)."""
-        for k, entry in enumerate(entries):
-            command = entry.request.command
-            if is_change(command):
-                self.conf_index = first + k
-                try:
-                    self._set_membership(changed(self.membership, command, joint_consensus=True))
-                except MembershipError:
-                    pass  # applied, it is an error outcome on every replica: the configuration stays
+        self._fold_in(self.membership, first, entries)
+
+    def _fold_in(self, base: Membership, first: int, entries: Iterable[Entry], always: bool = False) -> None:
+        """Put in effect ``base`` with the changes among ``entries`` (from index ``first``) folded in, as every
+        replica applies them (:func:`smr.membership.fold`); the last of them is the pending change."""
+        changes = []
+        for index, entry in enumerate(entries, start=first):
+            if is_change(entry.request.command):
+                changes.append(entry.request.command)
+                self.conf_index = index
+        if changes or always:
+            self._set_membership(fold(base, changes, joint_consensus=True))
 
     def _change_blocked(self) -> str:
         """Why this leader may not start a membership change now, or ''."""

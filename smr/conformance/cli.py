@@ -207,12 +207,14 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         print(f"smr: stopped by {report.stopped_by} after {report.seeds_run} of {report.seeds_requested} seeds; "
               f"partial report {args.out or kept}; finish with --resume {args.out or kept}", file=sys.stderr)
         return code
-    if args.mutant:
-        code = 0 if report.failures else 1
-    else:
-        code = 1 if report.failures else 0
+    code = _exit_code(report)
     run.finish("complete", code, outputs)
     return code
+
+
+def _exit_code(report: Any) -> int:
+    """0 if a campaign did what it was for (a mutant hunt found a failure; any other found none), else 1."""
+    return int(bool(report.failures) != bool(report.settings.mutant))
 
 
 def _read_json(path: str) -> dict:
@@ -239,9 +241,7 @@ def cmd_fuzz_merge(args: argparse.Namespace) -> int:
         print(merged.describe())
         if args.out:
             print(f"wrote {args.out}")
-    if merged.settings.mutant:
-        return 0 if merged.failures else 1
-    return 1 if merged.failures else 0
+    return _exit_code(merged)
 
 
 def _add_fuzz(sub: argparse._SubParsersAction) -> None:
