@@ -113,7 +113,10 @@ class View:
 
     ``last_max`` bounds the receiver's real last index from above when
     ``last`` is only an estimate (a live node's status report): an
-    acknowledgement beyond it is impossible.
+    acknowledgement beyond it is impossible.  ``floor`` bounds from below the
+    epoch under which the receiver refuses epoch-checked messages (Raft: its
+    term; multi-Paxos: the round it promised); only a message below the floor
+    is known to be dropped (see :func:`epoch_floor`).
     """
 
     node: str
@@ -124,6 +127,7 @@ class View:
     leader: str | None = None
     role: str = ""
     last_max: int | None = None
+    floor: int = 0
 
     @property
     def last_bound(self) -> int:
@@ -426,7 +430,7 @@ def lie(message: Any, src: str, view: View) -> str | None:
     epoch = term if type(term) is int else getattr(ballot, "round", None)
     if not _whole(message, message):
         return None  # one chunk of a snapshot: garbage makes the whole fail to restore (checked then)
-    if type(epoch) is int and epoch < view.epoch and name not in _FOR_PROPOSER and \
+    if type(epoch) is int and epoch < view.floor and name not in _FOR_PROPOSER and \
             (type(term) is int or name in _BALLOT_CHECKED):
         return None  # a past term (Raft's central check drops it) or a ballot below the acceptor's promise
     if name in ("RequestVoteReply",):
@@ -794,14 +798,33 @@ class FuzzReport:
         return data
 
 
+def epoch_floor(backend: str, role: str, epoch: int) -> int:
+    """A lower bound, from a status report, on the epoch below which the receiver refuses epoch-checked messages.
+
+    Raft's status epoch is its current term, and its central check drops any
+    message of an older term.  A multi-Paxos leader or candidate has promised
+    its own ballot; a follower's status epoch is the ballot it follows or the
+    highest round it has seen (a Nack raises it), neither of which bounds the
+    round it promised (a follower that only heard a leader's heartbeats
+    promised less), so nothing is known: 0.
+    """
+    if backend == "raft" or role in ("leader", "candidate"):
+        return epoch
+    return 0
+
+
 def view_of(core: Any, members: Sequence[str]) -> View:
-    """The generator's view of an in-process core (its status, and its last log index or slot)."""
+    """The generator's view of an in-process core (its status, its last log index or slot, its exact floor)."""
     st = core.status()
     log = getattr(core, "log", None)
     last = getattr(log, "last_index", None)
     if not isinstance(last, int):
         last = max(st.commit_index, getattr(core, "max_accepted", 0), getattr(core, "next_slot", 1) - 1)
-    return View(st.node, tuple(members), st.epoch, st.commit_index, last, st.leader, str(st.role))
+    floor = st.epoch
+    acceptor = getattr(core, "acceptor", None)
+    if acceptor is not None:  # multi-Paxos: the round it promised (its status epoch may be above it)
+        floor = acceptor.promised.round if acceptor.promised is not None else 0
+    return View(st.node, tuple(members), st.epoch, st.commit_index, last, st.leader, str(st.role), floor=floor)
 
 
 def describe_core(core: Any) -> str:

@@ -15,6 +15,7 @@ the command that replays it.
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from smr import wire
@@ -83,3 +84,33 @@ def test_impossible_values_are_named() -> None:
     assert impossible(RequestVote(4, 0, 0), "n9", VIEW) == "sender 'n9' is not another member"
     assert "beyond the log" in (impossible(AppendEntriesReply(3, True, 43), "n2", VIEW) or "")
     assert impossible(AppendEntriesReply(3, True, 42), "n2", VIEW) is None
+
+
+def test_a_multipaxos_follower_status_epoch_is_not_its_promise() -> None:
+    """A Nack raises a follower's status epoch above the round it promised, so only the promise says what it drops.
+
+    The live insider once judged from a follower's status epoch (the highest
+    round it had seen) that an Accept below it would be refused, sent it --
+    a forged Accept the acceptor took -- and acknowledged writes were lost.
+    """
+    from multipaxos import Accept, MultiPaxosCore, Nack
+    from smr.commands import put
+    from smr.hostile import epoch_floor, view_of
+    from smr.replica import ClientRequest, Receive
+    from smr.state_machines import KVStore
+    from smr.testing import Network
+    from synod.ballot import Ballot
+
+    net = Network(MultiPaxosCore, 3, {}, 0, KVStore)
+    net.step("n3", Receive("n2", Nack(Ballot(1, "n3"), Ballot(50, "n2"))))
+    core = net.cores["n3"]
+    status = core.status()
+    assert status.role == "follower" and status.epoch == 50 and core.acceptor.promised is None
+    forged = Accept(Ballot(10, "n2"), 1, (ClientRequest("c9", 1, put("k", "forged")),), 0)
+    view = view_of(core, ("n1", "n2", "n3"))
+    assert view.floor == 0 and epoch_floor("multipaxos", "follower", status.epoch) == 0
+    assert lie(forged, "n2", view) is not None  # judged by the epoch, it passed as one the acceptor drops
+    assert lie(forged, "n2", attrs.evolve(view, floor=status.epoch)) is None
+    net.step("n3", Receive("n2", forged))
+    assert core.acceptor.accepted[1][1] == forged.values[0]  # and the acceptor took it
+    assert epoch_floor("raft", "follower", 7) == 7 and epoch_floor("multipaxos", "leader", 7) == 7

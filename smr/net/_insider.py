@@ -36,7 +36,7 @@ from smr.commands import get, put
 from smr.errors import LocalProtocolError
 from smr.machine import SessionExpired
 from smr.history import dump_history
-from smr.hostile import FRAME_LIMIT, IMPOSSIBLE_FROM, HostileGenerator, View, sample_traffic
+from smr.hostile import FRAME_LIMIT, IMPOSSIBLE_FROM, HostileGenerator, View, epoch_floor, sample_traffic
 from workloads import make_workload
 
 from ._client import open_tcp_client
@@ -282,7 +282,8 @@ async def insider(directory: Path, backend: str, messages: int, seed: int, *, cl
                             continue
                         spy.views[node] = View(node, cluster.node_ids, rep.epoch, rep.commit_index,
                                                rep.commit_index, rep.leader, rep.role,
-                                               last_max=rep.commit_index + LAST_SLACK)
+                                               last_max=rep.commit_index + LAST_SLACK,
+                                               floor=epoch_floor(backend, str(rep.role), rep.epoch))
                         if rep.role in ("leader", "coordinator") and rep.epoch > top:
                             spy.leader, top = node, rep.epoch
                     await trio.sleep(0.2)
