@@ -1,4 +1,4 @@
-"""Shared pytest settings: the ``--rewrite-transcripts`` switch of the golden transcripts."""
+"""Shared pytest settings: the ``--rewrite-transcripts`` switch, results under a temporary root, workers."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--rewrite-transcripts", action="store_true", default=False,
                      help="rewrite the expected output of tests/transcripts/**/*.txt from the "
                           "current behaviour (also: SMR_REWRITE_TRANSCRIPTS=1)")
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (pyproject's addopts): one worker per core, at most 4 (the live clusters time elections)."""
+    return max(1, min(os.cpu_count() or 1, 4))
 
 
 @pytest.fixture
