@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
@@ -145,6 +145,14 @@ def dask_executor(address: str) -> Iterator[Executor]:
     except OSError as exc:
         raise LocalProtocolError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
     try:
+        try:
+            theirs = client.run(provenance)
+        except Exception as exc:  # a worker that cannot run the check cannot run a campaign's tasks either
+            raise LocalProtocolError(f"the Dask workers at {address} cannot run this package: {exc}") from None
+        foreign = foreign_workers(theirs, provenance())
+        if foreign:
+            raise LocalProtocolError(f"Dask workers at {address} run other code than this command (install the "
+                                     f"same version on every machine): {'; '.join(foreign)}")
         executor = client.get_executor(pure=False)
         try:
             yield executor
@@ -152,6 +160,18 @@ def dask_executor(address: str) -> Iterator[Executor]:
             executor.shutdown(wait=False)  # cancels the tasks not yet finished
     finally:
         client.close()
+
+
+def foreign_workers(theirs: Mapping[str, Mapping[str, Any]], ours: Mapping[str, Any]) -> list[str]:
+    """The workers whose :func:`provenance` differs from ``ours`` in version, or in git commit when both know one."""
+    foreign = []
+    for worker, prov in sorted(theirs.items()):
+        version, commit = prov.get("version"), prov.get("commit")
+        if version != ours["version"]:
+            foreign.append(f"{worker} has version {version}, this command {ours['version']}")
+        elif commit and ours["commit"] and commit != ours["commit"]:
+            foreign.append(f"{worker} has commit {commit}, this command {ours['commit']}")
+    return foreign
 
 
 def add_worker_arguments(parser: argparse.ArgumentParser, default_jobs: int = 1) -> None:

@@ -201,3 +201,15 @@ def test_two_compare_runs_keep_two_directories_each_enough_to_run_again(tmp_path
     assert len(capsys.readouterr().out.splitlines()) == 3
     assert main(["results", "show", runs[0]["id"], "--root", str(root), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["rerun"] == record["rerun"]
+
+
+def test_dask_workers_running_other_code_are_named() -> None:
+    """A campaign refuses a Dask cluster whose workers run another version (or git commit) of the package."""
+    from smr.campaign import foreign_workers
+
+    ours = {"version": "0.9", "commit": "abc", "python": "3.11.2"}
+    theirs = {"tcp://b:1": {"version": "0.9", "commit": "abc"}, "tcp://a:1": {"version": "0.8", "commit": None},
+              "tcp://c:1": {"version": "0.9", "commit": "def+dirty"}, "tcp://d:1": {"version": "0.9", "commit": None}}
+    assert foreign_workers(theirs, ours) == ["tcp://a:1 has version 0.8, this command 0.9",
+                                             "tcp://c:1 has commit def+dirty, this command abc"]
+    assert foreign_workers(theirs, {**ours, "commit": None}) == ["tcp://a:1 has version 0.8, this command 0.9"]
