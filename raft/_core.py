@@ -384,10 +384,26 @@ class RaftCore(LogCore):
             return
         self.election_elapsed += 1
         if self.election_elapsed >= self.randomized_timeout:
-            if not self.membership.votes_in(self.node):
+            if not self._may_campaign():
                 self._reset_election_timer()  # a learner, a joiner or a removed node: it never campaigns
                 return
             self._campaign(pre=self.opts.pre_vote)
+
+    def _may_campaign(self) -> bool:
+        """A voter of our newest configuration campaigns; so does one its newest change removes, uncommitted.
+
+        Thesis 4.2.2: a leader that appended its own removal manages the new
+        configuration without counting itself.  If it loses leadership before
+        the change commits (a higher term from a partitioned voter), the voters
+        that lack the change cannot elect anyone without its vote, which it
+        refuses (its log is longer), and it waited forever for a leader; so it
+        campaigns, counting votes among the new configuration's voters only
+        (``Membership.election``), finishes the change and steps down.
+        """
+        if self.membership.votes_in(self.node):
+            return True
+        committed = self.applier.membership or self.initial_membership
+        return self.conf_index > self.commit_index and committed.votes_in(self.node)
 
     def _tick_leader(self) -> None:
         opts = self.opts

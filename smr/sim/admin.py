@@ -274,8 +274,12 @@ class AdminClient:
         elif status in (ReplyStatus.ERROR, ReplyStatus.FAIL):
             if status == ReplyStatus.ERROR:
                 self.acked = self.seq
-            if self._finished(change):  # an earlier attempt did it (e.g. before a session expired)
+            if self._finished(change) or self._underway(change):
+                # an earlier attempt did it (e.g. before a session expired), or it is under way: a retry
+                # whose first attempt committed is refused ("n4 is already a member") while the learner
+                # it added catches up to be promoted
                 change.answered_at = sim.now
+                sim.log(f"admin UNDERWAY {change.change} -> {reply.result!r}")
                 self._settle()
                 return
             error = CommandError.from_result(reply.result) if status == ReplyStatus.ERROR else None
@@ -319,6 +323,11 @@ class AdminClient:
                                            or change.joining in dict(applied.joining)):
             return False
         return change.leaving is None or change.leaving not in applied.members
+
+    def _underway(self, change: _Change) -> bool:
+        """True once the leader's committed configuration has the node ``change`` adds (as learner or voter)."""
+        applied = self._applied()
+        return applied is not None and change.joining is not None and change.joining in applied.members
 
     def _let_go(self, leaving: str) -> bool:
         """True once no member of the leader's committed configuration needs ``leaving`` any more: every one

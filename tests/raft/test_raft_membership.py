@@ -339,3 +339,28 @@ def test_a_transfer_to_a_node_that_stops_voting_is_called_off() -> None:
     settle_ticks(net, 40)
     assert net.cores["n1"].transferee is None
     assert net.leader() in ("n1", "n2", "n4")
+
+
+def test_a_leader_that_lost_its_term_before_its_own_removal_committed_finishes_it() -> None:
+    """Swarm seed 175 (`smr fuzz --backend raft --membership`) wedged here: the leader appended its own
+    removal, the other voter timed out to higher terms behind a partition, and after the heal neither could
+    lead -- the other lacks the change and needs the old leader's vote, which its longer log refuses, and
+    the old leader, absent from its newest configuration, never campaigned.  It must campaign among the
+    new configuration's voters, commit the change and step down."""
+    net: Network[RaftCore] = Network(RaftCore, 2, {}, invariants=RaftInvariants())
+    net.elect("n1")
+    write(net, "n1", "k", "v", 1)
+    net.partition(["n1"], ["n2"])
+    net.request("n1", membership_command("remove", "n1"), client="admin", seq=1)
+    net.settle()
+    assert net.cores["n1"].conf_index > net.cores["n1"].commit_index  # appended, not committed
+    for _ in range(3 * net.cores["n2"].opts.election_ticks_max):
+        net.tick("n2")  # n2 campaigns, term after term, and hears nobody
+    net.settle()
+    assert net.cores["n2"].term > net.cores["n1"].term
+    net.recover()
+    settle_ticks(net, 10 * net.cores["n1"].opts.election_ticks_max)
+    assert net.leader() == "n2", {n: net.status(n) for n in net.cores}
+    assert net.cores["n2"].applier.membership.voters == ("n2",)
+    assert net.cores["n1"].retired
+    write(net, "n2", "k", "w", 2)
