@@ -840,13 +840,18 @@ class MultiPaxosCore(LogCore):
         return len(proposed)
 
     def _may_propose(self, slot: int) -> bool:
-        """True if we may propose at ``slot``: its configuration is known, names us, and a quorum of it promised.
+        """True if we may propose at ``slot``: its configuration is known and a quorum of it promised.
 
         A configuration whose quorum has not promised our ballot yet gets a
         ``Prepare`` (again each heartbeat interval) from its voters that have not.
+        The configuration need not name us: a proposer is not an acceptor, and
+        a node a replacement added leads before its own configuration's first
+        slot (swarm seed 635 wedged when it would not propose the old voters'
+        last alpha slots, which nobody else could while it led); its own
+        acceptance counts only where it votes (``Membership.is_quorum``).
         """
         config = self._config_of(slot)
-        if config is None or self.node not in config.voters:
+        if config is None:
             return False
         if config.is_quorum(self.prepared):
             return True
