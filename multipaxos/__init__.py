@@ -10,6 +10,7 @@ from ._core import ACCEPTOR_PREFIX as ACCEPTOR_PREFIX
 from ._core import SNAPSHOT_KEY as SNAPSHOT_KEY
 from ._core import MultiPaxosCore as MultiPaxosCore
 from .backend import BACKEND as BACKEND
+from .invariants import MultiPaxosInvariants as MultiPaxosInvariants
 from .invariants import check_invariants as check_invariants
 from .messages import Accept as Accept
 from .messages import Accepted as Accepted

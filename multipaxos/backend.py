@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from smr.replica import Backend
 
-from .invariants import check_invariants
+from .invariants import MultiPaxosInvariants
 from .mutants import build
 
 BACKEND = Backend(
     name="multipaxos",
     factory=build,
     description="multi-Paxos on synod instances: stable leader, phase 1 once per leader, no-op gap filling",
-    invariants=lambda: check_invariants,
+    invariants=MultiPaxosInvariants,
 )

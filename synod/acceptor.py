@@ -138,6 +138,8 @@ class MultiAcceptor:
     prefix: str = "macceptor/"
     promised: Ballot | None = None
     accepted: dict[int, tuple[Ballot, Any]] = attrs.field(factory=dict)
+    #: How many times ``accepted`` changed (a store or a forget): lets an observer tell it did not.
+    changes: int = attrs.field(default=0, eq=False, repr=False)
     _writes: list[Write] = attrs.field(factory=list, repr=False)
 
     @classmethod
@@ -196,12 +198,14 @@ class MultiAcceptor:
 
     def _store(self, ballot: Ballot, slot: int, value: Any) -> None:
         self.accepted[slot] = (ballot, value)
+        self.changes += 1
         self._writes.append(Write(_slot_key(self.prefix, slot), [ballot.to_json(), value]))
 
     def forget_below(self, slot: int) -> None:
         """Drop (and delete durably) every slot below ``slot``, e.g. once a snapshot covers them."""
         for old in [s for s in self.accepted if s < slot]:
             del self.accepted[old]
+            self.changes += 1
             self._writes.append(Write(_slot_key(self.prefix, old), None))
 
     def drain_writes(self) -> tuple[Write, ...]:

@@ -13,7 +13,7 @@ check that seam.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -22,7 +22,7 @@ from smr.replica import ClientRequest, Receive, ReplicaConfig, Start
 from smr.state_machines import KVStore
 from smr.testing import Network, unstamped
 
-from multipaxos import Accept, check_invariants
+from multipaxos import Accept, MultiPaxosInvariants, check_invariants
 from multipaxos.mutants import build
 from synod.ballot import Ballot
 
@@ -31,8 +31,22 @@ V = ClientRequest("c1", 1, put("x", "v"))
 W = ClientRequest("c2", 1, put("x", "w"))
 
 
+#: The stateless check over the whole window, and the simulator's incremental one: each must catch every mutant.
+CHECKERS = {"full": lambda: check_invariants, "incremental": MultiPaxosInvariants}
+_checker = CHECKERS["full"]
+
+
+@pytest.fixture(autouse=True, params=sorted(CHECKERS))
+def checker(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Run each test with both checkers."""
+    global _checker
+    _checker = CHECKERS[request.param]
+    yield
+    _checker = CHECKERS["full"]
+
+
 def _net(size: int, **options: object) -> Network:
-    return Network(build, size, options, 0, invariants=check_invariants)
+    return Network(build, size, options, 0, invariants=_checker())
 
 
 def _run(mutant: bool, prop: str, scenario: Callable[[], None]) -> None:
@@ -166,7 +180,7 @@ def test_mutant_count_self_before_sync_chooses_on_a_minority_of_disks(mutant: bo
 
     Reference: Paxos Made Simple, section 2.3 (an acceptance counts once it is in stable storage)
     """
-    net = Network(build, 3, {"mutant_count_self_before_sync": mutant}, 0, invariants=check_invariants,
+    net = Network(build, 3, {"mutant_count_self_before_sync": mutant}, 0, invariants=_checker(),
                   hold_syncs=True)
 
     def scenario() -> None:

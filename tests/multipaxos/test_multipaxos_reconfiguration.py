@@ -1,7 +1,7 @@
 """Multi-Paxos reconfiguration with an alpha window (Lamport, Malkhi and Zhou, "Reconfiguring a State Machine").
 
 Every test drives real multi-Paxos replicas through the in-memory
-:class:`smr.testing.Network`, which runs :func:`multipaxos.check_invariants`
+:class:`smr.testing.Network`, which runs :class:`multipaxos.MultiPaxosInvariants`
 after every step and compares every applied entry across nodes (state
 machine safety); a node joins with :meth:`Network.join` (it knows only the
 first voters).  Membership changes are client commands
@@ -20,7 +20,7 @@ from smr.membership import Membership, membership_command
 from smr.replica import ClientRequest, Receive, ReplyStatus, Role
 from smr.testing import Network, unstamped
 
-from multipaxos import Accept, Heartbeat, MultiPaxosCore, Prepare, check_invariants
+from multipaxos import Accept, Heartbeat, MultiPaxosCore, MultiPaxosInvariants, Prepare
 from multipaxos._core import WINDOW_TAG
 from multipaxos.mutants import build
 from synod.ballot import Ballot
@@ -31,7 +31,7 @@ _SEQ = [1000]
 
 def network(alpha: int = 4, size: int = 3, factory: Any = MultiPaxosCore, **options: Any) -> Network:
     """A multi-Paxos network with n1 elected."""
-    net: Network = Network(factory, size, {"alpha": alpha, **options}, invariants=check_invariants)
+    net: Network = Network(factory, size, {"alpha": alpha, **options}, invariants=MultiPaxosInvariants())
     net.elect("n1")
     return net
 
@@ -349,7 +349,7 @@ def test_mutant_early_configuration_chooses_two_values_in_one_slot(mutant: bool)
     the configuration of slot i - alpha)
     """
     net: Network = Network(build, 3, {"alpha": 4, "mutant_early_configuration": mutant},
-                           invariants=check_invariants)
+                           invariants=MultiPaxosInvariants())
 
     def scenario() -> None:
         net.elect("n1")
