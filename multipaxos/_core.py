@@ -59,7 +59,11 @@ change takes effect whole, with no joint phase.  The rules that keep this safe:
   node is ``retired`` once every slot of a configuration naming it is applied
   and a quorum of the newest configuration has applied them too (``held`` on
   heartbeats); a removed leader stops proposing, fills its last slots and
-  steps down; a node that is no voter never campaigns;
+  steps down; a node that is no voter never campaigns, except a replaced
+  voter whose slots the new voters do not hold yet (it keeps the
+  configurations that show them across restarts, and campaigns to catch the
+  new voters up); a leader counts as live -- refusing the Prepare of a node
+  outside its configurations -- only while a quorum answers it;
 * a learner listed in ``membership.joining`` is promoted by the leader once
   its heartbeat acks show it caught up; new members catch up through the
   ``Catchup``/snapshot machinery (a snapshot carries the configurations of
@@ -272,6 +276,7 @@ class MultiPaxosCore(LogCore):
         # reads and leases
         self.hb_round = 0                                # the last heartbeat round that asks for acks
         self.round_tick: dict[int, int] = {}             # round -> our tick it went out at
+        self.peer_heard: dict[str, int] = {}             # peer -> our tick (as leader) it last answered our ballot
         self.acked_round: dict[str, int] = {}
         self.peer_applied: dict[str, int] = {}
         self.lease_until = 0                             # in our ticks as leader (a lease while ticks < it)
@@ -372,6 +377,9 @@ class MultiPaxosCore(LogCore):
     def _trim_history(self) -> None:
         """Forget configurations no slot from applied+1-2*alpha on uses (who we talk to looks one window back)."""
         keep_from = self.applied + 1 - 2 * self.alpha
+        handoff = self._handoff_slot()
+        if handoff:
+            keep_from = min(keep_from, handoff - self.alpha)  # the configuration that names us, and the change
         if len(self.history) > 1 and self.history[1][0] <= keep_from:
             while len(self.history) > 1 and self.history[1][0] <= keep_from:
                 self.history.pop(0)
@@ -441,6 +449,9 @@ class MultiPaxosCore(LogCore):
         if data is None:
             return None
         first = self.applied + 1 - self.alpha
+        handoff = self._handoff_slot()
+        if handoff:
+            first = min(first, handoff - self.alpha)  # a restart must still know the slots it votes in
         if not any(s > first for s, _ in self.history[1:]):
             return data
         window = [(0, self._applied_config(first)), *((s, m) for s, m in self.history[1:] if s > first)]
@@ -522,6 +533,7 @@ class MultiPaxosCore(LogCore):
         self.round_tick.clear()
         self.acked_round.clear()
         self.peer_applied.clear()
+        self.peer_heard.clear()
         self.lease_until = 0
         self.reads.clear()
         self.reads_waiting.clear()
@@ -563,7 +575,8 @@ class MultiPaxosCore(LogCore):
             # Followers hear from the leader at least once per heartbeat interval (an
             # Accept counts), and an Accept unanswered for a whole interval is sent again.
             self.ticks += 1
-            self.since_leader, self.heard_leader = 0, self.node
+            # a leader is live (refuses disruptive Prepares) only while a quorum answers it
+            self.since_leader, self.heard_leader = self._quorum_silence(), self.node
             self.heartbeat_elapsed += 1
             if self.heartbeat_elapsed >= self.opts.heartbeat_ticks:
                 self.heartbeat_elapsed = 0
@@ -582,15 +595,46 @@ class MultiPaxosCore(LogCore):
             return
         self.election_elapsed += 1
         if self.election_elapsed >= self.election_timeout:
-            if self.node not in self._newest.voters:
-                self._reset_election_timer()  # no voter: never campaigns (a learner, a joining or removed node)
+            if not self._may_campaign():
+                self._reset_election_timer()  # a learner, a joining or a retired node never campaigns
                 return
             self._campaign()
 
+    def _may_campaign(self) -> bool:
+        """True if this node campaigns when it hears no leader: a voter, or a replaced voter not yet retired.
+
+        A voter that was replaced while the new voters missed the change (they
+        were down when it was chosen) may be the only node that can catch them
+        up: it campaigns as a proposer -- a proposer needs a quorum of each
+        slot's voters to promise, not to be one of them -- and steps down once
+        a quorum of the newest configuration holds every slot it votes in
+        (``held``; swarm seed 5565).
+        """
+        return self.node in self._newest.voters or self._handoff_slot() > 0
+
+    def _handoff_slot(self) -> int:
+        """The last slot this replaced voter votes in while a quorum of the newest configuration may lack it, or 0.
+
+        Until ``held`` reaches it, the node keeps the configurations that show
+        it (history and snapshots), so a restart does not forget the duty.
+        """
+        last = self._last_slot_naming(self.node, voters_only=True)
+        return last if 0 < last < MAX_INDEX and self.held < last else 0
+
     def _wants_acks(self) -> bool:
-        """True if heartbeats ask for acks: reads need them, and so do learners' promotion and retirement."""
+        """True if heartbeats ask for acks: reads need them, learners' promotion and retirement, and a quiet quorum."""
         return (self.opts.read_mode != "log" or len(self.history) > 1 or bool(self._newest.joining)
-                or bool(self.leaving))
+                or bool(self.leaving) or self._quorum_silence() >= self.opts.election_ticks_min // 2)
+
+    def _quorum_silence(self) -> int:
+        """Our ticks as leader since a quorum of every configuration in our window last answered our ballot.
+
+        A leader whose quorum is gone (its peers retired or cut off while it
+        missed the changes that replaced them) must not keep refusing, as a
+        live leader, the Prepare of a node it does not know (swarm seed 3444).
+        """
+        heard = {**self.peer_heard, self.node: self.ticks}
+        return self.ticks - min(m.committed(heard) for m in self._window())
 
     def _heartbeat_round(self) -> None:
         """Send every peer a heartbeat of a new round, asking for an ack (leases, reads, progress)."""
@@ -999,6 +1043,7 @@ class MultiPaxosCore(LogCore):
     def _on_accepted(self, src: str, msg: Accepted) -> None:
         if msg.ballot != self.ballot:
             return  # for an earlier leadership of ours
+        self.peer_heard[src] = self.ticks
         slots = []
         for slot in range(msg.first_slot, msg.first_slot + msg.count):
             quorum = self.proposals.get(slot)
@@ -1083,6 +1128,7 @@ class MultiPaxosCore(LogCore):
         """A peer follows our ballot and has applied ``msg.applied``: confirm reads, extend the lease, promote."""
         if msg.ballot != self.ballot:
             return  # for an earlier leadership of ours
+        self.peer_heard[src] = self.ticks
         self.peer_applied[src] = max(self.peer_applied.get(src, 0), msg.applied)
         leaving = self.leaving.get(src)
         if leaving is not None and leaving[1] and msg.round >= leaving[1]:

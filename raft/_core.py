@@ -559,8 +559,12 @@ class RaftCore(LogCore):
                 # tell the stale leader about the newer term so it steps down
                 prev = m.prev_index if isinstance(m, AppendEntries) else m.snapshot.index
                 self._send(src, AppendEntriesReply(self.term, False, prev, round=m.round))
-            elif isinstance(m, RequestVote) and m.pre_vote:
-                self._send(src, RequestVoteReply(self.term, False, pre_vote=True))
+            elif isinstance(m, RequestVote):
+                # Figure 2: refuse with our term, so the candidate learns it. A stale voter the
+                # candidate knows of, but which does not know the candidate (it missed the change
+                # that added it), never campaigns at it: without this answer neither would ever
+                # reach the other's term (swarm seed 6026, no pre-vote).
+                self._send(src, RequestVoteReply(self.term, False, pre_vote=m.pre_vote))
             return
         # ---- dispatch by role and type
         handler = _HANDLERS.get((self.role, type(m)))

@@ -159,11 +159,27 @@ def test_mutant_lease_ignores_drift_serves_a_stale_read(mutant: bool) -> None:
 
 
 def test_heartbeats_ask_for_acks_only_when_something_needs_them() -> None:
+    """With log reads and no change under way, heartbeats ask for acks only to learn that a quorum still
+    answers (check-quorum) once it has been silent for half the minimum election timeout: a few rounds
+    per election timeout in an idle cluster, none while writes flow (their Accepted answers)."""
     sent: list[Heartbeat] = []
     net = network()
-    net.drop_if = lambda s, d, m: isinstance(m, Heartbeat) and bool(sent.append(m))
-    net.tick_all(6)
+    net.drop_if = lambda s, d, m: isinstance(m, Heartbeat) and bool(sent.append(m))  # records, drops nothing
+    half = net.cores["n1"].opts.election_ticks_min // 2
+    net.tick_all(half - 1)
     assert sent and all(h.round == 0 for h in sent) and net.delivered["HeartbeatAck"] == 0
+    sent.clear()
+    net.tick_all(6 * half)  # idle: the quorum is silent, so rounds ask, and the acks reset the silence
+    rounds = {h.round for h in sent if h.round}
+    broadcasts = len({id(h) for h in sent})  # one Heartbeat object per broadcast
+    assert 1 <= len(rounds) <= 6 + 1 and 2 * len(rounds) <= broadcasts  # at most one per half timeout
+    assert net.delivered["HeartbeatAck"] == 2 * len(rounds)
+    acks = net.delivered["HeartbeatAck"]
+    sent.clear()
+    for seq in range(1, 3 * half):  # a write every tick: Accepted answers keep the quorum heard
+        net.request("n1", put("k", str(seq)), "w", seq)
+        net.tick_all(1)
+    assert all(h.round == 0 for h in sent) and net.delivered["HeartbeatAck"] == acks
 
 
 def test_a_restarted_acceptor_promises_nobody_for_the_minimum_election_timeout() -> None:

@@ -109,6 +109,21 @@ def test_check_quorum_followers_ignore_votes_while_the_leader_is_live(check_quor
         assert net.cores["n2"].term == 5 and ready.messages[0].message.granted
 
 
+@pytest.mark.parametrize("pre_vote", [True, False])
+def test_a_vote_request_of_an_older_term_is_refused_with_our_term(pre_vote: bool) -> None:
+    """A RequestVote (pre-vote or real) of a term below ours is answered with a refusal carrying our term,
+    so a candidate that the voter's configuration does not name -- and which it therefore never
+    campaigns at -- still learns the term it must pass (`smr fuzz --backend raft --membership` seed 6026).
+
+    Reference: Raft paper, Figure 2 (RequestVote: reply false if term < currentTerm)
+    """
+    net = _net(3)
+    net.step("n2", Receive("n3", RequestVote(7, 0, 0)))  # n2 moves to term 7
+    ready = net.step("n2", Receive("n3", RequestVote(4, 9, 1, pre_vote=pre_vote)))
+    assert [m.message for m in ready.messages] == [RequestVoteReply(7, False, pre_vote=pre_vote)]
+    assert net.cores["n2"].term == 7
+
+
 # ------------------------------------------------------------------ leadership transfer (thesis 3.10)
 def test_leadership_transfer_hands_over_to_the_chosen_follower() -> None:
     """The leader catches the target up, sends TimeoutNow, and the target wins the next term at once.
