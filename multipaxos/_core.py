@@ -63,7 +63,9 @@ change takes effect whole, with no joint phase.  The rules that keep this safe:
   voter whose slots the new voters do not hold yet (it keeps the
   configurations that show them across restarts, and campaigns to catch the
   new voters up); a leader counts as live -- refusing the Prepare of a node
-  outside its configurations -- only while a quorum answers it;
+  outside its configurations -- only while a quorum answers it, and answers
+  such a Prepare with a heartbeat whose ``held`` lets a replaced voter see
+  that its hand-off is done (and ignores a Nack from such a node);
 * a learner listed in ``membership.joining`` is promoted by the leader once
   its heartbeat acks show it caught up; new members catch up through the
   ``Catchup``/snapshot machinery (a snapshot carries the configurations of
@@ -297,16 +299,16 @@ class MultiPaxosCore(LogCore):
     def retired(self) -> bool:
         """True once this node may stop: no configuration of an unchosen slot names it, and a quorum holds them.
 
-        Every slot of a configuration naming it is applied here, and the
-        leader reported (``held``) that a quorum of the newest configuration
-        has applied them too.  A joining node is not retired before it was added.
+        A leader reported (``held``) that a quorum of the newest configuration
+        has applied every slot of a configuration naming it, so its own copy
+        is needed by nobody.  A joining node is not retired before it was added.
         """
         if self.node in self._newest.members:
             return False
         if self.config.joining and self.node not in self.applier.left:
             return False
-        last = self._last_slot_naming(self.node, voters_only=False)
-        return self.applied >= last and self.held >= last
+        # (a quorum of the newest configuration holds every slot naming it: its own copy is no longer needed)
+        return self.held >= self._last_slot_naming(self.node, voters_only=False)
 
     # ------------------------------------------------------ configurations
     @property
@@ -514,6 +516,8 @@ class MultiPaxosCore(LogCore):
             self.batches.clear()
             self.sent_at.clear()
             self._clear_leadership()
+            self.role = FOLLOWER
+            self._refresh_membership()  # the removed nodes it was telling when to retire are no peers now
         self.role = FOLLOWER
         self.ballot = None
         self.prepare = None
@@ -652,6 +656,7 @@ class MultiPaxosCore(LogCore):
     def _let_go(self, node: str) -> None:
         """Stop heartbeating removed ``node``."""
         del self.leaving[node]
+        self.peers = tuple(p for p in self.peers if p != node)  # else the refresh would count it as leaving anew
         self._refresh_membership()
 
     def _step_down_if_removed(self) -> None:
@@ -722,6 +727,13 @@ class MultiPaxosCore(LogCore):
                 and (self.opts.read_mode == "lease" or src not in self.peers):
             # we hear a live leader: no promise to another proposer within the lease
             # (read_mode lease), nor to a node outside our configurations (disruption)
+            if self.role == LEADER and src not in self.peers:
+                # it may be a replaced voter campaigning to hand its slots over: it learns from
+                # our ``held`` whether a quorum of the newest configuration holds them already
+                # (a round of acks first brings ``held`` up to date for its next campaign)
+                assert self.ballot is not None
+                self._heartbeat_round()
+                self._send(src, Heartbeat(self.ballot, self.applied, 0, self.held))
             return
         self._see_round(msg.ballot)
         if msg.from_slot <= self.snapshot_slot and self.snapshot_data is not None \
@@ -1118,6 +1130,12 @@ class MultiPaxosCore(LogCore):
     def _on_heartbeat(self, src: str, msg: Heartbeat) -> None:
         if self.role == LEADER and msg.ballot == self.ballot:
             return  # our own ballot: only we send its heartbeats (a replay)
+        if self._handoff_slot():  # a replaced voter: any leader's held says whether the new voters hold our slots
+            self.held = max(self.held, msg.held)
+            if not self._handoff_slot() and self.acceptor.refuses(msg.ballot):
+                if self.role == CANDIDATE:
+                    self._become_follower(None)  # handed over: no campaign, and no Nack (we vote in none of its slots)
+                return
         if self._follow_leader(src, msg.ballot):
             self.held = max(self.held, msg.held)
             self._learn(msg.ballot, msg.commit)
@@ -1199,6 +1217,8 @@ class MultiPaxosCore(LogCore):
 
     def _on_nack(self, src: str, msg: Nack) -> None:
         self._see_round(msg.promised)
+        if self.role == LEADER and src not in self.peers:
+            return  # it votes in none of our slots (a removed node answering the heartbeat we sent it)
         if self.ballot is not None and msg.ballot == self.ballot and self.ballot < msg.promised:
             self._become_follower(None, backoff=True)  # (a follower has no ballot of its own)
 

@@ -657,6 +657,8 @@ class RaftCore(LogCore):
     def _on_vote_reply(self, src: str, m: RequestVoteReply) -> None:
         if m.pre_vote:
             return  # an answer to the pre-vote phase we left
+        if self.votes.get(src):
+            return  # a vote once granted in a term stands (a refusal of our older term's request may follow it)
         self.votes[src] = m.granted
         self._tally()
 

@@ -379,3 +379,78 @@ def test_mutant_early_configuration_chooses_two_values_in_one_slot(mutant: bool)
         run(net, 20)
         slot2 = {unstamped(c.log[2]) for c in net.cores.values() if 2 in c.log}
         assert len(slot2) == 1
+
+
+def _removed_voter_restarted_without_held(restart_old_leader: bool) -> tuple[Network, list[str]]:
+    """n3 is removed and snapshots the change, but hears no ``held`` before it crashes; after 40 writes and a
+    new leader (n2) it restarts: it does not know whether the new voters hold the slots it voted in."""
+    net = network()
+    write(net, "n1", "k", "v")
+    assert ask(net, "n1", "remove", "n3")[0] == ReplyStatus.OK
+    net.drop_if = lambda s, d, m: d == "n3" and isinstance(m, Heartbeat) and m.held > 0
+    run(net, 12)
+    assert net.cores["n3"]._handoff_slot() > 0
+    net.crash("n3")
+    net.drop_if = None
+    for i in range(40):
+        write(net, "n1", f"x{i}", "v")
+    run(net, 100)
+    net.elect("n2")
+    run(net, 200)
+    if restart_old_leader:
+        net.restart("n1")
+        run(net, 50)
+    net.restart("n3")
+    assert net.cores["n3"]._handoff_slot() > 0 and not net.cores["n3"].retired
+    prepares: list[str] = []
+    net.drop_if = lambda s, d, m: s == "n3" and isinstance(m, Prepare) and bool(prepares.append(d))
+    return net, prepares
+
+
+@pytest.mark.parametrize("restart_old_leader", [True, False])
+def test_a_replaced_voter_restarted_without_news_of_its_hand_off_learns_it_from_the_leader_and_retires(
+        restart_old_leader: bool) -> None:
+    """It campaigns to hand its slots over; the leader, refusing the Prepare of a node outside its
+    configurations, tells it ``held``: a quorum of the newest configuration holds them, so it retires --
+    without Nacking the leader, and without campaigning on (a review found it campaigned for ever, and
+    raised its ballot above the leader's).  The old leader n1, which told n3 when to retire, no longer
+    counts it as a peer once it steps down, so it does not promise n3 and depose n2 either."""
+    net, prepares = _removed_voter_restarted_without_held(restart_old_leader)
+    for _ in range(2000):
+        net.tick_all(1)
+        net.settle()
+        assert net.leader() == "n2"
+    n3 = net.cores["n3"]
+    assert n3.retired and n3.role == Role.FOLLOWER and n3._handoff_slot() == 0
+    assert 1 <= len(prepares) <= 2  # one campaign (to each voter of {n1, n2})
+
+
+def test_a_leader_stops_heartbeating_a_removed_node_once_it_let_it_go() -> None:
+    """Letting a removed node go refreshed the peers with it still among them, so it was counted as
+    leaving anew and heartbeated for ever."""
+    net = network()
+    assert ask(net, "n1", "remove", "n3")[0] == ReplyStatus.OK
+    net.crash("n3")
+    for i in range(12):  # past the window, so n3 is in no configuration in use
+        write(net, "n1", f"x{i}", "v")
+    run(net, 64 * 5)  # MAX_LEAVING_ROUNDS heartbeat rounds and more
+    leader = net.cores["n1"]
+    assert "n3" not in leader.leaving and "n3" not in leader.peers
+
+
+def test_a_replaced_voter_whose_snapshot_predates_its_last_slots_retires_once_they_are_held() -> None:
+    """With a snapshot after every slot, n3 restarts at the slot that removed it, short of the last slots it
+    voted in; the leader's ``held`` says the new voters hold them, so it retires without applying them."""
+    net = network(snapshot_every=1)
+    write(net, "n1", "k", "v")
+    assert ask(net, "n1", "remove", "n3")[0] == ReplyStatus.OK
+    net.crash("n3")
+    for i in range(40):
+        write(net, "n1", f"x{i}", "v")
+    run(net, 400)
+    net.restart("n3")
+    n3 = net.cores["n3"]
+    last = n3._handoff_slot()
+    assert last > n3.applied
+    run(net, 1000)
+    assert n3.retired and n3.applied < last and net.leader() == "n1"

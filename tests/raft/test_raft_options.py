@@ -326,3 +326,16 @@ def test_a_malformed_snapshot_is_a_remote_error_and_the_follower_keeps_serving(d
     net.request("n1", put("k", "w"), "c1", 2)
     net.tick_all(3)
     assert net.cores["n2"].applier.machine.data == {"k": "w"}
+
+
+def test_a_refusal_of_an_older_request_does_not_withdraw_a_granted_vote() -> None:
+    """A candidate's RequestVote of term 4 arrives late, after the voter granted its term-5 request: the
+    voter's refusal carries term 5, and must not count against the candidate in term 5."""
+    net = _net(5)
+    net.isolate("n1")
+    n3 = net.cores["n3"]
+    net.campaign("n3")
+    term = n3.term
+    n3.votes["n2"] = True
+    net.step("n3", Receive("n2", RequestVoteReply(term, False)))
+    assert n3.votes["n2"] is True
