@@ -25,7 +25,8 @@ RECONFIG = [e for e in builtin_catalogue() if any(f.action in MEMBERSHIP_ACTIONS
 def test_the_catalogue_changes_membership_in_every_required_way() -> None:
     names = {e.name for e in RECONFIG}
     assert names == {"reconfig-grow-under-load", "reconfig-remove-leaders", "reconfig-replace-cut-off",
-                     "reconfig-leader-crash", "reconfig-concurrent-removals"}
+                     "reconfig-leader-crash", "reconfig-concurrent-removals", "reconfig-change-before-term-commit",
+                     "reconfig-early-configuration"}
     actions = {f.action for e in RECONFIG for f in e.scenario.faults}
     assert {"add_node", "remove_leader", "replace_node", "replace_leader", "partition", "crash_leader"} <= actions
 
