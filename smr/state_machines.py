@@ -19,7 +19,7 @@ from .values import Value
 
 
 class KVStore(StateMachine):
-    """A string-keyed map: ``get``, ``put``, ``cas`` and ``delete``."""
+    """A string-keyed map: ``get``, ``put``, ``cas``, ``delete`` and ``append``."""
 
     name = "kv"
 
@@ -48,6 +48,18 @@ class KVStore(StateMachine):
     def delete(self, key: str) -> bool:
         """Remove ``key``; True if it existed."""
         return self.data.pop(key, _MISSING) is not _MISSING
+
+    @command
+    def append(self, key: str, suffix: str) -> None:
+        """Append ``suffix`` to the string under ``key`` (a missing key, or None, holds ''), as Jepsen's kv does."""
+        if not isinstance(suffix, str):
+            raise TypeError(f"append takes a string, got {type(suffix).__name__}")
+        current = self.data.get(key)
+        if current is None:
+            current = ""
+        if not isinstance(current, str):
+            raise TypeError(f"append to {key!r}, which holds a {type(current).__name__}, not a string")
+        self.data[key] = current + suffix
 
 
 _MISSING = object()

@@ -11,7 +11,7 @@ skipped.
 Commands keep Jepsen's ``:f`` name (``read``/``write``/``cas`` are the
 register model's ops; the KV model accepts them as ``get``/``put``/``cas``):
 ``read``-like ops (read, get, final_value) take no arguments and return the
-completion's value; ``write``/``put`` take the value and return None; ``cas``
+completion's value; ``write``/``put``/``append`` take the value and return None; ``cas``
 takes ``[expected new]`` and returns True (Jepsen fails a cas that does not
 match); any other op takes the invocation's value as its argument and
 returns the completion's value.  A value ``[key v]`` (``jepsen.independent``)
@@ -34,7 +34,7 @@ from ._edn import EdnError, EdnMap, Keyword, Symbol, read_all
 FORMATS = ("native", "edn", "jepsen-log")
 
 _READ_OPS = frozenset({"read", "get", "final_value"})
-_WRITE_OPS = frozenset({"write", "put"})
+_WRITE_OPS = frozenset({"write", "put", "append"})
 _TYPES = {"invoke", "ok", "fail", "info"}
 _TIMED_OUT = Keyword("timed-out")
 _PROCESS, _TYPE, _F, _VALUE, _ERROR = (Keyword(k) for k in ("process", "type", "f", "value", "error"))

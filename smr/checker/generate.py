@@ -29,10 +29,21 @@ GENERATED_MODELS = ("register", "kv", "counter", "write_once", "order")
 _REGISTER_TO_KV = {"read": "get", "write": "put", "cas": "cas"}
 
 
-def _command(rng: random.Random, model: str, keys: int, values: int) -> Command:
+#: The suffixes an ``append`` history's writes draw from (never spelling "never-written").
+_LETTERS = "abcdefghij"
+
+
+def _command(rng: random.Random, model: str, keys: int, values: int, append: bool = False) -> Command:
     key = f"k{rng.randrange(keys)}"
     value = rng.randrange(values)
     roll = rng.random()
+    if append:  # get/put/append on strings (Porcupine's and Jepsen's kv workloads)
+        letter = _LETTERS[value % len(_LETTERS)]
+        if roll < 0.4:
+            return Command("get", key)
+        if roll < 0.6:
+            return Command("put", key, (letter,))
+        return Command("append", key, (letter,))
     if model == "register":
         if roll < 0.45:
             return Command("read")
@@ -76,7 +87,7 @@ def _apply(machine: StateMachine, model: str, command: Command) -> Value:
 
 def generate_history(rng: random.Random, *, operations: int, clients: int, model: str = "kv",
                      keys: int = 3, values: int = 5, unknown_rate: float = 0.0,
-                     fail_rate: float = 0.0) -> list[Operation]:
+                     fail_rate: float = 0.0, append: bool = False) -> list[Operation]:
     """Return a linearizable history of ``operations`` operations by ``clients`` concurrent clients.
 
     Args:
@@ -88,18 +99,21 @@ def generate_history(rng: random.Random, *, operations: int, clients: int, model
         values: how many distinct values writes draw from (small: the search works harder).
         unknown_rate: the chance an operation's outcome is unknown (it then takes effect half the time).
         fail_rate: the chance an operation fails (it then never takes effect).
+        append: for ``kv``, draw get/put/append on string values instead of get/put/cas/delete.
     """
     if model not in GENERATED_MODELS:
         raise LocalProtocolError(f"cannot generate {model!r} histories; choose one of {GENERATED_MODELS}")
     if clients < 1 or operations < 0 or keys < 1 or values < 1:
         raise LocalProtocolError("generate_history needs clients, keys, values >= 1 and operations >= 0")
+    if append and model != "kv":
+        raise LocalProtocolError(f"append histories are kv histories, not {model!r}")
     # Each planned op: (id, process, command, invoke, complete, outcome, effect instant or None).
     planned: list[tuple[int, str, Command, float, float | None, Outcome, float | None]] = []
     ready = [(rng.uniform(0.0, 1.0), c) for c in range(clients)]
     heapq.heapify(ready)
     for op_id in range(operations):
         now, client = heapq.heappop(ready)
-        command = _command(rng, model, keys, values)
+        command = _command(rng, model, keys, values, append)
         invoke = now + rng.uniform(0.0, 1.0)
         duration = rng.uniform(0.1, 3.0)
         roll = rng.random()

@@ -182,12 +182,15 @@ class KVModel(Model):
 
     ``get`` returns the value or None, ``put(v)`` returns None, ``cas(e, n)``
     returns True (and writes) exactly when the key holds ``e`` (a missing key
-    holds None), ``delete`` returns True exactly when the key existed.
-    ``read``/``write`` are accepted as Jepsen spellings of ``get``/``put``.
+    holds None), ``delete`` returns True exactly when the key existed,
+    ``append(s)`` returns None and appends the string ``s`` to the key's string
+    (a missing key, or None, holds ''; an append to a non-string fails, so an
+    ok one cannot follow it).  ``read``/``write`` are accepted as Jepsen
+    spellings of ``get``/``put``.
     """
 
     name = "kv"
-    arities = {"get": 0, "put": 1, "cas": 2, "delete": 0, "read": 0, "write": 1, "noop": 0}
+    arities = {"get": 0, "put": 1, "cas": 2, "delete": 0, "append": 1, "read": 0, "write": 1, "noop": 0}
 
     def init(self) -> Hashable:
         """Return ABSENT: every key starts missing."""
@@ -212,9 +215,21 @@ class KVModel(Model):
             if result is not UNKNOWN and _tag(result) != _tag(existed):
                 return None
             return ABSENT
+        if op == "append":
+            current = "" if state is ABSENT or state is NIL else state
+            if current.__class__ is not str or (result is not UNKNOWN and result is not None):
+                return None
+            return current + command.args[0]  # type: ignore[operator]
         if op == "noop":
             return _noop(state, result)
         raise LocalProtocolError(f"model 'kv' has no operation {op!r}")
+
+    def validate(self, command: Command) -> None:
+        """As :meth:`Model.validate`, and an ``append`` must carry a string."""
+        super().validate(command)
+        if command.op == "append" and command.args[0].__class__ is not str:
+            raise LocalProtocolError(f"model 'kv': append takes a string, got {command.args[0]!r} "
+                                     f"(command: {command})")
 
     def preserves_state(self, command: Command, result: object) -> bool:
         """Reads, failed cas and deletes of a missing key never change the key."""
