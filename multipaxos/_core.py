@@ -307,7 +307,6 @@ class MultiPaxosCore(LogCore):
             return False
         if self.config.joining and self.node not in self.applier.left:
             return False
-        # (a quorum of the newest configuration holds every slot naming it: its own copy is no longer needed)
         return self.held >= self._last_slot_naming(self.node, voters_only=False)
 
     # ------------------------------------------------------ configurations
@@ -378,10 +377,7 @@ class MultiPaxosCore(LogCore):
 
     def _trim_history(self) -> None:
         """Forget configurations no slot from applied+1-2*alpha on uses (who we talk to looks one window back)."""
-        keep_from = self.applied + 1 - 2 * self.alpha
-        handoff = self._handoff_slot()
-        if handoff:
-            keep_from = min(keep_from, handoff - self.alpha)  # the configuration that names us, and the change
+        keep_from = self._kept_from(self.applied + 1 - 2 * self.alpha)
         if len(self.history) > 1 and self.history[1][0] <= keep_from:
             while len(self.history) > 1 and self.history[1][0] <= keep_from:
                 self.history.pop(0)
@@ -450,10 +446,7 @@ class MultiPaxosCore(LogCore):
         data = self._snapshot_state()
         if data is None:
             return None
-        first = self.applied + 1 - self.alpha
-        handoff = self._handoff_slot()
-        if handoff:
-            first = min(first, handoff - self.alpha)  # a restart must still know the slots it votes in
+        first = self._kept_from(self.applied + 1 - self.alpha)
         if not any(s > first for s, _ in self.history[1:]):
             return data
         window = [(0, self._applied_config(first)), *((s, m) for s, m in self.history[1:] if s > first)]
@@ -506,7 +499,8 @@ class MultiPaxosCore(LogCore):
             self.max_round = ballot.round
 
     def _become_follower(self, leader: Ballot | None, backoff: bool = False) -> None:
-        if self.role == LEADER:
+        was_leader = self.role == LEADER
+        if was_leader:
             # Requests we were ordering may still be chosen by the next leader;
             # their clients will retry there and be answered from the session table.
             self.waiting.clear()
@@ -516,9 +510,9 @@ class MultiPaxosCore(LogCore):
             self.batches.clear()
             self.sent_at.clear()
             self._clear_leadership()
-            self.role = FOLLOWER
-            self._refresh_membership()  # the removed nodes it was telling when to retire are no peers now
         self.role = FOLLOWER
+        if was_leader:
+            self._refresh_membership()  # the removed nodes it was telling when to retire are no peers now
         self.ballot = None
         self.prepare = None
         self.leader_ballot = leader
@@ -624,6 +618,11 @@ class MultiPaxosCore(LogCore):
         """
         last = self._last_slot_naming(self.node, voters_only=True)
         return last if 0 < last < MAX_INDEX and self.held < last else 0
+
+    def _kept_from(self, slot: int) -> int:
+        """``slot``, or earlier while a hand-off is due: history and snapshots keep the configuration naming us."""
+        handoff = self._handoff_slot()
+        return min(slot, handoff - self.alpha) if handoff else slot
 
     def _wants_acks(self) -> bool:
         """True if heartbeats ask for acks: reads need them, learners' promotion and retirement, and a quiet quorum."""
