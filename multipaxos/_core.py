@@ -922,26 +922,41 @@ class MultiPaxosCore(LogCore):
         """A promise of our ballot from a voter of a configuration entering our window: recover what it reports."""
         if src in self.prepared:
             return
+        for sv in msg.chosen:
+            if sv.slot > self.applied:
+                self.chosen.setdefault(sv.slot, sv.value)
+        if msg.snapshot is not None and any(slot not in self.chosen for slot in
+                                            range(self.next_slot, msg.snapshot.last_slot + 1)):
+            # slots we have not proposed are chosen, some known to us only through its snapshot:
+            # we cannot re-propose their values, so one that is up to date leads (seed 3621's kin)
+            self._become_follower(None, backoff=True)
+            return
         self.prepared.add(src)
         last = self.next_slot - 1
+        # A slot the promiser knows chosen is proposed again with that very value (swarm seed 3621:
+        # a leader whose configuration grew proposed its clients' commands in slots a quorum
+        # of the new configuration had chosen while it was cut off; they could never apply).
+        for slot in sorted(self.chosen):
+            if slot >= self.next_slot:
+                self.deferred[slot] = self.chosen[slot]
+                self.deferred_ballots.pop(slot, None)
+                (self.change_slots.add if is_change(self.chosen[slot].command) else self.change_slots.discard)(slot)
+                last = max(last, slot)
         for value in msg.accepted:
             slot, ballot = value.slot, value.ballot
-            if slot < self.next_slot or ballot is None:
-                continue  # proposed already, on a quorum's promises of that slot's configuration
+            if slot < self.next_slot or ballot is None or slot in self.chosen:
+                continue  # proposed already, on a quorum's promises of that slot's configuration; or chosen
             known = self.deferred_ballots.get(slot)
             if known is None or ballot > known:
                 self.deferred[slot] = value.value
                 self.deferred_ballots[slot] = ballot
                 (self.change_slots.add if is_change(value.value.command) else self.change_slots.discard)(slot)
             last = max(last, slot)
-        for sv in msg.chosen:
-            if sv.slot > self.applied:
-                self.chosen.setdefault(sv.slot, sv.value)
         last = max([last, *self.deferred])
-        if last > self.recovered_last and last >= self.next_slot:
+        if last >= self.next_slot:
             for slot in range(self.next_slot, last + 1):
                 self.deferred.setdefault(slot, NOOP_ENTRY)
-            self.recovered_last = last
+            self.recovered_last = max(self.recovered_last, last)
         self._pump()
 
     def _values_to_propose(self, prepare: MultiPrepareQuorum) -> dict[int, ClientRequest]:

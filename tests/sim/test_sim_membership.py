@@ -195,7 +195,7 @@ def test_the_raft_membership_swarm_seeds_a_campaign_failed_pass(seed: int) -> No
     assert report.judgement.passed, report.describe()
 
 
-@pytest.mark.parametrize("seed", [3444, 4107, 5565])
+@pytest.mark.parametrize("seed", [3444, 4107, 5565, 3621])
 def test_the_multipaxos_membership_swarm_seeds_a_campaign_failed_pass(seed: int) -> None:
     """`smr fuzz --backend multipaxos --membership --seeds 10000` failed these (liveness): 3444 and 4107, a
     leader cut off while its configuration was replaced kept leading its gone peers and, as a live leader,
@@ -203,7 +203,10 @@ def test_the_multipaxos_membership_swarm_seeds_a_campaign_failed_pass(seed: int)
     answers it (``_quorum_silence``); 5565, a replaced sole voter crashed before its replacement learned
     the change, and its restart forgot it still voted in the slots before it: neither node campaigned.  A
     replaced voter keeps those configurations until a quorum of the new one holds its slots, and campaigns
-    to catch the new voters up (``_handoff_slot``)."""
+    to catch the new voters up (``_handoff_slot``); 3621, a leader cut off while the other side chose slots
+    540-555 (removing a voter) proposed its clients' commands in those very slots once a voter of the
+    grown configuration promised, reporting them chosen -- they never applied and their retries were held
+    as in flight for ever.  Slots a late promise reports chosen are now proposed again with their values."""
     from smr.conformance.fuzz import FuzzSettings, run_seed
 
     report, _ = run_seed(FuzzSettings(backend="multipaxos", membership=True), seed)
