@@ -7,7 +7,9 @@ turn Jepsen/Knossos EDN and ``jepsen.util`` logs into operations.
 """
 
 from ._budget import Budget as Budget
+from ._check import Explanation as Explanation
 from ._check import check as check
+from ._check import explain as explain
 from ._check import partition as partition
 from ._search import SearchResult as SearchResult
 from ._search import search as search

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
 
+import attrs
+
 from smr.history import Operation, Outcome
 
 from ._budget import Budget, Meter
-from ._search import search
+from ._search import SearchResult, search
 from .counterexample import Counterexample, build_counterexample
 from .models import Model
 from .verdict import Status, Verdict
@@ -27,11 +29,32 @@ def partition(history: Iterable[Operation], model: Model) -> dict[Hashable, list
     return pieces
 
 
+@attrs.frozen
+class Explanation:
+    """A verdict with what the search found in each partition it decided, for drawing.
+
+    ``pieces`` maps each partition key to its operations (failed ones
+    dropped); ``found`` maps each partition the search decided to its
+    :class:`SearchResult` (indices into that partition's operations), so a
+    linearizable partition carries a linearization and a failed one its
+    longest linearizable prefix and the operation that could not be placed.
+    """
+
+    verdict: Verdict
+    pieces: dict[Hashable, list[Operation]]
+    found: dict[Hashable, SearchResult]
+
+
 def check(history: Iterable[Operation], model: Model, budget: Budget | None = None) -> Verdict:
     """Judge whether ``history`` is linearizable under ``model`` within ``budget`` (default: unlimited).
 
     Raises LocalProtocolError if an operation is not one ``model`` defines.
     """
+    return explain(history, model, budget).verdict
+
+
+def explain(history: Iterable[Operation], model: Model, budget: Budget | None = None) -> Explanation:
+    """Judge ``history`` as :func:`check` does, keeping each decided partition's search result."""
     ops = list(history)
     for op in ops:
         model.validate(op.command)
@@ -40,23 +63,25 @@ def check(history: Iterable[Operation], model: Model, budget: Budget | None = No
     judged = sum(len(piece) for piece in pieces.values())
     # Small pieces first: they are cheap, and a failure in one ends the check early.
     order = sorted(pieces, key=lambda k: len(pieces[k]))
+    decided: dict[Hashable, SearchResult] = {}
 
-    def verdict(status: Status, reason: str, checked: int,
-                counterexample: Counterexample | None = None) -> Verdict:
-        """Return the verdict with this check's totals filled in."""
-        return Verdict(status, model.name, reason, judged, len(pieces), checked, meter.steps,
-                       meter.elapsed(), counterexample)
+    def explained(status: Status, reason: str, counterexample: Counterexample | None = None) -> Explanation:
+        """Return the explanation with this check's totals filled in."""
+        verdict = Verdict(status, model.name, reason, judged, len(pieces), len(decided), meter.steps,
+                          meter.elapsed(), counterexample)
+        return Explanation(verdict, pieces, decided)
 
-    for checked, key in enumerate(order):
+    for key in order:
         piece = pieces[key]
         found = search(model, piece, meter)
         if found.linearizable is None:
-            return verdict(Status.UNKNOWN, f"{meter.exhausted_by} after deciding {checked} of "
-                           f"{len(pieces)} partition(s); no verdict", checked)
+            return explained(Status.UNKNOWN, f"{meter.exhausted_by} after deciding {len(decided)} of "
+                             f"{len(pieces)} partition(s); no verdict")
+        decided[key] = found
         if not found.linearizable:
             cex = build_counterexample(model.name, key, piece, found.order, found.blocked,
                                        model.describe(found.state))
-            return verdict(Status.NOT_LINEARIZABLE,
-                           f"partition {key!r} has no linearization: operation #{cex.failed.id} "
-                           f"cannot be placed", checked + 1, cex)
-    return verdict(Status.LINEARIZABLE, "every partition has a linearization", len(pieces))
+            return explained(Status.NOT_LINEARIZABLE,
+                             f"partition {key!r} has no linearization: operation #{cex.failed.id} "
+                             f"cannot be placed", cex)
+    return explained(Status.LINEARIZABLE, "every partition has a linearization")

@@ -14,7 +14,7 @@ import sys
 from smr.errors import ConfigError, LocalProtocolError
 
 from ._budget import Budget
-from ._check import check
+from ._check import explain
 from .formats import FORMATS, infer_format, read_history
 from .models import MODELS, make_model
 from .verdict import Status
@@ -56,6 +56,10 @@ def register_check(subparsers: "argparse._SubParsersAction[argparse.ArgumentPars
                         help="give up with 'unknown' after this many model steps")
     parser.add_argument("--timeout", type=_positive_float, default=None,
                         help="give up with 'unknown' after this many wall seconds")
+    parser.add_argument("--html", metavar="FILE", default=None,
+                        help="also write the verdict as an interactive page: the history per process, "
+                             "the linearization found, or the longest prefix and the operation that "
+                             "cannot be placed (opens with no network)")
     parser.set_defaults(func=run_check)
 
 
@@ -64,7 +68,14 @@ def run_check(args: argparse.Namespace) -> int:
     fmt = args.format or infer_format(args.history_file)
     try:
         history = read_history(args.history_file, fmt)
-        verdict = check(history, make_model(args.model), Budget(args.max_steps, args.timeout))
+        model = make_model(args.model)
+        explanation = explain(history, model, Budget(args.max_steps, args.timeout))
+        verdict = explanation.verdict
+        if args.html:
+            from .page import render_check_page
+
+            with open(args.html, "w", encoding="utf-8") as f:
+                f.write(render_check_page(explanation, model, str(args.history_file)))
     except (ConfigError, LocalProtocolError, OSError) as exc:
         message = " ".join(str(exc).split())
         print(f"smr check: error: {message}", file=sys.stderr)

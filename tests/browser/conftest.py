@@ -51,6 +51,10 @@ class OpenedPage:
         """Return how many canvases (in any shadow root) have at least one non-transparent pixel."""
         return int(self.page.evaluate(_DRAWN_CANVASES))
 
+    def canvas_pixels(self) -> str:
+        """Return every canvas's pixels as data URLs, joined: equal exactly when nothing was redrawn."""
+        return str(self.page.evaluate(_CANVAS_PIXELS))
+
 
 _DEEP_COUNT = """(selector) => {
   let n = 0;
@@ -76,6 +80,17 @@ _DRAWN_CANVASES = """() => {
   };
   walk(document);
   return drawn;
+}"""
+
+
+_CANVAS_PIXELS = """() => {
+  const urls = [];
+  const walk = (root) => {
+    for (const c of root.querySelectorAll('canvas')) if (c.width && c.height) urls.push(c.toDataURL());
+    for (const el of root.querySelectorAll('*')) if (el.shadowRoot) walk(el.shadowRoot);
+  };
+  walk(document);
+  return urls.join('|');
 }"""
 
 
