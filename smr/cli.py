@@ -10,6 +10,8 @@ from typing import Any
 
 import attrs
 
+from .arguments import (ArgumentParser, backend_name, fail, listed, non_negative_int, positive_float,
+                        positive_int)
 from .errors import ConfigError, LocalProtocolError
 from .output import print_json
 
@@ -95,11 +97,11 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sim", help="run one deterministic simulation",
                        description="Run one seeded simulation; the same seed gives the same trace.")
     p.add_argument("scenario", nargs="?", help="scenario YAML file (default: built from the flags)")
-    p.add_argument("--backend", default=None, help="backend name (see `smr backends`)")
-    p.add_argument("--nodes", type=int, default=5)
-    p.add_argument("--duration", type=float, default=2000.0, help="simulated milliseconds")
-    p.add_argument("--clients", type=int, default=3)
-    p.add_argument("--workload", default="kv")
+    p.add_argument("--backend", type=backend_name, default=None, help="backend name (see `smr backends`)")
+    p.add_argument("--nodes", type=positive_int, default=5)
+    p.add_argument("--duration", type=positive_float, default=2000.0, help="simulated milliseconds")
+    p.add_argument("--clients", type=non_negative_int, default=3)
+    p.add_argument("--workload", default="kv", help="the clients' workload (kv, counter, orders, ...)")
     p.add_argument("--swarm", action="store_true", help="draw fault settings from the seed")
     p.add_argument("--config", metavar="YAML", help="the whole scenario inline (as replay commands print it)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
@@ -152,7 +154,7 @@ def _add_backends(sub: argparse._SubParsersAction) -> None:
                        description="List every backend by name, with where it comes from (built-in, a plugin "
                                    "package's smr.backends entry point, or registered by a program), whether it "
                                    "serves a replicated log or one value, and its description.")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_backends)
 
 
@@ -166,8 +168,9 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
                        description="Run every selected backend on the same scenarios, faults and seeds, "
                                    "and print the figures side by side.")
     p.add_argument("scenarios", nargs="*", help="scenario YAML files (default: the built-in set)")
-    p.add_argument("--backends", default=None, help="comma-separated backend names (default: every replicated-log backend)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per scenario and backend")
+    p.add_argument("--backends", type=listed(backend_name), default=None,
+                   help="comma-separated backend names (default: every replicated-log backend)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="seeds per scenario and backend")
     p.add_argument("--first-seed", type=int, default=1)
     add_worker_arguments(p, default_jobs=min(2, os.cpu_count() or 1))
     p.add_argument("--out", default=default_root(), metavar="DIR",
@@ -215,13 +218,16 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     from .bench import register as register_sim_bench
     from .bench_reads import register as register_reads_bench
 
-    p = sub.add_parser("bench", help="benchmarks that print figures (never run as tests)")
+    p = sub.add_parser("bench", help="benchmarks that print figures (never run as tests)",
+                       description="Benchmarks that print figures: simulator speed, read costs, checker "
+                                   "throughput, real TCP clusters, storage, and peer messages per command.  "
+                                   "They are never run as tests.")
     from .checker.bench import register_bench as register_checker_bench
 
     from .experiments.cli import register_bench as register_messages_bench
     from .net.cli import register_bench as register_tcp_bench
 
-    bench_sub = p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    bench_sub: argparse._SubParsersAction = p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     register_sim_bench(bench_sub)
     register_reads_bench(bench_sub)
     register_checker_bench(bench_sub)
@@ -231,12 +237,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the full ``smr`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="smr", description="Raft and multi-Paxos behind one replicated-log contract, side by side.")
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"smr {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub: argparse._SubParsersAction = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from synod.cli import register as register_essay
 
     from .checker.cli import register_check
@@ -266,9 +272,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what a results directory records
     try:
         return int(args.func(args))
-    except (ConfigError, LocalProtocolError) as exc:
-        print(f"smr: error: {exc}", file=sys.stderr)
-        return 2
+    except (ConfigError, LocalProtocolError) as exc:  # bad input, named by the error; a bug keeps its traceback
+        return fail(args.command_prog, exc)
+    except OSError as exc:
+        if exc.filename is None:  # not a file the command line named (a bug, or the network)
+            raise
+        return fail(args.command_prog, f"{exc.filename}: {exc.strerror}")
 
 
 if __name__ == "__main__":

@@ -191,7 +191,7 @@ def test_smr_commands_print_one_line_for_a_hostile_scenario(tmp_path: Path, comm
                 "trace": ["trace", "1", str(bad)]}[command]
         assert smr_main(args) == 2
         err = capsys.readouterr().err
-        assert err.startswith(f"smr: error: {bad}, line ") and err.count("\n") == 1, err
+        assert err.startswith(f"smr {command}: error: {bad}, line ") and err.count("\n") == 1, err
 
 
 def test_smr_serve_and_cluster_up_print_one_line_for_a_hostile_cluster_file(
