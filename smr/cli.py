@@ -50,6 +50,11 @@ def _sim_config(args: argparse.Namespace) -> Any:
     return attrs.evolve(config, **overrides) if overrides else config
 
 
+def _fixed(value: float | None) -> str:
+    """A figure with 3 decimals, or "-" when there is none (no operation completed)."""
+    return "-" if value is None else f"{value:.3f}"
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     """Run one simulation and print its summary (trace and history to files on request)."""
     from .history import dump_history
@@ -83,8 +88,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
         print(f"ops ok={summary.ok} fail={summary.failed} unknown={summary.unknown}  "
               f"commits={len(result.committed)}  leader changes={summary.leader_changes}  "
               f"deliveries={result.counters.deliveries}")
-        print(f"latency ms p50={summary.latency_p50} p99={summary.latency_p99}  "
-              f"messages/command={summary.messages_per_command}")
+        print(f"latency ms p50={_fixed(summary.latency_p50)} p99={_fixed(summary.latency_p99)}  "
+              f"messages/command={_fixed(summary.messages_per_command)}")
     if result.violations:
         for v in result.violations:
             print(f"VIOLATION: {v}", file=sys.stderr)
