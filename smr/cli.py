@@ -101,7 +101,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
 def _add_sim(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sim", help="run one deterministic simulation",
                        description="Run one seeded simulation; the same seed gives the same trace.")
-    p.add_argument("scenario", nargs="?", help="scenario YAML file (default: built from the flags)")
+    p.add_argument("scenario", nargs="?",
+                   help="a scenario YAML file or a built-in scenario's name, e.g. kv-leader-crash (default: "
+                        "built from the flags)")
     p.add_argument("--backend", type=backend_name, default=None, help="backend name (see `smr backends`)")
     p.add_argument("--nodes", type=positive_int, default=5)
     p.add_argument("--duration", type=positive_float, default=2000.0, help="simulated milliseconds")
@@ -172,7 +174,9 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="run backends side by side on the same scenarios and seeds",
                        description="Run every selected backend on the same scenarios, faults and seeds, "
                                    "and print the figures side by side.")
-    p.add_argument("scenarios", nargs="*", help="scenario YAML files (default: the built-in set)")
+    p.add_argument("scenarios", nargs="*",
+                   help="scenario YAML files or built-in scenarios' names, e.g. kv-leader-crash (default: every "
+                        "built-in scenario)")
     p.add_argument("--backends", type=listed(backend_name), default=None,
                    help="comma-separated backend names (default: every replicated-log backend)")
     p.add_argument("--seeds", type=positive_int, default=3, help="seeds per scenario and backend")

@@ -31,7 +31,7 @@ import attrs
 from .errors import LocalProtocolError
 from .history import Operation
 from .replica import backend_names, get_backend
-from .scenarios import builtin_scenarios
+from .scenarios import builtin_scenario_names, find_scenario
 from .sim import SimConfig, load_scenario, simulate
 from .sim.admin import change_figures, supports_membership
 from .sim.engine import workload_for
@@ -229,8 +229,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .campaign import exit_code_for, provenance, stop_on_signals, workers_from
     from .results import open_run
 
-    paths = [Path(p) for p in args.scenarios] or builtin_scenarios()
-    configs = [load_scenario(p) for p in paths]
+    given = args.scenarios or builtin_scenario_names()  # files, or built-in scenarios by name
+    paths = [find_scenario(name)[0] for name in given]
+    configs = [load_scenario(name) for name in given]
     configs = [c if c.name else attrs.evolve(c, name=Path(str(c.source)).stem) for c in configs]
     names = args.backends.split(",") if args.backends else backend_names(replicated_log_only=True)
     for name in names:

@@ -143,3 +143,20 @@ def test_a_bug_still_shows_its_traceback(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(cli, "cmd_backends", broken)
     with pytest.raises(OSError, match="not a file the user named"):
         main(["backends"])
+
+
+def test_commands_take_a_builtin_scenario_by_name(capsys: pytest.CaptureFixture[str]) -> None:
+    """`smr sim kv-leader-crash` and `smr compare kv-leader-crash` run the shipped scenario."""
+    assert main(["sim", "kv-leader-crash", "--no-trace"]) == 0
+    assert "nodes 5  simulated 3000 ms" in capsys.readouterr().out
+    assert main(["compare", "kv-leader-crash", "--seeds", "1", "--backends", "raft", "--no-plots",
+                 "--quiet"]) == 0
+    assert "kv-leader-crash  raft" in capsys.readouterr().out
+
+
+def test_an_unknown_scenario_name_lists_the_builtin_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    """A name that is neither a file nor a built-in: one line listing the built-in names, exit 2."""
+    assert main(["compare", "nope", "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("smr compare: error: nope: cannot read scenario") and err.count("\n") == 1
+    assert "kv-leader-crash" in err and "counter-leader-crash" in err

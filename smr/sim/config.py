@@ -16,6 +16,7 @@ import attrs
 from cattrs.gen import make_dict_structure_fn
 
 from ..errors import ConfigError, LocalProtocolError
+from ..scenarios import find_scenario
 from ..yamlfiles import FieldErrors, read_config_text, strict_converter, structure_yaml
 from .latency import Latency
 
@@ -437,8 +438,10 @@ def parse_scenario(text: str, source: str = "<scenario>") -> SimConfig:
 
 
 def load_scenario(path: str | Path) -> SimConfig:
-    """Read a scenario file; errors name the file, line and field."""
-    return parse_scenario(read_config_text(path, "scenario"), str(path))
+    """Read a scenario file, or a built-in scenario by name (``kv-leader-crash``); errors name the file
+    (or the built-in's name), line and field."""
+    found, builtin = find_scenario(path)
+    return parse_scenario(read_config_text(found, "scenario"), found.stem if builtin else str(path))
 
 
 def _reload(source: str) -> SimConfig | None:
