@@ -17,6 +17,10 @@ from .output import print_json
 
 
 # ------------------------------------------------------------------- smr sim
+#: The backend smr sim runs when neither --backend nor the scenario file names one.
+SIM_BACKEND = "raft"
+
+
 def _sim_config(args: argparse.Namespace) -> Any:
     from .sim import ClientConfig, SimConfig, load_scenario
 
@@ -27,7 +31,7 @@ def _sim_config(args: argparse.Namespace) -> Any:
 
         config = parse_scenario(args.config, "--config")
     elif args.scenario:
-        config = load_scenario(args.scenario)
+        config = load_scenario(args.scenario, backend=args.backend)
     else:
         config = SimConfig(backend=args.backend, nodes=args.nodes, duration_ms=args.duration,
                            swarm=args.swarm,
@@ -61,7 +65,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from .summary import summarize
 
     args.backend_given = args.backend is not None
-    args.backend = args.backend or "coordinator"
+    args.backend = args.backend or SIM_BACKEND
     config = _sim_config(args)
     from .sim import simulate
 
@@ -90,6 +94,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
               f"deliveries={result.counters.deliveries}")
         print(f"latency ms p50={_fixed(summary.latency_p50)} p99={_fixed(summary.latency_p99)}  "
               f"messages/command={_fixed(summary.messages_per_command)}")
+    if not args.json:  # on stderr when stdout carries the trace
+        print(f"replay: {result.replay}", file=sys.stderr if args.trace_out == "-" else sys.stdout)
     if result.violations:
         for v in result.violations:
             print(f"VIOLATION: {v}", file=sys.stderr)
@@ -100,20 +106,24 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 def _add_sim(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sim", help="run one deterministic simulation",
-                       description="Run one seeded simulation; the same seed gives the same trace.")
+                       description="Run one seeded simulation and print its seed, backend, operation "
+                                   "counts, latency and messages per command, then the command that replays "
+                                   "it; the same seed gives the same trace.  Exit 1 if a safety invariant "
+                                   "was violated.")
     p.add_argument("scenario", nargs="?",
                    help="a scenario YAML file or a built-in scenario's name, e.g. kv-leader-crash (default: "
                         "built from the flags)")
-    p.add_argument("--backend", type=backend_name, default=None, help="backend name (see `smr backends`)")
-    p.add_argument("--nodes", type=positive_int, default=5)
+    p.add_argument("--backend", type=backend_name, default=None,
+                   help=f"backend name (see `smr backends`); default: the scenario file's, else {SIM_BACKEND}")
+    p.add_argument("--nodes", type=positive_int, default=5, help="replicas")
     p.add_argument("--duration", type=positive_float, default=2000.0, help="simulated milliseconds")
-    p.add_argument("--clients", type=non_negative_int, default=3)
+    p.add_argument("--clients", type=non_negative_int, default=3, help="closed-loop clients")
     p.add_argument("--workload", default="kv", help="the clients' workload (kv, counter, orders, ...)")
     p.add_argument("--swarm", action="store_true", help="draw fault settings from the seed")
     p.add_argument("--config", metavar="YAML", help="the whole scenario inline (as replay commands print it)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a backend option (repeatable), e.g. --option pre_vote=true")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="the seed every random choice of the run comes from")
     p.add_argument("--trace", dest="trace_out", metavar="FILE", help="write the trace ('-' for stdout)")
     p.add_argument("--history", dest="history_out", metavar="FILE", help="write the client history (JSON lines)")
     p.add_argument("--no-trace", action="store_true", help="do not record a trace (faster)")

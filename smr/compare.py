@@ -244,10 +244,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 "scenarios": [str(p) for p in paths], **workers.to_json()}
     run = None if args.no_plots else open_run(args, "compare", settings, root=args.out)
     record: dict[str, Any] = {}
-    if run is not None:  # the scenario files' content, so the run can be repeated exactly
-        copies = [run.keep_input(p, f"{i}-{p.name}") for i, p in enumerate(paths)]
-        rerun = shlex.join(["smr", "compare", *map(str, copies), "--backends", ",".join(names),
-                            "--seeds", str(args.seeds), "--first-seed", str(args.first_seed)])
+    # With a run directory, the scenario files' content is kept in it, so the run can be repeated exactly.
+    sources = [run.keep_input(p, f"{i}-{p.name}") for i, p in enumerate(paths)] if run is not None else given
+    rerun = shlex.join(["smr", "compare", *map(str, sources), "--backends", ",".join(names),
+                        "--seeds", str(args.seeds), "--first-seed", str(args.first_seed)])
+    if run is not None:
         run.note(rerun=rerun)
         record = {**provenance(), "settings": settings, "rerun": rerun,
                   "scenarios": {str(p): p.read_text(encoding="utf-8") for p in paths}}
@@ -273,6 +274,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(f"{cell.backend} on {cell.scenario}: {what}\n    replay: {replay}")
         for path in outputs:
             print(f"wrote {path}")
+        print(f"rerun: {rerun}")
     expected_stalls = {"unknown"}
     code = 1 if any(not what.startswith(tuple(expected_stalls)) for _, what, _ in failures) else 0
     if stop:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -21,9 +23,9 @@ def test_sim_json_prints_one_document(capsys: pytest.CaptureFixture[str]) -> Non
 
 def test_sim_writes_trace_and_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     trace, history = tmp_path / "t.txt", tmp_path / "h.jsonl"
-    assert main(["sim", "--nodes", "3", "--duration", "100", "--trace", str(trace),
+    assert main(["sim", "--nodes", "3", "--duration", "500", "--trace", str(trace),
                  "--history", str(history)]) == 0
-    assert trace.read_text().startswith("# seed=1 backend=coordinator")
+    assert trace.read_text().startswith("# seed=1 backend=raft")
     assert history.read_text().count("\n") > 10
     assert "ops ok=" in capsys.readouterr().out
 
@@ -151,7 +153,9 @@ def test_commands_take_a_builtin_scenario_by_name(capsys: pytest.CaptureFixture[
     assert "nodes 5  simulated 3000 ms" in capsys.readouterr().out
     assert main(["compare", "kv-leader-crash", "--seeds", "1", "--backends", "raft", "--no-plots",
                  "--quiet"]) == 0
-    assert "kv-leader-crash  raft" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "kv-leader-crash  raft" in out
+    assert out.endswith("rerun: smr compare kv-leader-crash --backends raft --seeds 1 --first-seed 1\n")
 
 
 def test_an_unknown_scenario_name_lists_the_builtin_ones(capsys: pytest.CaptureFixture[str]) -> None:
@@ -160,3 +164,39 @@ def test_an_unknown_scenario_name_lists_the_builtin_ones(capsys: pytest.CaptureF
     err = capsys.readouterr().err
     assert err.startswith("smr compare: error: nope: cannot read scenario") and err.count("\n") == 1
     assert "kv-leader-crash" in err and "counter-leader-crash" in err
+
+
+# ------------------------------------------------------------------ smr sim: raft by default, replay every run
+def test_sim_runs_raft_unless_told_otherwise(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """From flags, and from a scenario file that names no backend, smr sim runs raft; a file's own backend
+    and --backend still win."""
+    assert main(["sim", "--nodes", "3", "--duration", "100", "--no-trace"]) == 0
+    assert "backend raft " in capsys.readouterr().out
+    plain, named = tmp_path / "plain.yaml", tmp_path / "named.yaml"
+    plain.write_text("nodes: 3\nduration_ms: 100\n")
+    named.write_text("backend: coordinator\nnodes: 3\nduration_ms: 100\n")
+    for path, argv, backend in ((plain, [], "raft"), (named, [], "coordinator"),
+                                (named, ["--backend", "multipaxos"], "multipaxos")):
+        assert main(["sim", str(path), "--no-trace", *argv]) == 0
+        assert f"backend {backend} " in capsys.readouterr().out
+
+
+def test_sim_text_prints_fixed_precision_and_a_replay_that_replays(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A clean run prints its replay command too (not only a failing one), and that command replays it."""
+    scenario, first, again = tmp_path / "s.yaml", tmp_path / "first.txt", tmp_path / "again.txt"
+    scenario.write_text("nodes: 3\nduration_ms: 600\n")  # time for an election and some operations
+    assert main(["sim", str(scenario), "--seed", "5", "--trace", str(first)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"latency ms p50=\d+\.\d{3} p99=\d+\.\d{3}  messages/command=\d+\.\d{3}", out[-2]), out
+    assert out[-1] == f"replay: smr sim {scenario} --backend raft --seed 5"
+    assert main(shlex.split(out[-1].removeprefix("replay: "))[1:] + ["--trace", str(again)]) == 0
+    assert again.read_text() == first.read_text()
+
+
+def test_sim_with_the_trace_on_stdout_prints_the_replay_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--trace -` keeps stdout for the trace alone."""
+    assert main(["sim", "--nodes", "3", "--duration", "50", "--trace", "-"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("# seed=1 backend=raft") and "replay:" not in captured.out
+    assert captured.err.startswith("replay: smr sim --config ")
