@@ -67,3 +67,26 @@ def test_an_unknown_name_lists_the_builtin_scenarios() -> None:
     message = str(info.value)
     assert message.startswith("kv-leader-crashh: cannot read scenario: no such file")
     assert all(p.stem in message for p in builtin_scenarios()) and "\n" not in message
+
+
+def test_a_file_with_three_mistakes_reports_all_three_with_their_lines(tmp_path: Path) -> None:
+    """An unknown key, a value the class's own check refuses and a fault naming a missing node: one error
+    listing each as file:line: field: message (the first one used to hide the other two)."""
+    bad = tmp_path / "three.yaml"
+    bad.write_text("name: three mistakes\n"
+                   "nodes: 3\n"
+                   "duration_ms: -5\n"
+                   "clients:\n"
+                   "  count: 2\n"
+                   "  colour: red\n"
+                   "faults:\n"
+                   "  - {at: 10, action: crash, node: n9}\n")
+    with pytest.raises(ConfigError) as info:
+        load_scenario(bad)
+    head, *problems = str(info.value).splitlines()
+    assert head == f"{bad}: 3 problems:"
+    assert [p.split(": ", 2)[:2] for p in problems] == [
+        [f"  {bad}:3", "duration_ms"], [f"  {bad}:6", "clients.colour"], [f"  {bad}:8", "faults[0].node"]]
+    assert "must be positive" in problems[0] and "extra field 'colour'" in problems[1]
+    assert "unknown node 'n9'" in problems[2]
+    assert (info.value.file, info.value.line, info.value.field) == (str(bad), 3, "duration_ms")
