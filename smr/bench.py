@@ -212,8 +212,14 @@ def cmd_bench_sim(args: argparse.Namespace) -> int:
 
 def register(bench_sub: argparse._SubParsersAction) -> None:
     """Add ``smr bench sim`` to the bench subcommands."""
-    p = bench_sub.add_parser("sim", help="simulator speed vs a bare heap loop")
-    p.add_argument("--duration", type=float, default=5000.0, help="simulated ms per run")
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--json", action="store_true")
+    from .arguments import positive_float, positive_int
+
+    p = bench_sub.add_parser("sim", help="simulator speed vs a bare heap loop",
+                             description="Time the simulator (deliveries and events per second) with and "
+                                         "without traces and byte counts, the engine alone and the cores "
+                                         "alone, and print each rate and its ratio to a bare heap loop "
+                                         "(target ratio >= 0.25).")
+    p.add_argument("--duration", type=positive_float, default=5000.0, help="simulated ms per run")
+    p.add_argument("--repeat", type=positive_int, default=3, help="runs per row; the fastest counts")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_bench_sim)

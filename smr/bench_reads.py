@@ -24,6 +24,7 @@ from typing import Any
 
 import attrs
 
+from .arguments import backend_name, listed, one_of, positive_float, positive_int
 from .history import Outcome
 from .sim import ClientConfig, SimConfig, simulate
 from .stats import percentile
@@ -156,15 +157,14 @@ def cmd_bench_reads(args: argparse.Namespace) -> int:
 def register(bench_sub: argparse._SubParsersAction) -> None:
     """Add ``smr bench reads`` to the bench subcommands."""
     p = bench_sub.add_parser("reads", help="read latency and messages per read: log, ReadIndex, lease",
-                             description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backends", default="raft,multipaxos", help="comma-separated (default: %(default)s)")
-    p.add_argument("--modes", default=",".join(READ_MODES), help="read modes (default: %(default)s)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per row (default: %(default)s)")
-    p.add_argument("--duration", type=float, default=3000.0, help="simulated ms per run (default: %(default)s)")
-    p.add_argument("--clients", type=int, default=8, help="closed-loop clients (default: %(default)s)")
-    p.add_argument("--read-ratio", type=float, default=0.9, help="share of reads (default: %(default)s)")
+                             description=__doc__)
+    p.add_argument("--backends", type=listed(backend_name), default="raft,multipaxos", help="comma-separated")
+    p.add_argument("--modes", type=listed(one_of(READ_MODES)), default=",".join(READ_MODES), help="read modes")
+    p.add_argument("--seeds", type=positive_int, default=3, help="seeds per row")
+    p.add_argument("--duration", type=positive_float, default=3000.0, help="simulated ms per run")
+    p.add_argument("--clients", type=positive_int, default=8, help="closed-loop clients")
+    p.add_argument("--read-ratio", type=float, default=0.9, help="share of reads")
     p.add_argument("--tcp", action="store_true", help="measure a real local cluster instead of the simulator")
-    p.add_argument("--seconds", type=float, default=3.0, help="with --tcp: seconds of reads per row "
-                                                              "(default: %(default)s)")
+    p.add_argument("--seconds", type=positive_float, default=3.0, help="with --tcp: seconds of reads per row")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(func=cmd_bench_reads)

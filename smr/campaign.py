@@ -176,8 +176,10 @@ def foreign_workers(theirs: Mapping[str, Mapping[str, Any]], ours: Mapping[str, 
 
 def add_worker_arguments(parser: argparse.ArgumentParser, default_jobs: int = 1) -> None:
     """Add ``--jobs``, ``--scheduler`` and ``--quiet`` to a campaign command's parser."""
-    parser.add_argument("--jobs", type=int, default=default_jobs,
-                        help=f"local processes to spread the tasks over (default {default_jobs})")
+    from .arguments import positive_int
+
+    parser.add_argument("--jobs", type=positive_int, default=default_jobs,
+                        help="local processes to spread the tasks over")
     parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                         help="run the tasks on this Dask distributed scheduler's workers instead "
                              "(needs the dask extra)")

@@ -10,11 +10,17 @@ from typing import Any
 
 import attrs
 
+from .arguments import (ArgumentParser, backend_name, fail, listed, non_negative_int, positive_float,
+                        positive_int)
 from .errors import ConfigError, LocalProtocolError
 from .output import print_json
 
 
 # ------------------------------------------------------------------- smr sim
+#: The backend smr sim runs when neither --backend nor the scenario file names one.
+SIM_BACKEND = "raft"
+
+
 def _sim_config(args: argparse.Namespace) -> Any:
     from .sim import ClientConfig, SimConfig, load_scenario
 
@@ -25,7 +31,7 @@ def _sim_config(args: argparse.Namespace) -> Any:
 
         config = parse_scenario(args.config, "--config")
     elif args.scenario:
-        config = load_scenario(args.scenario)
+        config = load_scenario(args.scenario, backend=args.backend)
     else:
         config = SimConfig(backend=args.backend, nodes=args.nodes, duration_ms=args.duration,
                            swarm=args.swarm,
@@ -48,13 +54,18 @@ def _sim_config(args: argparse.Namespace) -> Any:
     return attrs.evolve(config, **overrides) if overrides else config
 
 
+def _fixed(value: float | None) -> str:
+    """A figure with 3 decimals, or "-" when there is none (no operation completed)."""
+    return "-" if value is None else f"{value:.3f}"
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     """Run one simulation and print its summary (trace and history to files on request)."""
     from .history import dump_history
     from .summary import summarize
 
     args.backend_given = args.backend is not None
-    args.backend = args.backend or "coordinator"
+    args.backend = args.backend or SIM_BACKEND
     config = _sim_config(args)
     from .sim import simulate
 
@@ -81,8 +92,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
         print(f"ops ok={summary.ok} fail={summary.failed} unknown={summary.unknown}  "
               f"commits={len(result.committed)}  leader changes={summary.leader_changes}  "
               f"deliveries={result.counters.deliveries}")
-        print(f"latency ms p50={summary.latency_p50} p99={summary.latency_p99}  "
-              f"messages/command={summary.messages_per_command}")
+        print(f"latency ms p50={_fixed(summary.latency_p50)} p99={_fixed(summary.latency_p99)}  "
+              f"messages/command={_fixed(summary.messages_per_command)}")
+    if not args.json:  # on stderr when stdout carries the trace
+        print(f"replay: {result.replay}", file=sys.stderr if args.trace_out == "-" else sys.stdout)
     if result.violations:
         for v in result.violations:
             print(f"VIOLATION: {v}", file=sys.stderr)
@@ -93,18 +106,24 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 def _add_sim(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sim", help="run one deterministic simulation",
-                       description="Run one seeded simulation; the same seed gives the same trace.")
-    p.add_argument("scenario", nargs="?", help="scenario YAML file (default: built from the flags)")
-    p.add_argument("--backend", default=None, help="backend name (see `smr backends`)")
-    p.add_argument("--nodes", type=int, default=5)
-    p.add_argument("--duration", type=float, default=2000.0, help="simulated milliseconds")
-    p.add_argument("--clients", type=int, default=3)
-    p.add_argument("--workload", default="kv")
+                       description="Run one seeded simulation and print its seed, backend, operation "
+                                   "counts, latency and messages per command, then the command that replays "
+                                   "it; the same seed gives the same trace.  Exit 1 if a safety invariant "
+                                   "was violated.")
+    p.add_argument("scenario", nargs="?",
+                   help="a scenario YAML file or a built-in scenario's name, e.g. kv-leader-crash (default: "
+                        "built from the flags)")
+    p.add_argument("--backend", type=backend_name, default=None,
+                   help=f"backend name (see `smr backends`); default: the scenario file's, else {SIM_BACKEND}")
+    p.add_argument("--nodes", type=positive_int, default=5, help="replicas")
+    p.add_argument("--duration", type=positive_float, default=2000.0, help="simulated milliseconds")
+    p.add_argument("--clients", type=non_negative_int, default=3, help="closed-loop clients")
+    p.add_argument("--workload", default="kv", help="the clients' workload (kv, counter, orders, ...)")
     p.add_argument("--swarm", action="store_true", help="draw fault settings from the seed")
     p.add_argument("--config", metavar="YAML", help="the whole scenario inline (as replay commands print it)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a backend option (repeatable), e.g. --option pre_vote=true")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="the seed every random choice of the run comes from")
     p.add_argument("--trace", dest="trace_out", metavar="FILE", help="write the trace ('-' for stdout)")
     p.add_argument("--history", dest="history_out", metavar="FILE", help="write the client history (JSON lines)")
     p.add_argument("--no-trace", action="store_true", help="do not record a trace (faster)")
@@ -152,7 +171,7 @@ def _add_backends(sub: argparse._SubParsersAction) -> None:
                        description="List every backend by name, with where it comes from (built-in, a plugin "
                                    "package's smr.backends entry point, or registered by a program), whether it "
                                    "serves a replicated log or one value, and its description.")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_backends)
 
 
@@ -165,9 +184,12 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="run backends side by side on the same scenarios and seeds",
                        description="Run every selected backend on the same scenarios, faults and seeds, "
                                    "and print the figures side by side.")
-    p.add_argument("scenarios", nargs="*", help="scenario YAML files (default: the built-in set)")
-    p.add_argument("--backends", default=None, help="comma-separated backend names (default: every replicated-log backend)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per scenario and backend")
+    p.add_argument("scenarios", nargs="*",
+                   help="scenario YAML files or built-in scenarios' names, e.g. kv-leader-crash (default: every "
+                        "built-in scenario)")
+    p.add_argument("--backends", type=listed(backend_name), default=None,
+                   help="comma-separated backend names (default: every replicated-log backend)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="seeds per scenario and backend")
     p.add_argument("--first-seed", type=int, default=1)
     add_worker_arguments(p, default_jobs=min(2, os.cpu_count() or 1))
     p.add_argument("--out", default=default_root(), metavar="DIR",
@@ -215,13 +237,16 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     from .bench import register as register_sim_bench
     from .bench_reads import register as register_reads_bench
 
-    p = sub.add_parser("bench", help="benchmarks that print figures (never run as tests)")
+    p = sub.add_parser("bench", help="benchmarks that print figures (never run as tests)",
+                       description="Benchmarks that print figures: simulator speed, read costs, checker "
+                                   "throughput, real TCP clusters, storage, and peer messages per command.  "
+                                   "They are never run as tests.")
     from .checker.bench import register_bench as register_checker_bench
 
     from .experiments.cli import register_bench as register_messages_bench
     from .net.cli import register_bench as register_tcp_bench
 
-    bench_sub = p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    bench_sub: argparse._SubParsersAction = p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     register_sim_bench(bench_sub)
     register_reads_bench(bench_sub)
     register_checker_bench(bench_sub)
@@ -231,12 +256,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the full ``smr`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="smr", description="Raft and multi-Paxos behind one replicated-log contract, side by side.")
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"smr {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub: argparse._SubParsersAction = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from synod.cli import register as register_essay
 
     from .checker.cli import register_check
@@ -266,9 +291,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what a results directory records
     try:
         return int(args.func(args))
-    except (ConfigError, LocalProtocolError) as exc:
-        print(f"smr: error: {exc}", file=sys.stderr)
-        return 2
+    except (ConfigError, LocalProtocolError) as exc:  # bad input, named by the error; a bug keeps its traceback
+        return fail(args.command_prog, exc)
+    except OSError as exc:
+        if exc.filename is None:  # not a file the command line named (a bug, or the network)
+            raise
+        return fail(args.command_prog, f"{exc.filename}: {exc.strerror}")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import attrs
 from .errors import LocalProtocolError
 from .history import Operation
 from .replica import backend_names, get_backend
-from .scenarios import builtin_scenarios
+from .scenarios import builtin_scenario_names, find_scenario
 from .sim import SimConfig, load_scenario, simulate
 from .sim.admin import change_figures, supports_membership
 from .sim.engine import workload_for
@@ -229,8 +229,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .campaign import exit_code_for, provenance, stop_on_signals, workers_from
     from .results import open_run
 
-    paths = [Path(p) for p in args.scenarios] or builtin_scenarios()
-    configs = [load_scenario(p) for p in paths]
+    given = args.scenarios or builtin_scenario_names()  # files, or built-in scenarios by name
+    paths = [find_scenario(name)[0] for name in given]
+    configs = [load_scenario(name) for name in given]
     configs = [c if c.name else attrs.evolve(c, name=Path(str(c.source)).stem) for c in configs]
     names = args.backends.split(",") if args.backends else backend_names(replicated_log_only=True)
     for name in names:
@@ -243,10 +244,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 "scenarios": [str(p) for p in paths], **workers.to_json()}
     run = None if args.no_plots else open_run(args, "compare", settings, root=args.out)
     record: dict[str, Any] = {}
-    if run is not None:  # the scenario files' content, so the run can be repeated exactly
-        copies = [run.keep_input(p, f"{i}-{p.name}") for i, p in enumerate(paths)]
-        rerun = shlex.join(["smr", "compare", *map(str, copies), "--backends", ",".join(names),
-                            "--seeds", str(args.seeds), "--first-seed", str(args.first_seed)])
+    # With a run directory, the scenario files' content is kept in it, so the run can be repeated exactly.
+    sources = [run.keep_input(p, f"{i}-{p.name}") for i, p in enumerate(paths)] if run is not None else given
+    rerun = shlex.join(["smr", "compare", *map(str, sources), "--backends", ",".join(names),
+                        "--seeds", str(args.seeds), "--first-seed", str(args.first_seed)])
+    if run is not None:
         run.note(rerun=rerun)
         record = {**provenance(), "settings": settings, "rerun": rerun,
                   "scenarios": {str(p): p.read_text(encoding="utf-8") for p in paths}}
@@ -272,6 +274,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(f"{cell.backend} on {cell.scenario}: {what}\n    replay: {replay}")
         for path in outputs:
             print(f"wrote {path}")
+        print(f"rerun: {rerun}")
     expected_stalls = {"unknown"}
     code = 1 if any(not what.startswith(tuple(expected_stalls)) for _, what, _ in failures) else 0
     if stop:

@@ -9,6 +9,8 @@ a message naming what was wrong.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class SMRError(Exception):
     """Base class of every error this project raises on purpose."""
@@ -42,3 +44,13 @@ class ConfigError(SMRError):
             where.append(f"field '{field}'")
         prefix = ", ".join(where)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+    @classmethod
+    def listing(cls, file: str, problems: Sequence[tuple[int | None, str | None, str]]) -> ConfigError:
+        """One error for several (line, field, message) problems of ``file``, one per line as
+        ``file:line: field: message``; its own line and field are the first problem's."""
+        lines = [":".join([file, *([str(line)] if line is not None else [])]) + ": "
+                 + (f"{field}: " if field else "") + message for line, field, message in problems]
+        error = cls(f"{len(problems)} problems:\n  " + "\n  ".join(lines), file=file)
+        error.line, error.field = problems[0][0], problems[0][1]
+        return error

@@ -194,10 +194,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Every compare, fuzz, experiment and conformance run writes its own "
                                           "directory under the results root; list them or show one.")
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = sub.add_parser("list", help="every stored run, oldest first")
-    show = sub.add_parser("show", help="one run's record and files")
+    listing = sub.add_parser("list", help="every stored run, oldest first",
+                             description="List the runs stored under the results root, oldest first: one "
+                                         "line per run with its id, status, commit and command line.")
+    show = sub.add_parser("show", help="one run's record and files",
+                          description="Print one stored run's record (command line, the command that "
+                                      "reruns it, status, version, commit, times, settings) and the files "
+                                      "in its directory.")
     show.add_argument("id", help="a run id, a unique prefix of one, or latest")
     for q in (listing, show):
-        q.add_argument("--root", default=default_root(), help="the results root (default smr-results)")
+        q.add_argument("--root", default=default_root(), help="the results root (default smr-results, or "
+                                                               "$SMR_RESULTS)")
         q.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_results)

@@ -17,10 +17,11 @@ about what it reads:
 
 :func:`structure_yaml` is the whole path for a config file: parse, refuse
 fields the loader sets itself, structure, run the file type's own checks, and
-report *every* problem found in one :class:`~smr.errors.ConfigError` (the
-first one's line and field are its attributes; each further one is named with
-its own line and field in the one-line message).  The pieces stay public for
-files that check more first.
+report *every* problem found in one :class:`~smr.errors.ConfigError`: one
+problem is one line (``f.yaml, line 3, field 'nodes': ...``), several are
+listed one a line in file order (``f.yaml:3: nodes: ...``); the first one's
+line and field are the error's attributes.  The pieces stay public for files
+that check more first.
 """
 
 from __future__ import annotations
@@ -424,19 +425,19 @@ def _under(path: str, prefix: str) -> bool:
 
 
 def problems_error(problems: Iterable[Problem], lines: dict[str, int], source: str) -> ConfigError:
-    """One ConfigError for every problem, in the order found: the first one's line and field are its
-    attributes, each further one is named in the message with its own line and field."""
-    placed = [(p.line if p.line is not None else line_of(lines, p.path), p) for p in problems]
-    (line, first), rest = placed[0], placed[1:]
-    more = []
-    for other_line, other in rest[:MAX_REPORTED - 1]:
-        where = [f"line {other_line}"] if other_line is not None else []
-        if _field(other.path):
-            where.append(f"field '{_field(other.path)}'")
-        more.append(f"; also {', '.join(where)}: {other.message}" if where else f"; also: {other.message}")
-    if len(rest) > MAX_REPORTED - 1:
-        more.append(f"; and {len(rest) - MAX_REPORTED + 1} more problems")
-    return ConfigError(first.message + "".join(more), file=source, line=line, field=_field(first.path))
+    """One ConfigError for every problem, in file order: one problem as ``file, line L, field 'F': message``;
+    several listed one per line as ``file:line: field: message`` (at most :data:`MAX_REPORTED`, the rest
+    counted).  The error's line and field are the first problem's."""
+    placed = [(p.line if p.line is not None else line_of(lines, p.path), _field(p.path), p.message)
+              for p in dict.fromkeys(problems)]
+    placed.sort(key=lambda problem: (problem[0] is None, problem[0] or 0))
+    if len(placed) == 1:
+        ((line, field, message),) = placed
+        return ConfigError(message, file=source, line=line, field=field)
+    shown = placed[:MAX_REPORTED]
+    if len(placed) > MAX_REPORTED:
+        shown.append((None, None, f"and {len(placed) - MAX_REPORTED} more problems"))
+    return ConfigError.listing(source, shown)
 
 
 def explain_structure_error(exc: Exception, lines: dict[str, int], source: str) -> ConfigError:
@@ -508,25 +509,40 @@ def structure_checked(data: dict[str, Any], cls: type[T], converter: cattrs.Conv
     """Structure ``data`` into ``cls`` and run ``check`` on it; return it (None if the types fail) and
     every problem found.
 
-    When some top-level fields fail, the check still runs on the others (the
-    failed ones left at their defaults), and its findings under a failed
-    field are dropped: type errors and cross-field errors come out together.
+    When some top-level fields fail, the others are structured again without
+    them (the failed ones left at their defaults) until that succeeds, so the
+    class's own checks (FieldErrors) on the remaining fields are reported too;
+    then the check runs, and its findings under a failed field are dropped:
+    type errors, the class's checks and cross-field errors come out together.
     """
     try:
         return _checked(converter.structure(data, cls), check, ())
     except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
-        problems = structure_problems(exc) or [Problem("$", _one_line(str(exc)))]
-    failed = {re.split(r"[.\[]", p.path[2:], maxsplit=1)[0] for p in problems if p.path.startswith("$.")}
+        problems = _structure_error_problems(exc)
     fields = attrs.fields_dict(cls) if attrs.has(cls) else {}
     required = {name for name, a in fields.items() if a.default is attrs.NOTHING}
-    if check is None or any(p.path == "$" for p in problems) or failed & required:
-        return None, problems
-    try:
-        partial = converter.structure({k: v for k, v in data.items() if k not in failed}, cls)
-    except (cattrs.BaseValidationError, ValueError, TypeError):
-        return None, problems
-    _, more = _checked(partial, check, tuple(f"$.{name}" for name in failed))
-    return None, problems + more
+    failed: set[str] = set()
+    while True:
+        newly = {_top_field(p.path) for p in problems if p.path.startswith("$.")} - failed
+        if any(p.path == "$" for p in problems) or not newly or (failed | newly) & required:
+            return None, problems
+        failed |= newly
+        try:
+            partial = converter.structure({k: v for k, v in data.items() if k not in failed}, cls)
+        except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+            problems += [p for p in _structure_error_problems(exc) if p not in problems]
+            continue
+        _, more = _checked(partial, check, tuple(f"$.{name}" for name in failed))
+        return None, problems + more
+
+
+def _structure_error_problems(exc: BaseException) -> list[Problem]:
+    return structure_problems(exc) or [Problem("$", _one_line(str(exc)))]
+
+
+def _top_field(path: str) -> str:
+    """The top-level field a path under ``$.`` is in (``$.clients.count`` -> ``clients``)."""
+    return re.split(r"[.\[]", path[2:], maxsplit=1)[0]
 
 
 def _checked(obj: T, check: Check[T] | None, skip: tuple[str, ...]) -> tuple[T, list[Problem]]:

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from smr.arguments import non_negative_int, positive_int
+
 from .costs import measure_costs
 from .essay import run_essay_table
 
@@ -26,18 +28,18 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                     "for Raft and multi-Paxos.")
     parser.add_argument("part", nargs="?", choices=("table", "flp"), default="table",
                         help="table: the essay's algorithm x property table (default); flp: Part 3, FLP")
-    parser.add_argument("--seeds", type=int, default=None,
+    parser.add_argument("--seeds", type=positive_int, default=None,
                         help="seeds per (algorithm, scenario) for the table (default 20); "
                              "seeds per curve and per election row for flp (default 200)")
     parser.add_argument("--json", action="store_true", help="print exactly one JSON document on stdout")
     parser.add_argument("--costs", action="store_true", help="also measure Paxos message and delay costs (table)")
     parser.add_argument("--no-counterexamples", action="store_true",
                         help="skip the search for minimal counterexamples (table)")
-    parser.add_argument("--rounds", type=int, default=20,
-                        help="flp: ballot rounds the adversary must keep the synod undecided (default 20)")
-    parser.add_argument("--trace-rounds", type=int, default=3,
-                        help="flp: ballot rounds shown step by step in the adversary's trace (default 3)")
-    parser.add_argument("--election-seeds", type=int, default=None,
+    parser.add_argument("--rounds", type=positive_int, default=20,
+                        help="flp: ballot rounds the adversary must keep the synod undecided")
+    parser.add_argument("--trace-rounds", type=non_negative_int, default=3,
+                        help="flp: ballot rounds shown step by step in the adversary's trace")
+    parser.add_argument("--election-seeds", type=positive_int, default=None,
                         help="flp: seeds per leader-election row (default: --seeds)")
     parser.set_defaults(func=run)
     return parser
@@ -46,9 +48,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run the chosen part; exit 0 if it matches the essay's predictions, 1 if not, 2 on bad arguments."""
     seeds = DEFAULT_SEEDS[args.part] if args.seeds is None else args.seeds
-    if seeds < 1:
-        print("essay: --seeds must be at least 1", file=sys.stderr)
-        return 2
     if args.part == "flp":
         return _run_flp(args, seeds)
     table = run_essay_table(seeds, counterexamples=not args.no_counterexamples)
@@ -68,11 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_flp(args: argparse.Namespace, seeds: int) -> int:
     if args.costs or args.no_counterexamples:
-        print("essay: --costs and --no-counterexamples belong to the table, not to flp", file=sys.stderr)
-        return 2
-    if args.rounds < 1 or args.trace_rounds < 0 or (args.election_seeds is not None and args.election_seeds < 1):
-        print("essay: --rounds and --election-seeds must be at least 1, --trace-rounds at least 0",
-              file=sys.stderr)
+        print("smr essay: error: --costs and --no-counterexamples belong to the table, not to flp", file=sys.stderr)
         return 2
     from .flp import run_flp
 

@@ -167,17 +167,21 @@ def test_a_scenario_naming_what_does_not_exist_is_refused(old: str, new: str, li
 
 
 def test_every_problem_in_a_file_is_reported_with_its_line_and_field() -> None:
-    """Type errors, unknown keys and cross-references together: the first in the attributes, all in the line."""
+    """Type errors, unknown keys and cross-references together: the first in the attributes, each on a line."""
     text = SCENARIO.replace("nodes: 3", "nodes: 3\ntrace: 'no'\ncolour: red").replace(
         "node: n2}", "node: n9}").replace("at: 200", "at: -1")
     err = _refused(parse_scenario, text)
-    _names(err, 2, "trace", "expected a bool")
-    for part in ("line 3, field 'colour': extra field 'colour'", "line 10, field 'faults[0].node': unknown node",
-                 "line 11, field 'faults[1].at': a fault's time must not be negative"):
-        assert part in str(err), str(err)
+    assert (err.file, err.line, err.field) == ("bad.yaml", 2, "trace"), str(err)
+    lines = str(err).splitlines()
+    assert lines[0] == "bad.yaml: 4 problems:" and len(lines) == 5, str(err)
+    for line, start in zip(lines[1:], ("  bad.yaml:2: trace: expected a bool (true or false), got 'no' (a str)",
+                                       "  bad.yaml:3: colour: extra field 'colour' is not allowed",
+                                       "  bad.yaml:10: faults[0].node: unknown node 'n9' (nodes: n1, n2, n3)",
+                                       "  bad.yaml:11: faults[1].at: a fault's time must not be negative")):
+        assert line.startswith(start), str(err)
     cluster = _refused(parse_cluster, CLUSTER.replace("port: 47001}", "port: 70000}").replace(
         "id: n3,", "id: n2,").replace('"0123456789abcdef-cluster"', "short"))
-    assert "line 5, field 'secret'" in str(cluster) and "line 9, field 'nodes[2].id'" in str(cluster)
+    assert "bad.yaml:5: secret: " in str(cluster) and "bad.yaml:9: nodes[2].id: " in str(cluster)
 
 
 @pytest.mark.parametrize("command", ["sim", "compare", "trace"])
@@ -191,7 +195,7 @@ def test_smr_commands_print_one_line_for_a_hostile_scenario(tmp_path: Path, comm
                 "trace": ["trace", "1", str(bad)]}[command]
         assert smr_main(args) == 2
         err = capsys.readouterr().err
-        assert err.startswith(f"smr: error: {bad}, line ") and err.count("\n") == 1, err
+        assert err.startswith(f"smr {command}: error: {bad}, line ") and err.count("\n") == 1, err
 
 
 def test_smr_serve_and_cluster_up_print_one_line_for_a_hostile_cluster_file(

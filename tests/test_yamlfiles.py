@@ -108,7 +108,7 @@ def test_a_class_reports_each_of_its_own_checks_at_its_field() -> None:
     with pytest.raises(ConfigError) as info:
         structure_yaml("label: y\ncount: -1\nratio: -2\n", "f.yaml", "doc", _Typed, _STRICT)
     assert (info.value.line, info.value.field) == (2, "count")
-    assert "also line 3, field 'ratio': ratio must not be negative" in str(info.value)
+    assert "\n  f.yaml:3: ratio: ratio must not be negative" in str(info.value)
     with pytest.raises(ValueError, match="count must not be negative; ratio must not be negative"):
         _Typed(count=-1, ratio=-1)
 
@@ -121,7 +121,18 @@ def test_cross_field_checks_run_beside_type_errors() -> None:
     with pytest.raises(ConfigError) as info:
         structure_yaml("count: yes\nlabel: y\n", "f.yaml", "doc", _Typed, _STRICT, check)
     assert (info.value.line, info.value.field) == (1, "count")
-    assert "also line 2, field 'label': label must be 'x'" in str(info.value)
+    assert "\n  f.yaml:2: label: label must be 'x'" in str(info.value)
+
+
+def test_a_class_check_is_reported_beside_a_type_error() -> None:
+    """A field of the wrong type no longer hides the class's own checks on the other fields."""
+    with pytest.raises(ConfigError) as info:
+        structure_yaml("count: -1\nlabel: 7\nratio: -2\n", "f.yaml", "doc", _Typed, _STRICT)
+    assert str(info.value).splitlines() == [
+        "f.yaml: 3 problems:",
+        "  f.yaml:1: count: count must not be negative",
+        "  f.yaml:2: label: expected a str, got 7 (an int); quote it if it is text",
+        "  f.yaml:3: ratio: ratio must not be negative"]
 
 
 def test_a_single_value_goes_through_the_same_bounds() -> None:

@@ -15,6 +15,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..arguments import backend_name, listed, non_negative_int, positive_float, positive_int
 from ..errors import LocalProtocolError
 from ..output import print_json
 
@@ -45,6 +46,9 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         backends = args.backends.split(",")
     elif args.mutant:
         backends = [b for b in conformance_backends() if mutant_option(args.mutant) in mutants_of(b)]
+        if not backends:
+            known = sorted({m for b in conformance_backends() for m in mutants_of(b)})
+            raise LocalProtocolError(f"no backend has a mutant {args.mutant!r}; known: {', '.join(known)}")
     else:
         backends = conformance_backends()
     for name in backends:
@@ -125,10 +129,10 @@ def _add_conformance(sub: argparse._SubParsersAction) -> None:
                                    "invariants, workload invariants, liveness, quorum) and compare the "
                                    "outcome with the expected-result matrix.")
     p.add_argument("scenarios", nargs="*", help="catalogue names or YAML files (default: the whole catalogue)")
-    p.add_argument("--backends", default=None,
+    p.add_argument("--backends", type=listed(backend_name), default=None,
                    help="comma-separated backends (default: every replicated-log backend, or every "
                         "backend offering --mutant)")
-    p.add_argument("--seeds", type=int, default=2, help="seeds per scenario and backend")
+    p.add_argument("--seeds", type=positive_int, default=2, help="seeds per scenario and backend")
     p.add_argument("--first-seed", type=int, default=1)
     p.add_argument("--mutant", default=None, help="switch on a deliberately broken variant, e.g. forget_vote")
     p.add_argument("--trace", default=None, metavar="FILE", help="write the trace of a single run")
@@ -254,14 +258,14 @@ def _add_fuzz(sub: argparse._SubParsersAction) -> None:
                                    "report failures with the command that replays each.  Ctrl-C or SIGTERM "
                                    "writes the partial report; --resume finishes it; `smr fuzz merge` joins "
                                    "shards.")
-    p.add_argument("--backend", default="raft")
-    p.add_argument("--seeds", type=int, default=100, help="how many seeds")
+    p.add_argument("--backend", type=backend_name, default="raft")
+    p.add_argument("--seeds", type=positive_int, default=100, help="how many seeds")
     p.add_argument("--first-seed", type=int, default=1)
     add_worker_arguments(p)
-    p.add_argument("--nodes", type=int, default=3)
-    p.add_argument("--clients", type=int, default=3)
-    p.add_argument("--duration", type=float, default=5000.0, help="simulated ms per seed")
-    p.add_argument("--liveness-bound", type=float, default=1000.0,
+    p.add_argument("--nodes", type=positive_int, default=3)
+    p.add_argument("--clients", type=non_negative_int, default=3)
+    p.add_argument("--duration", type=positive_float, default=5000.0, help="simulated ms per seed")
+    p.add_argument("--liveness-bound", type=positive_float, default=1000.0,
                    help="ms after the heal within which progress must resume")
     p.add_argument("--mutant", default=None, help="switch on a deliberately broken variant, e.g. forget_vote")
     p.add_argument("--membership", action="store_true",
@@ -269,8 +273,8 @@ def _add_fuzz(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stop-at-first", action="store_true", help="stop at the first failing seed")
     p.add_argument("--resume", default=None, metavar="REPORT",
                    help="a report of this campaign (e.g. a stopped one): skip the seeds it judged")
-    p.add_argument("--checkpoint", type=float, default=60.0, metavar="SECONDS",
-                   help="write the report so far this often (default 60), so a killed campaign can resume")
+    p.add_argument("--checkpoint", type=positive_float, default=60.0, metavar="SECONDS",
+                   help="write the report so far this often, so a killed campaign can resume")
     p.add_argument("--dry-run", action="store_true",
                    help="draw and dispatch every seed's swarm settings without simulating (measures the "
                         "campaign machinery)")

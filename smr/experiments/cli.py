@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any
 
+from ..arguments import positive_float, positive_int
+from ..errors import LocalProtocolError
 from ..sim.latency import Latency
 from ..table import render_table
 from .election import DEFAULT_RANGES, ELECTION_BACKENDS, PAPER_LATENCY, ElectionSetup, parse_range
@@ -27,7 +29,7 @@ def _backends(text: str | None, default: tuple[str, ...], allowed: tuple[str, ..
     names = [n.strip() for n in text.split(",") if n.strip()] if text else list(default)
     unknown = [n for n in names if n not in allowed]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"backend must be one of {', '.join(allowed)}; got {text!r}")
+        raise LocalProtocolError(f"--backend must be one of {', '.join(allowed)}; got {text!r}")
     return names
 
 
@@ -143,13 +145,13 @@ def _add_election(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default=None,
                    help=f"one or more of {', '.join(ELECTION_BACKENDS)}, comma-separated "
                         "(default: raft,multipaxos)")
-    p.add_argument("--trials", type=int, default=1000, help="trials per range (default 1000)")
+    p.add_argument("--trials", type=positive_int, default=1000, help="trials per range")
     p.add_argument("--ranges", type=_ranges, default=None,
                    help="comma-separated election timeout ranges in ms, e.g. 150-150,150-300 "
                         "(default: the paper's ten)")
     p.add_argument("--seed", type=int, default=1, help="base seed; each trial derives its own")
     add_worker_arguments(p)
-    p.add_argument("--cap", type=float, default=60_000.0,
+    p.add_argument("--cap", type=positive_float, default=60_000.0,
                    help="a trial with no leader this many ms after the crash counts as not converged")
     p.add_argument("--latency", type=parse_latency, default=PAPER_LATENCY,
                    help="one-way delay in ms: constant (7) or uniform (6-8, the default)")
@@ -241,9 +243,9 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default=None,
                    help="raft, multipaxos or raft-pv-cq, comma-separated (default: raft and multipaxos "
                         "side by side)")
-    p.add_argument("--clients", type=int, default=10, help="closed-loop clients (default 10)")
-    p.add_argument("--warmup", type=float, default=1000.0, help="simulated ms before counting starts")
-    p.add_argument("--window", type=float, default=3000.0, help="simulated ms counted")
+    p.add_argument("--clients", type=positive_int, default=10, help="closed-loop clients")
+    p.add_argument("--warmup", type=positive_float, default=1000.0, help="simulated ms before counting starts")
+    p.add_argument("--window", type=positive_float, default=3000.0, help="simulated ms counted")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--latency", type=parse_latency, default=None,
                    help="one-way delay in ms, constant (1) or uniform (0.5-1.5); default: the "

@@ -29,6 +29,7 @@ from typing import Any
 
 import trio
 
+from smr.arguments import backend_name, json_object, listed, one_of, positive_float, positive_int
 from smr.bench import cores_cpu_per_op
 from smr.commands import put
 from smr.replica import ClientRequest, Write
@@ -237,9 +238,6 @@ def cmd_bench_tcp(args: argparse.Namespace) -> int:
     backends = [b for b in args.backends.split(",") if b]
     loads = [int(x) for x in args.loads.split(",") if x]
     modes = [m for m in args.modes.split(",") if m]
-    for mode in modes:
-        if mode not in MODES:
-            raise SystemExit(f"smr bench tcp: unknown mode {mode!r} (choose from {', '.join(MODES)})")
     storages = [True, False] if args.storage == "both" else [args.storage == "fsync"]
     systems: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -316,40 +314,40 @@ def _print_budget(floor: dict[str, Any], best: dict[int, dict[str, Any]], loads:
               + "  ".join(f"{load}: {us:.0f}" for load, us in budget.items()) + f"  ({cpus} CPUs)")
 
 
-def _json_object(text: str) -> dict[str, Any]:
-    """Parse a JSON object given on the command line (argparse reports the error)."""
-    try:
-        found = json.loads(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
-    if not isinstance(found, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object")
-    return found
-
-
 def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     """Add ``smr bench tcp`` and ``smr bench storage``."""
     p = bench_sub.add_parser("tcp", help="real 3-process clusters, embedded and client-server, swept over load, "
-                                         "beside PySyncObj")
-    p.add_argument("--backends", default="raft,multipaxos", help="comma-separated backend names")
-    p.add_argument("--modes", default="embedded,client-server",
+                                         "beside PySyncObj",
+                             description="Start real 3-process clusters on 127.0.0.1 for each backend, mode "
+                                         "and storage setting, sweep the number of puts outstanding at once, "
+                                         "and print throughput and latency per load beside PySyncObj's, the "
+                                         "cores' own CPU per put, and PASS/FAIL for the acceptance checks.")
+    p.add_argument("--backends", type=listed(backend_name), default="raft,multipaxos",
+                   help="comma-separated backend names")
+    p.add_argument("--modes", type=listed(one_of(MODES)), default="embedded,client-server",
                    help="embedded (the caller in the leader's process), client-server (a client process)")
     p.add_argument("--storage", choices=["both", "fsync", "no-sync"], default="both")
-    p.add_argument("--loads", default=",".join(map(str, LOADS)), help="requests outstanding at once, per step")
-    p.add_argument("--seconds", type=float, default=3.0, help="length of each load step")
-    p.add_argument("--value-size", type=int, default=100, help="bytes per put value")
-    p.add_argument("--max-ops", type=int, default=500_000, help="cap on operations per load step")
-    p.add_argument("--backend-options", type=_json_object, default=None, metavar="JSON",
+    p.add_argument("--loads", type=listed(positive_int), default=",".join(map(str, LOADS)),
+                   help="requests outstanding at once, per step")
+    p.add_argument("--seconds", type=positive_float, default=3.0, help="length of each load step")
+    p.add_argument("--value-size", type=positive_int, default=100, help="bytes per put value")
+    p.add_argument("--max-ops", type=positive_int, default=500_000, help="cap on operations per load step")
+    p.add_argument("--backend-options", type=json_object, default=None, metavar="JSON",
                    help="backend options for every cluster, e.g. '{\"max_batch\": 256}'")
     p.add_argument("--no-pysyncobj", action="store_true", help="skip the PySyncObj baseline")
     p.add_argument("--dir", default=None, help="parent directory for the temporary clusters")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_tcp)
 
-    p = bench_sub.add_parser("storage", help="SQLite WAL commits per second per group-commit batch size")
-    p.add_argument("--batches", default="1,10,100")
-    p.add_argument("--seconds", type=float, default=2.0, help="per batch size")
-    p.add_argument("--value-size", type=int, default=100)
+    p = bench_sub.add_parser("storage", help="SQLite WAL commits per second per group-commit batch size",
+                             description="Time the durable storage (SQLite in WAL mode, one sync per batch) "
+                                         "for each group-commit batch size and print commits and writes per "
+                                         "second and ms per commit, beside the bare fdatasync rate of this "
+                                         "disk and a run without syncing.")
+    p.add_argument("--batches", type=listed(positive_int), default="1,10,100",
+                   help="comma-separated batch sizes (writes per commit)")
+    p.add_argument("--seconds", type=positive_float, default=2.0, help="per batch size")
+    p.add_argument("--value-size", type=positive_int, default=100, help="bytes per written value")
     p.add_argument("--dir", default=None, help="parent directory (default: the system temp dir)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_storage)

@@ -28,6 +28,8 @@ from smr.apps import app_spec, resolve_app
 from smr.client import AppClient
 from smr.values import to_json
 from smr.errors import ConfigError, LocalProtocolError, SMRError
+from ..arguments import (ArgumentParser, backend_name, fail, json_object, non_negative_float, non_negative_int,
+                         positive_float, positive_int)
 from ..output import print_json
 
 
@@ -224,7 +226,7 @@ def cmd_cluster_up(args: argparse.Namespace) -> int:
 
     temporary = args.dir is None
     directory = Path(args.dir or tempfile.mkdtemp(prefix="smr-cluster-"))
-    options = json.loads(args.options) if args.options else {}
+    options = args.options or {}
     cluster = LocalTcpCluster(directory, nodes=args.nodes, backend=args.backend,
                               state_machine=args.app, tick_ms=args.tick_ms,
                               backend_options=options, fsync=not args.no_fsync, tls=args.tls)
@@ -269,7 +271,7 @@ def cmd_cluster_init(args: argparse.Namespace) -> int:
     path = directory / CLUSTER_FILE
     if path.exists():
         raise ConfigError("a cluster file is already here; choose another directory", file=str(path))
-    options = json.loads(args.options) if args.options else {}
+    options = args.options or {}
     config = write_cluster_file(path, nodes=args.nodes, backend=args.backend, state_machine=args.app,
                                 tick_ms=args.tick_ms, backend_options=options, fsync=not args.no_fsync,
                                 tls=args.tls)
@@ -439,7 +441,7 @@ def cmd_crashloop(args: argparse.Namespace) -> int:
     """Kill random nodes under load, then check the history; exit 1 unless linearizable."""
     from ._crashloop import crashloop
 
-    options = json.loads(args.options) if args.options else None
+    options = args.options
     report = _in_directory(args, "smr-crashloop-", lambda directory: _run(
         crashloop, directory, args.backend, args.kills, args.interval, args.clients, args.seed, options))
     return _print_report(args, report, report["verdict"] == "linearizable")
@@ -450,7 +452,7 @@ def cmd_catchup(args: argparse.Namespace) -> int:
     """The largest put and a large state reach a follower that was down; exit 1 on any problem."""
     from ._catchup import catchup
 
-    options = json.loads(args.options) if args.options else None
+    options = args.options
     report = _in_directory(args, "smr-catchup-", lambda directory: _run(
         catchup, directory, args.backend, args.state_mb, args.value_bytes, args.clients, args.seed, options))
     return _print_report(args, report, report["verdict"] == "ok")
@@ -479,10 +481,11 @@ def _print_report(args: argparse.Namespace, report: dict[str, Any], ok: bool) ->
 
 def _attack_arguments(p: argparse.ArgumentParser, clients: int) -> None:
     """The options every command that attacks a local cluster under load takes."""
-    p.add_argument("--backend", default="raft")
-    p.add_argument("--clients", type=int, default=clients, help="KV clients running meanwhile")
+    p.add_argument("--backend", type=backend_name, default="raft")
+    p.add_argument("--clients", type=non_negative_int, default=clients, help="KV clients running meanwhile")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--options", default=None, help="backend options as JSON (e.g. a mutant_* switch)")
+    p.add_argument("--options", type=json_object, default=None, metavar="JSON",
+                   help="backend options as a JSON object (e.g. a mutant_* switch)")
     p.add_argument("--dir", default=None, help="cluster directory (default: a temporary one)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--json", action="store_true")
@@ -493,7 +496,7 @@ def cmd_insider(args: argparse.Namespace) -> int:
     """Send hostile peer messages to a live cluster under load; exit 1 on a node exit, a lost write or a bad history."""
     from ._insider import insider
 
-    options = json.loads(args.options) if args.options else None
+    options = args.options
     report = _in_directory(args, "smr-insider-", lambda directory: _run(lambda: insider(
         directory, args.backend, args.messages, args.seed, clients=args.clients, options=options,
         check_seconds=args.check_seconds)))
@@ -545,15 +548,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("method")
     p.add_argument("args", nargs="*", metavar="ARG")
     p.add_argument("--cluster", required=True, metavar="FILE")
-    p.add_argument("--timeout", type=float, default=1.0, help="seconds per attempt")
-    p.add_argument("--attempts", type=int, default=40)
+    p.add_argument("--timeout", type=positive_float, default=1.0, help="seconds per attempt")
+    p.add_argument("--attempts", type=positive_int, default=40)
     p.set_defaults(func=cmd_call)
 
-    p = subparsers.add_parser("kv", help="put/get/cas/delete on a TCP cluster's KV store")
+    p = subparsers.add_parser("kv", help="put/get/cas/delete on a TCP cluster's KV store",
+                              description="One operation on the KV store of a running TCP cluster (started "
+                                          "with `smr cluster up --app kv`), through a client session that "
+                                          "follows redirects and retries; the result is printed as JSON.")
     kv = p.add_subparsers(dest="kv_op", required=True, metavar="OP")
-    for name, help_ in (("put", "write VALUE to KEY"), ("get", "read KEY"), ("delete", "delete KEY"),
-                        ("cas", "compare-and-set: KEY EXPECTED NEW (or --from-absent KEY NEW)")):
-        q = kv.add_parser(name, help=help_)
+    for name, help_, says in (
+            ("put", "write VALUE to KEY", "Write VALUE to KEY; prints the store's reply."),
+            ("get", "read KEY", "Read KEY linearizably; prints its value as JSON, or (absent)."),
+            ("delete", "delete KEY", "Delete KEY; prints the store's reply."),
+            ("cas", "compare-and-set: KEY EXPECTED NEW (or --from-absent KEY NEW)",
+             "Set KEY to NEW only if it holds EXPECTED (with --from-absent: only if it is absent); prints "
+             "whether it did.")):
+        q = kv.add_parser(name, help=help_, description=says + "  Exit 1 if the cluster gave no answer "
+                                                               "(the operation may or may not have happened).")
         q.add_argument("key")
         if name == "put":
             q.add_argument("value")
@@ -561,41 +573,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             q.add_argument("values", nargs="+", metavar="VALUE")
             q.add_argument("--from-absent", action="store_true", help="expect KEY to be absent")
         q.add_argument("--cluster", required=True, metavar="FILE")
-        q.add_argument("--timeout", type=float, default=1.0, help="seconds per attempt")
-        q.add_argument("--attempts", type=int, default=40)
+        q.add_argument("--timeout", type=positive_float, default=1.0, help="seconds per attempt")
+        q.add_argument("--attempts", type=positive_int, default=40)
         q.add_argument("--json", action="store_true")
         q.set_defaults(func=cmd_kv)
 
-    p = subparsers.add_parser("status", help="every node's role, epoch, leader and counters")
+    p = subparsers.add_parser("status", help="every node's role, epoch, leader and counters",
+                              description="Ask every node of a cluster file for its status and print one "
+                                          "line per node: role, epoch, leader, commit index, uptime, frames "
+                                          "in/out, refused frames, storage syncs and open sessions.  Exit 1 "
+                                          "if no node answers.")
     p.add_argument("--cluster", required=True, metavar="FILE")
-    p.add_argument("--timeout", type=float, default=1.0)
+    p.add_argument("--timeout", type=positive_float, default=1.0, help="seconds to wait for each node")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
-    p = subparsers.add_parser("cluster", help="start a local cluster on 127.0.0.1; add, remove, status")
+    p = subparsers.add_parser("cluster", help="start a local cluster on 127.0.0.1; add, remove, status",
+                              description="Run a cluster on this machine (up, init) and change or show its "
+                                          "membership (add, remove, status).")
     cl = p.add_subparsers(dest="cluster_op", required=True, metavar="OP")
-    q = cl.add_parser("up", help="start N `smr serve` processes, wait for a leader, stop on Ctrl-C")
-    q.add_argument("--nodes", type=int, default=3)
-    q.add_argument("--backend", default="raft")
+    q = cl.add_parser("up", help="start N `smr serve` processes, wait for a leader, stop on Ctrl-C",
+                      description="Write a cluster file for N nodes on 127.0.0.1 (or reuse the one in --dir), "
+                                  "start one `smr serve` process per node, wait for a leader and print the "
+                                  "cluster file and a command to try; Ctrl-C stops every node.")
+    q.add_argument("--nodes", type=positive_int, default=3)
+    q.add_argument("--backend", type=backend_name, default="raft")
     q.add_argument("--app", "--state-machine", dest="app", default="kv", metavar="SPEC",
                    help="the state machine every node runs: module:Class, file.py:Class or a built-in "
                         "(kv, counter, dict, repl_counter, locks, write_once)")
-    q.add_argument("--tick-ms", type=float, default=10.0)
-    q.add_argument("--options", default=None, help="backend options as JSON")
+    q.add_argument("--tick-ms", type=positive_float, default=10.0)
+    q.add_argument("--options", type=json_object, default=None, metavar="JSON",
+                   help="backend options as a JSON object")
     q.add_argument("--no-fsync", action="store_true", help="do not sync batches (benchmarks only)")
     q.add_argument("--tls", action="store_true",
                    help="TLS on every link: make a local CA and a certificate per node in tls/ (needs the "
                         "'cryptography' package)")
     q.add_argument("--dir", default=None, help="cluster directory (kept; reused if it has a cluster file)")
-    q.add_argument("--leader-timeout", type=float, default=20.0)
+    q.add_argument("--leader-timeout", type=positive_float, default=20.0, help="seconds to wait for a leader")
     q.set_defaults(func=cmd_cluster_up)
-    q = cl.add_parser("init", help="write a cluster file for N nodes on 127.0.0.1 (for embedded nodes)")
-    q.add_argument("--nodes", type=int, default=3)
-    q.add_argument("--backend", default="raft")
+    q = cl.add_parser("init", help="write a cluster file for N nodes on 127.0.0.1 (for embedded nodes)",
+                      description="Write DIR/cluster.yaml (with its secrets) and a client file for N nodes "
+                                  "on 127.0.0.1, for programs that each embed one node; start nothing.")
+    q.add_argument("--nodes", type=positive_int, default=3)
+    q.add_argument("--backend", type=backend_name, default="raft")
     q.add_argument("--app", "--state-machine", dest="app", default="kv", metavar="SPEC",
                    help="the state machine the nodes run (each program may also pass its class to open_node)")
-    q.add_argument("--tick-ms", type=float, default=10.0)
-    q.add_argument("--options", default=None, help="backend options as JSON")
+    q.add_argument("--tick-ms", type=positive_float, default=10.0)
+    q.add_argument("--options", type=json_object, default=None, metavar="JSON",
+                   help="backend options as a JSON object")
     q.add_argument("--no-fsync", action="store_true", help="do not sync batches (benchmarks only)")
     q.add_argument("--tls", action="store_true",
                    help="TLS on every link: make a local CA and a certificate per node in tls/ (needs the "
@@ -613,43 +638,70 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="its data directory (default: beside the other nodes', or data/NODE beside the file)")
     q.add_argument("--no-start", action="store_true",
                    help="do not start the process here (run `smr serve --node NODE` where it lives)")
-    q.add_argument("--timeout", type=float, default=60.0, help="seconds until it must be a voter")
+    q.add_argument("--timeout", type=positive_float, default=60.0, help="seconds until it must be a voter")
     q.set_defaults(func=cmd_cluster_add)
-    q = cl.add_parser("remove", help="remove a node from a running cluster; wait until committed and stopped")
+    q = cl.add_parser("remove", help="remove a node from a running cluster; wait until committed and stopped",
+                      description="Ask the cluster to remove NODE, wait until the change is committed and "
+                                  "the node has stopped, record it in the cluster file and print the new "
+                                  "membership.  Exit 1 if it still answers after --timeout.")
     q.add_argument("node", metavar="NODE")
     q.add_argument("--cluster", required=True, metavar="FILE")
-    q.add_argument("--timeout", type=float, default=60.0)
+    q.add_argument("--timeout", type=positive_float, default=60.0, help="seconds to wait for each step")
     q.set_defaults(func=cmd_cluster_remove)
-    q = cl.add_parser("status", help="the cluster's membership and each member's role")
+    q = cl.add_parser("status", help="the cluster's membership and each member's role",
+                      description="Print the committed membership (voters, learners, nodes being added or "
+                                  "removed) and one line per node: where it stands, role, epoch, leader "
+                                  "and commit index.  Exit 1 if the cluster does not answer.")
     q.add_argument("--cluster", required=True, metavar="FILE")
-    q.add_argument("--timeout", type=float, default=1.0, help="seconds per attempt")
+    q.add_argument("--timeout", type=positive_float, default=1.0, help="seconds per attempt")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_cluster_status)
 
-    p = subparsers.add_parser("crashloop", help="kill random nodes under load, then check the history")
+    p = subparsers.add_parser("crashloop", help="kill random nodes under load, then check the history",
+                              description="Start a local 3-node cluster, run KV clients against it, kill a "
+                                          "random node (SIGKILL) --kills times and restart it, then check the "
+                                          "clients' history for linearizability.  Prints the kills, the "
+                                          "operation counts and the verdict; exit 1 unless linearizable.")
     _attack_arguments(p, clients=4)
-    p.add_argument("--kills", type=int, default=5)
-    p.add_argument("--interval", type=float, default=3.0, help="seconds between kills")
+    p.add_argument("--kills", type=non_negative_int, default=5)
+    p.add_argument("--interval", type=non_negative_float, default=3.0, help="seconds between kills")
     p.set_defaults(func=cmd_crashloop)
 
-    p = subparsers.add_parser("catchup", help="the largest put and a large state reach a follower that was down")
+    p = subparsers.add_parser("catchup", help="the largest put and a large state reach a follower that was down",
+                              description="Stop a follower of a local 3-node cluster, grow the state by "
+                                          "--state-mb (with one put as large as the request limit allows), "
+                                          "restart it and check that it catches up (by snapshot) and that the "
+                                          "history is linearizable.  Prints the figures and the verdict; exit "
+                                          "1 on any problem.")
     _attack_arguments(p, clients=2)
-    p.add_argument("--state-mb", type=float, default=50.0, help="megabytes the state grows by while it is down")
-    p.add_argument("--value-bytes", type=int, default=None,
+    p.add_argument("--state-mb", type=non_negative_float, default=50.0,
+                   help="megabytes the state grows by while it is down")
+    p.add_argument("--value-bytes", type=positive_int, default=None,
                    help="size of the one large put (default: the largest the request limit allows)")
     p.set_defaults(func=cmd_catchup)
 
-    p = subparsers.add_parser("insider", help="send hostile peer messages to a live cluster under load, then check")
+    p = subparsers.add_parser("insider", help="send hostile peer messages to a live cluster under load, then check",
+                              description="Join a local 3-node cluster under KV load as an authenticated "
+                                          "peer and send it --messages well-typed hostile messages (forged, "
+                                          "mutated, replayed); then check that no node exited, no write was "
+                                          "lost and the history is linearizable.  Prints what each node "
+                                          "refused and the verdict; exit 1 on any problem.")
     _attack_arguments(p, clients=4)
-    p.add_argument("--messages", type=int, default=100_000)
-    p.add_argument("--check-seconds", type=float, default=300.0, help="the linearizability checker's budget")
+    p.add_argument("--messages", type=non_negative_int, default=100_000)
+    p.add_argument("--check-seconds", type=positive_float, default=300.0,
+                   help="the linearizability checker's budget")
     p.set_defaults(func=cmd_insider)
 
-    p = subparsers.add_parser("bitflip", help="flip random bits in a stopped node's files; none may load")
-    p.add_argument("--backend", default="raft")
-    p.add_argument("--trials", type=int, default=1000)
+    p = subparsers.add_parser("bitflip", help="flip random bits in a stopped node's files; none may load",
+                              description="Write --puts values to a local cluster, stop a node, and --trials "
+                                          "times flip one random bit of a copy of its files and try to load "
+                                          "it.  Prints how many copies were refused, unchanged or served, "
+                                          "with a replay command for each served one; exit 1 if any damaged "
+                                          "copy loaded and served.")
+    p.add_argument("--backend", type=backend_name, default="raft")
+    p.add_argument("--trials", type=positive_int, default=1000)
     p.add_argument("--seed", type=int, default=1, help="trial i uses seed + i")
-    p.add_argument("--puts", type=int, default=300, help="puts the cluster takes before it is stopped")
+    p.add_argument("--puts", type=positive_int, default=300, help="puts the cluster takes before it is stopped")
     p.add_argument("--dir", default=None, help="cluster directory (default: a temporary one)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bitflip)
@@ -664,10 +716,11 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``python -m smr.net`` (the same commands as ``smr``)."""
-    parser = argparse.ArgumentParser(prog="python -m smr.net", description="The TCP runtime of smr.")
+    parser = ArgumentParser(prog="python -m smr.net", description="The TCP runtime of smr.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     register(sub)
-    bench = sub.add_parser("bench", help="benchmarks that print figures")
+    bench = sub.add_parser("bench", help="benchmarks that print figures",
+                           description="Benchmarks of the TCP runtime that print figures.")
     register_bench(bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK"))
     return parser
 
@@ -678,7 +731,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (ConfigError, LocalProtocolError) as exc:
-        print(f"smr: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(args.command_prog, exc)
     except KeyboardInterrupt:
         return 130

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import re
+import shlex
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,7 @@ import attrs
 from cattrs.gen import make_dict_structure_fn
 
 from ..errors import ConfigError, LocalProtocolError
+from ..scenarios import find_scenario
 from ..yamlfiles import FieldErrors, read_config_text, strict_converter, structure_yaml
 from .latency import Latency
 
@@ -229,8 +231,10 @@ class SimConfig:
 
     def replay_command(self, seed: int) -> str:
         """The one shell command that replays this run with ``seed``, exactly."""
-        if self.source is not None and self == _reload(self.source):
-            return f"smr sim {self.source} --seed {seed}"
+        loaded = None if self.source is None else _reload(self.source)
+        if self.source is not None and loaded is not None and self == attrs.evolve(loaded, backend=self.backend):
+            # The backend is always named: for a file that names none, smr sim's default is not SimConfig's.
+            return f"smr sim {shlex.quote(self.source)} --backend {self.backend} --seed {seed}"
         return f"smr sim --config '{config_to_json(self)}' --seed {seed}"
 
 
@@ -429,16 +433,24 @@ def _fault_number(path: str, prefix: str) -> int:
     return int(match.group(1)) if match else -1
 
 
-def parse_scenario(text: str, source: str = "<scenario>") -> SimConfig:
+def parse_scenario(text: str, source: str = "<scenario>", *, backend: str | None = None) -> SimConfig:
     """Parse scenario YAML into a SimConfig, or raise ConfigError naming file, line and field of every
-    problem (types, unknown keys, nodes, workload, backend and options)."""
-    config, _lines = structure_yaml(text, source, "scenario", SimConfig, converter, scenario_problems)
+    problem (types, unknown keys, nodes, workload, backend and options).
+
+    ``backend`` is the one to run when the file names none (else SimConfig's default).
+    """
+    config, lines = structure_yaml(text, source, "scenario", SimConfig, converter, scenario_problems)
+    if backend is not None and "$.backend" not in lines:
+        config = attrs.evolve(config, backend=backend)
     return attrs.evolve(config, source=source)
 
 
-def load_scenario(path: str | Path) -> SimConfig:
-    """Read a scenario file; errors name the file, line and field."""
-    return parse_scenario(read_config_text(path, "scenario"), str(path))
+def load_scenario(path: str | Path, *, backend: str | None = None) -> SimConfig:
+    """Read a scenario file, or a built-in scenario by name (``kv-leader-crash``); errors name the file
+    (or the built-in's name), line and field.  ``backend`` is the one to run when the file names none."""
+    found, builtin = find_scenario(path)
+    return parse_scenario(read_config_text(found, "scenario"), found.stem if builtin else str(path),
+                          backend=backend)
 
 
 def _reload(source: str) -> SimConfig | None:

@@ -79,7 +79,6 @@ def test_fuzz_trace_of_one_seed(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("argv", "words"), [
-    (("fuzz", "--seeds", "0"), "at least 1"),
     (("fuzz", "--backend", "raft", "--mutant", "no_such_bug", "--seeds", "1"), "has no mutant 'no_such_bug'"),
     (("fuzz", "--backend", "coordinator", "--mutant", "forget_vote", "--seeds", "1"), "known: none"),
     (("fuzz", "--duration", "3000", "--seeds", "1"), "at least 5000 ms"),
@@ -90,6 +89,16 @@ def test_fuzz_trace_of_one_seed(tmp_path: Path) -> None:
 def test_misuse_is_a_local_error_naming_the_problem(argv: tuple[str, ...], words: str) -> None:
     with pytest.raises(LocalProtocolError, match=words):
         run(*argv)
+
+
+def test_a_bad_count_is_refused_while_parsing(capsys: pytest.CaptureFixture[str]) -> None:
+    """--seeds 0 never reaches the command: one line naming the option, exit status 2."""
+    from smr.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["fuzz", "--seeds", "0"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == "smr fuzz: error: argument --seeds: must be at least 1, got 0\n"
 
 
 def test_conformance_runs_a_cell_and_prints_its_outcome(capsys: pytest.CaptureFixture[str]) -> None:
