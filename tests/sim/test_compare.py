@@ -21,6 +21,8 @@ from matplotlib.patches import Rectangle
 from smr.cli import main
 from smr.colours import FAULT_GREY, backend_colour
 from smr.commands import put
+from smr.experiments.election import ElectionTrial
+from smr.experiments.election_plot import draw_election
 from smr.history import Operation, Outcome
 from smr.plots import Band, ScenarioFigure, SeedRun, Series, draw_scenario, fault_bands, plot_scenario
 from smr.sim.config import FaultEvent
@@ -120,10 +122,26 @@ def test_each_backend_has_one_colour_in_every_panel_and_figure() -> None:
         assert [to_hex(b.get_facecolor(), keep_alpha=False) for b in bars] == [
             to_hex(backend_colour("raft")), to_hex(backend_colour("multipaxos"))]
     _close(drawn)
+    election = draw_election(_trials(), "demo")
+    for ax in election.axes.values():
+        for backend in ("raft", "multipaxos"):
+            (line,) = [ln for ln in ax.get_lines() if (ln.get_gid() or "").startswith(f"cdf:{backend}:")]
+            assert to_hex(line.get_color()) == to_hex(backend_colour(backend))
+    plt.close(election.figure)
     known = ("raft", "multipaxos", "raft-pv-cq", "coordinator")
     assert len({backend_colour(b) for b in known}) == len(known)
     assert backend_colour("someone-elses-plugin") == backend_colour("someone-elses-plugin")
     assert FAULT_GREY not in {backend_colour(b) for b in known}
+
+
+def _trials() -> list[ElectionTrial]:
+    trials = []
+    for backend in ("raft", "multipaxos"):
+        for low, high in ((150, 150), (150, 300), (25, 50)):
+            for seed in range(5):
+                trials.append(ElectionTrial(backend, low, high, seed, True, 50.0 + 10 * seed + low, 10.0, "n1", (),
+                                            "n2", False, 1, 60.0, True, 0))
+    return trials
 
 
 def test_one_metric_and_one_unit_per_summary_panel() -> None:
