@@ -25,6 +25,7 @@ on a machine with no screen.
 
 from __future__ import annotations
 
+import io
 import math
 import statistics
 from collections.abc import Callable, Iterable, Sequence
@@ -396,13 +397,25 @@ def _row(sub: SubFigure, series: Sequence[Series]) -> dict[str, Axes]:
 
 
 def save_figure(fig: Figure, stem: Path) -> list[Path]:
-    """Write ``fig`` as ``<stem>.png`` and a compact ``<stem>.svg`` (text as text, no date); close it."""
+    """Write ``fig`` as a compact ``<stem>.png`` and ``<stem>.svg`` (text as text, no date); close it.
+
+    The PNG is reduced to a 256-colour palette (Pillow, which matplotlib
+    itself requires): a third of the size of a true-colour PNG, and no
+    visible difference on flat plot colours.
+    """
+    from PIL import Image
+
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".svg")]
     with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "smr"}):
-        fig.savefig(paths[0], dpi=DPI, metadata={"Software": None})
+        raw = io.BytesIO()
+        fig.savefig(raw, format="png", dpi=DPI)
         fig.savefig(paths[1], dpi=SVG_RASTER_DPI, metadata={"Date": None, "Creator": None})
     plt.close(fig)
+    raw.seek(0)
+    with Image.open(raw) as image:
+        palette = image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        palette.save(paths[0], optimize=True)
     return paths
 
 
