@@ -40,6 +40,7 @@ from .table import render_table
 
 if TYPE_CHECKING:
     from .campaign import StopRequest
+    from .plots import SeedRun
 
 
 @attrs.frozen
@@ -214,10 +215,20 @@ def write_outputs(cells: Sequence[Cell], configs: Sequence[SimConfig], seeds: Se
                                indent=2, sort_keys=True, default=str) + "\n")
     for config in configs:
         name = config.name or Path(str(config.source)).stem
-        series = [Series(c.backend, c.runs[0].history, c.mean("throughput") or 0.0, c.mean("latency_p99"),
-                         c.mean("messages_per_command")) for c in cells if c.scenario == name and c.runs]
+        series = [Series(c.backend, tuple(_seed_run(r) for r in c.runs)) for c in cells
+                  if c.scenario == name and c.runs]
         paths += plot_scenario(name, series, config.faults, config.duration_ms, outdir)
     return paths
+
+
+def _seed_run(report: RunReport) -> SeedRun:
+    """What the figures need of one run: its history, figures and membership changes (every seed is drawn)."""
+    from .plots import SeedRun
+
+    s = report.summary
+    changes = tuple((c["started_ms"], c["finished_ms"], c["action"]) for c in report.changes
+                    if c.get("started_ms") is not None)
+    return SeedRun(s.seed, report.history, s.throughput, s.latency_p99, s.messages_per_command, changes)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

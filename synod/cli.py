@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from smr.arguments import non_negative_int, positive_int
@@ -41,6 +42,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         help="flp: ballot rounds shown step by step in the adversary's trace")
     parser.add_argument("--election-seeds", type=positive_int, default=None,
                         help="flp: seeds per leader-election row (default: --seeds)")
+    parser.add_argument("--plot", default=None, metavar="STEM",
+                        help="flp: also draw the per-round decay with its fitted geometric law into "
+                             "STEM.png and STEM.svg (default: no figure)")
     parser.set_defaults(func=run)
     return parser
 
@@ -50,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
     seeds = DEFAULT_SEEDS[args.part] if args.seeds is None else args.seeds
     if args.part == "flp":
         return _run_flp(args, seeds)
+    if args.plot:
+        print("essay: --plot belongs to flp, not to the table", file=sys.stderr)
+        return 2
     table = run_essay_table(seeds, counterexamples=not args.no_counterexamples)
     costs = measure_costs() if args.costs else None
     if args.json:
@@ -72,8 +79,15 @@ def _run_flp(args: argparse.Namespace, seeds: int) -> int:
     from .flp import run_flp
 
     report = run_flp(args.rounds, seeds, trace_rounds=args.trace_rounds, election_seeds=args.election_seeds)
+    files: list[str] = []
+    if args.plot:
+        from .flp_plot import plot_flp
+
+        files = [str(p) for p in plot_flp(report, Path(args.plot))]
     if args.json:
-        print(json.dumps(report.to_json(), sort_keys=True))
+        print(json.dumps({**report.to_json(), **({"files": files} if files else {})}, sort_keys=True))
     else:
         print(report.format())
+        if files:
+            print(f"wrote {', '.join(files)}")
     return 0 if report.matches_essay else 1

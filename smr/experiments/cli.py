@@ -100,12 +100,12 @@ def cmd_election(args: argparse.Namespace) -> int:
 
         for backend in backends:
             mine = [t for t in trials if t.backend == backend]
-            stem = run.path / f"election-{backend}"
-            paths = write_raw(mine, {**setup_doc, "backend": backend}, stem)
-            paths += plot_cdf(mine, f"{backend}: time without a leader after a leader crash\n"
-                                    f"{first.nodes} servers, one-way delay {first.latency.describe()}, "
-                                    f"{args.trials} trials per range", stem)
-            files += [str(p) for p in paths]
+            files += [str(p) for p in write_raw(mine, {**setup_doc, "backend": backend},
+                                                run.path / f"election-{backend}")]
+        files += [str(p) for p in plot_cdf(
+            trials, f"time without a leader after a leader crash: {', '.join(backends)}\n"
+                    f"{first.nodes} servers, one-way delay {first.latency.describe()}, "
+                    f"{args.trials} trials per range and backend, seed {args.seed}", run.path / "election")]
     violations = sum(s.violations for s in summaries)
     if args.json:
         print_json({"experiment": "election", "setup": setup_doc, "wall_s": round(wall, 2),

@@ -406,14 +406,16 @@ def longest_gap(history: Sequence[Operation], start: float, end: float) -> float
 
 def change_figures(changes: Sequence[ChangeRecord], history: Sequence[Operation],
                    end_ms: float) -> tuple[dict[str, Any], ...]:
-    """Per started change: how long it took, the longest gap in OK client operations while it ran, and the
-    peer messages and bytes sent meanwhile (what ``smr compare`` reports)."""
+    """Per started change: when it started and finished (None if it had not), how long it took, the longest
+    gap in OK client operations while it ran, and the peer messages and bytes sent meanwhile (what
+    ``smr compare`` reports and draws)."""
     out = []
     for c in changes:
         if c.started_at is None:
             continue
         finish = c.finished_at if c.finished_at is not None else end_ms
         out.append({"action": c.action, "change": c.change, "outcome": c.outcome, "duration_ms": c.duration_ms,
+                    "started_ms": c.started_at, "finished_ms": c.finished_at,
                     "unavailable_ms": longest_gap(history, c.started_at, finish),
                     "messages": c.messages, "bytes": c.bytes})
     return tuple(out)

@@ -13,13 +13,16 @@ import json
 import statistics
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
+from matplotlib.colors import to_hex
 
+from smr.colours import backend_colour
 from smr.commands import put
 from smr.experiments import ElectionSetup, run_campaign, run_trial, summarize, trial_seed
 from smr.experiments.cli import cmd_election, register, register_bench
 from smr.experiments.election import ElectionTrial, parse_range
-from smr.experiments.election_plot import panels
+from smr.experiments.election_plot import draw_election, panels
 from smr.experiments.election_report import summarize_range
 from smr.experiments.messages import count_messages
 from smr.experiments.scripted import ScriptedSimulation
@@ -196,8 +199,35 @@ def test_election_command_prints_one_json_document_and_writes_data_and_plots(
     raw = json.loads((run / "election-raft.json").read_text())
     assert len(raw["trials"]) == 4 and raw["setup"]["latency"] == "uniform(6,8)ms"
     assert len((run / "election-multipaxos.csv").read_text().splitlines()) == 1 + 4
-    for suffix in (".png", ".svg"):
-        assert (run / f"election-raft{suffix}").stat().st_size > 5_000
+    for suffix in (".png", ".svg"):  # one figure: every backend in each range's panel
+        assert (run / f"election{suffix}").stat().st_size > 5_000
+    assert not (run / "election-raft.png").exists()
+    assert sorted(Path(f).name for f in doc["files"]) == [
+        "election-multipaxos.csv", "election-multipaxos.json", "election-raft.csv", "election-raft.json",
+        "election.png", "election.svg"]
+
+
+def test_the_election_figure_has_a_panel_per_range_with_every_backend_on_shared_axes() -> None:
+    ranges = [(150, 150), (150, 155), (150, 300), (12, 24), (25, 50)]
+    trials = [ElectionTrial(backend, low, high, seed, seed < 4, 40.0 + low + 7 * seed if seed < 4 else None, 5.0,
+                            "n1", (), "n2", False, 1, None, True, 0)
+              for backend in ("raft", "multipaxos", "raft-pv-cq") for low, high in ranges for seed in range(5)]
+    drawn = draw_election(trials, "demo")
+    assert list(drawn.axes) == ranges  # the paper's two groups, each range once
+    axes = list(drawn.axes.values())
+    assert all(axes[0].get_shared_x_axes().joined(axes[0], ax) for ax in axes)
+    assert all(axes[0].get_shared_y_axes().joined(axes[0], ax) for ax in axes)
+    assert axes[0].get_xscale() == "log"
+    for (low, high), ax in drawn.axes.items():
+        lines = {line.get_gid(): line for line in ax.get_lines()}
+        assert set(lines) == {f"cdf:{b}:{low}-{high}" for b in ("raft", "multipaxos", "raft-pv-cq")}
+        for backend in ("raft", "multipaxos", "raft-pv-cq"):
+            line = lines[f"cdf:{backend}:{low}-{high}"]
+            assert to_hex(line.get_color()) == to_hex(backend_colour(backend))
+            assert max(line.get_ydata()) == pytest.approx(80.0)  # of all trials: one of five never converged
+        assert ax.get_legend() is None  # one legend, outside every panel
+    assert len(drawn.figure.legends) == 1
+    plt.close(drawn.figure)
 
 
 def test_election_table_lists_every_range(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
 
 from smr.errors import LocalProtocolError
 from synod import Propose
 from synod.adversary import DuelAdversary, Event, RandomNetwork, Scheduler
 from synod.cli import register
-from synod.flp import election_rounds, fit_geometric, run_duel, synod_rounds
+from synod.flp import FlpReport, election_rounds, fit_geometric, run_duel, synod_rounds
+from synod.flp_plot import draw_flp
 
 
 def test_adversary_keeps_the_backoff_free_synod_undecided_for_50_rounds_admissibly() -> None:
@@ -173,3 +176,35 @@ def test_cli_flp_text_shows_the_trace_and_the_fit(capsys: pytest.CaptureFixture[
     assert "Prepare 1.n1" in text and "[held" in text and "UNDECIDED" in text
     assert "back-off: r = " in text and "raft" in text and "multipaxos" in text
     assert parser.parse_args(["essay"]).part == "table"
+
+
+def test_cli_flp_plots_the_decay_with_its_fitted_geometric_law(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    stem = tmp_path / "flp"
+    args = parser.parse_args(["essay", "flp", "--json", "--seeds", "40", "--election-seeds", "1", "--rounds", "3",
+                              "--plot", str(stem)])
+    args.func(args)
+    document = json.loads(capsys.readouterr().out)
+    assert document["files"] == [str(stem) + ".png", str(stem) + ".svg"]
+    assert all(Path(f).stat().st_size > 5_000 for f in document["files"])
+    table = parser.parse_args(["essay", "--plot", str(stem)])
+    assert table.func(table) == 2  # the figure belongs to flp
+
+
+def test_the_flp_figure_draws_each_observed_decay_and_its_fit() -> None:
+    curves = (synod_rounds(100, backoff=True), synod_rounds(100, backoff=False))
+    report = FlpReport(run_duel(2, trace_rounds=0), curves, ())
+    drawn = draw_flp(report)
+    lines = {line.get_gid(): line for line in drawn.axes.get_lines()}
+    assert drawn.axes.get_yscale() == "log"
+    for curve in curves:
+        assert curve.fit is not None
+        observed = [(k, f) for k, f in enumerate(curve.fractions, start=1) if k in curve.fit.rounds]
+        points = lines[f"observed:{curve.label}"]
+        assert list(zip(points.get_xdata(), points.get_ydata())) == observed
+        fit = lines[f"fit:{curve.label}"]
+        assert [round(y, 12) for y in fit.get_ydata()] == [round(curve.fit.at(int(k)), 12) for k in fit.get_xdata()]
+        assert f"{curve.fit.r:.3f}^k" in str(fit.get_label())
+    plt.close(drawn.figure)
