@@ -908,6 +908,10 @@ class MultiPaxosCore(LogCore):
         config = self._config_of(slot)
         if config is None:
             return False
+        return self._prepared_by(config)
+
+    def _prepared_by(self, config: Membership) -> bool:
+        """True if a quorum of ``config`` promised our ballot; else ask (again each heartbeat interval) its voters that have not."""
         if config.is_quorum(self.prepared):
             return True
         assert self.ballot is not None
@@ -926,7 +930,8 @@ class MultiPaxosCore(LogCore):
             if sv.slot > self.applied:
                 self.chosen.setdefault(sv.slot, sv.value)
         if msg.snapshot is not None and any(slot not in self.chosen for slot in
-                                            range(self.next_slot, msg.snapshot.last_slot + 1)):
+                                            range(max(self.next_slot, self.applied + 1),
+                                                  msg.snapshot.last_slot + 1)):
             # slots we have not proposed are chosen, some known to us only through its snapshot:
             # we cannot re-propose their values, so one that is up to date leads (seed 3621's kin)
             self._become_follower(None, backoff=True)
@@ -944,8 +949,10 @@ class MultiPaxosCore(LogCore):
                 last = max(last, slot)
         for value in msg.accepted:
             slot, ballot = value.slot, value.ballot
-            if slot < self.next_slot or ballot is None or slot in self.chosen:
-                continue  # proposed already, on a quorum's promises of that slot's configuration; or chosen
+            if slot < self.next_slot or ballot is None or slot in self.chosen or slot <= self.applied:
+                # proposed already, on a quorum's promises of that slot's configuration; or known chosen
+                # (a chosen slot leaves ``chosen`` once applied, which may come before we propose it again)
+                continue
             known = self.deferred_ballots.get(slot)
             if known is None or ballot > known:
                 self.deferred[slot] = value.value
@@ -953,11 +960,15 @@ class MultiPaxosCore(LogCore):
                 (self.change_slots.add if is_change(value.value.command) else self.change_slots.discard)(slot)
             last = max(last, slot)
         last = max([last, *self.deferred])
+        if last - self.applied > MAX_RECOVERY_SLOTS:
+            self._become_follower(None, backoff=True)  # as in _become_leader: let one closer to the front lead
+            return
         if last >= self.next_slot:
             for slot in range(self.next_slot, last + 1):
                 self.deferred.setdefault(slot, NOOP_ENTRY)
             self.recovered_last = max(self.recovered_last, last)
         self._pump()
+        self._serve_reads()  # reads may have waited for this configuration's promises
 
     def _values_to_propose(self, prepare: MultiPrepareQuorum) -> dict[int, ClientRequest]:
         """Phase 1's one rule, per slot: re-propose the value of the highest ballot any promiser accepted."""
@@ -1200,8 +1211,15 @@ class MultiPaxosCore(LogCore):
 
     # ---------------------------------------------------------------- reads
     def _recovered(self) -> bool:
-        """True once every slot recovered in phase 1 is chosen and applied (what earlier leaders acknowledged)."""
-        return not self.deferred and self.applied >= self.recovered_last
+        """True once every slot recovered in phase 1 is chosen and applied (what earlier leaders acknowledged).
+
+        Phase 1 must also cover every configuration in our window: until a
+        quorum of one that entered it since we were elected promised our
+        ballot, a lower ballot may still choose slots there that we would
+        not read (a review of swarm seed 3621's fix); such voters are asked.
+        """
+        return (not self.deferred and self.applied >= self.recovered_last
+                and all([self._prepared_by(config) for config in self._window()]))
 
     def _read(self, request: ClientRequest) -> None:
         """A read-only command at the leader: from the lease, or once a heartbeat round confirms our ballot."""
@@ -1588,7 +1606,7 @@ _HANDLERS: dict[tuple[Role, type], _Handler] = {
     (LEADER, CatchupRequest): MultiPaxosCore._on_catchup_request,
     (LEADER, Catchup): MultiPaxosCore._on_catchup,
     (LEADER, PromisePart): MultiPaxosCore._on_promise_part,   # the same, in parts
-    (LEADER, Behind): MultiPaxosCore._ignore,
+    (LEADER, Behind): MultiPaxosCore._on_behind,
     (LEADER, SnapshotRequest): MultiPaxosCore._on_snapshot_request,
     (LEADER, SnapshotChunk): MultiPaxosCore._on_snapshot_chunk,
     (LEADER, HeartbeatAck): MultiPaxosCore._on_heartbeat_ack,

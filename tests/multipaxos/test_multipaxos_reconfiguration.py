@@ -454,3 +454,69 @@ def test_a_replaced_voter_whose_snapshot_predates_its_last_slots_retires_once_th
     assert last > n3.applied
     run(net, 1000)
     assert n3.retired and n3.applied < last and net.leader() == "n1"
+
+
+def test_a_slot_a_late_promise_reports_chosen_keeps_its_value_after_it_is_applied() -> None:
+    """Review of swarm seed 3621's fix: a slot one late promise reported chosen, then applied (and so gone
+    from ``chosen``), must not take a lower-ballot value another late promise reports accepted there."""
+    from multipaxos.messages import Promise, SlotValue
+
+    net = network()
+    write(net, "n1", "k", "x")
+    core = net.cores["n1"]
+    assert core.ballot is not None
+    slot = core.next_slot
+    chosen = ClientRequest("cA", 1, put("k", "chosen"))
+    loser = ClientRequest("cB", 1, put("k", "loser"))
+    core.prepared -= {"n2", "n3"}  # as if a configuration had entered the window and not promised yet
+    core._may_propose = lambda s: False  # type: ignore[method-assign]
+    core._on_late_promise("n2", Promise(core.ballot, slot, (SlotValue(slot, chosen, Ballot(1, "n3")),),
+                                        (SlotValue(slot, chosen),)))
+    core._apply()  # an earlier slot's Accepted applies the chosen slot before we propose it again
+    assert core.applied >= slot and slot not in core.chosen
+    core._on_late_promise("n3", Promise(core.ballot, slot, (SlotValue(slot, loser, Ballot(0, "n2")),), ()))
+    del core._may_propose  # type: ignore[attr-defined]
+    core._pump()
+    assert core.deferred.get(slot, chosen) == chosen
+    assert slot not in core.proposals or core.proposals[slot].value == chosen
+    run(net, 4)
+    same_state(net)
+
+
+@pytest.mark.parametrize("mode", ["read_index", "lease"])
+def test_a_read_waits_until_a_configuration_that_entered_the_window_has_promised(mode: str) -> None:
+    """Review of swarm seed 3621's fix: a leader whose window holds a configuration none of whose new voters
+    promised its ballot could miss slots a lower ballot chose there; it serves no read until they promise."""
+    from smr.commands import get
+
+    net = network(alpha=2, read_mode=mode)
+    write(net, "n1", "k", "v")
+    net.join("n4")
+    net.join("n5")
+    net.drop_if = lambda s, d, m: isinstance(m, Prepare) and d in ("n4", "n5")
+    assert ask(net, "n1", "set", ["n1", "n4", "n5"], [])[0] == ReplyStatus.OK
+    run(net, 6)  # the window fills with no-ops: only the new configuration is left in it
+    core = net.cores["n1"]
+    assert core._window() == [Membership.of(("n1", "n4", "n5"))] and not {"n4", "n5"} & core.prepared
+    net.request("n1", get("k"), client="r", seq=1)
+    run(net, 6)
+    assert not [r for r in net.replies_to("r", 1) if r.status == ReplyStatus.OK]
+    net.drop_if = None
+    run(net, 8)
+    replies = net.replies_to("r", 1)
+    assert replies and replies[-1].status == ReplyStatus.OK and replies[-1].result == "v"
+
+
+def test_a_leader_told_it_is_behind_by_a_voter_it_asked_for_a_promise_steps_down() -> None:
+    """Review of swarm seed 3621's fix: a voter of a configuration entering the leader's window that is ahead
+    by more than a promise can carry answers ``Behind``; the leader, which cannot propose there, lets it lead."""
+    from multipaxos.messages import Behind
+
+    net = network()
+    write(net, "n1", "k", "v")
+    core = net.cores["n1"]
+    assert core.role == Role.LEADER and core.ballot is not None
+    core.step(Receive("n2", Behind(core.ballot, core.applied)))  # not ahead: nothing to do
+    assert core.role == Role.LEADER
+    core.step(Receive("n2", Behind(core.ballot, core.applied + 50)))
+    assert core.role != Role.LEADER
