@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -52,6 +53,8 @@ class Operation:
     result: Value = None
 
     def __attrs_post_init__(self) -> None:
+        if not math.isfinite(self.invoke) or (self.complete is not None and not math.isfinite(self.complete)):
+            raise ValueError(f"operation {self.id}: times must be finite numbers")
         if self.outcome is Outcome.UNKNOWN:
             if self.complete is not None:
                 raise ValueError(f"operation {self.id}: unknown outcome cannot have a completion time")

@@ -14,9 +14,9 @@ import sys
 from smr.errors import ConfigError, LocalProtocolError
 
 from ._budget import Budget
-from ._check import explain
+from ._check import Explanation, explain
 from .formats import FORMATS, infer_format, read_history
-from .models import MODELS, make_model
+from .models import MODELS, Model, make_model
 from .verdict import Status
 
 #: The exit code for each verdict.
@@ -70,20 +70,29 @@ def run_check(args: argparse.Namespace) -> int:
         history = read_history(args.history_file, fmt)
         model = make_model(args.model)
         explanation = explain(history, model, Budget(args.max_steps, args.timeout))
-        verdict = explanation.verdict
-        if args.html:
-            from .page import render_check_page
-
-            with open(args.html, "w", encoding="utf-8") as f:
-                f.write(render_check_page(explanation, model, str(args.history_file)))
     except (ConfigError, LocalProtocolError, OSError) as exc:
         message = " ".join(str(exc).split())
         print(f"smr check: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    verdict = explanation.verdict
     if args.json:
         document = verdict.to_json()
         document["history"] = {"file": str(args.history_file), "format": fmt}
         print(json.dumps(document, sort_keys=True))
     else:
         print(verdict.describe())
+    if args.html:
+        _write_page(args.html, explanation, model, str(args.history_file))
     return EXIT_CODES[verdict.status]
+
+
+def _write_page(path: str, explanation: Explanation, model: Model, source: str) -> None:
+    """Write the verdict's HTML page; a page that cannot be written is one line on stderr (the verdict stands)."""
+    from .page import render_check_page
+
+    try:
+        text = render_check_page(explanation, model, source)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        print(f"smr check: error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)

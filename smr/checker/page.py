@@ -15,6 +15,7 @@ prefix and the states are plain HTML beside it, readable without JavaScript.
 
 from __future__ import annotations
 
+import bisect
 import html
 from collections.abc import Hashable, Sequence
 from typing import Any
@@ -35,10 +36,23 @@ COLOURS = {
     "no effect (outcome unknown)": "#999999",
     "other partition": "#DDDDDD",
 }
+#: The last this many operations before a stuck one's concurrent ones are explored in every order too.
+REACH_LOOKBACK = 12
 #: At most this many (operations done, state) configurations are explored for the states a stuck operation could see.
 REACH_MAX_CONFIGS = 20_000
 #: The page shows at most this many of the prefix's last operations as a table.
 PREFIX_ROWS = 30
+#: At most this many states a stuck operation could have seen are listed.
+STATES_LISTED = 50
+#: Longer operations, results and states are cut to this many characters (the page stays small).
+TEXT_LIMIT = 200
+
+
+def _short(text: str) -> str:
+    """Return ``text`` cut to :data:`TEXT_LIMIT` characters, saying how much was left out."""
+    if len(text) <= TEXT_LIMIT:
+        return text
+    return f"{text[:TEXT_LIMIT]}... ({len(text) - TEXT_LIMIT} more characters)"
 
 
 def linearization_points(ordered: Sequence[Operation]) -> list[float]:
@@ -57,7 +71,8 @@ def linearization_points(ordered: Sequence[Operation]) -> list[float]:
     return points
 
 
-def states_it_could_see(model: Model, ops: Sequence[Operation], blocked: int) -> tuple[list[str], bool]:
+def states_it_could_see(model: Model, ops: Sequence[Operation], blocked: int, prefix: Sequence[int],
+                        prefix_state: Hashable) -> tuple[list[str], bool]:
     """Return every state operation ``blocked`` could have taken effect in, and whether all were explored.
 
     The operations of its partition invoked before it completed may take
@@ -65,38 +80,73 @@ def states_it_could_see(model: Model, ops: Sequence[Operation], blocked: int) ->
     before another was invoked goes first); every operation that completed
     before it was invoked must.  Each such order the model accepts ends in a
     state it could have seen -- for a read, a value it could have returned.
-    At most :data:`REACH_MAX_CONFIGS` (operations done, state) configurations
-    are explored; the flag says whether that covered everything.
+
+    The exploration starts after the longest linearizable prefix's first
+    operations that all completed before anything concurrent with
+    ``blocked`` began, kept in the prefix's order but for the last
+    :data:`REACH_LOOKBACK` of them, and only minimal
+    operations are tried at each step, as in the search; ``prefix_state``
+    (the state after the whole prefix, which holds every operation completed
+    before ``blocked``) is always one of the answers.  At most
+    :data:`REACH_MAX_CONFIGS` configurations are explored; the flag says
+    whether that covered everything.
     """
     target = ops[blocked]
     candidates = [i for i, op in enumerate(ops) if i != blocked and op.invoke <= target.end]
-    bit = {i: 1 << n for n, i in enumerate(candidates)}
-    # before[i]: the candidates that completed before candidate i was invoked (they must go first).
-    before = {i: sum(bit[j] for j in candidates if ops[j].outcome is Outcome.OK and ops[j].end < ops[i].invoke)
-              for i in candidates}
-    must = sum(bit[j] for j in candidates if ops[j].outcome is Outcome.OK and ops[j].end < target.invoke)
-    seen: set[tuple[int, Hashable]] = set()
-    found: dict[str, None] = {}
-    stack: list[tuple[int, Hashable]] = [(0, model.init())]
-    complete = True
-    while stack:
-        done, state = stack.pop()
-        if (done, state) in seen:
-            continue
-        seen.add((done, state))
-        if len(seen) > REACH_MAX_CONFIGS:
-            complete = False
+    # Ok operations get bits in completion order: "every one completed before t is done" is then
+    # "the first one not done completed at or after t".
+    ok = sorted((i for i in candidates if ops[i].outcome is Outcome.OK), key=lambda i: (ops[i].end, i))
+    ok_bit = {i: 1 << n for n, i in enumerate(ok)}
+    ok_ends = [ops[i].end for i in ok] + [float("inf")]
+    unknown_bit = {i: 1 << n for n, i in enumerate(i for i in candidates if i not in ok_bit)}
+    by_invoke = sorted(candidates, key=lambda i: (ops[i].invoke, i))
+    must = bisect.bisect_left(ok_ends, target.invoke, hi=len(ok))
+    # Start after the prefix's operations that precede, in real time, everything concurrent with it.
+    concurrent_from = min([target.invoke] + [ops[i].invoke for i in candidates if ops[i].end >= target.invoke])
+    settled = 0
+    for i in prefix:
+        if ops[i].end >= concurrent_from or i not in ok_bit and i not in unknown_bit:
             break
-        if done & must == must:
+        settled += 1
+    ok_done = unknown_done = 0
+    state = model.init()
+    for i in prefix[:max(0, settled - REACH_LOOKBACK)]:  # the last few settled ones may go in any order
+        op = ops[i]
+        after = model.step(state, op.command, UNKNOWN if op.outcome is Outcome.UNKNOWN else op.result)
+        if after is None:
+            break
+        state = after
+        if i in ok_bit:
+            ok_done |= ok_bit[i]
+        else:
+            unknown_done |= unknown_bit[i]
+    found: dict[str, None] = {model.describe(prefix_state): None}
+    seen: set[tuple[int, int, Hashable]] = set()
+    stack: list[tuple[int, int, Hashable]] = [(ok_done, unknown_done, state)]
+    while stack:
+        config = stack.pop()
+        if config in seen:
+            continue
+        if len(seen) >= REACH_MAX_CONFIGS:
+            return sorted(found), False
+        seen.add(config)
+        ok_done, unknown_done, state = config
+        first_open = (~ok_done & (ok_done + 1)).bit_length() - 1  # the first ok operation not done
+        if first_open >= must:
             found.setdefault(model.describe(state), None)
-        for i in candidates:
-            if done & bit[i] or before[i] & ~done:
-                continue
+        bound = ok_ends[first_open]
+        for i in by_invoke:
             op = ops[i]
-            after = model.step(state, op.command, UNKNOWN if op.outcome is Outcome.UNKNOWN else op.result)
+            if op.invoke > bound:
+                break  # not minimal: an operation that completed before it was invoked is not done
+            bit = ok_bit.get(i)
+            if (ok_done & bit) if bit is not None else (unknown_done & unknown_bit[i]):
+                continue
+            after = model.step(state, op.command, UNKNOWN if bit is None else op.result)
             if after is not None:
-                stack.append((done | bit[i], after))
-    return sorted(found), complete
+                stack.append((ok_done | bit, unknown_done, after) if bit is not None
+                             else (ok_done, unknown_done | unknown_bit[i], after))
+    return sorted(found), True
 
 
 def _focus(explanation: Explanation) -> str:
@@ -152,8 +202,8 @@ def _bars(explanation: Explanation, end: float) -> dict[str, list[Any]]:
             data["label"].append(label if name == focus else "")
             data["position"].append(f"{positions[i]} of {len(found.order)}" if found and i in positions
                                     else "-")
-            data["operation"].append(f"#{op.id} {op.command}")
-            data["result"].append(format_result(op))
+            data["operation"].append(_short(f"#{op.id} {op.command}"))
+            data["result"].append(_short(format_result(op)))
             data["outcome"].append(op.outcome.value)
             data["interval"].append(f"{op.invoke:g} .. {'' if op.complete is None else format(op.complete, 'g')}")
             data["partition"].append(name)
@@ -268,7 +318,7 @@ def _prefix_table(explanation: Explanation) -> str:
         return ""
     start = max(0, len(cex.prefix) - PREFIX_ROWS)
     rows = "".join(f"<tr><td>{n}</td><td>{html.escape(op.process)}</td>"
-                   f"<td><code>{html.escape(format_operation(op))}</code></td></tr>"
+                   f"<td><code>{html.escape(_short(format_operation(op)))}</code></td></tr>"
                    for n, op in enumerate(cex.prefix[start:], start + 1))
     caption = (f"The longest linearizable prefix found ({len(cex.prefix)} operations"
                + (f"; the last {PREFIX_ROWS} shown" if start else "") + ")")
@@ -285,14 +335,22 @@ def _stuck(explanation: Explanation, model: Model) -> str:
         return ""
     key = next(k for k in explanation.found if repr(k) == cex.partition)
     found = explanation.found[key]
-    states, complete = states_it_could_see(model, explanation.pieces[key], found.blocked)
-    listed = ", ".join(f"<code>{html.escape(s)}</code>" for s in states) or "none"
+    states, complete = states_it_could_see(model, explanation.pieces[key], found.blocked, found.order,
+                                           found.state)
+    listed = ", ".join(f"<code>{html.escape(_short(s))}</code>" for s in states[:STATES_LISTED])
+    if len(states) > STATES_LISTED:
+        listed += f" and {len(states) - STATES_LISTED} more"
     note = "" if complete else " (a bounded exploration: there may be more)"
-    return (f"<p class=stuck>Operation <code>{html.escape(format_operation(cex.failed))}</code> cannot be "
-            f"placed after the prefix, where the state is <code>{html.escape(cex.state)}</code>. In any "
-            f"order real time allows of the operations that could take effect before it, it could have "
-            f"seen only {listed}{note}. It returned "
-            f"<code>{html.escape(format_result(cex.failed))}</code>.</p>")
+    returned = format_result(cex.failed)
+    why = ""
+    if returned in states:
+        why = (" Some of those orders give what it returned, but each of them leaves another operation "
+               "no place, so the search found no linearization through them.")
+    return (f"<p class=stuck>Operation <code>{html.escape(_short(format_operation(cex.failed)))}</code> "
+            f"cannot be placed after the prefix, where the state is <code>{html.escape(_short(cex.state))}"
+            f"</code>. In the orders real time allows of the operations that could take effect before it, "
+            f"it could have seen {listed}{note}. It returned <code>{html.escape(_short(returned))}</code>."
+            f"{why}</p>")
 
 
 _STYLE = """
