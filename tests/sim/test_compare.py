@@ -11,7 +11,6 @@ from smr.cli import main
 from smr.compare import compare
 from smr.scenarios import builtin_scenarios
 from smr.sim import load_scenario
-from smr.spacetime import record, render_page
 
 
 def _kv() -> Path:
@@ -38,19 +37,3 @@ def test_compare_json_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert 900 < run["unavailability_ms"][0] <= 1100
     for suffix in (".png", ".svg"):  # in this run's own directory, linked as latest
         assert (tmp_path / "latest" / f"kv-leader-crash{suffix}").stat().st_size > 10_000
-
-
-def test_space_time_page_draws_every_message(tmp_path: Path) -> None:
-    config = load_scenario(_kv())
-    _, timeline = record(config, 3, 15.0)
-    messages = [e for e in timeline if e[0] == "msg"]
-    page = render_page(config, 3, 15.0)
-    assert page.startswith("<!DOCTYPE html>") and "<svg" in page
-    assert page.count("<g><title>") >= len(messages)
-    assert "&#9733;" in page  # the coordinator's leadership star
-
-
-def test_trace_command_writes_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "d.html"
-    assert main(["trace", "2", str(_kv()), "--until", "10", "--out", str(out)]) == 0
-    assert "marker-end" in out.read_text()
