@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -37,3 +38,7 @@ def test_compare_json_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert 900 < run["unavailability_ms"][0] <= 1100
     for suffix in (".png", ".svg"):  # in this run's own directory, linked as latest
         assert (tmp_path / "latest" / f"kv-leader-crash{suffix}").stat().st_size > 10_000
+    report = (tmp_path / "latest" / "report.html").read_text()
+    assert "<table>" in report and "data:image/png;base64," in report and html.escape(run["replay"]) in report
+    assert "coordinator: Lamport diagram and client operations of seed 1" in report
+    assert len(report.encode()) < 3_000_000
