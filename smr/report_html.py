@@ -53,29 +53,32 @@ def html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], left: int 
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def png_data_uri(path: Path) -> tuple[str, bool]:
-    """A ``data:`` URI of the PNG at ``path``, and whether it was re-encoded with a 256-colour palette.
+def palette_png(raw: bytes) -> bytes:
+    """``raw`` (a PNG) re-encoded with a 256-colour palette when it is opaque and that makes it smaller, else ``raw``.
 
-    An opaque figure is re-encoded when that makes it smaller (about a third of
-    the size for matplotlib figures, and alike to the eye); the original file is
-    next to the report.
+    Matplotlib figures and page screenshots shrink to about a third and look
+    alike to the eye.
     """
-    raw = path.read_bytes()
-    data, smaller = raw, False
     try:
         from PIL import Image
 
         with Image.open(io.BytesIO(raw)) as image:
             opaque = image.mode == "RGB" or (image.mode == "RGBA" and image.getchannel("A").getextrema()[0] == 255)
-            if opaque:
-                out = io.BytesIO()
-                image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT,
-                                              dither=Image.Dither.NONE).save(out, "PNG", optimize=True)
-                if len(out.getvalue()) < len(raw):
-                    data, smaller = out.getvalue(), True
-    except (ImportError, OSError, ValueError):  # no Pillow, or not a PNG it reads: embed the file as it is
-        pass
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii"), smaller
+            if not opaque:
+                return raw
+            out = io.BytesIO()
+            image.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE,
+                                          dither=Image.Dither.NONE).save(out, "PNG", optimize=True)
+    except (ImportError, OSError, ValueError):  # no Pillow, or not a PNG it reads: keep the file as it is
+        return raw
+    return out.getvalue() if len(out.getvalue()) < len(raw) else raw
+
+
+def png_data_uri(path: Path) -> tuple[str, bool]:
+    """A ``data:`` URI of the PNG at ``path`` (through :func:`palette_png`), and whether it was re-encoded."""
+    raw = path.read_bytes()
+    data = palette_png(raw)
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii"), data is not raw
 
 
 def _figures_of(name: str, figures: Sequence[Path]) -> list[Path]:
