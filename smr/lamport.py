@@ -15,8 +15,10 @@ ends are checked), and hovering or clicking a message shows it.
 One recording serves both users: ``smr trace`` draws one continuous window,
 the ``smr compare`` report (:mod:`smr.report_html`) draws only focus windows
 around the first election and each fault, and both bound how many messages they
-draw, saying what they left out.  Data lives in typed columns (numpy float32 and
-int8, which Bokeh stores as base64) so a page stays small.
+draw, saying what they left out.  To keep a page small, numbers live in typed
+columns (numpy float32 and int8, which Bokeh stores as base64) and the message
+texts are deflated, then unpacked by the browser's DecompressionStream when the
+page opens (:func:`document`).
 """
 
 from __future__ import annotations
@@ -200,8 +202,9 @@ def record_span(config: SimConfig, seed: int, start: float | None = None, end: f
         sim = record(config, seed, _horizon(config))
         assert sim.timeline is not None
         end = trace_window(sim.timeline, sim.faults, sim.now).end
-        label = "first election and faults"
+        label = "first election and faults" if not start else "to just after the faults' elections"
     else:
+        end = min(end, config.duration_ms)
         sim = record(config, seed, end)
         label = "chosen window"
     start = 0.0 if start is None else start
