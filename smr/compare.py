@@ -153,8 +153,8 @@ def compare(configs: Sequence[SimConfig], backends: Sequence[str], seeds: Sequen
     return cells
 
 
-def render_cells(cells: Sequence[Cell]) -> str:
-    """Return the side-by-side table of ``cells``."""
+def cell_rows(cells: Sequence[Cell]) -> tuple[list[str], list[list[Any]]]:
+    """The side-by-side table of ``cells`` as (headers, rows of raw values): text and HTML render it."""
     headers = ["scenario", "backend", "ok ops", "unknown", "ops/s", "p50 ms", "p95 ms", "p99 ms",
                "max ms", "msgs/cmd", "bytes/cmd", "leader chg", "unavail ms", "linearizable"]
     rows = []
@@ -167,11 +167,16 @@ def render_cells(cells: Sequence[Cell]) -> str:
                      c.mean("latency_max"), c.mean("messages_per_command"), c.mean("bytes_per_command"),
                      c.mean("leader_changes"), round(statistics.fmean(unavail), 1) if unavail else None,
                      f"{lin}/{len(c.runs)}" if not agreed else f"no model, {agreed}/{len(c.runs)} agree"])
-    return render_table(headers, rows)
+    return headers, rows
 
 
-def render_changes(cells: Sequence[Cell]) -> str:
-    """The membership changes of ``cells`` side by side (means over seeds), or "" if there are none."""
+def render_cells(cells: Sequence[Cell]) -> str:
+    """Return the side-by-side table of ``cells``."""
+    return render_table(*cell_rows(cells))
+
+
+def change_rows(cells: Sequence[Cell]) -> tuple[list[str], list[list[Any]]]:
+    """The membership changes of ``cells`` (means over seeds) as (headers, rows of raw values)."""
     headers = ["scenario", "backend", "change", "finished", "change ms", "unavail ms", "peer msgs", "peer KB"]
     rows = []
     for c in cells:
@@ -188,12 +193,18 @@ def render_changes(cells: Sequence[Cell]) -> str:
             rows.append([c.scenario, c.backend, names.pop() if len(names) == 1 else figures[0]["action"],
                          f"{sum(f['outcome'] == 'done' for f in figures)}/{len(figures)}", mean("duration_ms"),
                          mean("unavailable_ms"), mean("messages"), None if kb is None else round(kb / 1024, 1)])
+    return headers, rows
+
+
+def render_changes(cells: Sequence[Cell]) -> str:
+    """The membership changes of ``cells`` side by side (means over seeds), or "" if there are none."""
+    headers, rows = change_rows(cells)
     return render_table(headers, rows) if rows else ""
 
 
 def write_outputs(cells: Sequence[Cell], configs: Sequence[SimConfig], seeds: Sequence[int],
                   outdir: Path, record: dict[str, Any] | None = None) -> list[Path]:
-    """Write compare.json (with ``record``: what produced it), histories and per-scenario figures."""
+    """Write compare.json (with ``record``: what produced it), histories, per-scenario figures and report.html."""
     from .history import dump_history
     from .plots import Series, plot_scenario
 
@@ -218,6 +229,10 @@ def write_outputs(cells: Sequence[Cell], configs: Sequence[SimConfig], seeds: Se
         series = [Series(c.backend, tuple(_seed_run(r) for r in c.runs)) for c in cells
                   if c.scenario == name and c.runs]
         paths += plot_scenario(name, series, config.faults, config.duration_ms, outdir)
+    from .report_html import write_report
+
+    # Last, so it embeds every figure written above.
+    paths.append(write_report(outdir, cells, configs, seeds, [p for p in paths if p.suffix == ".png"], record))
     return paths
 
 

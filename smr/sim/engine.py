@@ -132,7 +132,7 @@ class Simulation:
                  on_step: Callable[["Simulation", str], None] | None = None,
                  timeline: bool = False) -> None:
         self.config = config
-        #: Structured events for space-time diagrams (see smr.spacetime), when asked for.
+        #: Structured events for space-time diagrams (see smr.lamport), when asked for.
         self.timeline: list[tuple[Any, ...]] | None = [] if timeline else None
         self.seed = seed
         self.backend = get_backend(config.backend)
@@ -206,8 +206,18 @@ class Simulation:
             self.timeline.append(("log", self.now, text))
 
     # ------------------------------------------------------------------ run
-    def run(self) -> SimResult:
-        """Run to the configured duration (or the first violation) and return the result."""
+    @property
+    def faults(self) -> tuple[FaultEvent, ...]:
+        """The run's fault schedule in time order (for a swarm run: the one drawn from the seed)."""
+        return tuple(self._faults)
+
+    def run(self, until_ms: float | None = None) -> SimResult:
+        """Run to the configured duration (or the first violation) and return the result.
+
+        With ``until_ms`` the run stops early, at that simulated time: everything up to
+        it is exactly what the full run does (unlike shortening ``duration_ms``, which
+        moves swarm faults and the clients' stop).
+        """
         if self.trace is not None:
             self.trace.append(f"# seed={self.seed} backend={self.config.backend} nodes={self.config.nodes} "
                               f"clients={self.config.clients.count} workload={self.config.clients.workload}")
@@ -223,7 +233,7 @@ class Simulation:
         else:
             for client in self.clients:
                 self._push(0.0, _CLIENT_NEXT, client)
-        end = self.config.duration_ms
+        end = self.config.duration_ms if until_ms is None else min(until_ms, self.config.duration_ms)
         queue = self._queue
         pop = heapq.heappop
         counters = self.counters

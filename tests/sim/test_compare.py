@@ -1,4 +1,4 @@
-"""``smr compare`` and ``smr trace``: reproducible reports and real pictures.
+"""``smr compare``: reproducible reports, report.html and real pictures.
 
 The figures are checked for what a reader relies on, not for pixels: a panel per
 backend on shared axes, one unit per axis, one colour per backend everywhere,
@@ -7,10 +7,10 @@ every seed drawn, unknown operations marked, fault bands from fault to repair.
 
 from __future__ import annotations
 
+import html
 import json
-from pathlib import Path
-
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -22,15 +22,14 @@ from PIL import Image
 from smr.cli import main
 from smr.colours import FAULT_GREY, backend_colour
 from smr.commands import put
+from smr.compare import compare
 from smr.experiments.election import ElectionTrial
 from smr.experiments.election_plot import draw_election
 from smr.history import Operation, Outcome
 from smr.plots import Band, ScenarioFigure, SeedRun, Series, draw_scenario, fault_bands, plot_scenario
-from smr.sim.config import FaultEvent
-from smr.compare import compare
 from smr.scenarios import builtin_scenarios
 from smr.sim import load_scenario
-from smr.spacetime import record, render_page
+from smr.sim.config import FaultEvent
 
 
 def _kv() -> Path:
@@ -62,6 +61,10 @@ def test_compare_json_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[st
     # (1.9 MB before, with one seed of four backends drawn point by point as vectors).
     assert 10_000 < svg.stat().st_size < 300_000
     assert svg.read_text().count("<image ") >= 2
+    report = (tmp_path / "latest" / "report.html").read_text()
+    assert "<table>" in report and "data:image/png;base64," in report and html.escape(run["replay"]) in report
+    assert "coordinator: Lamport diagram and client operations of seed 1" in report
+    assert len(report.encode()) < 3_000_000
 
 
 # ---------------------------------------------------------------- the figures' properties (not pixels)
@@ -233,19 +236,3 @@ def test_the_svg_rasterises_the_scatter_layers(tmp_path: Path) -> None:
     drawn = _drawn([_series("raft")])
     assert all(c.get_rasterized() for c in drawn.latency["raft"].collections)
     _close(drawn)
-
-
-def test_space_time_page_draws_every_message(tmp_path: Path) -> None:
-    config = load_scenario(_kv())
-    _, timeline = record(config, 3, 15.0)
-    messages = [e for e in timeline if e[0] == "msg"]
-    page = render_page(config, 3, 15.0)
-    assert page.startswith("<!DOCTYPE html>") and "<svg" in page
-    assert page.count("<g><title>") >= len(messages)
-    assert "&#9733;" in page  # the coordinator's leadership star
-
-
-def test_trace_command_writes_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "d.html"
-    assert main(["trace", "2", str(_kv()), "--until", "10", "--out", str(out)]) == 0
-    assert "marker-end" in out.read_text()
