@@ -1,7 +1,7 @@
-"""Write the README's screenshots of report.html and of the Lamport diagram (docs/report.png, docs/lamport.png).
+"""Write the README's screenshots of report.html, the Lamport diagram and the checker's page (docs/*.png).
 
-    python docs/screenshots.py            # runs a small smr compare and smr trace in a temporary directory
-    python docs/screenshots.py --report smr-results/latest/report.html --trace trace-raft-1.html
+    python docs/screenshots.py            # runs a small smr compare, smr trace and smr check in a temporary directory
+    python docs/screenshots.py --report smr-results/latest/report.html --trace trace-raft-1.html --check check.html
 
 Needs Chromium (Debian's ``chromium``, or ``$SMR_CHROMIUM``) and Playwright's
 Python client (``pip install '.[test]'``), like the browser tests.  Every request
@@ -48,9 +48,9 @@ def _open(browser: Any, path: Path, height: int) -> Any:
     return page
 
 
-def shoot(report: Path, trace: Path, out: Path) -> list[Path]:
-    """Screenshot ``report`` (its top: tables, first figure, first diagram) and ``trace`` (the first election,
-    a vote hovered over and clicked)."""
+def shoot(report: Path, trace: Path, check: Path, out: Path) -> list[Path]:
+    """Screenshot ``report`` (its top: tables, first figure, first diagram), ``trace`` (the first election,
+    a vote hovered over and clicked) and ``check`` (the whole checker page)."""
     from playwright.sync_api import sync_playwright
 
     from smr.report_html import palette_png
@@ -58,7 +58,7 @@ def shoot(report: Path, trace: Path, out: Path) -> list[Path]:
     executable = os.environ.get("SMR_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
         sys.exit("no Chromium: apt-get install chromium, or set SMR_CHROMIUM")
-    written = [out / "report.png", out / "lamport.png"]
+    written = [out / "report.png", out / "lamport.png", out / "checker.png"]
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, headless=True,
                                      args=["--no-sandbox", "--disable-gpu"])
@@ -80,10 +80,33 @@ def shoot(report: Path, trace: Path, out: Path) -> list[Path]:
         page.mouse.move(x, y)
         page.wait_for_timeout(600)
         page.screenshot(path=str(written[1]))
+        page = _open(browser, check, 900)
+        page.screenshot(path=str(written[2]), full_page=True)
         browser.close()
     for path in written:  # a palette keeps the repository light; the pictures look the same
         path.write_bytes(palette_png(path.read_bytes()))
     return written
+
+
+def _checker_page(tmp: Path) -> Path:
+    """Write the checker's page for a generated kv history whose one read returns a value never written."""
+    import random
+
+    from smr.checker import generate_history
+    from smr.cli import main as smr
+    from smr.history import Operation, Outcome, dump_history
+
+    history = generate_history(random.Random(2), operations=200, clients=10, model="kv", keys=6, values=4,
+                               append=True, unknown_rate=0.1)
+    reads = [op for op in history if op.outcome is Outcome.OK and op.command.op == "get"]
+    bad = random.Random(2).choice(reads)
+    history[history.index(bad)] = Operation(bad.id, bad.process, bad.command, bad.invoke, bad.complete,
+                                            bad.outcome, "never-written")
+    source, page = tmp / "history.jsonl", tmp / "check.html"
+    with source.open("w") as f:
+        dump_history(history, f)
+    assert smr(["check", str(source), "--model", "kv", "--html", str(page)]) == 1
+    return page
 
 
 def main() -> int:
@@ -91,6 +114,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--report", type=Path, help="a report.html (default: run smr compare on kv-leader-crash)")
     parser.add_argument("--trace", type=Path, help="an smr trace page (default: smr trace 1 kv-leader-crash)")
+    parser.add_argument("--check", type=Path,
+                        help="an smr check --html page (default: a 10-client get/put/append history with one read "
+                             "corrupted)")
     parser.add_argument("--out", type=Path, default=DOCS, help="where to write the PNGs (default docs/)")
     args = parser.parse_args()
     from smr.cli import main as smr
@@ -104,7 +130,8 @@ def main() -> int:
         if trace is None:
             trace = Path(tmp) / "trace.html"
             assert smr(["trace", "1", str(KV), "--out", str(trace)]) == 0
-        for path in shoot(report, trace, args.out):
+        check = args.check or _checker_page(Path(tmp))
+        for path in shoot(report, trace, check, args.out):
             print(f"wrote {path}")
     return 0
 
