@@ -941,12 +941,9 @@ class MultiPaxosCore(LogCore):
         # A slot the promiser knows chosen is proposed again with that very value (swarm seed 3621:
         # a leader whose configuration grew proposed its clients' commands in slots a quorum
         # of the new configuration had chosen while it was cut off; they could never apply).
-        for slot in sorted(self.chosen):
+        for slot, chosen in self.chosen.items():
             if slot >= self.next_slot:
-                self.deferred[slot] = self.chosen[slot]
-                self.deferred_ballots.pop(slot, None)
-                (self.change_slots.add if is_change(self.chosen[slot].command) else self.change_slots.discard)(slot)
-                last = max(last, slot)
+                self._defer(slot, chosen, None)
         for value in msg.accepted:
             slot, ballot = value.slot, value.ballot
             if slot < self.next_slot or ballot is None or slot in self.chosen or slot <= self.applied:
@@ -955,10 +952,7 @@ class MultiPaxosCore(LogCore):
                 continue
             known = self.deferred_ballots.get(slot)
             if known is None or ballot > known:
-                self.deferred[slot] = value.value
-                self.deferred_ballots[slot] = ballot
-                (self.change_slots.add if is_change(value.value.command) else self.change_slots.discard)(slot)
-            last = max(last, slot)
+                self._defer(slot, value.value, ballot)
         last = max([last, *self.deferred])
         if last - self.applied > MAX_RECOVERY_SLOTS:
             self._become_follower(None, backoff=True)  # as in _become_leader: let one closer to the front lead
@@ -969,6 +963,15 @@ class MultiPaxosCore(LogCore):
             self.recovered_last = max(self.recovered_last, last)
         self._pump()
         self._serve_reads()  # reads may have waited for this configuration's promises
+
+    def _defer(self, slot: int, value: ClientRequest, ballot: Ballot | None) -> None:
+        """Queue ``value`` for ``slot`` until we may propose there; ``ballot``: the one it was accepted in (None: chosen)."""
+        self.deferred[slot] = value
+        if ballot is None:
+            self.deferred_ballots.pop(slot, None)
+        else:
+            self.deferred_ballots[slot] = ballot
+        (self.change_slots.add if is_change(value.command) else self.change_slots.discard)(slot)
 
     def _values_to_propose(self, prepare: MultiPrepareQuorum) -> dict[int, ClientRequest]:
         """Phase 1's one rule, per slot: re-propose the value of the highest ballot any promiser accepted."""

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from smr.arguments import positive_float, positive_int
 from smr.errors import ConfigError, LocalProtocolError
 
 from ._budget import Budget
@@ -23,20 +24,6 @@ from .verdict import Status
 EXIT_CODES = {Status.LINEARIZABLE: 0, Status.NOT_LINEARIZABLE: 1, Status.UNKNOWN: 2}
 #: The exit code for unreadable or malformed input.
 EXIT_BAD_INPUT = 2
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
 
 
 def register_check(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -52,9 +39,9 @@ def register_check(subparsers: "argparse._SubParsersAction[argparse.ArgumentPars
                         help="history format (default: from the file name: .edn -> edn, "
                              ".log -> jepsen-log, otherwise native JSON lines)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
-    parser.add_argument("--max-steps", type=_positive_int, default=None,
+    parser.add_argument("--max-steps", type=positive_int, default=None,
                         help="give up with 'unknown' after this many model steps")
-    parser.add_argument("--timeout", type=_positive_float, default=None,
+    parser.add_argument("--timeout", type=positive_float, default=None,
                         help="give up with 'unknown' after this many wall seconds")
     parser.add_argument("--html", metavar="FILE", default=None,
                         help="also write the verdict as an interactive page: the history per process, "
