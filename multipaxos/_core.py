@@ -305,7 +305,7 @@ class MultiPaxosCore(LogCore):
         """
         if self.node in self._newest.members:
             return False
-        if self.config.joining and self.node not in self.applier.left:
+        if self.config.joining and not self.config.left_again(self.applier.removals(self.node)):
             return False
         return self.held >= self._last_slot_naming(self.node, voters_only=False)
 
@@ -361,10 +361,16 @@ class MultiPaxosCore(LogCore):
             return MAX_INDEX  # the newest configuration still names it
         return self.history[index][0] + self.alpha - 1
 
-    def _config_applied(self, slot: int) -> None:
+    def _config_applied(self, slot: int, before: Membership | None) -> None:
         """The applier's configuration changed at ``slot``: record it, and talk to whom it names."""
         membership = self.applier.membership
         assert membership is not None
+        for node in set(membership.members) - set(before.members if before is not None else ()):
+            # added, or removed and added again -- perhaps a new incarnation with an empty disk: what it
+            # acknowledged before counts for nothing now, and its promotion is yet to be proposed
+            self.peer_applied.pop(node, None)
+            self.acked_round.pop(node, None)
+            self.promoting.discard(node)
         self.history.append((slot, membership))
         self._learn_nodes(membership)
         self._refresh_membership()
@@ -608,7 +614,7 @@ class MultiPaxosCore(LogCore):
         a quorum of the newest configuration holds every slot it votes in
         (``held``; swarm seed 5565).
         """
-        return self.node in self._newest.voters or self._handoff_slot() > 0
+        return self.readmitted and (self.node in self._newest.voters or self._handoff_slot() > 0)
 
     def _handoff_slot(self) -> int:
         """The last slot this replaced voter votes in while a quorum of the newest configuration may lack it, or 0.
@@ -734,6 +740,8 @@ class MultiPaxosCore(LogCore):
                 self._heartbeat_round()
                 self._send(src, Heartbeat(self.ballot, self.applied, 0, self.held))
             return
+        if not self.readmitted:
+            return  # rejoined empty, not added back yet: it promises nothing (LogCore.readmitted)
         self._see_round(msg.ballot)
         if msg.from_slot <= self.snapshot_slot and self.snapshot_data is not None \
                 and len(self.snapshot_data) > self.bounds.snapshot_chunk_bytes:
@@ -1064,6 +1072,9 @@ class MultiPaxosCore(LogCore):
 
     def _on_accept(self, src: str, msg: Accept) -> None:
         self._see_round(msg.ballot)
+        if not self.readmitted:
+            self._learn(msg.ballot, msg.commit)  # rejoined empty, not added back yet: it only catches up
+            return
         if not self._accept_values(msg):
             self._nack(src, msg.ballot)
             return
@@ -1363,7 +1374,7 @@ class MultiPaxosCore(LogCore):
             self.applied = slot
             self.change_slots.discard(slot)
             if self.applier.membership is not before:
-                self._config_applied(slot)
+                self._config_applied(slot, before)
             self.log[slot] = value
             self._committed.append(Committed(slot, value))
             key = (value.client_id, value.seq)

@@ -249,8 +249,9 @@ class RaftCore(LogCore):
             self.peers = tuple(sorted({*self.peers, *applied.members} - {self.node}))
         if self.role == LEADER:
             for peer in self.peers:
-                self.leaving.pop(peer, None)  # removed and added again: a member like any other
-                if peer not in self.progress:
+                # New, or removed and added again -- perhaps a new incarnation with an empty log: what
+                # it acknowledged before its removal counts for nothing now.
+                if self.leaving.pop(peer, None) is not None or peer not in self.progress:
                     self.progress[peer] = Progress(next=self.log.last_index + 1)
                     self._send_append(peer, allow_empty=True)  # probe the new member at once
             for peer in self.progress.keys() - set(self.peers):
@@ -400,6 +401,8 @@ class RaftCore(LogCore):
         campaigns, counting votes among the new configuration's voters only
         (``Membership.election``), finishes the change and steps down.
         """
+        if not self.readmitted:
+            return False
         if self.membership.votes_in(self.node):
             return True
         committed = self.applier.membership or self.initial_membership
@@ -635,11 +638,11 @@ class RaftCore(LogCore):
         if m.pre_vote:
             # thesis 9.6: grant only if we would vote, and we hear from no live leader
             live_leader = self.role == LEADER or (self._in_lease() and not m.transfer)
-            grant = m.term > self.term and log_ok and not live_leader
+            grant = m.term > self.term and log_ok and not live_leader and self.readmitted
             self._send(src, RequestVoteReply(m.term if grant else self.term, grant, pre_vote=True))
             return
         can_vote = self.voted_for == src or (self.voted_for is None and self.leader is None)
-        grant = can_vote and log_ok
+        grant = can_vote and log_ok and self.readmitted
         if grant:
             self.voted_for = src
             self._hard_dirty = True  # the vote is on disk before the reply leaves (Ready contract)

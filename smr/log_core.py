@@ -107,7 +107,19 @@ class LogCore:
         applied = applier.membership
         if applied is None or self.node in applied.members:
             return False
-        return self.node in applier.left or not self.config.joining
+        return not self.config.joining or self.config.left_again(applier.removals(self.node))
+
+    @property
+    def readmitted(self) -> bool:
+        """False while a node that rejoined empty (``ReplicaConfig.rejoin_after``) has not applied the change
+        that added it back: until then it promises, votes and accepts nothing -- what it promised under its id
+        before is lost, and only configurations after its removal may count it -- and only catches up."""
+        rejoin = self.config.rejoin_after
+        if not rejoin:
+            return True
+        applier: Applier = getattr(self, "applier")
+        applied = applier.membership
+        return applier.removals(self.node) >= rejoin and applied is not None and self.node in applied.members
 
     def _set_membership(self, membership: Membership) -> None:
         """Put ``membership`` in effect: the peers this node talks to and the quorum sizes follow it."""
