@@ -166,7 +166,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     workers = workers_from(args)
     settings = FuzzSettings(backend=args.backend, mutant=args.mutant, nodes=args.nodes,
                             duration_ms=args.duration, clients=args.clients,
-                            liveness_bound_ms=args.liveness_bound, membership=args.membership)
+                            liveness_bound_ms=args.liveness_bound, membership=args.membership,
+                            storage=args.storage or args.storage_unchecked, storage_checks=not args.storage_unchecked)
     if args.trace:
         if args.seeds != 1:
             raise LocalProtocolError("--trace needs --seeds 1")
@@ -270,6 +271,13 @@ def _add_fuzz(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mutant", default=None, help="switch on a deliberately broken variant, e.g. forget_vote")
     p.add_argument("--membership", action="store_true",
                    help="every seed also draws membership changes (adds, removes, replaces; 1 to 7 nodes)")
+    storage = p.add_mutually_exclusive_group()
+    storage.add_argument("--storage", action="store_true",
+                         help="every seed also draws storage faults: wipes, bit flips and lost tails on a minority "
+                              "(found at restart; the node rejoins empty), full disks on any node")
+    storage.add_argument("--storage-unchecked", action="store_true",
+                         help="--storage with the start-up checks of durable state off (a deliberately broken "
+                              "variant: damage is loaded as it is)")
     p.add_argument("--stop-at-first", action="store_true", help="stop at the first failing seed")
     p.add_argument("--resume", default=None, metavar="REPORT",
                    help="a report of this campaign (e.g. a stopped one): skip the seeds it judged")

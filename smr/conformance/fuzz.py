@@ -34,7 +34,7 @@ import attrs
 
 from ..campaign import Progress, SeedSet, StopRequest, Workers, provenance, stream, worker_count
 from ..errors import LocalProtocolError
-from ..sim import ClientConfig, SimConfig, simulate
+from ..sim import ClientConfig, DiskConfig, SimConfig, simulate
 from ..sim.faults import draw_swarm
 from .judging import Judgement, judge_result, mutant_option, mutant_options
 
@@ -51,6 +51,10 @@ class FuzzSettings:
     liveness_bound_ms: float = 1000.0
     #: Each seed also draws membership changes (adds, removes, replaces) among its faults.
     membership: bool = False
+    #: Each seed also draws storage faults (wipes, bit flips, lost tails, full disks; smr.sim.disk).
+    storage: bool = False
+    #: Nodes check their durable state at start (False: the broken variant that loads damage as it is).
+    storage_checks: bool = True
 
     def config(self) -> SimConfig:
         """The swarm simulator config of one seed of this campaign (LocalProtocolError if inconsistent)."""
@@ -59,9 +63,13 @@ class FuzzSettings:
                 f"a swarm run heals at 60% of its duration and then needs twice the liveness bound "
                 f"({self.liveness_bound_ms:g} ms): use a duration of at least "
                 f"{5 * self.liveness_bound_ms:g} ms or a smaller bound")
+        if self.storage and self.membership:
+            raise LocalProtocolError("--storage and --membership cannot be drawn together: a run's damaged "
+                                     "nodes must stay a minority of its voters")
         return SimConfig(backend=self.backend, backend_options=mutant_options(self.backend, self.mutant),
                          nodes=self.nodes, duration_ms=self.duration_ms, swarm=True,
-                         swarm_membership=self.membership, trace=False,
+                         swarm_membership=self.membership, swarm_storage=self.storage,
+                         disk=DiskConfig(checks=self.storage_checks), trace=False,
                          count_bytes=False, clients=ClientConfig(count=self.clients))
 
     def replay(self, seed: int) -> str:
@@ -76,20 +84,24 @@ class FuzzSettings:
             parts.append(f"--mutant {mutant_option(self.mutant)}")
         if self.membership:
             parts.append("--membership")
+        if self.storage:
+            parts.append("--storage" if self.storage_checks else "--storage-unchecked")
         return " ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
         """The settings as plain JSON data (the mutant by its option name)."""
         return {"backend": self.backend, "mutant": None if self.mutant is None else mutant_option(self.mutant),
                 "nodes": self.nodes, "duration_ms": self.duration_ms, "clients": self.clients,
-                "liveness_bound_ms": self.liveness_bound_ms, "membership": self.membership}
+                "liveness_bound_ms": self.liveness_bound_ms, "membership": self.membership,
+                "storage": self.storage, "storage_checks": self.storage_checks}
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> FuzzSettings:
         """The settings recorded in a report's JSON."""
         return cls(backend=doc["backend"], mutant=doc["mutant"], nodes=doc["nodes"],
                    duration_ms=float(doc["duration_ms"]), clients=doc["clients"],
-                   liveness_bound_ms=float(doc["liveness_bound_ms"]), membership=bool(doc.get("membership", False)))
+                   liveness_bound_ms=float(doc["liveness_bound_ms"]), membership=bool(doc.get("membership", False)),
+                   storage=bool(doc.get("storage", False)), storage_checks=bool(doc.get("storage_checks", True)))
 
 
 @attrs.frozen
@@ -242,7 +254,8 @@ class FuzzReport:
         """The report for a person: totals, speed, then every failure with its replay command."""
         s = self.settings
         what = s.backend + (f" with {mutant_option(s.mutant)}" if s.mutant else "") + \
-            (" with membership changes" if s.membership else "")
+            (" with membership changes" if s.membership else "") + \
+            ("" if not s.storage else " with storage faults" if s.storage_checks else " with unchecked storage faults")
         where = f"Dask scheduler {self.scheduler}" if self.scheduler else f"{self.jobs} process(es)"
         lines = [f"{what}: {self.seeds_run} of {self.seeds_requested} seeds from {self.first_seed}"
                  f"{' (stopped at the first failure)' if self.stopped_early else ''}"

@@ -153,6 +153,12 @@ class AdminClient:
         if self.current is None:
             self._start_next()
 
+    def abandon(self, node: str, why: str) -> None:
+        """Give up the change in progress if it adds ``node`` (that node is down for good: ``why``)."""
+        change = self.current
+        if change is not None and change.joining == node:
+            self._end(f"skipped: {why}")
+
     def finish(self) -> tuple[ChangeRecord, ...]:
         """Every change of the run, those unfinished or never started as ``pending``."""
         out = list(self.records)
@@ -188,7 +194,7 @@ class AdminClient:
         joining = fault.node if fault.action == "add_node" else fault.new
         if leaving is not None and leaving not in running:
             return self._skip(f"{leaving} is not running")
-        if joining is not None and joining in sim.nodes:
+        if joining is not None and joining in sim.nodes and not sim.nodes[joining].gone:
             return self._skip(f"{joining} already exists")
         if fault.action in ("remove_node", "remove_leader", "remove_follower") and len(self._voters()) <= 1:
             return self._skip("it would remove the last voter")

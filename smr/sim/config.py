@@ -25,7 +25,7 @@ FaultAction = Literal[
     "crash", "restart", "crash_leader", "restart_all", "partition", "partition_halves",
     "isolate", "isolate_leader", "bridge", "heal", "flap", "network",
     "add_node", "remove_node", "remove_leader", "remove_follower", "replace_node", "replace_leader",
-    "clock_leader",
+    "clock_leader", "wipe", "flip", "lose_tail", "disk_full",
 ]
 #: The actions that change the cluster's membership (carried out one at a time by the admin client).
 MEMBERSHIP_ACTIONS = frozenset({"add_node", "remove_node", "remove_leader", "remove_follower", "replace_node",
@@ -34,6 +34,10 @@ MEMBERSHIP_ACTIONS = frozenset({"add_node", "remove_node", "remove_leader", "rem
 _STARTS_NODE = {"add_node": "node", "replace_node": "new", "replace_leader": "new"}
 #: The ids a node started mid-run may take: ``n`` and a number (clients are ``c1``, ``o1``, the admin ``admin``).
 NODE_ID = re.compile(r"n[1-9][0-9]{0,5}")
+#: The actions that damage a node's durable state (it crashes; its next start finds the damage).
+STORAGE_DAMAGE = frozenset({"wipe", "flip", "lose_tail"})
+#: Every storage fault (the damage, and a disk that refuses writes for a while).
+STORAGE_ACTIONS = STORAGE_DAMAGE | {"disk_full"}
 
 
 @attrs.frozen
@@ -83,6 +87,14 @@ class DiskConfig:
     sync: Latency = Latency("constant", mean=0.1)
     lose_unsynced: bool = True
     nodes: dict[str, Latency] = attrs.field(factory=dict)
+    #: A node checks its durable state when it starts, as the TCP runtime does (a checksum on every
+    #: record, the count of synced batches, the data directory's incarnation): damage from a ``wipe``,
+    #: ``flip`` or ``lose_tail`` fault is found and the node stays out.  False: the damaged state is
+    #: loaded as it is (a deliberately broken variant: the faults then lose acknowledged writes).
+    checks: bool = True
+    #: A node that found its state damaged comes back empty through a membership change (the admin
+    #: client removes it, then adds it again: ``smr serve --rejoin-empty``); False: it stays out.
+    rejoin: bool = True
 
 
 @attrs.frozen
@@ -144,7 +156,11 @@ class FaultEvent:
       ``keep: true`` a removed node is not stopped (it runs on, as a
       disruptive server, until its own core reports it retired);
     * clock_leader: from now on the leader's ticks last ``rate`` times their
-      nominal length, and every other node's ``others`` times (if given).
+      nominal length, and every other node's ``others`` times (if given);
+    * storage faults on ``node`` (:mod:`smr.sim.disk_faults`): ``wipe`` (it crashes and its disk comes
+      back empty), ``flip`` (it crashes and one durable record is corrupted), ``lose_tail`` (it crashes
+      and its last ``batches`` synced batches are lost, as from a cut write-ahead log), ``disk_full``
+      (every write it tries fails until ``until_ms``: it sits out, then restarts from its disk).
     """
 
     at: float
@@ -160,6 +176,7 @@ class FaultEvent:
     keep: bool = False
     rate: float | None = None
     others: float | None = None
+    batches: int | None = None
 
 
 def _app_spec(app: Any) -> str | None:
@@ -191,6 +208,8 @@ class SimConfig:
     swarm: bool = False
     #: With ``swarm``: the seed also draws membership changes (adds, removes, replaces) among its faults.
     swarm_membership: bool = False
+    #: With ``swarm``: the seed also draws storage faults (wipes, bit flips, lost tails, full disks).
+    swarm_storage: bool = False
     check_invariants: bool = True
     trace: bool = True
     count_bytes: bool = True
@@ -210,6 +229,9 @@ class SimConfig:
         if unknown:
             problems.append((f"disk.nodes.{unknown[0]}", f"disk.nodes names unknown nodes {', '.join(unknown)} "
                                                          f"(nodes: {_known(self.all_node_ids)})"))
+        if self.swarm_storage and self.swarm_membership:
+            problems.append(("swarm_storage", "swarm_storage and swarm_membership cannot be drawn together "
+                                              "(a run's damaged nodes must stay a minority of its voters)"))
         if problems:
             raise FieldErrors(problems)
 
@@ -228,6 +250,12 @@ class SimConfig:
     def changes_membership(self) -> bool:
         """True if the run may change its membership (a membership action, or a swarm that draws them)."""
         return (self.swarm and self.swarm_membership) or any(f.action in MEMBERSHIP_ACTIONS for f in self.faults)
+
+    @property
+    def rejoins(self) -> bool:
+        """True if a node may come back empty through a membership change (damage found, ``disk.rejoin``)."""
+        damage = (self.swarm and self.swarm_storage) or any(f.action in STORAGE_DAMAGE for f in self.faults)
+        return damage and self.disk.checks and self.disk.rejoin
 
     def replay_command(self, seed: int) -> str:
         """The one shell command that replays this run with ``seed``, exactly."""
@@ -255,8 +283,9 @@ def _structure_latency(value: Any, _type: type) -> Latency:
 converter.register_structure_hook(Latency, _structure_latency)
 
 #: Faults that act on the node they name, and those that need one.
-_NODE_ACTIONS = {"crash", "restart", "isolate", "bridge", "add_node", "remove_node", "replace_node"}
-_NEEDS_NODE = {"crash", "restart", "isolate", "add_node"}
+_NODE_ACTIONS = {"crash", "restart", "isolate", "bridge", "add_node", "remove_node", "replace_node",
+                 *STORAGE_ACTIONS}
+_NEEDS_NODE = {"crash", "restart", "isolate", "add_node", *STORAGE_ACTIONS}
 _NEEDS_NEW = {"replace_node", "replace_leader"}
 
 
@@ -304,12 +333,15 @@ def fault_problems(fault: FaultEvent, nodes: tuple[str, ...], path: str) -> list
                 seen.add(node)
     elif fault.groups:
         problems.append((f"{path}.groups", f"{fault.action} takes no groups (only partition does)"))
-    if fault.action == "flap":
-        if not fault.period_ms > 0:
-            problems.append((f"{path}.period_ms", f"a flap needs period_ms > 0, got {fault.period_ms:g}"))
-        if not fault.until_ms > fault.at:
-            problems.append((f"{path}.until_ms", f"a flap needs until_ms after its at ({fault.at:g}), "
-                                                 f"got {fault.until_ms:g}"))
+    if fault.action == "flap" and not fault.period_ms > 0:
+        problems.append((f"{path}.period_ms", f"a flap needs period_ms > 0, got {fault.period_ms:g}"))
+    if fault.action in ("flap", "disk_full") and not fault.until_ms > fault.at:
+        problems.append((f"{path}.until_ms", f"a {fault.action} needs until_ms after its at ({fault.at:g}), "
+                                             f"got {fault.until_ms:g}"))
+    if fault.batches is not None and fault.action != "lose_tail":
+        problems.append((f"{path}.batches", f"{fault.action} takes no batches (only lose_tail does)"))
+    elif fault.batches is not None and not 1 <= fault.batches <= 1000:
+        problems.append((f"{path}.batches", f"lose_tail loses 1 to 1000 synced batches, got {fault.batches}"))
     problems += _number_problems(fault, path, ("loss", "duplicate"), "network", 0.0, 1.0,
                                  "{name} must be a probability in [0, 1], got {value}")
     if fault.action == "network" and fault.loss is None and fault.duplicate is None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -42,8 +43,9 @@ from ..apps import resolve_app
 from ..client import opens_session
 from ..machine import CommandError, SessionExpired
 from ..wire import encode
-from .admin import AdminClient, ChangeRecord
-from .config import MEMBERSHIP_ACTIONS, FaultEvent, SimConfig
+from .admin import AdminClient, ChangeRecord, supports_membership
+from .config import MEMBERSHIP_ACTIONS, STORAGE_ACTIONS, STORAGE_DAMAGE, FaultEvent, SimConfig
+from .disk import JOURNAL_BATCHES, DiskState
 from .faults import draw_swarm
 from .metrics import Counters
 from .tracefmt import describe
@@ -75,6 +77,12 @@ class SimNode:
     pending_releases: int = 0
     #: Draws how long this node's next sync takes (ms).
     sync_delay: Callable[[], float] = float
+    #: Its disk's faults: damage not yet found, a full disk, undo records for lost tails (smr.sim.disk).
+    disk: DiskState = attrs.field(factory=DiskState)
+    #: Why it stays out (its start found its durable state damaged), until it is removed and added again.
+    out: str | None = None
+    #: It took the id of a node the log removed this many times (``ReplicaConfig.rejoin_after``).
+    rejoin_after: int = 0
 
 
 @attrs.define
@@ -163,6 +171,13 @@ class Simulation:
             drawn = draw_swarm(config, random.Random(f"{seed}/swarm"))
             self.network, self.lose_unsynced, faults = drawn.network, drawn.lose_unsynced, drawn.faults
             self.swarm_note = drawn.describe()
+        faults = tuple(faults)
+        #: Storage faults in the schedule: full disks are looked for, lost tails need undo records.
+        self._storage = any(f.action in STORAGE_ACTIONS for f in faults)
+        self._journal = any(f.action == "lose_tail" for f in faults)
+        #: A node found damaged comes back empty through a membership change (``smr serve --rejoin-empty``).
+        self._rejoin = (any(f.action in STORAGE_DAMAGE for f in faults) and config.disk.checks
+                        and config.disk.rejoin and supports_membership(config.backend))
         self._link_delay: dict[tuple[str, str], Callable[[], float]] = {
             (link.src, link.dst): link.latency.sampler(self.net_rng) for link in self.network.links}
         self._default_delay = self.network.latency.sampler(self.net_rng)
@@ -190,6 +205,7 @@ class Simulation:
         self._client_by_id = {c.id: c for c in self.clients}
         self._client_stop = config.clients.stop_ms if config.clients.stop_ms is not None else config.duration_ms
         self._faults = sorted(faults, key=lambda f: f.at)
+        self._membership = self._membership or self._rejoin
         if self._membership:
             self.admin = AdminClient(self)
             self.admins.append(self.admin)
@@ -318,6 +334,8 @@ class Simulation:
         own_disk = config.disk.nodes.get(node_id)
         node = SimNode(node_id, config.tick_ms * skew, sync_delay=self._sync_delay if own_disk is None
                        else own_disk.sampler(self.net_rng))
+        if self._journal:
+            node.disk.journal = deque(maxlen=JOURNAL_BATCHES)
         self.nodes[node_id] = node
         return node
 
@@ -333,7 +351,7 @@ class Simulation:
         rng = random.Random(f"{self.seed}/{node_id}/{node.incarnation}")
         node.core = self.backend.factory(
             ReplicaConfig(node_id, peers, rng, self.app, self.options, tick_ms=node.tick_ms,
-                          initial_voters=self.initial_voters))
+                          initial_voters=self.initial_voters, rejoin_after=node.rejoin_after))
         node.driver = Driver(node.core, node_id, on_reject=self._reject)
         self._step(node, Start(dict(node.durable)))
         # Stagger first ticks by a random fraction so nodes are not in lock-step.
@@ -386,6 +404,9 @@ class Simulation:
             for send in ready.eager:  # they may leave before this batch's writes are durable
                 self._send(src, send.dst, send.message)
         if ready.persist:
+            if self._storage and node.disk.full_until > self.now:
+                self._disk_refused(node)
+                return
             node.unsynced.extend(ready.persist)
             self.counters.writes += len(ready.persist)
             done = max(self.now, node.release_at) + node.sync_delay()
@@ -406,7 +427,7 @@ class Simulation:
         ready, n_writes = payload
         node.pending_releases -= 1
         if n_writes:
-            apply_writes(node.durable, node.unsynced[:n_writes])
+            node.disk.sync(node.durable, node.unsynced[:n_writes])
             del node.unsynced[:n_writes]
             self.counters.syncs += 1
         self._emit(node, ready)
@@ -636,9 +657,14 @@ class Simulation:
     def restart(self, node_id: str) -> None:
         """Restart a crashed node from its durable state (not one stopped for good, nor one never started)."""
         node = self.nodes.get(node_id)
-        if node is None or node.alive or node.gone:
+        if node is None or node.alive or node.gone or node.out is not None:
             return
-        self._log(f"{node_id} RESTART durable_keys={len(node.durable)}")
+        damage, node.disk.damage = node.disk.damage, None
+        if damage is not None and self.config.disk.checks:
+            self._stay_out(node, damage)
+            return
+        self._log(f"{node_id} RESTART durable_keys={len(node.durable)}"
+                  + (f" (damage not checked: {damage})" if damage is not None else ""))
         self._boot(node_id)
 
     def _set_groups(self, groups: list[list[str]]) -> None:
@@ -661,7 +687,16 @@ class Simulation:
     def start_node(self, node_id: str) -> None:
         """Start a node that joins the running cluster, with an empty disk; it joins the largest side of a
         partition in force (the first on a tie), and reaches every node across a bridge."""
-        self._new_node(node_id)
+        before = self.nodes.get(node_id)
+        if before is not None:  # the id of a node removed before (found damaged): a new incarnation
+            # What its old incarnation sent and is still in flight dies with it (its connections closed).
+            self._queue[:] = [e for e in self._queue if not (e[2] == _DELIVER and e[3] == node_id)]
+            heapq.heapify(self._queue)
+        node = self._new_node(node_id)
+        if before is not None:
+            leader = self.current_leader()
+            applier = getattr(self.nodes[leader].core, "applier", None) if leader is not None else None
+            node.rejoin_after = applier.removals(node_id) if applier is not None else before.rejoin_after + 1
         self.node_ids = (*self.node_ids, node_id)
         self._log(f"{node_id} START (joining; running: {','.join(self.node_ids)})")
         if self._groups is not None:
@@ -774,6 +809,8 @@ class Simulation:
                 lane = AdminClient(self, f"admin{len(self.admins) + 1}")
                 self.admins.append(lane)
                 lane.request(fault)
+        elif action in STORAGE_ACTIONS and fault.node:
+            self._storage_fault(fault, fault.node)
         elif action == "clock_leader":
             leader = self.current_leader()
             if leader is None:
@@ -786,6 +823,46 @@ class Simulation:
             self._log(f"CLOCK {leader} ticks x{fault.rate}" + (f", others x{fault.others}" if fault.others else ""))
         else:
             self._log(f"fault {action} needs a node; ignored")
+
+    # ------------------------------------------------------------ storage
+    def _storage_fault(self, fault: FaultEvent, node_id: str) -> None:
+        """A disk fault on ``node_id`` (smr.sim.disk): damage crashes the node, a full disk refuses writes."""
+        node = self.nodes.get(node_id)
+        if node is None or node.gone:
+            self._log(f"{fault.action} {node_id}: no such node; ignored")
+            return
+        if fault.action == "disk_full":
+            node.disk.full_until = max(node.disk.full_until, fault.until_ms)
+            self._log(f"{node_id} DISK FULL until t={fault.until_ms:.3f}")
+            return
+        self.crash(node_id)
+        if fault.action == "wipe":
+            what = node.disk.wipe(node.durable)
+        elif fault.action == "flip":
+            what = node.disk.flip(node.durable, self.fault_rng)
+        else:
+            what = node.disk.lose_tail(node.durable, fault.batches or 1)
+        self._log(f"{node_id} {fault.action.upper()} {what}")
+
+    def _disk_refused(self, node: SimNode) -> None:
+        """A write of ``node`` failed (its disk is full): it sits out -- a crash, nothing of the batch
+        released but its eager messages -- and restarts from its disk once space returns."""
+        until = node.disk.full_until
+        self._log(f"{node.id} DISK REFUSED a write; it sits out until t={until:.3f}")
+        self.crash(node.id)
+        self._push(until, _FAULT, FaultEvent(until, "restart", node=node.id))
+
+    def _stay_out(self, node: SimNode, damage: str) -> None:
+        """``node``'s start found its durable state damaged: it stays out, and (with ``disk.rejoin``) the
+        admin client removes it and adds it again, empty (what ``smr serve --rejoin-empty`` does)."""
+        node.out = damage
+        self._log(f"{node.id} STAYS OUT: its start found its state damaged: {damage}")
+        if not self._rejoin:
+            return
+        assert self.admin is not None, "a run whose nodes rejoin has an admin client"
+        self.admin.abandon(node.id, f"{node.id} stays out again before it was added back")
+        self.admin.request(FaultEvent(self.now, "remove_node", node=node.id))
+        self.admin.request(FaultEvent(self.now, "add_node", node=node.id))
 
 
 

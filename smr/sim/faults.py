@@ -15,6 +15,13 @@ that names no node removes a voter the seed picks when its turn comes, so the
 plan holds whatever the earlier changes turned out to be.  These draws come
 after all the others, so a seed draws the same network and faults with or
 without them.
+
+With ``swarm_storage`` the seed also draws one to three storage faults
+(:mod:`smr.sim.disk`), after all the others: wipes, bit flips and lost tails
+on at most a minority of the nodes, and full disks on any.  A damaged node is
+found damaged when it restarts, stays out, and comes back empty through a
+membership change (removed, then added again), so every backend is judged
+under them by the same checks.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ MAX_SWARM_NODES = 7
 #: The fault kinds a swarm run draws its schedule from (the heal at the end is always added).
 _SWARM_ACTIONS: tuple[FaultAction, ...] = ("crash", "crash_leader", "restart", "partition_halves", "isolate",
                                            "isolate_leader", "bridge", "heal", "flap")
+#: The storage faults a swarm run with ``swarm_storage`` draws from.
+_STORAGE_KINDS: tuple[FaultAction, ...] = ("wipe", "flip", "lose_tail", "disk_full")
 
 
 @attrs.frozen
@@ -73,10 +82,37 @@ def draw_swarm(config: SimConfig, rng: random.Random) -> SwarmDraw:
     if config.swarm_membership:
         faults += _draw_membership(config, rng, heal_at)
     faults.sort(key=lambda f: f.at)
+    lose_unsynced = rng.random() < 0.7
+    if config.swarm_storage:  # drawn last of all, so the rest of the draw is the same without them
+        faults = sorted(faults + _draw_storage(config, rng, heal_at), key=lambda f: f.at)
     faults.append(FaultEvent(heal_at, "heal"))
     faults.append(FaultEvent(heal_at, "network", loss=0.0, duplicate=0.0))
     faults.append(FaultEvent(heal_at, "restart_all"))
-    return SwarmDraw(network, tuple(faults), rng.random() < 0.7)
+    return SwarmDraw(network, tuple(faults), lose_unsynced)
+
+
+def _draw_storage(config: SimConfig, rng: random.Random, heal_at: float) -> list[FaultEvent]:
+    """One to three storage faults in the fault phase (smr.sim.disk): wipes, bit flips and lost tails on at
+    most a minority of the nodes (each restarted a little later, when its damage is found), and full disks
+    on any node until some time before the heal."""
+    nodes = list(config.node_ids)
+    budget = (len(nodes) - 1) // 2
+    damaged: set[str] = set()
+    out: list[FaultEvent] = []
+    for _ in range(rng.randint(1, 3)):
+        at = round(rng.uniform(0.05, 0.55) * config.duration_ms, 3)
+        kind: FaultAction = rng.choice(_STORAGE_KINDS)
+        node = rng.choice(nodes)
+        if kind != "disk_full" and node not in damaged and len(damaged) >= budget:
+            kind = "disk_full"  # the damaged nodes stay a minority: a majority's loss is unrecoverable
+        if kind == "disk_full":
+            out.append(FaultEvent(at, "disk_full", node=node, until_ms=round(min(heal_at, at + rng.uniform(20, 1000)), 3)))
+            continue
+        damaged.add(node)
+        batches = rng.randint(1, 20) if kind == "lose_tail" else None
+        out.append(FaultEvent(at, kind, node=node, batches=batches))
+        out.append(FaultEvent(round(min(at + rng.uniform(10, 300), heal_at - 1), 3), "restart", node=node))
+    return out
 
 
 def _draw_membership(config: SimConfig, rng: random.Random, heal_at: float) -> list[FaultEvent]:
