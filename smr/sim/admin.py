@@ -280,7 +280,9 @@ class AdminClient:
         elif status in (ReplyStatus.ERROR, ReplyStatus.FAIL):
             if status == ReplyStatus.ERROR:
                 self.acked = self.seq
-            if self._finished(change) or self._underway(change):
+            error = CommandError.from_result(reply.result) if status == ReplyStatus.ERROR else None
+            retry = error is not None and "retry" in error.message  # another change is in flight: ask again
+            if not retry and (self._finished(change) or self._underway(change)):
                 # an earlier attempt did it (e.g. before a session expired), or it is under way: a retry
                 # whose first attempt committed is refused ("n4 is already a member") while the learner
                 # it added catches up to be promoted
@@ -288,8 +290,7 @@ class AdminClient:
                 sim.log(f"admin UNDERWAY {change.change} -> {reply.result!r}")
                 self._settle()
                 return
-            error = CommandError.from_result(reply.result) if status == ReplyStatus.ERROR else None
-            if error is None or "retry" not in error.message:  # "... not committed yet; retry": not counted
+            if not retry:  # "... not committed yet; retry" is not counted
                 change.refusals += 1
             sim.log(f"admin REFUSED {change.change} ({change.refusals}) -> {reply.result!r}")
             if change.refusals >= MAX_REFUSALS:
