@@ -151,6 +151,17 @@ class RaftCore(LogCore):
         """Role, current term (as epoch), known leader and commit index."""
         return ReplicaStatus(self.node, self.role, self.term, self.leader, self.commit_index)
 
+    @property
+    def readmitted(self) -> bool:
+        """False while this node, rejoining from an emptied directory, has not applied the log up to
+        ``config.rejoin_after`` (at or past its own removal): until then it grants no vote and never campaigns.
+
+        Once it holds its removal, its log is more up to date than that of
+        any candidate lacking it, so its vote never helps elect a leader that
+        could lose what its lost incarnation acknowledged.
+        """
+        return self.last_applied >= self.config.rejoin_after
+
     def transfer_leadership(self, to: str) -> Ready:
         """Hand leadership to peer ``to`` (thesis 3.10): catch it up, then send TimeoutNow."""
         if not self.opts.leadership_transfer:
@@ -249,7 +260,10 @@ class RaftCore(LogCore):
             self.peers = tuple(sorted({*self.peers, *applied.members} - {self.node}))
         if self.role == LEADER:
             for peer in self.peers:
-                self.leaving.pop(peer, None)  # removed and added again: a member like any other
+                if self.leaving.pop(peer, None) is not None:
+                    # removed and added again: maybe another incarnation (an emptied node rejoining), so
+                    # what we knew of its log is void; probed afresh, it is promoted once it has caught up
+                    self.progress.pop(peer, None)
                 if peer not in self.progress:
                     self.progress[peer] = Progress(next=self.log.last_index + 1)
                     self._send_append(peer, allow_empty=True)  # probe the new member at once
@@ -400,6 +414,8 @@ class RaftCore(LogCore):
         campaigns, counting votes among the new configuration's voters only
         (``Membership.election``), finishes the change and steps down.
         """
+        if not self.readmitted:
+            return False
         if self.membership.votes_in(self.node):
             return True
         committed = self.applier.membership or self.initial_membership
@@ -631,6 +647,9 @@ class RaftCore(LogCore):
         return self.log.is_up_to_date(m.last_log_index, m.last_log_term)
 
     def _on_request_vote(self, src: str, m: RequestVote) -> None:
+        if not self.readmitted:  # rejoining from an emptied directory: no vote before it holds its removal
+            self._send(src, RequestVoteReply(self.term, False, pre_vote=m.pre_vote))
+            return
         log_ok = self._vote_log_ok(m)
         if m.pre_vote:
             # thesis 9.6: grant only if we would vote, and we hear from no live leader
@@ -668,7 +687,7 @@ class RaftCore(LogCore):
 
     def _on_timeout_now(self, src: str, m: TimeoutNow) -> None:
         self._check_transfers_on(src)
-        if src == self.leader and self.membership.votes_in(self.node):
+        if src == self.leader and self.membership.votes_in(self.node) and self.readmitted:
             self._campaign(pre=False, transfer=True)  # thesis 3.10: skip pre-vote and the lease
 
     def _on_late_timeout_now(self, src: str, m: TimeoutNow) -> None:

@@ -96,13 +96,23 @@ class LogCore:
         self.parked: list[ClientRequest] = []
 
     @property
+    def readmitted(self) -> bool:
+        """False while this node, rejoining from an emptied directory (``config.rejoin_after``), may not
+        campaign, vote, promise or accept yet: it has not applied the log past its own removal."""
+        return True
+
+    @property
     def retired(self) -> bool:
         """True once this node has left the cluster: a committed configuration no longer names it.
 
         A runtime may then stop the node for good.  A node joining a running
-        cluster is not retired before it was ever added (the protocol may
-        override this where a removal takes effect later than it is applied).
+        cluster is not retired before it was ever added, nor a rejoining one
+        before it is :attr:`readmitted` (it applies its own removal on the way:
+        the protocol may override this where a removal takes effect later
+        than it is applied).
         """
+        if not self.readmitted:
+            return False
         applier: Applier = getattr(self, "applier")
         applied = applier.membership
         if applied is None or self.node in applied.members:

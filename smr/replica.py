@@ -277,6 +277,11 @@ class ReplicaConfig:
     #: The cluster's first voters (the configuration before any log entry); empty: ``members``.  A node
     #: that joins a running cluster is given them (it is not one of them) and learns the rest from the log.
     initial_voters: tuple[NodeId, ...] = ()
+    #: Nonzero for a node that starts from an emptied data directory under an id the cluster removed and
+    #: added again (``smr serve --rejoin-empty``): an index at or past that removal.  The core campaigns,
+    #: votes, promises and accepts nothing until it has applied the log up to there (``readmitted``), so
+    #: nothing it says can stand in for what its lost incarnation said.  0: not rejoining.
+    rejoin_after: int = 0
 
     @property
     def members(self) -> tuple[NodeId, ...]:
@@ -285,8 +290,8 @@ class ReplicaConfig:
 
     @property
     def joining(self) -> bool:
-        """True for a node that joins a running cluster (it is not one of the initial voters)."""
-        return bool(self.initial_voters) and self.node not in self.initial_voters
+        """True for a node that joins a running cluster (not one of the initial voters, or rejoining)."""
+        return self.rejoin_after > 0 or (bool(self.initial_voters) and self.node not in self.initial_voters)
 
     @property
     def quorum(self) -> int:
