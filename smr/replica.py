@@ -278,9 +278,10 @@ class ReplicaConfig:
     #: that joins a running cluster is given them (it is not one of them) and learns the rest from the log.
     initial_voters: tuple[NodeId, ...] = ()
     #: Nonzero for a node that starts from an emptied data directory under an id the cluster removed and
-    #: added again (``smr serve --rejoin-empty``): an index at or past that removal.  The core campaigns,
-    #: votes, promises and accepts nothing until it has applied the log up to there (``readmitted``), so
-    #: nothing it says can stand in for what its lost incarnation said.  0: not rejoining.
+    #: added again (``smr serve --rejoin-empty``): an index at or past that removal (the runtime passes one
+    #: past the re-adding).  The core campaigns, votes, promises and accepts nothing until it has applied
+    #: the log up to there (``readmitted``), so nothing it says can stand in for what its lost incarnation
+    #: said.  0: not rejoining.
     rejoin_after: int = 0
 
     @property

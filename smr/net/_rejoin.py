@@ -12,16 +12,17 @@ once the leader promotes it).
 **Why this is safe.**  The removal is committed before the re-add, so no
 vote, promise or acknowledgement of the old incarnation counts in any
 configuration after it; and the empty node votes, promises and accepts
-nothing until it has applied the log past its removal
-(``ReplicaConfig.rejoin_after``, the cores' ``readmitted``), so every
+nothing until it has applied the log past its re-adding, which follows its
+removal (``ReplicaConfig.rejoin_after``, the cores' ``readmitted``), so every
 configuration that counts it names it in an entry committed after its
 removal, and what it says is its own (Raft: it holds the removal, so it
 never votes for a candidate that lacks it; multi-Paxos: it has applied every
 slot a configuration of the old incarnation governs, so its promises report
 them chosen).  ``after`` is the commit index, read from its own status, of
-the node that answered a linearizable membership read made once the removal
-was committed (that node has applied the removal; its uptime shows it did
-not restart in between).
+the node that answered a linearizable membership read made once the re-add
+was committed (that node has applied it; its uptime shows it did not restart
+in between).  Waiting for the re-add, not just the removal, also keeps a
+node that is catching up from seeing itself retired between the two.
 
 **Restartable.**  The stage is written to the node's storage before the
 step it names is taken, and every step is idempotent (the membership calls
@@ -30,8 +31,9 @@ point and restarted with the flag resumes: already removed, it adds itself;
 already added, it joins.  Without the flag nothing moves.
 
 =========  ===================================================================
-``remove``  ask the cluster to remove this id; then read ``after``
-``add``     ask the cluster to add this id again at this node's address
+``remove``  ask the cluster to remove this id
+``add``     ask the cluster to add this id again at this node's address; then
+            read ``after``
 ``added``   the add is committed: join when a member dials in (an added node
             that knows the incarnations it ``replaces``), rejoining core
 =========  ===================================================================
@@ -46,7 +48,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -54,6 +56,9 @@ import trio
 from smr.client import MembershipClient
 from smr.machine import CommandError
 from smr.membership import GET_MEMBERSHIP
+
+if TYPE_CHECKING:  # it imports the server, which imports this module
+    from ._client import TcpCluster
 
 log = logging.getLogger("smr.net")
 
@@ -69,7 +74,7 @@ RETRY_MIN_S, RETRY_MAX_S = 0.5, 8.0
 @attrs.frozen
 class Rejoin:
     """How far this node's rejoin has come: its stage, the incarnations of its id it replaces, and an
-    index at or past its committed removal (0 until known)."""
+    index at or past its committed re-adding (0 until known)."""
 
     stage: str
     replaces: tuple[str, ...]
@@ -118,7 +123,7 @@ async def rejoin(node: str, address: str, state: Rejoin, cluster: MembershipClie
     it, retrying each change with back-off until the cluster commits it; return the final state.
 
     ``index_past`` returns an index at or past every entry the cluster has
-    committed (called once the removal is); ``save`` makes a stage durable.
+    committed (called once the re-add is); ``save`` makes a stage durable.
     """
     waiting = Waiting(node)
     pause = RETRY_MIN_S
@@ -126,16 +131,16 @@ async def rejoin(node: str, address: str, state: Rejoin, cluster: MembershipClie
         try:
             if state.stage == REMOVE:
                 await cluster.remove_node(node, timeout=ATTEMPT_S)
-                after = await index_past()
-                log.info("%s: rejoining: the cluster removed %s (committed at or before index %d); no vote, "
-                         "promise or acknowledgement of its old incarnation counts any more", node, node, after)
-                state = attrs.evolve(state, stage=ADD, after=after)
+                log.info("%s: rejoining: the cluster removed %s (committed): no vote, promise or acknowledgement "
+                         "of its old incarnation counts any more", node, node)
+                state = attrs.evolve(state, stage=ADD)
             else:
                 await cluster.start_adding_node(node, address, timeout=ATTEMPT_S)
-                log.info("%s: rejoining: the cluster added %s again at %s (committed); it joins as a learner "
-                         "once a member dials it, and votes once it has caught up and been promoted",
-                         node, node, address)
-                state = attrs.evolve(state, stage=ADDED)
+                after = await index_past()
+                log.info("%s: rejoining: the cluster added %s again at %s (committed at or before index %d); it "
+                         "joins as a learner once a member dials it, and votes once it has caught up past there "
+                         "and been promoted", node, node, address, after)
+                state = attrs.evolve(state, stage=ADDED, after=after)
             await save(state)
             pause = RETRY_MIN_S
         except (TimeoutError, CommandError) as exc:
@@ -145,8 +150,8 @@ async def rejoin(node: str, address: str, state: Rejoin, cluster: MembershipClie
     return state
 
 
-async def index_past(cluster: Any) -> int:
-    """An index at or past every entry ``cluster`` (a :class:`~smr.net.TcpCluster`) committed before the call.
+async def index_past(cluster: "TcpCluster") -> int:
+    """An index at or past every entry ``cluster`` committed before the call.
 
     The node that answers a membership read through the log has applied
     everything committed before it; its commit index, read from its own

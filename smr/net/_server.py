@@ -556,7 +556,7 @@ class NodeServer:
                 return  # another connection's identity started it meanwhile
             replaces = tuple(remembered_instead(self.membership, self._heard))
             log.warning("%s: %s -- with --rejoin-empty it has the cluster remove its id and add it again "
-                        "(replacing incarnation %s), and votes nothing until it has caught up past its removal",
+                        "(replacing incarnation %s), and votes nothing until it has caught up past that",
                         self.id, why.split(";")[0], ", ".join(replaces))
             if await self._save_rejoin(Rejoin(REMOVE, replaces)):
                 assert self._nursery is not None, "identities arrive once the node serves"
@@ -899,9 +899,10 @@ class NodeServer:
                     self._open_peer(peer)
         if self.rejoin is not None and self.rejoin.stage == ADDED and self._admitted.is_set() \
                 and not self._readmitted_said and getattr(core, "readmitted", True):
-            self._readmitted_said = True
-            log.info("%s: rejoined: it has applied the log past its removal (index %d): it votes and accepts "
-                     "again where a configuration names it", self.id, self.rejoin.after)
+            self._readmitted_said = True  # the index its core was built to wait for (rejoin_after)
+            log.info("%s: rejoined: it has applied the log past its re-adding (index %d): it votes and accepts "
+                     "again where a configuration names it", self.id, getattr(getattr(core, "config", None),
+                                                                              "rejoin_after", 0))
         if not self.retired.is_set() and getattr(core, "retired", False):
             self.counters["retired"] = 1
             log.warning("%s: a committed configuration no longer names this node: it has left the cluster and "

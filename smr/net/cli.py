@@ -543,7 +543,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rejoin-empty", action="store_true",
                    help="if the data directory was emptied (or its database deleted) while the cluster ran "
                         "on, have the cluster remove this node's id and add it again, then catch up as a "
-                        "learner: it votes and accepts nothing until it has applied the log past its removal "
+                        "learner: it votes and accepts nothing until it has applied the log past its re-adding "
                         "(without it such a node stays out); a no-op on an intact directory or a new cluster")
     p.set_defaults(func=cmd_serve)
 

@@ -13,6 +13,7 @@ restarted.  Each test prints what it measured (``pytest -s``).
 
 from __future__ import annotations
 
+import re
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -45,7 +46,7 @@ async def _voter_again(tcp: TcpCluster, node: str, timeout: float = 30.0) -> Non
 
 async def _caught_up(tcp: TcpCluster, node: str, timeout: float = 20.0) -> int:
     """Wait until ``node`` has applied as far as the leader (the writes have stopped); that index."""
-    with trio.fail_after(timeout):
+    with trio.move_on_after(timeout):
         while True:
             reports = await tcp.statuses(timeout=1.0)
             leader = next((r for r in reports.values() if r is not None and r.role == "leader"), None)
@@ -53,6 +54,9 @@ async def _caught_up(tcp: TcpCluster, node: str, timeout: float = 20.0) -> int:
             if leader is not None and mine is not None and mine.commit_index >= leader.commit_index:
                 return mine.commit_index
             await trio.sleep(0.1)
+    raise AssertionError(f"{node} did not catch up: " + "; ".join(
+        f"{n} {r.role} epoch {r.epoch} leader {r.leader} commit {r.commit_index}" if r else f"{n} -"
+        for n, r in (await tcp.statuses(timeout=1.0)).items()))
 
 
 @asynccontextmanager
@@ -68,11 +72,13 @@ async def _under_load(cluster: LocalTcpCluster) -> AsyncIterator[tuple[TcpCluste
 
 
 def _rejoined(cluster: LocalTcpCluster, node: str) -> float:
-    """Check that ``node``'s log says it had its id removed, added again, and caught up past the removal;
+    """Check that ``node``'s log says it had its id removed, added again, and caught up past the re-adding;
     how long that took, from the node's first word of its emptied directory to its readmission (s)."""
     log = cluster.log_file(node).read_text()
     assert "rejoining: the cluster removed" in log and "rejoining: the cluster added" in log, log[-3000:]
-    assert "rejoined: it has applied the log past its removal" in log and "Traceback" not in log
+    waited_for = re.search(r"rejoined: it has applied the log past its re-adding \(index (\d+)\)", log)
+    assert waited_for and int(waited_for.group(1)) > 0, "its core must be a rejoining one (rejoin_after)"
+    assert "Traceback" not in log
 
     def when(text: str) -> datetime:
         line = next(line for line in log.splitlines() if text in line)
