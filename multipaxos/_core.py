@@ -265,6 +265,7 @@ class MultiPaxosCore(LogCore):
         self.blocked: set[int] = set()                   # slots waiting for their configuration to be certain
         self.recovered_last = 0                          # the last slot recovered in phase 1
         self.promoting: set[str] = set()                 # learners we proposed to promote
+        self.promotions = 0                              # promotions queued while leading (their queue keys)
         #: Removed nodes a leader still heartbeats until they heard that their slots are held:
         #: node -> [its last slot, the round that first told it so (0: not yet), the round it left at].
         self.leaving: dict[str, list[int]] = {}
@@ -303,11 +304,23 @@ class MultiPaxosCore(LogCore):
         has applied every slot of a configuration naming it, so its own copy
         is needed by nobody.  A joining node is not retired before it was added.
         """
-        if self.node in self._newest.members:
+        if self.node in self._newest.members or not self.readmitted:
             return False
-        if self.config.joining and not self.config.left_again(self.applier.removals(self.node)):
+        if self.config.joining and self.node not in self.applier.left:
             return False
         return self.held >= self._last_slot_naming(self.node, voters_only=False)
+
+    @property
+    def readmitted(self) -> bool:
+        """False while this node, rejoining from an emptied directory, has not applied every slot a
+        configuration of its lost incarnation may govern: until then it promises, accepts and campaigns nothing.
+
+        Its removal is chosen at or before ``config.rejoin_after`` and takes
+        effect alpha slots later; once it has applied those slots it reports
+        them as chosen in any promise, so its empty acceptor can never stand in
+        for what the lost incarnation accepted or promised there.
+        """
+        return not self.config.rejoin_after or self.applied >= self.config.rejoin_after + self.alpha - 1
 
     # ------------------------------------------------------ configurations
     @property
@@ -361,19 +374,24 @@ class MultiPaxosCore(LogCore):
             return MAX_INDEX  # the newest configuration still names it
         return self.history[index][0] + self.alpha - 1
 
-    def _config_applied(self, slot: int, before: Membership | None) -> None:
+    def _config_applied(self, slot: int) -> None:
         """The applier's configuration changed at ``slot``: record it, and talk to whom it names."""
         membership = self.applier.membership
         assert membership is not None
-        for node in set(membership.members) - set(before.members if before is not None else ()):
-            # added, or removed and added again -- perhaps a new incarnation with an empty disk: what it
-            # acknowledged before counts for nothing now, and its promotion is yet to be proposed
-            self.peer_applied.pop(node, None)
-            self.acked_round.pop(node, None)
-            self.promoting.discard(node)
+        for node in set(membership.members) - set(self.history[-1][1].members):
+            if node in self.applier.left:  # removed before, added again: maybe another incarnation (rejoining)
+                self._forget_peer(node)
         self.history.append((slot, membership))
         self._learn_nodes(membership)
         self._refresh_membership()
+
+    def _forget_peer(self, node: str) -> None:
+        """Drop what this leader heard from ``node`` (what it applied, the rounds it acked): void for a new
+        incarnation, which must catch up before it is promoted, and whose acks count from now on."""
+        for heard in (self.peer_applied, self.acked_round, self.peer_heard):
+            heard.pop(node, None)
+        self.promoting.discard(node)
+        self.leaving.pop(node, None)
 
     def _learn_nodes(self, membership: Membership) -> None:
         """Add the nodes ``membership`` names to those we take messages from (durably, if any is new)."""
@@ -533,6 +551,7 @@ class MultiPaxosCore(LogCore):
         self.change_slots.clear()
         self.blocked.clear()
         self.promoting.clear()
+        self.promotions = 0
         self.leaving.clear()
         self.round_tick.clear()
         self.acked_round.clear()
@@ -727,6 +746,8 @@ class MultiPaxosCore(LogCore):
             self._become_leader()
 
     def _on_prepare(self, src: str, msg: Prepare) -> None:
+        if not self.readmitted:
+            return  # rejoining from an emptied directory: no promise yet (see ``readmitted``)
         if self.heard_leader is not None and self.heard_leader != src \
                 and self.since_leader < self.opts.election_ticks_min \
                 and (self.opts.read_mode == "lease" or src not in self.peers):
@@ -740,8 +761,6 @@ class MultiPaxosCore(LogCore):
                 self._heartbeat_round()
                 self._send(src, Heartbeat(self.ballot, self.applied, 0, self.held))
             return
-        if not self.readmitted:
-            return  # rejoined empty, not added back yet: it promises nothing (LogCore.readmitted)
         self._see_round(msg.ballot)
         if msg.from_slot <= self.snapshot_slot and self.snapshot_data is not None \
                 and len(self.snapshot_data) > self.bounds.snapshot_chunk_bytes:
@@ -1072,8 +1091,9 @@ class MultiPaxosCore(LogCore):
 
     def _on_accept(self, src: str, msg: Accept) -> None:
         self._see_round(msg.ballot)
-        if not self.readmitted:
-            self._learn(msg.ballot, msg.commit)  # rejoined empty, not added back yet: it only catches up
+        if not self.readmitted:  # rejoining from an emptied directory: it learns what is chosen, accepts nothing
+            if self._follow_leader(src, msg.ballot):
+                self._learn(msg.ballot, msg.commit)
             return
         if not self._accept_values(msg):
             self._nack(src, msg.ballot)
@@ -1199,7 +1219,8 @@ class MultiPaxosCore(LogCore):
             if learner not in self.promoting and learner in self.peer_applied \
                     and self.peer_applied[learner] + self.opts.max_batch >= self.applied:
                 self.promoting.add(learner)  # caught up: the leader proposes its promotion (thesis 4.2.1's rule)
-                self.queue[("", -len(self.promoting))] = ClientRequest("", 0, membership_command("promote", learner))
+                self.promotions += 1
+                self.queue[("", -self.promotions)] = ClientRequest("", 0, membership_command("promote", learner))
         self._pump()
         self._step_down_if_removed()
 
@@ -1374,7 +1395,7 @@ class MultiPaxosCore(LogCore):
             self.applied = slot
             self.change_slots.discard(slot)
             if self.applier.membership is not before:
-                self._config_applied(slot, before)
+                self._config_applied(slot)
             self.log[slot] = value
             self._committed.append(Committed(slot, value))
             key = (value.client_id, value.seq)

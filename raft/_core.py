@@ -151,6 +151,17 @@ class RaftCore(LogCore):
         """Role, current term (as epoch), known leader and commit index."""
         return ReplicaStatus(self.node, self.role, self.term, self.leader, self.commit_index)
 
+    @property
+    def readmitted(self) -> bool:
+        """False while this node, rejoining from an emptied directory, has not applied the log up to
+        ``config.rejoin_after`` (at or past its own removal): until then it grants no vote and never campaigns.
+
+        Once it holds its removal, its log is more up to date than that of
+        any candidate lacking it, so its vote never helps elect a leader that
+        could lose what its lost incarnation acknowledged.
+        """
+        return self.last_applied >= self.config.rejoin_after
+
     def transfer_leadership(self, to: str) -> Ready:
         """Hand leadership to peer ``to`` (thesis 3.10): catch it up, then send TimeoutNow."""
         if not self.opts.leadership_transfer:
@@ -249,9 +260,11 @@ class RaftCore(LogCore):
             self.peers = tuple(sorted({*self.peers, *applied.members} - {self.node}))
         if self.role == LEADER:
             for peer in self.peers:
-                # New, or removed and added again -- perhaps a new incarnation with an empty log: what
-                # it acknowledged before its removal counts for nothing now.
-                if self.leaving.pop(peer, None) is not None or peer not in self.progress:
+                if self.leaving.pop(peer, None) is not None:
+                    # removed and added again: maybe another incarnation (an emptied node rejoining), so
+                    # what we knew of its log is void; probed afresh, it is promoted once it has caught up
+                    self.progress.pop(peer, None)
+                if peer not in self.progress:
                     self.progress[peer] = Progress(next=self.log.last_index + 1)
                     self._send_append(peer, allow_empty=True)  # probe the new member at once
             for peer in self.progress.keys() - set(self.peers):
@@ -634,15 +647,18 @@ class RaftCore(LogCore):
         return self.log.is_up_to_date(m.last_log_index, m.last_log_term)
 
     def _on_request_vote(self, src: str, m: RequestVote) -> None:
+        if not self.readmitted:  # rejoining from an emptied directory: no vote before it holds its removal
+            self._send(src, RequestVoteReply(self.term, False, pre_vote=m.pre_vote))
+            return
         log_ok = self._vote_log_ok(m)
         if m.pre_vote:
             # thesis 9.6: grant only if we would vote, and we hear from no live leader
             live_leader = self.role == LEADER or (self._in_lease() and not m.transfer)
-            grant = m.term > self.term and log_ok and not live_leader and self.readmitted
+            grant = m.term > self.term and log_ok and not live_leader
             self._send(src, RequestVoteReply(m.term if grant else self.term, grant, pre_vote=True))
             return
         can_vote = self.voted_for == src or (self.voted_for is None and self.leader is None)
-        grant = can_vote and log_ok and self.readmitted
+        grant = can_vote and log_ok
         if grant:
             self.voted_for = src
             self._hard_dirty = True  # the vote is on disk before the reply leaves (Ready contract)
@@ -671,7 +687,7 @@ class RaftCore(LogCore):
 
     def _on_timeout_now(self, src: str, m: TimeoutNow) -> None:
         self._check_transfers_on(src)
-        if src == self.leader and self.membership.votes_in(self.node):
+        if src == self.leader and self.membership.votes_in(self.node) and self.readmitted:
             self._campaign(pre=False, transfer=True)  # thesis 3.10: skip pre-vote and the lease
 
     def _on_late_timeout_now(self, src: str, m: TimeoutNow) -> None:

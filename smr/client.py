@@ -220,6 +220,13 @@ class MembershipClient:
                                   lambda m: node in m.voters and not m.joint,
                                   lambda m: node in m.members, f"add {node}", timeout)
 
+    async def start_adding_node(self, node: str, address: str = "", *,
+                                timeout: float = CHANGE_TIMEOUT_S) -> Membership:
+        """Add ``node`` as :meth:`add_node` does, but return once the change is committed: it is then a learner,
+        which the leader promotes once it has caught up (a node that must join before it can catch up)."""
+        return await self._change(membership_command("add", node, address), lambda m: node in m.members,
+                                  lambda m: node in m.members, f"add {node}", timeout)
+
     async def remove_node(self, node: str, *, timeout: float = CHANGE_TIMEOUT_S) -> Membership:
         """Remove ``node`` (a voter or a learner) and return once the change is committed.
 

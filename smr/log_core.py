@@ -96,30 +96,28 @@ class LogCore:
         self.parked: list[ClientRequest] = []
 
     @property
+    def readmitted(self) -> bool:
+        """False while this node, rejoining from an emptied directory (``config.rejoin_after``), may not
+        campaign, vote, promise or accept yet: it has not applied the log past its own removal."""
+        return True
+
+    @property
     def retired(self) -> bool:
         """True once this node has left the cluster: a committed configuration no longer names it.
 
         A runtime may then stop the node for good.  A node joining a running
-        cluster is not retired before it was ever added (the protocol may
-        override this where a removal takes effect later than it is applied).
+        cluster is not retired before it was ever added, nor a rejoining one
+        before it is :attr:`readmitted` (it applies its own removal on the way:
+        the protocol may override this where a removal takes effect later
+        than it is applied).
         """
+        if not self.readmitted:
+            return False
         applier: Applier = getattr(self, "applier")
         applied = applier.membership
         if applied is None or self.node in applied.members:
             return False
-        return not self.config.joining or self.config.left_again(applier.removals(self.node))
-
-    @property
-    def readmitted(self) -> bool:
-        """False while a node that rejoined empty (``ReplicaConfig.rejoin_after``) has not applied the change
-        that added it back: until then it promises, votes and accepts nothing -- what it promised under its id
-        before is lost, and only configurations after its removal may count it -- and only catches up."""
-        rejoin = self.config.rejoin_after
-        if not rejoin:
-            return True
-        applier: Applier = getattr(self, "applier")
-        applied = applier.membership
-        return applier.removals(self.node) >= rejoin and applied is not None and self.node in applied.members
+        return self.node in applier.left or not self.config.joining
 
     def _set_membership(self, membership: Membership) -> None:
         """Put ``membership`` in effect: the peers this node talks to and the quorum sizes follow it."""

@@ -277,9 +277,11 @@ class ReplicaConfig:
     #: The cluster's first voters (the configuration before any log entry); empty: ``members``.  A node
     #: that joins a running cluster is given them (it is not one of them) and learns the rest from the log.
     initial_voters: tuple[NodeId, ...] = ()
-    #: This node starts empty under the id of a node the log removed this many times before (the
-    #: simulator's rejoin, ``smr serve --rejoin-empty``): it joins like a new node, and only a removal
-    #: after those retires it.  0: not a rejoin.
+    #: Nonzero for a node that starts from an emptied data directory under an id the cluster removed and
+    #: added again (``smr serve --rejoin-empty``): an index at or past that removal (the runtime passes one
+    #: past the re-adding).  The core campaigns, votes, promises and accepts nothing until it has applied
+    #: the log up to there (``readmitted``), so nothing it says can stand in for what its lost incarnation
+    #: said.  0: not rejoining.
     rejoin_after: int = 0
 
     @property
@@ -289,13 +291,8 @@ class ReplicaConfig:
 
     @property
     def joining(self) -> bool:
-        """True for a node that joins a running cluster (not one of the initial voters, or one rejoining)."""
+        """True for a node that joins a running cluster (not one of the initial voters, or rejoining)."""
         return self.rejoin_after > 0 or (bool(self.initial_voters) and self.node not in self.initial_voters)
-
-    def left_again(self, removals: int) -> bool:
-        """True if ``removals`` (how many times the log removed this node's id) includes a removal of
-        this very node, not only of the earlier ones that had its id."""
-        return removals > self.rejoin_after
 
     @property
     def quorum(self) -> int:

@@ -178,10 +178,9 @@ class Applier:
         self.membership = membership
         #: Changes of more than one voter go through a joint configuration (Raft) or take effect whole.
         self.joint_consensus = joint_consensus
-        #: The nodes applied changes removed, most recent last (at most MAX_LEFT), each with how many
-        #: times it was removed: how a node that joined and left again knows it left (``LogCore.retired``),
-        #: and a node that rejoined empty tells its own removal from those before it (``rejoin_after``).
-        self.left: dict[str, int] = {}
+        #: The nodes applied changes removed, most recent last (at most MAX_LEFT): how a node that joined
+        #: and left again knows it left (``LogCore.retired``).
+        self.left: dict[str, None] = {}
         #: client id -> (last seq, status, result, log time of last use, its command -- or, restored
         #: from a snapshot, the command's digest); oldest use first.
         self.sessions: dict[str, Session] = {}
@@ -232,7 +231,8 @@ class Applier:
         except MembershipError as exc:
             return ReplyStatus.ERROR, exc.to_result()
         for node in set(before.members) - set(self.membership.members):
-            self.left[node] = self.left.pop(node, 0) + 1
+            self.left.pop(node, None)
+            self.left[node] = None
             if len(self.left) > MAX_LEFT:
                 del self.left[next(iter(self.left))]
         return ReplyStatus.OK, self.membership.as_value()
@@ -331,13 +331,8 @@ class Applier:
                            "sessions": sessions, "applied": self.applied, "time_ms": self.time_ms,
                            "dropped": self.dropped, "recently_dropped": list(self.recently_dropped),
                            **({} if self.membership is None else {"membership": self.membership.as_value(),
-                                                                  "left": [n if c == 1 else [n, c]
-                                                                           for n, c in self.left.items()]})},
+                                                                  "left": list(self.left)})},
                           sort_keys=True, separators=(",", ":")).encode()
-
-    def removals(self, node: str) -> int:
-        """How many applied changes removed ``node`` (as far as the last MAX_LEFT removed nodes go)."""
-        return self.left.get(node, 0)
 
     def restore(self, data: bytes) -> None:
         """Replace state machine and sessions with those of a snapshot (CorruptValue if malformed)."""
@@ -353,7 +348,7 @@ class Applier:
             left_ids = obj.get("left", [])
             if not isinstance(left_ids, list):
                 raise TypeError("left must be a list")
-            left = dict(_left_entry(n) for n in left_ids[-MAX_LEFT:])
+            left = dict.fromkeys(node_id(_str(n), "left") for n in left_ids[-MAX_LEFT:])
         except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError, RecursionError) as exc:
             raise CorruptValue(f"session snapshot is malformed: {type(exc).__name__}: {exc}") from None
         try:
@@ -387,11 +382,3 @@ def _str(value: Any) -> str:
         raise TypeError(f"expected a str, got {type(value).__name__}")
     return value
 
-
-def _left_entry(entry: Any) -> tuple[str, int]:
-    """One ``left`` entry of a snapshot: a node id (removed once) or ``[id, times]``."""
-    if isinstance(entry, list):
-        if len(entry) != 2:
-            raise ValueError("a left entry is a node id or [node id, times removed]")
-        return node_id(_str(entry[0]), "left"), max(1, _int(entry[1]))
-    return node_id(_str(entry), "left"), 1

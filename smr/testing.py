@@ -75,6 +75,8 @@ class Network(Generic[CoreT]):
         self.cores: dict[str, CoreT] = {}
         self.drivers: dict[str, Driver[CoreT]] = {}
         self.incarnations: dict[str, int] = {n: 0 for n in self.ids}
+        #: Nodes booted with an emptied disk as rejoining cores, and the index each rejoins after (``wipe``).
+        self.rejoin_after: dict[str, int] = {}
         self.in_flight: list[Message] = []
         self.cut_links: set[tuple[str, str]] = set()
         self.drop_if: Callable[[str, str, Any], bool] | None = None
@@ -94,7 +96,8 @@ class Network(Generic[CoreT]):
         peers = tuple(n for n in self.ids if n != node)
         rng = random.Random(f"{self.seed}/{node}/{self.incarnations[node]}")
         core = self.factory(ReplicaConfig(node, peers, rng, self.state_machine, self.options,
-                                          initial_voters=self.initial_ids))
+                                          initial_voters=self.initial_ids,
+                                          rejoin_after=self.rejoin_after.get(node, 0)))
         self.cores[node] = core
         driver = self.drivers[node] = Driver(core, node, on_reject=self._reject)
         self.ledger.boot(node)
@@ -115,6 +118,14 @@ class Network(Generic[CoreT]):
         del self.cores[node]
         del self.drivers[node]
         self.unsynced[node] = []
+
+    def wipe(self, node: str, rejoin_after: int = 0) -> None:
+        """Crash ``node`` if it runs and boot it with an emptied disk: as a core rejoining after index
+        ``rejoin_after`` (what ``smr serve --rejoin-empty`` builds once the cluster has removed it), or, with
+        0, as if it had never promised anything (unsafe: what the TCP runtime's node identity forbids)."""
+        self.durable[node] = {}
+        self.rejoin_after[node] = rejoin_after
+        self.restart(node)
 
     def restart(self, node: str) -> None:
         """Crash ``node`` if it runs, then boot it from durable state."""

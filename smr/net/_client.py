@@ -353,6 +353,8 @@ class TcpClient:
         self._busy = False
         #: Answers to this session's (client id, seq) that were for another command, ignored.
         self.foreign_answers = 0
+        #: The node whose answer ended the last call (it had applied the command, or read through the log).
+        self.answered_by: str | None = None
 
     @property
     def client_id(self) -> str | None:
@@ -478,7 +480,7 @@ class TcpClient:
                 self.foreign_answers += 1
                 continue
             if reply.status == ReplyStatus.OK or reply.status == ReplyStatus.ERROR:
-                cluster.leader_hint = node
+                cluster.leader_hint = self.answered_by = node
                 return reply.status, reply.result  # from any node: it was applied
             if node != target:
                 continue  # a late answer to an earlier attempt

@@ -32,16 +32,23 @@ opens with an :class:`Identity` frame saying who is dialling.
 * Joined nodes tell each other the incarnations they remember (``members``
   in every :class:`Identity`), so a node learns an added node's incarnation
   even if that node never dialled it.
-
-Bringing an emptied node back safely needs it to catch up as a non-voter
-first (a membership change); until then the operator restores the directory.
+* An emptied node brought back under its id (``smr serve --rejoin-empty``,
+  :mod:`smr.net._rejoin`) has the cluster remove the id, then add it again,
+  and joins as an added node that knows which incarnations it replaces
+  (``replaces`` in :func:`admission`: those its peers remembered before the
+  removal was committed).  It tells every peer it dials that they are
+  *forgotten* (tombstones, :attr:`Identity.forgotten`); a joined node that
+  remembers a tombstoned incarnation forgets it (:meth:`Membership.heed`),
+  keeps the tombstone, passes it on and never learns that incarnation again
+  from a peer that has not heard yet.  The removal was committed, so this is
+  a fact of the cluster, whoever reports it.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import attrs
@@ -49,7 +56,7 @@ import attrs
 from smr import wire
 
 #: ``meta`` keys in a node's storage.
-INCARNATION_KEY, JOINED_KEY, MEMBERS_KEY = "incarnation", "joined", "members"
+INCARNATION_KEY, JOINED_KEY, MEMBERS_KEY, FORGOTTEN_KEY = "incarnation", "joined", "members", "forgotten"
 
 #: What :func:`admission` decides for a node with a fresh directory.
 WAIT, JOIN, STAY_OUT = "wait", "join", "stay out"
@@ -64,16 +71,20 @@ class Identity:
     incarnation: str
     joined: bool
     members: dict[str, str] = attrs.field(factory=dict)
+    #: Incarnations the dialler knows were removed by a committed change, by node (tombstones).
+    forgotten: dict[str, list[str]] = attrs.field(factory=dict)
 
 
 @attrs.define
 class Membership:
-    """This node's incarnation, whether it has joined, and the peers' incarnations it remembers."""
+    """This node's incarnation, whether it has joined, the peers' incarnations it remembers, and those it
+    forgot because the cluster removed them (``forgotten``: node -> incarnations, oldest first)."""
 
     node: str
     incarnation: str
     joined: bool
     members: dict[str, str]
+    forgotten: dict[str, list[str]] = attrs.field(factory=dict)
 
     @classmethod
     def load(cls, node: str, meta: Mapping[str, str], has_data: bool) -> tuple["Membership", bool]:
@@ -82,23 +93,30 @@ class Membership:
         if incarnation is None:  # a fresh directory, or one from before incarnations (with data: joined)
             return cls(node, secrets.token_hex(8), has_data, {}), True
         members = json.loads(meta.get(MEMBERS_KEY, "{}"))
-        return cls(node, incarnation, meta.get(JOINED_KEY) == "1", dict(members)), False
+        forgotten = json.loads(meta.get(FORGOTTEN_KEY, "{}"))
+        return cls(node, incarnation, meta.get(JOINED_KEY) == "1", dict(members),
+                   {n: list(incs) for n, incs in forgotten.items()}), False
 
     def rows(self) -> dict[str, str]:
         """The meta rows that record it."""
         return {INCARNATION_KEY: self.incarnation, JOINED_KEY: "1" if self.joined else "0",
-                MEMBERS_KEY: json.dumps(self.members, sort_keys=True)}
+                MEMBERS_KEY: json.dumps(self.members, sort_keys=True),
+                FORGOTTEN_KEY: json.dumps(self.forgotten, sort_keys=True)}
 
     def identity(self) -> Identity:
         """What this node says first on every connection it dials."""
-        return Identity(self.node, self.incarnation, self.joined, dict(self.members))
+        return Identity(self.node, self.incarnation, self.joined, dict(self.members),
+                        {n: list(incs) for n, incs in self.forgotten.items()})
 
     def refuses(self, peer: Identity) -> str | None:
         """Why a joined node refuses ``peer`` (None: it is the incarnation remembered, or a new one learned)."""
         known = self.members.get(peer.node)
         if not self.joined or known == peer.incarnation:
             return None
-        if known is None:  # only a directory from before incarnations lacks a record: learn joined peers
+        if peer.incarnation in self.forgotten.get(peer.node, ()):
+            return (f"{peer.node}'s incarnation {peer.incarnation} was removed from the cluster (its id was "
+                    f"added again for another data directory)")
+        if known is None:  # a directory from before incarnations, or a rejoined node's: learn joined peers
             return None if peer.joined else (
                 f"{peer.node} comes with a fresh data directory and this node has no record of it joining: "
                 f"it would vote and accept as if it had never promised anything")
@@ -115,15 +133,49 @@ class Membership:
         gossip = sorted(peer.members.items()) if len(peer.members) <= MAX_REMEMBERED else []  # else: not sane
         for node, incarnation in ((peer.node, peer.incarnation), *gossip):
             if (node == self.node or node in self.members or len(self.members) >= MAX_REMEMBERED
-                    or not _plausible(node, incarnation)):
+                    or not _plausible(node, incarnation) or incarnation in self.forgotten.get(node, ())):
                 continue
             self.members[node] = incarnation
             changed = True
         return changed
 
+    def heed(self, peer: Identity) -> bool:
+        """Forget what joined ``peer`` reports forgotten (the cluster removed those incarnations) and keep
+        those tombstones; True if that changed anything.  Call it before :meth:`refuses`: a node that rejoined
+        reports the incarnation it replaces."""
+        if not self.joined or not peer.joined or _tombstones(peer.forgotten) > MAX_REMEMBERED:
+            return False
+        changed = False
+        for node, incarnations in sorted(peer.forgotten.items()):
+            for incarnation in incarnations:
+                if node == self.node or not _plausible(node, incarnation) \
+                        or incarnation in self.forgotten.get(node, ()):
+                    continue
+                if self.members.get(node) == incarnation:
+                    self.forget(node)
+                else:
+                    self.remember_forgotten(node, [incarnation])
+                changed = True
+        return changed
+
     def forget(self, node: str) -> bool:
-        """Drop the record of ``node`` (it left the cluster: a later node under its id is a new one)."""
-        return self.members.pop(node, None) is not None
+        """Drop the record of ``node`` (a committed change removed that incarnation: a later node under its
+        id is a new one) and keep its incarnation as a tombstone; True if there was a record."""
+        incarnation = self.members.pop(node, None)
+        if incarnation is None:
+            return False
+        self.remember_forgotten(node, [incarnation])
+        return True
+
+    def remember_forgotten(self, node: str, incarnations: list[str]) -> None:
+        """Keep ``incarnations`` of ``node`` as tombstones (the oldest go beyond MAX_REMEMBERED in all)."""
+        kept = self.forgotten.setdefault(node, [])
+        kept.extend(i for i in incarnations if i not in kept)
+        while _tombstones(self.forgotten) > MAX_REMEMBERED:
+            oldest = next(iter(self.forgotten))
+            self.forgotten[oldest].pop(0)
+            if not self.forgotten[oldest]:
+                del self.forgotten[oldest]
 
 
 #: The most peer incarnations a node remembers (a configuration holds at most 64 members; removed ones
@@ -132,22 +184,35 @@ MAX_REMEMBERED = 256
 MAX_ID_CHARS = 64
 
 
+def _tombstones(forgotten: Mapping[str, list[str]]) -> int:
+    """How many incarnations ``forgotten`` holds."""
+    return sum(len(incarnations) for incarnations in forgotten.values())
+
+
 def _plausible(node: Any, incarnation: Any) -> bool:
     """True for a node id and incarnation of a sane shape (a joined peer's record of a third node)."""
     return (isinstance(node, str) and isinstance(incarnation, str) and 0 < len(node) <= MAX_ID_CHARS
             and 0 < len(incarnation) <= MAX_ID_CHARS)
 
 
+#: How an emptied node is brought back, as its refusals say.
+REMEDY = ("restore the directory from a backup, or restart this node with --rejoin-empty (it then has the "
+          "cluster remove its id and add it again, and catches up before it votes)")
+
+
 def admission(me: Membership, peers: tuple[str, ...], heard: Mapping[str, Identity],
-              added: bool = False) -> tuple[str, str]:
+              added: bool = False, replaces: Collection[str] = ()) -> tuple[str, str]:
     """For a node whose directory is fresh: WAIT, JOIN or STAY_OUT, and why, from the peers heard so far.
 
     ``added``: this node was added at run time (it is not one of the cluster's
     original voters), so it never waits for a new cluster: a joined member
-    with no record of it (the one adding it) lets it join.
+    with no record of it (the one adding it) lets it join.  ``replaces``: the
+    incarnations of this id the cluster has removed since this directory was
+    made (a rejoining node's, :mod:`smr.net._rejoin`): a member that still
+    remembers one of them counts as having no record.
     """
     if added:
-        return _admission_added(me, heard)
+        return _admission_added(me, heard, replaces)
     for peer in heard.values():
         if peer.joined:
             remembered = peer.members.get(me.node)
@@ -155,7 +220,7 @@ def admission(me: Membership, peers: tuple[str, ...], heard: Mapping[str, Identi
                 return JOIN, f"{peer.node} remembers this incarnation: it joined before"
             return STAY_OUT, (f"this node's data directory is empty, but {peer.node} has joined the cluster and "
                               f"remembers this node as incarnation {remembered}: it would vote and accept as if it "
-                              f"had never promised anything; restore the directory from a backup")
+                              f"had never promised anything; {REMEDY}")
     missing = [p for p in peers if p not in heard]
     if missing:
         return WAIT, f"a new cluster starts once every node has said it is new too (waiting for {', '.join(missing)})"
@@ -167,19 +232,33 @@ def members_of(heard: Mapping[str, Identity]) -> dict[str, Any]:
     return {node: peer.incarnation for node, peer in sorted(heard.items())}
 
 
-def _admission_added(me: Membership, heard: Mapping[str, Identity]) -> tuple[str, str]:
-    """:func:`admission` for a node added at run time."""
+def _admission_added(me: Membership, heard: Mapping[str, Identity], replaces: Collection[str]) -> tuple[str, str]:
+    """:func:`admission` for a node added at run time (or added again: ``replaces``)."""
     joined = [peer for peer in heard.values() if peer.joined]
     for peer in joined:
         remembered = peer.members.get(me.node)
-        if remembered is not None and remembered != me.incarnation:
+        if remembered is not None and remembered != me.incarnation and remembered not in replaces:
             return STAY_OUT, (f"this node's data directory is empty, but {peer.node} remembers this node as "
                               f"incarnation {remembered}: it was in the cluster before with another directory and "
-                              f"would vote and accept as if it had never promised anything; restore the "
-                              f"directory, or remove this node and add it again")
+                              f"would vote and accept as if it had never promised anything; {REMEDY}")
     for peer in joined:
         if peer.members.get(me.node) == me.incarnation:
             return JOIN, f"{peer.node} remembers this incarnation: it joined before"
     if joined:
-        return JOIN, f"{joined[0].node} dialled it, with no record of this node: it is being added"
+        first = joined[0]
+        if first.members.get(me.node) in replaces:
+            return JOIN, f"{first.node} dialled it, remembering only an incarnation it replaces: it is added again"
+        return JOIN, f"{first.node} dialled it, with no record of this node: it is being added"
     return WAIT, "a node added at run time joins once a member of the cluster dials it (once it is added)"
+
+
+def remembered_instead(me: Membership, heard: Mapping[str, Identity]) -> list[str]:
+    """The incarnations of this node other than its own that the joined peers heard remember, in order
+    (for a fresh directory: those it replaces, once the cluster has removed them)."""
+    found: list[str] = []
+    for peer in heard.values():
+        remembered = peer.members.get(me.node) if peer.joined else None
+        if remembered is not None and remembered != me.incarnation and remembered not in found \
+                and _plausible(me.node, remembered):
+            found.append(remembered)
+    return found

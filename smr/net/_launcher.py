@@ -234,10 +234,11 @@ def _replace_private(path: Path, data: bytes) -> None:
         spare.unlink(missing_ok=True)
 
 
-def serve_command(cluster_file: str | Path, node: str, data_dir: str | Path) -> list[str]:
+def serve_command(cluster_file: str | Path, node: str, data_dir: str | Path,
+                  rejoin_empty: bool = False) -> list[str]:
     """The command line that runs ``node`` of ``cluster_file`` (``smr serve`` through this interpreter)."""
     return [sys.executable, "-m", "smr.net", "serve", "--cluster", str(cluster_file), "--node", node,
-            "--data", str(data_dir)]
+            "--data", str(data_dir), *(["--rejoin-empty"] if rejoin_empty else [])]
 
 
 def start_detached(command: list[str], log_file: Path) -> int:
@@ -274,8 +275,11 @@ class LocalTcpCluster:
 
     def __init__(self, directory: str | Path, *, nodes: int = 3, backend: str = "raft",
                  state_machine: AppSpec = "kv", tick_ms: float = 10.0,
-                 backend_options: Mapping[str, Any] | None = None, fsync: bool = True, tls: bool = False) -> None:
+                 backend_options: Mapping[str, Any] | None = None, fsync: bool = True, tls: bool = False,
+                 rejoin_empty: bool = False) -> None:
         self.directory = private_dir(directory)
+        #: Every node is started with ``smr serve --rejoin-empty``.
+        self.rejoin_empty = rejoin_empty
         self.cluster_file = self.directory / CLUSTER_FILE
         #: The clients' copy of the cluster file: the client key, no secret.
         self.client_file = client_file(self.cluster_file)
@@ -305,9 +309,9 @@ class LocalTcpCluster:
         """The file that collects ``node``'s stdout and stderr."""
         return self.directory / f"{node}.log"
 
-    def command(self, node: str) -> list[str]:
+    def command(self, node: str, rejoin_empty: bool = False) -> list[str]:
         """The command line that runs ``node`` (``smr serve`` through this interpreter)."""
-        return serve_command(self.cluster_file, node, self.data_dir(node))
+        return serve_command(self.cluster_file, node, self.data_dir(node), rejoin_empty or self.rejoin_empty)
 
     def new_node(self, node: str | None = None) -> NodeAddress:
         """Write a new node (``node``, default the next ``n<k>``) on a free loopback port into the cluster
@@ -335,8 +339,8 @@ class LocalTcpCluster:
             if not self.alive(node):
                 self.start_node(node)
 
-    def start_node(self, node: str) -> None:
-        """Start ``node``'s process; it recovers from its data directory."""
+    def start_node(self, node: str, rejoin_empty: bool = False) -> None:
+        """Start ``node``'s process; it recovers from its data directory (``smr serve --rejoin-empty`` if asked)."""
         self.config.address(node)
         if self.alive(node):
             raise LocalProtocolError(f"{node} is already running")
@@ -347,8 +351,8 @@ class LocalTcpCluster:
         # order on every replica (each process would otherwise draw its own seed).
         env = {**os.environ, "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0")}
         self.processes[node] = subprocess.Popen(
-            self.command(node), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+            self.command(node, rejoin_empty), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env=env, start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
     def alive(self, node: str) -> bool:
         """True while ``node``'s process runs."""
@@ -428,10 +432,12 @@ class LocalTcpCluster:
 async def open_local_tcp_cluster(directory: str | Path, *, nodes: int = 3, backend: str = "raft",
                                  state_machine: AppSpec = "kv", tick_ms: float = 10.0,
                                  backend_options: Mapping[str, Any] | None = None, fsync: bool = True,
-                                 leader_timeout: float = 20.0, tls: bool = False) -> AsyncIterator[LocalTcpCluster]:
+                                 leader_timeout: float = 20.0, tls: bool = False,
+                                 rejoin_empty: bool = False) -> AsyncIterator[LocalTcpCluster]:
     """Start a loopback cluster in ``directory``, wait for a leader, and stop it on exit."""
     cluster = LocalTcpCluster(directory, nodes=nodes, backend=backend, state_machine=state_machine,
-                              tick_ms=tick_ms, backend_options=backend_options, fsync=fsync, tls=tls)
+                              tick_ms=tick_ms, backend_options=backend_options, fsync=fsync, tls=tls,
+                              rejoin_empty=rejoin_empty)
     cluster.start()
     try:
         await cluster.wait_for_leader(leader_timeout)

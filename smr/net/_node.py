@@ -133,7 +133,7 @@ def default_data_dir(config: ClusterConfig, node_id: str) -> Path:
 
 @asynccontextmanager
 async def open_node(cluster: str | Path | ClusterConfig, node_id: str, *, app: AppSpec | None = None,
-                    data_dir: str | Path | None = None) -> AsyncIterator[Node]:
+                    data_dir: str | Path | None = None, rejoin_empty: bool = False) -> AsyncIterator[Node]:
     """Run replica ``node_id`` of ``cluster`` inside this trio program until the block ends.
 
     Args:
@@ -141,6 +141,8 @@ async def open_node(cluster: str | Path | ClusterConfig, node_id: str, *, app: A
         node_id: which of its nodes this process is.
         app: the state machine (a class, a built-in name or a spec); default: the cluster file's.
         data_dir: this node's durable storage; default ``data/<node_id>`` beside the cluster file.
+        rejoin_empty: if the directory was emptied in an initialised cluster, have the cluster remove
+            this id and add it again, and rejoin (``smr serve --rejoin-empty``), instead of staying out.
 
     Yields the :class:`Node` once it has recovered from disk and is listening
     (a leader may not be elected yet: calls wait for one, or use
@@ -152,7 +154,7 @@ async def open_node(cluster: str | Path | ClusterConfig, node_id: str, *, app: A
         config = attrs.evolve(config, state_machine=app_spec(app, portable=False))
     config.address(node_id)  # a ConfigError naming the file if there is no such node
     directory = Path(data_dir) if data_dir is not None else default_data_dir(config, node_id)
-    server = NodeServer(config, node_id, directory)
+    server = NodeServer(config, node_id, directory, rejoin_empty=rejoin_empty)
     raised: BaseException | None = None
     async with trio.open_nursery() as nursery:
         port = cast(int, await nursery.start(server.run))

@@ -46,7 +46,11 @@ always, from any node either names.  A node added at run time starts from an
 empty directory as a joiner (see :mod:`smr.net._identity`) and learns the
 configuration from the log; a node that a committed configuration no longer
 names (``core.retired``) says so in its log and stops cleanly a moment
-later, so ``smr serve`` exits 0.
+later, so ``smr serve`` exits 0.  A node that finds its directory emptied in
+an initialised cluster stays out, unless it was started with
+``rejoin_empty`` (``smr serve --rejoin-empty``): it then has the cluster
+remove its id and add it again, and joins as a rejoining core
+(:mod:`smr.net._rejoin`).
 
 Connections are limited as the cluster file says (``max_connections``,
 ``max_client_connections``, ``max_connections_per_peer``, ``client_idle_timeout_s``,
@@ -66,6 +70,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
+import attrs
 import trio
 
 from smr import wire
@@ -77,10 +82,11 @@ from smr.apps import resolve_app
 from smr.membership import MAX_MEMBERS
 from smr.sessions import SessionLimits, reply_to
 
-from ._config import ClusterConfig, NodeAddress, parse_address
+from ._config import ClusterConfig, NodeAddress, format_address, parse_address
 from ._frames import AUTH_FAILED, BUSY, REASONS, TAG_BYTES, FrameError, frame_bounds, request_limit
-from ._identity import JOIN, STAY_OUT, Identity, Membership, admission, members_of
+from ._identity import JOIN, STAY_OUT, Identity, Membership, admission, members_of, remembered_instead
 from ._messages import ReplyBatch, RequestBatch, StatusQuery, StatusReport
+from ._rejoin import ADDED, REMOVE, Rejoin, index_past, rejoin
 from ._storage import DiskUnavailable, Storage, open_storage
 from ._transport import (AuthenticationError, FramedConnection, IdleConnection, answer_hello, connect,
                          decode_message, has_verified_certificate, next_batch, node_tls, receive_hello,
@@ -210,8 +216,14 @@ def _drop_ticks(events: list[Any], extra: int) -> list[Any]:
 class NodeServer:
     """A running replica of ``config`` named ``node``, with its storage in ``data_dir``."""
 
-    def __init__(self, config: ClusterConfig, node: str, data_dir: str | Path) -> None:
+    def __init__(self, config: ClusterConfig, node: str, data_dir: str | Path, *, rejoin_empty: bool = False) -> None:
         self.config = config
+        #: Bring this node back if it finds its directory emptied (``smr serve --rejoin-empty``).
+        self.rejoin_empty = rejoin_empty
+        #: How far this node's rejoin has come (smr.net._rejoin), or None: it is not rejoining.
+        self.rejoin: Rejoin | None = None
+        self._rejoin_lock = trio.Lock()  # identities arrive on many connections at once: one rejoin step at a time
+        self._readmitted_said = False
         self.me: NodeAddress = config.address(node)
         self.id = node
         self.data_dir = Path(data_dir)
@@ -283,6 +295,10 @@ class NodeServer:
                 await self._join({}, "a single node: a new cluster")
             elif self.membership.joined:
                 self._admitted.set()
+            elif self.rejoin is not None and not self.rejoin_empty:
+                self.stays_out = (f"a rejoin is under way (stage {self.rejoin.stage!r}): restart this node with "
+                                  f"--rejoin-empty to finish it")
+                log.error("%s: staying out of the cluster: %s", self.id, self.stays_out)
             try:
                 await self._recover(durable)
             except DiskFault as exc:  # a full disk at start: serve nothing until it takes writes, never exit
@@ -303,6 +319,8 @@ class NodeServer:
                 nursery.start_soon(self._core_loop)
                 nursery.start_soon(self._refusal_summaries)
                 nursery.start_soon(self._stop_once_retired, nursery.cancel_scope)
+                if self.rejoin is not None and self.rejoin_empty and not self.membership.joined:
+                    nursery.start_soon(self._rejoin)
                 log.info("%s: serving %s on %s:%d%s", self.id, self.config.backend, self.me.host, port,
                          " (added at run time: a joiner)" if self.added else "")
                 task_status.started(port)
@@ -319,15 +337,25 @@ class NodeServer:
         while True:
             storage: Storage | None = None
             try:
-                storage, durable = open_storage(self.data_dir, self.id, fsync=self.config.fsync)
+                storage, durable = open_storage(self.data_dir, self.id, fsync=self.config.fsync,
+                                                emptied_ok=self.rejoin_empty)
+                if storage.emptied:
+                    log.warning("%s: the database is gone, but %s says it acknowledged %d batches: with "
+                                "--rejoin-empty the directory counts as emptied and the node starts afresh",
+                                self.id, self.data_dir / "COMMITS", storage.emptied)
                 storage.claim("backend", self.config.backend)  # another backend's state would be garbage
                 storage.claim("app", resolve_app(self.config.state_machine).name)  # so would another app's
                 registered = SessionLimits.from_options(self.config.backend_options).registered_sessions
                 # Applying a command depends on it: replicas (and replays) must never disagree.
                 storage.claim("sessions", "registered" if registered else "named by clients")
-                self.membership, new = Membership.load(self.id, storage.meta(), bool(durable))
+                meta = storage.meta()
+                self.membership, new = Membership.load(self.id, meta, bool(durable))
                 if new:
                     storage.set_meta(self.membership.rows())
+                try:
+                    self.rejoin = Rejoin.from_meta(meta)
+                except ValueError as exc:
+                    raise ConfigError(f"cannot recover: {exc}", file=str(self.data_dir)) from None
                 return storage, durable
             except (DiskUnavailable, *DISK_ERRORS) as exc:
                 if storage is not None:
@@ -349,7 +377,8 @@ class NodeServer:
         core = backend.factory(ReplicaConfig(
             self.id, self.peers, rng, resolve_app(self.config.state_machine),
             {**backend.options, **frame_bounds(self.config.max_frame_bytes), **self.config.backend_options},
-            tick_ms=self.config.tick_ms, initial_voters=self.config.initial_voters))
+            tick_ms=self.config.tick_ms, initial_voters=self.config.initial_voters,
+            rejoin_after=self.rejoin.after if self.rejoin is not None and self.rejoin.stage == ADDED else 0))
         self.driver = Driver(core, self.id, on_reject=self._reject)
         log.info("%s: recovered %d durable keys from %s", self.id, len(durable), self.data_dir)
         await self._commit_and_release([self.driver.step(Start(durable))])
@@ -369,8 +398,11 @@ class NodeServer:
         sessions = {} if applier is None else {
             "open": len(applier.sessions), "max": applier.limits.max_sessions, "dropped": applier.dropped,
             "snapshot_failures": getattr(self.core, "snapshot_failures", 0)}
-        role = ("stays out" if self.stays_out is not None else "joining" if not self._admitted.is_set()
-                else "disk fault" if self.disk_fault is not None else st.role)  # the first three promise nothing
+        rejoining = self.rejoin is not None and (not self._admitted.is_set()
+                                                 or not getattr(self.core, "readmitted", True))
+        role = ("stays out" if self.stays_out is not None else "rejoining" if rejoining
+                else "joining" if not self._admitted.is_set()
+                else "disk fault" if self.disk_fault is not None else st.role)  # the first four promise nothing
         applied = getattr(applier, "membership", None)
         membership = {} if applied is None else {
             "voters": list(applied.voters), "learners": list(applied.learners), "outgoing": list(applied.outgoing)}
@@ -468,6 +500,7 @@ class NodeServer:
     async def _wait_to_join(self) -> None:
         """Until this fresh node may join (smr.net._identity), drop every input; tell clients to go elsewhere."""
         log.info("%s: a fresh data directory (incarnation %s): %s", self.id, self.membership.incarnation,
+                 f"rejoining (stage {self.rejoin.stage!r})" if self.rejoin is not None else
                  "added at run time, joining once a member of the cluster dials it" if self.added else
                  "joining once the peers say the cluster is new")
         while not self._admitted.is_set():
@@ -484,27 +517,107 @@ class NodeServer:
         """A peer dialled in and said who it is: why to refuse it (None: go on), and maybe join."""
         membership = self.membership
         if membership.joined:
+            forgot = membership.heed(peer)  # a rejoined peer says which incarnation of it the cluster removed
             reason = membership.refuses(peer)
             if reason is not None:
                 self.counters["peers_refused_identity"] += 1
                 if (peer.node, peer.incarnation) not in self._refusals_logged:
                     self._refusals_logged.add((peer.node, peer.incarnation))
                     log.error("%s: refusing %s: %s; it votes and accepts nothing here", self.id, peer.node, reason)
-                return reason
-            if membership.learn(peer):
+            if (membership.learn(peer) if reason is None else False) or forgot:
                 await self._save_membership()
-            return None
+            return reason
         self._heard[peer.node] = peer
+        if self.rejoin is not None:
+            await self._rejoin_heard()
+            return None
         verdict, why = admission(membership, self.peers, self._heard, added=self.added)
         if verdict == JOIN:
-            joined_peer = next((p for p in self._heard.values() if p.joined), None)
-            members = {**(joined_peer.members if joined_peer else {}), **members_of(self._heard)}
-            members.pop(self.id, None)
-            await self._join(members, why)
+            await self._join(self._members_heard(), why)
+        elif verdict == STAY_OUT and self.rejoin_empty:
+            await self._start_rejoin(why)
         elif verdict == STAY_OUT and self.stays_out is None:
             self.stays_out = why
             log.error("%s: staying out of the cluster: %s", self.id, why)
         return None
+
+    def _members_heard(self) -> dict[str, str]:
+        """The incarnations to remember on joining: a joined peer's records and those of every peer heard."""
+        joined_peer = next((p for p in self._heard.values() if p.joined), None)
+        members = {**(joined_peer.members if joined_peer else {}), **members_of(self._heard)}
+        members.pop(self.id, None)
+        return members
+
+    # --------------------------------------------------------------- rejoin
+    async def _start_rejoin(self, why: str) -> None:
+        """This emptied node was started with --rejoin-empty: record that it rejoins, then start doing so."""
+        async with self._rejoin_lock:
+            if self.rejoin is not None:
+                return  # another connection's identity started it meanwhile
+            replaces = tuple(remembered_instead(self.membership, self._heard))
+            log.warning("%s: %s -- with --rejoin-empty it has the cluster remove its id and add it again "
+                        "(replacing incarnation %s), and votes nothing until it has caught up past that",
+                        self.id, why.split(";")[0], ", ".join(replaces))
+            if await self._save_rejoin(Rejoin(REMOVE, replaces)):
+                assert self._nursery is not None, "identities arrive once the node serves"
+                self._nursery.start_soon(self._rejoin)
+
+    async def _rejoin(self) -> None:
+        """Have the cluster remove this node's id and add it again (smr.net._rejoin), then join if dialled."""
+        from ._client import open_tcp_client  # it imports this module
+
+        state = self.rejoin
+        assert state is not None
+        async with open_tcp_client(self.config, prefix=f"rejoin-{self.id}") as cluster:
+            await rejoin(self.id, format_address(self.me), state, cluster, lambda: index_past(cluster),
+                         self._save_rejoin_or_wait)
+        await self._rejoin_heard()  # members may have dialled meanwhile
+
+    async def _rejoin_heard(self) -> None:
+        """A peer said who it is while this node rejoins: note more replaced incarnations, or join once added."""
+        async with self._rejoin_lock:
+            state = self.rejoin
+            if state is None or not self.rejoin_empty or self.membership.joined:
+                return
+            if state.stage == REMOVE:  # what members remember of this id before its removal is what it replaces
+                more = [i for i in remembered_instead(self.membership, self._heard) if i not in state.replaces]
+                if more:
+                    await self._save_rejoin(attrs.evolve(state, replaces=(*state.replaces, *more)))
+                return
+            if state.stage != ADDED:
+                return
+            verdict, why = admission(self.membership, self.peers, self._heard, added=True, replaces=state.replaces)
+            if verdict == JOIN:
+                storage = self.storage
+                assert storage is not None, "identities arrive once the storage is open"
+                try:
+                    async with self._disk:
+                        durable = storage.load()
+                except DISK_ERRORS as exc:
+                    log.error("%s: cannot read its storage to rejoin (%s); the next member to dial in asks again",
+                              self.id, exc)
+                    return
+                try:
+                    await self._recover(durable)  # a rejoining core (rejoin_after): it votes nothing before its removal
+                except DiskFault as exc:  # as at start: it sits out until the disk takes writes
+                    self._fault = exc
+                self.membership.remember_forgotten(self.id, list(state.replaces))  # told to every peer it dials
+                await self._join(self._members_heard(), f"rejoined: {why}")
+            elif verdict == STAY_OUT and self.stays_out is None:
+                self.stays_out = why  # a member remembers an incarnation of this id that is neither it nor replaced
+                log.error("%s: staying out of the cluster: %s", self.id, why)
+
+    async def _save_rejoin(self, state: Rejoin) -> bool:
+        """Record ``state`` (before acting on it) and make it this node's; False if the disk refused."""
+        if not await self._save_meta(state.rows()):
+            return False
+        self.rejoin = state
+        return True
+
+    async def _save_rejoin_or_wait(self, state: Rejoin) -> None:
+        """Record ``state``, waiting for the disk to take it (nothing goes on before it is recorded)."""
+        while not await self._save_rejoin(state):
+            await trio.sleep(DISK_RETRY_S)
 
     async def _join(self, members: dict[str, str], why: str) -> None:
         """Record that this node has joined its cluster (with its peers' incarnations) and start voting."""
@@ -519,13 +632,17 @@ class NodeServer:
 
     async def _save_membership(self) -> bool:
         """Write this node's identity to its storage (in turn with every other write); False if the disk refused."""
+        return await self._save_meta(self.membership.rows())
+
+    async def _save_meta(self, rows: dict[str, str]) -> bool:
+        """Write ``rows`` into the storage's meta (in turn with every other write); False if the disk refused."""
         storage = self.storage
-        assert storage is not None, "membership is read from the open storage first"
+        assert storage is not None, "identity and rejoin state are read from the open storage first"
         async with self._disk:
             try:
-                storage.set_meta(self.membership.rows())
+                storage.set_meta(rows)
             except DISK_ERRORS as exc:
-                log.error("%s: could not record the cluster's membership: %s", self.id, exc)
+                log.error("%s: could not record this node's identity: %s", self.id, exc)
                 return False
         return True
 
@@ -780,6 +897,12 @@ class NodeServer:
             for peer in membership.members:
                 if peer != self.id:
                     self._open_peer(peer)
+        if self.rejoin is not None and self.rejoin.stage == ADDED and self._admitted.is_set() \
+                and not self._readmitted_said and getattr(core, "readmitted", True):
+            self._readmitted_said = True  # the index its core was built to wait for (rejoin_after)
+            log.info("%s: rejoined: it has applied the log past its re-adding (index %d): it votes and accepts "
+                     "again where a configuration names it", self.id, getattr(getattr(core, "config", None),
+                                                                              "rejoin_after", 0))
         if not self.retired.is_set() and getattr(core, "retired", False):
             self.counters["retired"] = 1
             log.warning("%s: a committed configuration no longer names this node: it has left the cluster and "

@@ -135,11 +135,14 @@ class StorageStats:
 class Storage:
     """The durable map of one node in ``data_dir``; ``commit`` makes a batch durable with one sync."""
 
-    def __init__(self, data_dir: str | Path, node: str, *, fsync: bool = True) -> None:
+    def __init__(self, data_dir: str | Path, node: str, *, fsync: bool = True, emptied_ok: bool = False) -> None:
         self.path = Path(data_dir)
         self.node = node
         self.fsync = fsync
         self.stats = StorageStats()
+        #: Batches a leftover watermark says were acknowledged by a database that is gone (``emptied_ok``:
+        #: the directory counts as emptied and starts afresh; 0 if none).
+        self.emptied = 0
         try:
             private_dir(self.path)
             self._lock_fd = private_file(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT)
@@ -172,12 +175,16 @@ class Storage:
             self._commits = int(row[0]) if row is not None and str(row[0]).isdigit() else 0
             self._watermark_fd = private_file(self.path / WATERMARK_NAME, os.O_RDWR | os.O_CREAT)
             acknowledged = _read_watermark(self._watermark_fd)
-            if acknowledged is not None and acknowledged > self._commits:
+            if acknowledged is not None and acknowledged > self._commits and fresh and emptied_ok:
+                self.emptied = acknowledged  # the database was deleted, not cut: an emptied directory
+                _write_watermark(self._watermark_fd, self._commits)
+            elif acknowledged is not None and acknowledged > self._commits:
+                gone = " (the database is gone)" if fresh else " (a cut write-ahead log?)"
                 raise CorruptValue(
                     f"{db}: holds {self._commits} committed batches, but {acknowledged} were synced and "
-                    f"acknowledged ({WATERMARK_NAME}): the last {acknowledged - self._commits} are missing (a "
-                    f"cut write-ahead log?); this node would serve without entries it acknowledged -- restore "
-                    f"the directory from a backup")
+                    f"acknowledged ({WATERMARK_NAME}): the last {acknowledged - self._commits} are missing"
+                    f"{gone}; this node would serve without entries it acknowledged -- restore the directory "
+                    f"from a backup{', or start it with --rejoin-empty' if fresh else ''}")
         except sqlite3.DatabaseError as exc:
             self.close()
             raise _refusal(db, exc) from None
@@ -355,9 +362,11 @@ def _refusal(db: Path, exc: sqlite3.DatabaseError) -> Exception:
                         f"(emptied, the node would rejoin without the entries and votes it acknowledged)")
 
 
-def open_storage(data_dir: str | Path, node: str, *, fsync: bool = True) -> tuple[Storage, dict[str, Any]]:
-    """Open ``node``'s storage in ``data_dir`` and return it with the recovered durable map."""
-    storage = Storage(data_dir, node, fsync=fsync)
+def open_storage(data_dir: str | Path, node: str, *, fsync: bool = True,
+                 emptied_ok: bool = False) -> tuple[Storage, dict[str, Any]]:
+    """Open ``node``'s storage in ``data_dir`` and return it with the recovered durable map (``emptied_ok``:
+    a database that is gone, beside a watermark of acknowledged batches, counts as an emptied directory)."""
+    storage = Storage(data_dir, node, fsync=fsync, emptied_ok=emptied_ok)
     try:
         return storage, storage.load()
     except BaseException:

@@ -69,7 +69,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async with open_node(config, args.node, data_dir=args.data) as node:
+            async with open_node(config, args.node, data_dir=args.data, rejoin_empty=args.rejoin_empty) as node:
                 print(f"{args.node} ready on port {node.port}", flush=True)
                 async with trio.open_nursery() as nursery:
 
@@ -540,6 +540,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--app", default=None, metavar="SPEC",
                    help="the state machine (module:Class, file.py:Class or a built-in); default: the file's")
+    p.add_argument("--rejoin-empty", action="store_true",
+                   help="if the data directory was emptied (or its database deleted) while the cluster ran "
+                        "on, have the cluster remove this node's id and add it again, then catch up as a "
+                        "learner: it votes and accepts nothing until it has applied the log past its re-adding "
+                        "(without it such a node stays out); a no-op on an intact directory or a new cluster")
     p.set_defaults(func=cmd_serve)
 
     p = subparsers.add_parser("call", help="call a command or query of the app a TCP cluster runs",

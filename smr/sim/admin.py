@@ -111,6 +111,8 @@ class _Change:
     #: The node the change takes out (stopped once it is out), and the one it starts.
     leaving: str | None = None
     joining: str | None = None
+    #: The node it adds is a removed id coming back empty: started once the add is committed.
+    rejoin: bool = False
     attempts: int = 0
     refusals: int = 0
     messages: int = 0
@@ -136,7 +138,7 @@ class AdminClient:
         self.ids = {client_id}
         self.seq = 0
         self.acked = 0
-        self.queue: deque[tuple[FaultEvent, float]] = deque()
+        self.queue: deque[tuple[FaultEvent, float, bool]] = deque()
         self.current: _Change | None = None
         self.records: list[ChangeRecord] = []
         self.token = 0
@@ -147,30 +149,35 @@ class AdminClient:
         self.timer_kind = "timeout"
 
     # ------------------------------------------------------------ schedule
-    def request(self, fault: FaultEvent) -> None:
-        """The schedule asks for ``fault``'s change: start it now, or after those before it."""
-        self.queue.append((fault, self.sim.now))
+    def request(self, fault: FaultEvent, rejoin: bool = False) -> None:
+        """The schedule asks for ``fault``'s change: start it now, or after those before it.  ``rejoin``: an
+        add_node of a removed id, whose new node starts once the add is committed (smr.sim.disk)."""
+        self.queue.append((fault, self.sim.now, rejoin))
         if self.current is None:
             self._start_next()
 
-    def abandon(self, node: str, why: str) -> None:
-        """Give up the change in progress if it adds ``node`` (that node is down for good: ``why``)."""
+    def rejoin(self, node: str) -> None:
+        """Bring ``node``, found damaged, back empty: remove its id, then add it again (``smr serve
+        --rejoin-empty``); a rejoin of it still in progress is given up (the node is down again)."""
         change = self.current
         if change is not None and change.joining == node:
-            self._end(f"skipped: {why}")
+            self._end(f"skipped: {node} stays out again before it was added back")
+        now = self.sim.now
+        self.request(FaultEvent(now, "remove_node", node=node))
+        self.request(FaultEvent(now, "add_node", node=node), rejoin=True)
 
     def finish(self) -> tuple[ChangeRecord, ...]:
         """Every change of the run, those unfinished or never started as ``pending``."""
         out = list(self.records)
         if self.current is not None:
             out.append(self._record(self.current, "pending", finished=False))
-        out += [ChangeRecord(f.action, _asked(f), at, None, None, None, "pending", 0, 0, 0) for f, at in self.queue]
+        out += [ChangeRecord(f.action, _asked(f), at, None, None, None, "pending", 0, 0, 0) for f, at, _ in self.queue]
         return tuple(out)
 
     def _start_next(self) -> None:
         while self.current is None and self.queue:
-            fault, at = self.queue.popleft()
-            self.current = _Change(fault, at)
+            fault, at, rejoin = self.queue.popleft()
+            self.current = _Change(fault, at, rejoin=rejoin)
             self._begin()
 
     def _begin(self) -> None:
@@ -194,7 +201,7 @@ class AdminClient:
         joining = fault.node if fault.action == "add_node" else fault.new
         if leaving is not None and leaving not in running:
             return self._skip(f"{leaving} is not running")
-        if joining is not None and joining in sim.nodes and not sim.nodes[joining].gone:
+        if joining is not None and joining in sim.nodes and not (change.rejoin and sim.nodes[joining].gone):
             return self._skip(f"{joining} already exists")
         if fault.action in ("remove_node", "remove_leader", "remove_follower") and len(self._voters()) <= 1:
             return self._skip("it would remove the last voter")
@@ -209,7 +216,7 @@ class AdminClient:
         change.started_at = sim.now
         change.messages, change.bytes = peer_traffic(sim)
         sim.log(f"admin START {change.change} ({fault.action})")
-        if joining is not None:
+        if joining is not None and not change.rejoin:
             sim.start_node(joining)
         self._new_request()
 
@@ -345,8 +352,8 @@ class AdminClient:
             return False
         for member in applied.members:
             node = self.sim.nodes.get(member)
-            if node is None or node.gone:
-                continue
+            if node is None or node.gone or node.out is not None:
+                continue  # (a node that stays out needs nothing from anyone: it comes back empty)
             in_effect = getattr(node.core, "membership", None) if node.alive else None
             if not isinstance(in_effect, Membership) or leaving in in_effect.members:
                 return False
@@ -356,6 +363,10 @@ class AdminClient:
         """After the answer: wait until the change is whole and the node it removes is stopped."""
         sim, change = self.sim, self.current
         assert change is not None
+        if change.rejoin and change.joining is not None and sim.nodes[change.joining].gone:
+            # The add is committed: the node starts empty, and its core waits until it has applied the
+            # log at least that far (past its removal and its add) before it votes or accepts.
+            sim.start_node(change.joining, rejoin_after=sim.index_past_commits())
         if self._finished(change):
             leaving = change.leaving
             if change.fault.keep:  # the removed node runs on (a disruptive server): stopped only if it retires

@@ -157,7 +157,7 @@ class FaultEvent:
       disruptive server, until its own core reports it retired);
     * clock_leader: from now on the leader's ticks last ``rate`` times their
       nominal length, and every other node's ``others`` times (if given);
-    * storage faults on ``node`` (:mod:`smr.sim.disk_faults`): ``wipe`` (it crashes and its disk comes
+    * storage faults on ``node`` (:mod:`smr.sim.disk`): ``wipe`` (it crashes and its disk comes
       back empty), ``flip`` (it crashes and one durable record is corrupted), ``lose_tail`` (it crashes
       and its last ``batches`` synced batches are lost, as from a cut write-ahead log), ``disk_full``
       (every write it tries fails until ``until_ms``: it sits out, then restarts from its disk).
@@ -250,12 +250,6 @@ class SimConfig:
     def changes_membership(self) -> bool:
         """True if the run may change its membership (a membership action, or a swarm that draws them)."""
         return (self.swarm and self.swarm_membership) or any(f.action in MEMBERSHIP_ACTIONS for f in self.faults)
-
-    @property
-    def rejoins(self) -> bool:
-        """True if a node may come back empty through a membership change (damage found, ``disk.rejoin``)."""
-        damage = (self.swarm and self.swarm_storage) or any(f.action in STORAGE_DAMAGE for f in self.faults)
-        return damage and self.disk.checks and self.disk.rejoin
 
     def replay_command(self, seed: int) -> str:
         """The one shell command that replays this run with ``seed``, exactly."""

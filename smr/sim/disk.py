@@ -27,6 +27,7 @@ from typing import Any
 
 import attrs
 
+from ..driver import apply_writes
 from ..replica import Write
 
 #: How many synced batches a node keeps undo records for (a ``lose_tail`` undoes at most these).
@@ -50,22 +51,9 @@ class DiskState:
 
     def sync(self, durable: MutableMapping[str, Any], writes: Sequence[Write]) -> None:
         """Make ``writes`` durable, in order, keeping what a ``lose_tail`` needs to undo them."""
-        journal = self.journal
-        if journal is not None:
-            undo: Undo = []
-            for write in writes:
-                undo.append((write.key, durable.get(write.key, _ABSENT)))
-                if write.value is None:
-                    durable.pop(write.key, None)
-                else:
-                    durable[write.key] = write.value
-            journal.append(undo)
-            return
-        for write in writes:
-            if write.value is None:
-                durable.pop(write.key, None)
-            else:
-                durable[write.key] = write.value
+        if self.journal is not None:
+            self.journal.append([(write.key, durable.get(write.key, _ABSENT)) for write in writes])
+        apply_writes(durable, writes)
 
     def wipe(self, durable: MutableMapping[str, Any]) -> str:
         """Empty the disk; what the start-up check will say."""

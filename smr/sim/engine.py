@@ -34,7 +34,7 @@ from typing import Any
 import attrs
 
 from ..commands import Command
-from ..driver import CommitLedger, Driver, apply_writes, current_leader
+from ..driver import CommitLedger, Driver, current_leader
 from ..errors import RemoteProtocolError
 from ..history import HistoryRecorder, Operation
 from ..replica import (ClientRequest, Ready, ReplicaConfig, ReplicaCore, ReplicaStatus, Receive, Reply,
@@ -643,12 +643,14 @@ class Simulation:
         node = self.nodes.get(node_id)
         if node is None or not node.alive:
             return
+        if node.rejoin_after and getattr(node.core, "readmitted", False):
+            node.rejoin_after = 0  # the runtime records that its rejoin is over: it restarts as any member
         node.alive = False
         node.core = None
         node.driver = None
         pending = node.unsynced
         keep = self.fault_rng.randint(0, len(pending)) if self.lose_unsynced else len(pending)
-        apply_writes(node.durable, pending[:keep])
+        node.disk.sync(node.durable, pending[:keep])
         lost = len(pending) - keep
         self.counters.lost_writes += lost
         node.unsynced = []
@@ -684,19 +686,20 @@ class Simulation:
         self._groups = groups
 
     # ----------------------------------------------------------- membership
-    def start_node(self, node_id: str) -> None:
+    def start_node(self, node_id: str, rejoin_after: int = 0) -> None:
         """Start a node that joins the running cluster, with an empty disk; it joins the largest side of a
-        partition in force (the first on a tie), and reaches every node across a bridge."""
-        before = self.nodes.get(node_id)
-        if before is not None:  # the id of a node removed before (found damaged): a new incarnation
-            # What its old incarnation sent and is still in flight dies with it (its connections closed).
+        partition in force (the first on a tie), and reaches every node across a bridge.
+
+        ``rejoin_after``: the id is that of a node removed before (found
+        damaged), added again; its new core waits until it has applied the log
+        that far (``ReplicaConfig.rejoin_after``), and what its old incarnation
+        sent and is still in flight dies with it (its connections closed).
+        """
+        if rejoin_after:
             self._queue[:] = [e for e in self._queue if not (e[2] == _DELIVER and e[3] == node_id)]
             heapq.heapify(self._queue)
         node = self._new_node(node_id)
-        if before is not None:
-            leader = self.current_leader()
-            applier = getattr(self.nodes[leader].core, "applier", None) if leader is not None else None
-            node.rejoin_after = applier.removals(node_id) if applier is not None else before.rejoin_after + 1
+        node.rejoin_after = rejoin_after
         self.node_ids = (*self.node_ids, node_id)
         self._log(f"{node_id} START (joining; running: {','.join(self.node_ids)})")
         if self._groups is not None:
@@ -716,6 +719,10 @@ class Simulation:
         node.durable = {}
         self.node_ids = tuple(n for n in self.node_ids if n != node_id)
         self._log(f"{node_id} STOP ({why})")
+
+    def index_past_commits(self) -> int:
+        """An index at or past every entry committed so far: the highest commit index of a live node."""
+        return max((status.commit_index for status in self._live_statuses()), default=0)
 
     def admin_timer(self, at: float, token: int, admin: AdminClient) -> None:
         """Wake ``admin`` at ``at`` with ``token``."""
@@ -860,9 +867,7 @@ class Simulation:
         if not self._rejoin:
             return
         assert self.admin is not None, "a run whose nodes rejoin has an admin client"
-        self.admin.abandon(node.id, f"{node.id} stays out again before it was added back")
-        self.admin.request(FaultEvent(self.now, "remove_node", node=node.id))
-        self.admin.request(FaultEvent(self.now, "add_node", node=node.id))
+        self.admin.rejoin(node.id)
 
 
 

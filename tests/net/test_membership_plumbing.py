@@ -119,7 +119,7 @@ def test_an_emptied_node_added_at_run_time_stays_out() -> None:
     me = _fresh("n4")
     remembers = Identity("n1", "a", True, {"n4": "its-old-directory"})
     verdict, why = admission(me, ("n1", "n2", "n3"), {"n1": remembers}, added=True)
-    assert verdict == STAY_OUT and "remove this node and add it again" in why
+    assert verdict == STAY_OUT and "--rejoin-empty" in why  # how to bring it back
     itself = Identity("n1", "a", True, {"n4": me.incarnation})  # admitted before, restarted before it wrote so
     assert admission(me, ("n1", "n2", "n3"), {"n1": itself}, added=True)[0] == JOIN
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from real_clusters import wait_for_leader
 
 from smr import commands as c
 from smr.checker import Budget, check, make_model
@@ -30,14 +31,6 @@ from workloads import make_workload
 
 BACKENDS = ["raft", "multipaxos"]
 KEYS = 4
-
-
-async def _leader(client: TcpCluster, timeout: float = 15.0) -> str:
-    """The current leader, waiting out an election in progress."""
-    with trio.fail_after(timeout):
-        while (leader := await client.find_leader(timeout=0.5)) is None:
-            await trio.sleep(0.05)
-    return leader
 
 
 async def _add(cluster: LocalTcpCluster, client: TcpCluster, node: str) -> None:
@@ -83,7 +76,7 @@ async def test_three_nodes_grow_to_five_and_shrink_to_three_under_load_with_a_le
                     async with trio.open_nursery() as change:
                         change.start_soon(_add, cluster, client, "n5")
                         await trio.sleep(0.3)  # n5 is catching up, or about to be promoted
-                        victim = await _leader(client)
+                        victim = await wait_for_leader(client)
                         assert cluster.kill(victim) == -signal.SIGKILL
                         await trio.sleep(1.0)
                         cluster.start_node(victim)

@@ -7,71 +7,45 @@ they acknowledged; two emptied nodes next to an intact one wait, then stay out, 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 import trio
+from real_clusters import Writers, roles, wait_for_role, wipe
 
 from smr import commands as c
-from smr.net import LocalTcpCluster, TcpCluster, open_local_tcp_cluster, open_storage, open_tcp_client
-
-
-def _wipe(cluster: LocalTcpCluster, node: str) -> None:
-    """Empty ``node``'s data directory (deleting only the database is refused at start: see below)."""
-    shutil.rmtree(cluster.data_dir(node))
-
-
-async def _roles(tcp: TcpCluster) -> dict[str, str | None]:
-    return {node: (report.role if report else None) for node, report in (await tcp.statuses(timeout=1.0)).items()}
+from smr.net import open_local_tcp_cluster, open_storage, open_tcp_client
 
 
 @pytest.mark.parametrize("victim_is_leader", [True, False], ids=["leader", "follower"])
 async def test_a_wiped_node_stays_out_and_the_others_lose_no_acknowledged_write(
         victim_is_leader: bool, tmp_path: Path) -> None:
-    acked: dict[str, int] = {}
     with trio.fail_after(120):
         async with open_local_tcp_cluster(tmp_path, backend="raft", fsync=False) as cluster:
             async with open_tcp_client(cluster.cluster_file) as tcp:
-                stop = trio.Event()
-
-                async def writer(w: int) -> None:
-                    session = tcp.client()
-                    for i in range(1, 10**6):
-                        try:
-                            await session.submit(c.put(f"w{w}", str(i)), timeout=0.5, attempts=200)
-                        except TimeoutError:
-                            continue  # unknown outcome: not counted as acknowledged
-                        acked[f"w{w}"] = i
-                        if stop.is_set():
-                            return
-
+                writers = Writers(tcp)
                 async with trio.open_nursery() as nursery:
-                    for w in range(3):
-                        nursery.start_soon(writer, w)
+                    nursery.start_soon(writers.run)
                     await trio.sleep(1.0)
                     leader = await tcp.find_leader()
                     assert leader is not None
                     victim = leader if victim_is_leader else next(n for n in cluster.node_ids if n != leader)
                     cluster.kill(victim)
-                    _wipe(cluster, victim)
+                    wipe(cluster, victim)
                     cluster.start_node(victim)
-                    with trio.fail_after(30):
-                        while (await _roles(tcp))[victim] != "stays out":
-                            await trio.sleep(0.2)
-                    before = sum(acked.values())
+                    await wait_for_role(tcp, victim, ("stays out",), 30)
+                    before = writers.total
                     await trio.sleep(1.5)
-                    assert sum(acked.values()) > before  # the other two serve on
-                    stop.set()
-                reader = tcp.client()
-                for key, value in acked.items():
-                    assert int(await reader.submit(c.get(key))) >= value  # nothing acknowledged was lost
+                    assert writers.total > before  # the other two serve on
+                    writers.stop()
+                assert await writers.lost() == {}  # nothing acknowledged was lost
                 reports = await tcp.statuses()
                 others = [r for n, r in reports.items() if n != victim]
                 assert all(r is not None for r in others)
                 assert sum(r.counters.get("peers_refused_identity", 0) for r in others if r) > 0
                 assert cluster.alive(victim)
-        assert "staying out of the cluster" in cluster.log_file(victim).read_text()
+        log = cluster.log_file(victim).read_text()
+    assert "staying out of the cluster" in log and "--rejoin-empty" in log  # and says how to come back
 
 
 async def test_two_wiped_nodes_next_to_an_intact_one_wait_then_stay_out_and_nothing_crashes(
@@ -83,18 +57,17 @@ async def test_two_wiped_nodes_next_to_an_intact_one_wait_then_stay_out_and_noth
                 for i in range(50):
                     await tcp.submit(c.put(f"k{i}", "v"))
             cluster.stop()
-            _wipe(cluster, "n1")
-            _wipe(cluster, "n2")
+            wipe(cluster, "n1")
+            wipe(cluster, "n2")
             cluster.start_node("n1")
             cluster.start_node("n2")
             async with open_tcp_client(cluster.cluster_file) as tcp:
                 await trio.sleep(3.0)  # two fresh nodes do not start a new, empty cluster on their own
-                roles = await _roles(tcp)
-                assert roles["n1"] == roles["n2"] == "joining", roles
+                seen = await roles(tcp)
+                assert seen["n1"] == seen["n2"] == "joining", seen
                 cluster.start_node("n3")
-                with trio.fail_after(30):
-                    while (await _roles(tcp))["n1"] != "stays out" or (await _roles(tcp))["n2"] != "stays out":
-                        await trio.sleep(0.2)
+                await wait_for_role(tcp, "n1", ("stays out",), 30)
+                await wait_for_role(tcp, "n2", ("stays out",), 30)
                 await trio.sleep(1.0)
                 assert all(cluster.alive(n) for n in cluster.node_ids)  # running, no assertion, no crash loop
                 assert await tcp.find_leader(timeout=0.5) is None  # nobody serves an emptied history
@@ -113,11 +86,10 @@ async def test_a_node_whose_database_was_deleted_but_not_its_directory_refuses_t
                 for i in range(20):
                     await tcp.submit(c.put(f"k{i}", "v"))
             cluster.kill("n2")
-            for path in cluster.data_dir("n2").glob("replica.sqlite3*"):
-                path.unlink()
+            wipe(cluster, "n2", database_only=True)
             cluster.start_node("n2")
             with trio.fail_after(20):
                 while cluster.alive("n2"):
                     await trio.sleep(0.1)
     log = cluster.log_file("n2").read_text()
-    assert "were synced and acknowledged (COMMITS)" in log and "Traceback" not in log
+    assert "were synced and acknowledged (COMMITS)" in log and "--rejoin-empty" in log and "Traceback" not in log

@@ -61,7 +61,7 @@ def test_a_wiped_node_stays_out_then_rejoins_empty_through_a_membership_change(b
     assert done == [("remove_node", "remove n2", "done"), ("add_node", "add n2", "done")], done
     # n2 is a voter again, with the log: the last committed entry reached it
     node = sim.nodes["n2"]
-    assert node.alive and node.core is not None and node.rejoin_after == 1
+    assert node.alive and node.core is not None and getattr(node.core, "readmitted")
     assert getattr(node.core, "applier").membership.votes_in("n2")
     assert sim.ledger.last("n2") > 0
 
@@ -132,7 +132,7 @@ faults:
 disk: {checks: false, rejoin: false}
 """, "disks.yaml")
     assert config.faults[1] == FaultEvent(200, "lose_tail", node="n1", batches=3)
-    assert not config.disk.checks and not config.rejoins
+    assert not config.disk.checks and not config.disk.rejoin
     with pytest.raises(ConfigError) as info:
         parse_scenario("""faults:
   - {at: 100, action: wipe}
