@@ -230,7 +230,7 @@ class Applier:
             before, self.membership = self.membership, changed(self.membership, command, self.joint_consensus)
         except MembershipError as exc:
             return ReplyStatus.ERROR, exc.to_result()
-        for node in set(before.members) - set(self.membership.members):
+        for node in sorted(set(before.members) - set(self.membership.members)):  # (not hash order)
             self.left.pop(node, None)
             self.left[node] = None
             if len(self.left) > MAX_LEFT:

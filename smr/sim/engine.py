@@ -81,7 +81,7 @@ class SimNode:
     disk: DiskState = attrs.field(factory=DiskState)
     #: Why it stays out (its start found its durable state damaged), until it is removed and added again.
     out: str | None = None
-    #: It took the id of a node the log removed this many times (``ReplicaConfig.rejoin_after``).
+    #: It rejoins empty under the id of a removed node: the index its core waits for (``ReplicaConfig.rejoin_after``).
     rejoin_after: int = 0
 
 
@@ -643,8 +643,6 @@ class Simulation:
         node = self.nodes.get(node_id)
         if node is None or not node.alive:
             return
-        if node.rejoin_after and getattr(node.core, "readmitted", False):
-            node.rejoin_after = 0  # the runtime records that its rejoin is over: it restarts as any member
         node.alive = False
         node.core = None
         node.driver = None
