@@ -170,3 +170,17 @@ def test_storage_swarm_seeds_pass_and_replay(backend: str) -> None:
         assert report.passed, (seed, report.judgement.problems(), settings.replay(seed))
     first, second = run_seed(settings, 2, trace=True)[1], run_seed(settings, 2, trace=True)[1]
     assert first.trace == second.trace and any("STAYS OUT" in line or "DISK" in line for line in first.trace)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_damaged_nodes_of_five_both_rejoin(backend: str) -> None:
+    """A node that stays out holds up nobody's removal (the admin once waited for it to come back)."""
+    config = SimConfig(backend=backend, nodes=5, duration_ms=4000, clients=CLIENTS,
+                       faults=(FaultEvent(200, "wipe", node="n3"), FaultEvent(300, "restart", node="n3"),
+                               FaultEvent(310, "wipe", node="n4"), FaultEvent(400, "restart", node="n4")))
+    sim = Simulation(config, 1)
+    result = sim.run()
+    assert result.ok, result.violations
+    assert [(c.change, c.outcome) for c in result.changes] == [
+        ("remove n3", "done"), ("add n3", "done"), ("remove n4", "done"), ("add n4", "done")]
+    assert all(getattr(sim.nodes[n].core, "readmitted") for n in ("n3", "n4"))
