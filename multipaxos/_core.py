@@ -1410,7 +1410,8 @@ class MultiPaxosCore(LogCore):
         effect = self._in_effect()
         if effect is not self.effect and effect != self.effect:
             self._effect_changed()  # the first slot of a newer configuration is next
-        elif self._snapshot_due(self.applied - self.snapshot_slot, self.opts.snapshot_every):
+        elif self._snapshot_due(self.applied - self.snapshot_slot, self.opts.snapshot_every) \
+                or self._readmission_due(self.snapshot_slot):
             self._take_snapshot()
 
     def _take_snapshot(self) -> bool:

@@ -1108,7 +1108,8 @@ class RaftCore(LogCore):
         self._answer_parked()
         if self.reads:
             self._serve_reads()
-        if self._snapshot_due(self.last_applied - self.log.snapshot_index, self.opts.snapshot_every):
+        if self._snapshot_due(self.last_applied - self.log.snapshot_index, self.opts.snapshot_every) \
+                or self._readmission_due(self.log.snapshot_index):
             self._take_snapshot()
 
     def _take_snapshot(self) -> None:

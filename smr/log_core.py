@@ -101,6 +101,13 @@ class LogCore:
         campaign, vote, promise or accept yet: it has not applied the log past its own removal."""
         return True
 
+    def _readmission_due(self, snapshot_index: int) -> bool:
+        """True once a rejoining node is :attr:`readmitted` but its last snapshot (at ``snapshot_index``) is
+        from before: a snapshot then makes readmission survive a restart (which restores what it applied from
+        the snapshot alone), so a restarted member votes at once instead of waiting for a leader to catch it
+        up -- which, with the leader down, a three-node cluster could not elect."""
+        return bool(self.config.rejoin_after) and self.readmitted and snapshot_index < self.config.rejoin_after
+
     @property
     def retired(self) -> bool:
         """True once this node has left the cluster: a committed configuration no longer names it.
