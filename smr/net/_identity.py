@@ -40,15 +40,17 @@ opens with an :class:`Identity` frame saying who is dialling.
   *forgotten* (tombstones, :attr:`Identity.forgotten`); a joined node that
   remembers a tombstoned incarnation forgets it (:meth:`Membership.heed`),
   keeps the tombstone, passes it on and never learns that incarnation again
-  from a peer that has not heard yet.  The removal was committed, so this is
-  a fact of the cluster, whoever reports it.
+  from a peer that has not heard yet -- but only once its own log shows that
+  id removed (``removed``): a peer that merely says so, with the cluster's
+  credentials, cannot make members forget a live node and let an impostor in
+  under its id.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import attrs
@@ -139,17 +141,17 @@ class Membership:
             changed = True
         return changed
 
-    def heed(self, peer: Identity) -> bool:
+    def heed(self, peer: Identity, removed: Callable[[str], bool]) -> bool:
         """Forget what joined ``peer`` reports forgotten (the cluster removed those incarnations) and keep
-        those tombstones; True if that changed anything.  Call it before :meth:`refuses`: a node that rejoined
-        reports the incarnation it replaces."""
+        those tombstones -- for the ids ``removed`` says this node's own log removed; True if that changed
+        anything.  Call it before :meth:`refuses`: a node that rejoined reports the incarnation it replaces."""
         if not self.joined or not peer.joined or _tombstones(peer.forgotten) > MAX_REMEMBERED:
             return False
         changed = False
         for node, incarnations in sorted(peer.forgotten.items()):
             for incarnation in incarnations:
                 if node == self.node or not _plausible(node, incarnation) \
-                        or incarnation in self.forgotten.get(node, ()):
+                        or incarnation in self.forgotten.get(node, ()) or not removed(node):
                     continue
                 if self.members.get(node) == incarnation:
                     self.forget(node)

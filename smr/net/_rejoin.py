@@ -54,6 +54,7 @@ import attrs
 import trio
 
 from smr.client import MembershipClient
+from smr.errors import LocalProtocolError, RemoteProtocolError
 from smr.machine import CommandError
 from smr.membership import GET_MEMBERSHIP
 
@@ -143,7 +144,8 @@ async def rejoin(node: str, address: str, state: Rejoin, cluster: MembershipClie
                 state = attrs.evolve(state, stage=ADDED, after=after)
             await save(state)
             pause = RETRY_MIN_S
-        except (TimeoutError, CommandError) as exc:
+        except (TimeoutError, CommandError, LocalProtocolError, RemoteProtocolError) as exc:
+            # a refusal (FAIL), a peer's malformed answer: asked again after the back-off, like no quorum
             waiting.failed(state.stage, exc, RETRY_MAX_S)
             await trio.sleep(pause)
             pause = min(pause * 2, RETRY_MAX_S)

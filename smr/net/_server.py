@@ -513,11 +513,15 @@ class NodeServer:
         if isinstance(event, ClientRequest):
             self._send_reply(reply_to(event, ReplyStatus.REDIRECT))
 
+    def _removed(self, node: str) -> bool:
+        """True if this node's log has removed ``node`` (a change it applied took that id out)."""
+        return node in getattr(getattr(self.core, "applier", None), "left", ())
+
     async def _on_identity(self, peer: Identity) -> str | None:
         """A peer dialled in and said who it is: why to refuse it (None: go on), and maybe join."""
         membership = self.membership
         if membership.joined:
-            forgot = membership.heed(peer)  # a rejoined peer says which incarnation of it the cluster removed
+            forgot = membership.heed(peer, self._removed)  # a rejoined peer says which incarnation it replaces
             reason = membership.refuses(peer)
             if reason is not None:
                 self.counters["peers_refused_identity"] += 1
@@ -568,9 +572,14 @@ class NodeServer:
 
         state = self.rejoin
         assert state is not None
-        async with open_tcp_client(self.config, prefix=f"rejoin-{self.id}") as cluster:
-            await rejoin(self.id, format_address(self.me), state, cluster, lambda: index_past(cluster),
-                         self._save_rejoin_or_wait)
+        try:
+            async with open_tcp_client(self.config, prefix=f"rejoin-{self.id}") as cluster:
+                await rejoin(self.id, format_address(self.me), state, cluster, lambda: index_past(cluster),
+                             self._save_rejoin_or_wait)
+        except ConfigError as exc:  # e.g. TLS without client credentials: say so, stay out, keep serving
+            self.stays_out = f"cannot rejoin: {exc}"
+            log.error("%s: cannot rejoin with --rejoin-empty: %s; it stays out", self.id, exc)
+            return
         await self._rejoin_heard()  # members may have dialled meanwhile
 
     async def _rejoin_heard(self) -> None:

@@ -66,21 +66,35 @@ def test_a_node_added_again_joins_past_members_that_remember_only_the_incarnatio
     assert "--rejoin-empty" in admission(me, ("n1", "n3"), stale)[1]  # the refusal says how to come back
 
 
+def REMOVED(node: str) -> bool:
+    """Every id counts as removed by the log (the tombstone tests below are about the rest)."""
+    return True
+
+
+def test_a_tombstone_for_an_id_the_log_never_removed_is_ignored() -> None:
+    """A peer with the cluster's credentials cannot make a member forget a live node's incarnation (and then
+    admit an impostor under its id): the member's own log must have removed that id (review finding)."""
+    member = Membership("n1", "a", True, {"n2": "b", "n3": "c"})
+    impostor = Identity("n3", "evil", True, {}, {"n3": ["c"]})
+    assert not member.heed(impostor, lambda node: False)
+    assert member.members["n3"] == "c" and member.refuses(impostor) is not None
+
+
 def test_a_member_forgets_a_replaced_incarnation_it_hears_of_and_never_learns_it_again() -> None:
     """A rejoined node reports the incarnation it replaced: members that remember it forget it (and then let
     the new one in), keep the tombstone, pass it on, and a peer that has not heard yet cannot teach it back."""
     member = Membership("n1", "a", True, {"n2": "old", "n3": "c"})
     rejoined = Identity("n2", "new", True, {"n1": "a", "n3": "c"}, {"n2": ["old"]})
     assert member.refuses(rejoined) is not None  # without the tombstone: another directory, refused
-    assert member.heed(rejoined) and member.refuses(rejoined) is None and member.learn(rejoined)
+    assert member.heed(rejoined, REMOVED) and member.refuses(rejoined) is None and member.learn(rejoined)
     assert member.members == {"n2": "new", "n3": "c"} and member.identity().forgotten == {"n2": ["old"]}
     lagging = Membership("n3", "c", True, {"n1": "a"})
     assert lagging.learn(Identity("n1", "a", True, {"n2": "old"}, {})) and lagging.members["n2"] == "old"
     fresh_member = Membership("n4", "d", True, {})  # no record of n2: it keeps the tombstone all the same
-    assert fresh_member.heed(rejoined) and not fresh_member.heed(rejoined)
+    assert fresh_member.heed(rejoined, REMOVED) and not fresh_member.heed(rejoined, REMOVED)
     assert fresh_member.learn(Identity("n3", "c", True, {"n2": "old"})) and "n2" not in fresh_member.members
     assert "was removed" in (member.refuses(Identity("n2", "old", True)) or "")  # the old one, if it comes back
-    assert not Membership("n5", "e", False, {"n2": "old"}).heed(rejoined)  # only a joined node forgets
-    assert not member.heed(Identity("n3", "c", False, {}, {"n3": ["c"]}))  # and only what a joined peer says
+    assert not Membership("n5", "e", False, {"n2": "old"}).heed(rejoined, REMOVED)  # only a joined node forgets
+    assert not member.heed(Identity("n3", "c", False, {}, {"n3": ["c"]}), REMOVED)  # and only what a joined peer says
     rows = Membership.load("n1", member.rows(), has_data=True)[0]
     assert rows.forgotten == {"n2": ["old"]} and rows.members == member.members
