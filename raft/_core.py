@@ -219,6 +219,9 @@ class RaftCore(LogCore):
             if not isinstance(hard, HardState):
                 raise LocalProtocolError(f"raft {self.node}: durable {HARD_KEY} holds {hard!r}")
             self.term, self.voted_for = hard.term, hard.vote
+        if self.term < self.config.rejoin_epoch:  # rejoining: no stale leader may count what we acknowledge
+            self.term, self.voted_for = self.config.rejoin_epoch, None
+            self._hard_dirty = True
         snap = durable.get(SNAPSHOT_KEY)
         if snap is not None:
             if not isinstance(snap, SnapshotRecord):

@@ -283,6 +283,12 @@ class ReplicaConfig:
     #: the log up to there (``readmitted``), so nothing it says can stand in for what its lost incarnation
     #: said.  0: not rejoining.
     rejoin_after: int = 0
+    #: With ``rejoin_after``: an epoch at or past the one in which its re-adding was committed (the runtime
+    #: passes the epoch of a node whose commit index is past it).  Raft starts its term there, so a stale
+    #: leader of an older term -- one that never saw the removal and still counts the lost incarnation --
+    #: cannot have its entries acknowledged by the new one.  Multi-Paxos accepts nothing before it is
+    #: readmitted and needs no floor (it ignores it).  0: none.
+    rejoin_epoch: int = 0
 
     @property
     def members(self) -> tuple[NodeId, ...]:

@@ -77,6 +77,8 @@ class Network(Generic[CoreT]):
         self.incarnations: dict[str, int] = {n: 0 for n in self.ids}
         #: Nodes booted with an emptied disk as rejoining cores, and the index each rejoins after (``wipe``).
         self.rejoin_after: dict[str, int] = {}
+        #: ... and the epoch each starts at (``ReplicaConfig.rejoin_epoch``).
+        self.rejoin_epoch: dict[str, int] = {}
         self.in_flight: list[Message] = []
         self.cut_links: set[tuple[str, str]] = set()
         self.drop_if: Callable[[str, str, Any], bool] | None = None
@@ -97,7 +99,8 @@ class Network(Generic[CoreT]):
         rng = random.Random(f"{self.seed}/{node}/{self.incarnations[node]}")
         core = self.factory(ReplicaConfig(node, peers, rng, self.state_machine, self.options,
                                           initial_voters=self.initial_ids,
-                                          rejoin_after=self.rejoin_after.get(node, 0)))
+                                          rejoin_after=self.rejoin_after.get(node, 0),
+                                          rejoin_epoch=self.rejoin_epoch.get(node, 0)))
         self.cores[node] = core
         driver = self.drivers[node] = Driver(core, node, on_reject=self._reject)
         self.ledger.boot(node)
@@ -119,12 +122,14 @@ class Network(Generic[CoreT]):
         del self.drivers[node]
         self.unsynced[node] = []
 
-    def wipe(self, node: str, rejoin_after: int = 0) -> None:
+    def wipe(self, node: str, rejoin_after: int = 0, rejoin_epoch: int = 0) -> None:
         """Crash ``node`` if it runs and boot it with an emptied disk: as a core rejoining after index
-        ``rejoin_after`` (what ``smr serve --rejoin-empty`` builds once the cluster has removed it), or, with
-        0, as if it had never promised anything (unsafe: what the TCP runtime's node identity forbids)."""
+        ``rejoin_after`` from epoch ``rejoin_epoch`` (what ``smr serve --rejoin-empty`` builds once the cluster
+        has removed it), or, with 0, as if it had never promised anything (unsafe: what the TCP runtime's
+        node identity forbids)."""
         self.durable[node] = {}
         self.rejoin_after[node] = rejoin_after
+        self.rejoin_epoch[node] = rejoin_epoch
         self.restart(node)
 
     def restart(self, node: str) -> None:

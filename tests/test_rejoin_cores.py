@@ -119,3 +119,44 @@ def test_an_emptied_node_removed_and_added_again_catches_up_is_promoted_and_vote
     _run(net, 80)
     assert net.leader() in ("n2", "n3")
     assert _ask(net, net.leader() or "n2", get("k5")) == (ReplyStatus.OK, "v")
+
+
+@pytest.mark.parametrize("floor", [False, True], ids=["term-0", "rejoin-epoch"])
+def test_a_rejoining_raft_node_acknowledges_nothing_for_a_leader_older_than_its_re_adding(floor: bool) -> None:
+    """n1 wins term 1 (without check_quorum) and is cut off before anyone hears from it, holding k=stale;
+    n2 and n3 elect n2 and commit k=real; n3's disk is emptied and it boots as a rejoining core that only
+    n1 reaches.  Started at term 0 (the broken variant), n3 takes n1's stale appends and acknowledges
+    them, so n1 counts it as the lost incarnation and commits k=stale where n2 committed k=real: the
+    commit ledger fails.  Started at the epoch of a node whose commit index is past its re-adding
+    (``rejoin_epoch``), it refuses them, n1 steps down, and k=real stands."""
+    net: Network[Any] = Network(RaftCore, 3, {"check_quorum": False, "pre_vote": False},
+                                invariants=RaftInvariants())
+    net.campaign("n1")
+    while not net.status("n1").is_leader:
+        net.deliver(0)
+    net.isolate("n1")  # its first appends die on the cut links: it never hears an acknowledgement
+    _SEQ[0] += 1
+    net.request("n1", put("k", "stale"), client="c1", seq=_SEQ[0])
+    net.settle()
+    net.elect("n2")
+    assert _ask(net, "n2", put("k", "real"))[0] == ReplyStatus.OK
+    point = net.status("n2")
+    net.wipe("n3", rejoin_after=point.commit_index, rejoin_epoch=point.epoch if floor else 0)
+    net.recover()
+    net.isolate("n2")  # n3 hears only the stale leader
+
+    def stale_leader_beats() -> None:
+        for _ in range(20):
+            net.tick("n1")
+            net.settle()
+
+    if not floor:
+        with pytest.raises(AssertionError, match="state machine safety"):
+            stale_leader_beats()
+        return
+    stale_leader_beats()
+    assert not net.status("n1").is_leader and net.status("n1").epoch >= point.epoch
+    assert net.status("n3").commit_index == 0  # it took nothing from the stale leader
+    net.recover()
+    _run(net, 60)
+    assert _ask(net, net.leader() or "n2", get("k")) == (ReplyStatus.OK, "real")

@@ -366,7 +366,8 @@ class AdminClient:
         if change.rejoin and change.joining is not None and sim.nodes[change.joining].gone:
             # The add is committed: the node starts empty, and its core waits until it has applied the
             # log at least that far (past its removal and its add) before it votes or accepts.
-            sim.start_node(change.joining, rejoin_after=sim.index_past_commits())
+            after, epoch = sim.rejoin_point()
+            sim.start_node(change.joining, rejoin_after=after, rejoin_epoch=epoch)
         if self._finished(change):
             leaving = change.leaving
             if change.fault.keep:  # the removed node runs on (a disruptive server): stopped only if it retires

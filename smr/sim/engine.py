@@ -83,6 +83,8 @@ class SimNode:
     out: str | None = None
     #: It rejoins empty under the id of a removed node: the index its core waits for (``ReplicaConfig.rejoin_after``).
     rejoin_after: int = 0
+    #: ... and the epoch it starts at (``ReplicaConfig.rejoin_epoch``).
+    rejoin_epoch: int = 0
 
 
 @attrs.define
@@ -351,7 +353,8 @@ class Simulation:
         rng = random.Random(f"{self.seed}/{node_id}/{node.incarnation}")
         node.core = self.backend.factory(
             ReplicaConfig(node_id, peers, rng, self.app, self.options, tick_ms=node.tick_ms,
-                          initial_voters=self.initial_voters, rejoin_after=node.rejoin_after))
+                          initial_voters=self.initial_voters, rejoin_after=node.rejoin_after,
+                          rejoin_epoch=node.rejoin_epoch))
         node.driver = Driver(node.core, node_id, on_reject=self._reject)
         self._step(node, Start(dict(node.durable)))
         # Stagger first ticks by a random fraction so nodes are not in lock-step.
@@ -684,20 +687,21 @@ class Simulation:
         self._groups = groups
 
     # ----------------------------------------------------------- membership
-    def start_node(self, node_id: str, rejoin_after: int = 0) -> None:
+    def start_node(self, node_id: str, rejoin_after: int = 0, rejoin_epoch: int = 0) -> None:
         """Start a node that joins the running cluster, with an empty disk; it joins the largest side of a
         partition in force (the first on a tie), and reaches every node across a bridge.
 
         ``rejoin_after``: the id is that of a node removed before (found
         damaged), added again; its new core waits until it has applied the log
-        that far (``ReplicaConfig.rejoin_after``), and what its old incarnation
-        sent and is still in flight dies with it (its connections closed).
+        that far (``ReplicaConfig.rejoin_after``), starting at epoch ``rejoin_epoch``,
+        and what its old incarnation sent and is still in flight dies with it (its
+        connections closed).
         """
         if rejoin_after:
             self._queue[:] = [e for e in self._queue if not (e[2] == _DELIVER and e[3] == node_id)]
             heapq.heapify(self._queue)
         node = self._new_node(node_id)
-        node.rejoin_after = rejoin_after
+        node.rejoin_after, node.rejoin_epoch = rejoin_after, rejoin_epoch
         self.node_ids = (*self.node_ids, node_id)
         self._log(f"{node_id} START (joining; running: {','.join(self.node_ids)})")
         if self._groups is not None:
@@ -718,9 +722,12 @@ class Simulation:
         self.node_ids = tuple(n for n in self.node_ids if n != node_id)
         self._log(f"{node_id} STOP ({why})")
 
-    def index_past_commits(self) -> int:
-        """An index at or past every entry committed so far: the highest commit index of a live node."""
-        return max((status.commit_index for status in self._live_statuses()), default=0)
+    def rejoin_point(self) -> tuple[int, int]:
+        """Where a node added again after its removal starts (``ReplicaConfig.rejoin_after``, ``rejoin_epoch``):
+        the commit index and epoch of the live node with the highest commit index -- at or past every entry
+        committed so far, and in an epoch at or past the one that committed them."""
+        best = max(self._live_statuses(), key=lambda status: status.commit_index, default=None)
+        return (0, 0) if best is None else (best.commit_index, best.epoch)
 
     def admin_timer(self, at: float, token: int, admin: AdminClient) -> None:
         """Wake ``admin`` at ``at`` with ``token``."""
