@@ -18,10 +18,13 @@ configuration that counts it names it in an entry committed after its
 removal, and what it says is its own (Raft: it holds the removal, so it
 never votes for a candidate that lacks it; multi-Paxos: it has applied every
 slot a configuration of the old incarnation governs, so its promises report
-them chosen).  ``after`` is the commit index, read from its own status, of
-the node that answered a linearizable membership read made once the re-add
-was committed (that node has applied it; its uptime shows it did not restart
-in between).  Waiting for the re-add, not just the removal, also keeps a
+them chosen).  ``after`` and ``epoch`` are the commit index and epoch, read
+from its own status, of the node that answered a linearizable membership read
+made once the re-add was committed (that node has applied it; its uptime
+shows it did not restart in between).  Raft starts its term at ``epoch``
+(``ReplicaConfig.rejoin_epoch``): a stale leader of an older term, which never
+saw the removal and still counts the lost incarnation, cannot have the new
+one acknowledge its entries.  Waiting for the re-add, not just the removal, also keeps a
 node that is catching up from seeing itself retired between the two.
 
 **Restartable.**  The stage is written to the node's storage before the
@@ -33,7 +36,7 @@ already added, it joins.  Without the flag nothing moves.
 =========  ===================================================================
 ``remove``  ask the cluster to remove this id
 ``add``     ask the cluster to add this id again at this node's address; then
-            read ``after``
+            read ``after`` and ``epoch``
 ``added``   the add is committed: join when a member dials in (an added node
             that knows the incarnations it ``replaces``), rejoining core
 =========  ===================================================================
@@ -48,7 +51,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 import attrs
 import trio
@@ -74,12 +77,13 @@ RETRY_MIN_S, RETRY_MAX_S = 0.5, 8.0
 
 @attrs.frozen
 class Rejoin:
-    """How far this node's rejoin has come: its stage, the incarnations of its id it replaces, and an
-    index at or past its committed re-adding (0 until known)."""
+    """How far this node's rejoin has come: its stage, the incarnations of its id it replaces, an index at
+    or past its committed re-adding and an epoch at or past the one that committed it (0 until known)."""
 
     stage: str
     replaces: tuple[str, ...]
     after: int = 0
+    epoch: int = 0
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, str]) -> "Rejoin | None":
@@ -88,16 +92,24 @@ class Rejoin:
         if not text:
             return None
         value = json.loads(text)
-        stage, replaces, after = value.get("stage"), value.get("replaces"), value.get("after")
-        if stage not in STAGES or not isinstance(replaces, list) or not all(isinstance(r, str) for r in replaces) \
-                or not isinstance(after, int) or after < 0:
+        if not isinstance(value, dict):
             raise ValueError(f"a malformed {REJOIN_KEY} record: {text[:200]!r}")
-        return cls(stage, tuple(replaces), after)
+        stage, replaces, after, epoch = (value.get("stage"), value.get("replaces"), value.get("after"),
+                                         value.get("epoch", 0))
+        if stage not in STAGES or not isinstance(replaces, list) or not all(isinstance(r, str) for r in replaces) \
+                or not _count(after) or not _count(epoch):
+            raise ValueError(f"a malformed {REJOIN_KEY} record: {text[:200]!r}")
+        return cls(stage, tuple(replaces), after, epoch)
 
     def rows(self) -> dict[str, str]:
         """The meta rows that record it."""
         return {REJOIN_KEY: json.dumps({"stage": self.stage, "replaces": list(self.replaces),
-                                        "after": self.after})}
+                                        "after": self.after, "epoch": self.epoch})}
+
+
+def _count(value: object) -> TypeGuard[int]:
+    """True for a non-negative int (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class Waiting:
@@ -119,12 +131,15 @@ class Waiting:
 
 
 async def rejoin(node: str, address: str, state: Rejoin, cluster: MembershipClient,
-                 index_past: Callable[[], Awaitable[int]], save: Callable[[Rejoin], Awaitable[None]]) -> Rejoin:
+                 point_past: Callable[[], Awaitable[tuple[int, int]]],
+                 save: Callable[[Rejoin], Awaitable[Rejoin]]) -> Rejoin:
     """Take the rejoin of ``node`` from ``state`` to the ``added`` stage, saving each stage before acting on
     it, retrying each change with back-off until the cluster commits it; return the final state.
 
-    ``index_past`` returns an index at or past every entry the cluster has
-    committed (called once the re-add is); ``save`` makes a stage durable.
+    ``point_past`` returns an index at or past every entry the cluster has
+    committed and an epoch at or past the one that committed it (called once
+    the re-add is); ``save`` makes a stage durable and returns the state it
+    recorded (it may hold more replaced incarnations, noted meanwhile).
     """
     waiting = Waiting(node)
     pause = RETRY_MIN_S
@@ -137,12 +152,12 @@ async def rejoin(node: str, address: str, state: Rejoin, cluster: MembershipClie
                 state = attrs.evolve(state, stage=ADD)
             else:
                 await cluster.start_adding_node(node, address, timeout=ATTEMPT_S)
-                after = await index_past()
-                log.info("%s: rejoining: the cluster added %s again at %s (committed at or before index %d); it "
-                         "joins as a learner once a member dials it, and votes once it has caught up past there "
-                         "and been promoted", node, node, address, after)
-                state = attrs.evolve(state, stage=ADDED, after=after)
-            await save(state)
+                after, epoch = await point_past()
+                log.info("%s: rejoining: the cluster added %s again at %s (committed at or before index %d, "
+                         "epoch %d); it joins as a learner once a member dials it, and votes once it has caught up "
+                         "past there and been promoted", node, node, address, after, epoch)
+                state = attrs.evolve(state, stage=ADDED, after=after, epoch=epoch)
+            state = await save(state)
             pause = RETRY_MIN_S
         except (TimeoutError, CommandError, LocalProtocolError, RemoteProtocolError) as exc:
             # a refusal (FAIL), a peer's malformed answer: asked again after the back-off, like no quorum
@@ -152,20 +167,23 @@ async def rejoin(node: str, address: str, state: Rejoin, cluster: MembershipClie
     return state
 
 
-async def index_past(cluster: "TcpCluster") -> int:
-    """An index at or past every entry ``cluster`` committed before the call.
+async def point_past(cluster: "TcpCluster") -> tuple[int, int]:
+    """An index at or past every entry ``cluster`` committed before the call, and an epoch at or past the
+    one that committed them.
 
     The node that answers a membership read through the log has applied
     everything committed before it; its commit index, read from its own
     status report, is at least that -- unless it restarted in between (its
-    uptime then shows it, and the read is made again).
+    uptime then shows it, and the read is made again).  A node that knows an
+    entry committed has heard from a leader of the epoch that committed it,
+    or a later one, so its epoch is at least that one.
     """
+    session = cluster.client()  # one session for every attempt: each new one costs the cluster a slot
     while True:
         started = trio.current_time()
-        session = cluster.client()
         await session.submit(GET_MEMBERSHIP, timeout=1.0, attempts=max(1, int(ATTEMPT_S)))
         answered = session.answered_by
         report = None if answered is None else await cluster.status(answered, timeout=1.0)
         if report is not None and report.uptime_s >= trio.current_time() - started:
-            return int(report.commit_index)
+            return int(report.commit_index), int(report.epoch)
         await trio.sleep(RETRY_MIN_S)

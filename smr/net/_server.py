@@ -84,9 +84,9 @@ from smr.sessions import SessionLimits, reply_to
 
 from ._config import ClusterConfig, NodeAddress, format_address, parse_address
 from ._frames import AUTH_FAILED, BUSY, REASONS, TAG_BYTES, FrameError, frame_bounds, request_limit
-from ._identity import JOIN, STAY_OUT, Identity, Membership, admission, members_of, remembered_instead
+from ._identity import HOLD, JOIN, STAY_OUT, Identity, Membership, admission, members_of, remembered_instead
 from ._messages import ReplyBatch, RequestBatch, StatusQuery, StatusReport
-from ._rejoin import ADDED, REMOVE, Rejoin, index_past, rejoin
+from ._rejoin import ADDED, REMOVE, Rejoin, point_past, rejoin
 from ._storage import DiskUnavailable, Storage, open_storage
 from ._transport import (AuthenticationError, FramedConnection, IdleConnection, answer_hello, connect,
                          decode_message, has_verified_certificate, next_batch, node_tls, receive_hello,
@@ -291,7 +291,12 @@ class NodeServer:
         storage, durable = await self._open_storage()
         self.storage = storage
         try:
-            if not self.membership.joined and not self.peers and not self.added:
+            if not self.membership.joined and not self.peers and not self.added and storage.emptied:
+                self.stays_out = ("the only node of a one-node cluster, its directory emptied: there is no peer "
+                                  "to rejoin from, and a new cluster would lose everything it acknowledged; "
+                                  "restore the directory from a backup")
+                log.error("%s: staying out: %s", self.id, self.stays_out)
+            elif not self.membership.joined and not self.peers and not self.added:
                 await self._join({}, "a single node: a new cluster")
             elif self.membership.joined:
                 self._admitted.set()
@@ -339,10 +344,6 @@ class NodeServer:
             try:
                 storage, durable = open_storage(self.data_dir, self.id, fsync=self.config.fsync,
                                                 emptied_ok=self.rejoin_empty)
-                if storage.emptied:
-                    log.warning("%s: the database is gone, but %s says it acknowledged %d batches: with "
-                                "--rejoin-empty the directory counts as emptied and the node starts afresh",
-                                self.id, self.data_dir / "COMMITS", storage.emptied)
                 storage.claim("backend", self.config.backend)  # another backend's state would be garbage
                 storage.claim("app", resolve_app(self.config.state_machine).name)  # so would another app's
                 registered = SessionLimits.from_options(self.config.backend_options).registered_sessions
@@ -352,6 +353,10 @@ class NodeServer:
                 self.membership, new = Membership.load(self.id, meta, bool(durable))
                 if new:
                     storage.set_meta(self.membership.rows())
+                if storage.emptied and not self.membership.joined:
+                    log.warning("%s: the database was gone, but %s said it had acknowledged %d batches: with "
+                                "--rejoin-empty the directory counts as emptied and the node starts afresh "
+                                "(it rejoins under its id)", self.id, self.data_dir / "COMMITS", storage.emptied)
                 try:
                     self.rejoin = Rejoin.from_meta(meta)
                 except ValueError as exc:
@@ -374,11 +379,12 @@ class NodeServer:
         """Build a fresh core from ``durable`` (what survived on disk) and start it."""
         backend = get_backend(self.config.backend)
         rng = random.Random(int.from_bytes(os.urandom(8), "big"))
+        added = self.rejoin if self.rejoin is not None and self.rejoin.stage == ADDED else Rejoin(ADDED, ())
         core = backend.factory(ReplicaConfig(
             self.id, self.peers, rng, resolve_app(self.config.state_machine),
             {**backend.options, **frame_bounds(self.config.max_frame_bytes), **self.config.backend_options},
             tick_ms=self.config.tick_ms, initial_voters=self.config.initial_voters,
-            rejoin_after=self.rejoin.after if self.rejoin is not None and self.rejoin.stage == ADDED else 0))
+            rejoin_after=added.after, rejoin_epoch=added.epoch))  # 0, 0 unless it rejoins
         self.driver = Driver(core, self.id, on_reject=self._reject)
         log.info("%s: recovered %d durable keys from %s", self.id, len(durable), self.data_dir)
         await self._commit_and_release([self.driver.step(Start(durable))])
@@ -535,12 +541,13 @@ class NodeServer:
         if self.rejoin is not None:
             await self._rejoin_heard()
             return None
-        verdict, why = admission(membership, self.peers, self._heard, added=self.added)
+        verdict, why = admission(membership, self.peers, self._heard, added=self.added,
+                                 emptied=self.storage is not None and bool(self.storage.emptied))
         if verdict == JOIN:
             await self._join(self._members_heard(), why)
         elif verdict == STAY_OUT and self.rejoin_empty:
             await self._start_rejoin(why)
-        elif verdict == STAY_OUT and self.stays_out is None:
+        elif verdict in (STAY_OUT, HOLD) and self.stays_out is None:
             self.stays_out = why
             log.error("%s: staying out of the cluster: %s", self.id, why)
         return None
@@ -559,6 +566,7 @@ class NodeServer:
             if self.rejoin is not None:
                 return  # another connection's identity started it meanwhile
             replaces = tuple(remembered_instead(self.membership, self._heard))
+            self.stays_out = None  # (it held, among new peers, until a member that kept its data dialled in)
             log.warning("%s: %s -- with --rejoin-empty it has the cluster remove its id and add it again "
                         "(replacing incarnation %s), and votes nothing until it has caught up past that",
                         self.id, why.split(";")[0], ", ".join(replaces))
@@ -574,7 +582,7 @@ class NodeServer:
         assert state is not None
         try:
             async with open_tcp_client(self.config, prefix=f"rejoin-{self.id}") as cluster:
-                await rejoin(self.id, format_address(self.me), state, cluster, lambda: index_past(cluster),
+                await rejoin(self.id, format_address(self.me), state, cluster, lambda: point_past(cluster),
                              self._save_rejoin_or_wait)
         except ConfigError as exc:  # e.g. TLS without client credentials: say so, stay out, keep serving
             self.stays_out = f"cannot rejoin: {exc}"
@@ -623,10 +631,15 @@ class NodeServer:
         self.rejoin = state
         return True
 
-    async def _save_rejoin_or_wait(self, state: Rejoin) -> None:
-        """Record ``state``, waiting for the disk to take it (nothing goes on before it is recorded)."""
-        while not await self._save_rejoin(state):
-            await trio.sleep(DISK_RETRY_S)
+    async def _save_rejoin_or_wait(self, state: Rejoin) -> Rejoin:
+        """Record ``state``, waiting for the disk to take it (nothing goes on before it is recorded); return
+        what was recorded: ``state`` with every replaced incarnation noted meanwhile (``_rejoin_heard``)."""
+        async with self._rejoin_lock:
+            if self.rejoin is not None:
+                state = attrs.evolve(state, replaces=tuple(dict.fromkeys((*state.replaces, *self.rejoin.replaces))))
+            while not await self._save_rejoin(state):
+                await trio.sleep(DISK_RETRY_S)
+            return state
 
     async def _join(self, members: dict[str, str], why: str) -> None:
         """Record that this node has joined its cluster (with its peers' incarnations) and start voting."""

@@ -76,6 +76,9 @@ LOCK_NAME = "LOCK"
 #: back with fewer lost synced transactions (a cut write-ahead log), and the node must not serve.
 WATERMARK_NAME = "COMMITS"
 COMMITS_KEY = "commits"
+#: The ``meta`` row recording that this directory was found emptied (the batches its watermark said were
+#: acknowledged), written before the watermark is reset, so that a restart still knows it.
+EMPTIED_KEY = "emptied"
 #: The ``meta`` row naming how values are stored; absent in databases from before checksums.
 FORMAT_KEY, FORMAT = "format", "crc32-1"
 #: What SQLite says when the disk, not the file, is the problem (anything else reading it is damage).
@@ -140,8 +143,9 @@ class Storage:
         self.node = node
         self.fsync = fsync
         self.stats = StorageStats()
-        #: Batches a leftover watermark says were acknowledged by a database that is gone (``emptied_ok``:
-        #: the directory counts as emptied and starts afresh; 0 if none).
+        #: Batches a leftover watermark said were acknowledged by a database that was gone (``emptied_ok``:
+        #: the directory counts as emptied and starts afresh), at this start or an earlier one (the
+        #: ``emptied`` meta row keeps it); 0 if this directory was never found emptied.
         self.emptied = 0
         try:
             private_dir(self.path)
@@ -175,16 +179,26 @@ class Storage:
             self._commits = int(row[0]) if row is not None and str(row[0]).isdigit() else 0
             self._watermark_fd = private_file(self.path / WATERMARK_NAME, os.O_RDWR | os.O_CREAT)
             acknowledged = _read_watermark(self._watermark_fd)
-            if acknowledged is not None and acknowledged > self._commits and fresh and emptied_ok:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (EMPTIED_KEY,)).fetchone()
+            found, _, done = str(row[0]).partition(" ") if row is not None else ("", "", "")
+            found_before = int(found) if found.isdigit() else 0
+            # gone: no database, or an empty one a start without --rejoin-empty made before refusing it
+            gone = fresh or (not self._commits and not self._db.execute("SELECT 1 FROM durable LIMIT 1").fetchone())
+            if acknowledged is not None and acknowledged > self._commits and emptied_ok \
+                    and (gone or (acknowledged == found_before and not done)):  # (killed before the reset)
                 self.emptied = acknowledged  # the database was deleted, not cut: an emptied directory
+                self.set_meta({EMPTIED_KEY: str(acknowledged)})  # recorded (synced) before the watermark goes
                 _write_watermark(self._watermark_fd, self._commits)
+                self.set_meta({EMPTIED_KEY: f"{acknowledged} reset"})
             elif acknowledged is not None and acknowledged > self._commits:
-                gone = " (the database is gone)" if fresh else " (a cut write-ahead log?)"
                 raise CorruptValue(
                     f"{db}: holds {self._commits} committed batches, but {acknowledged} were synced and "
                     f"acknowledged ({WATERMARK_NAME}): the last {acknowledged - self._commits} are missing"
-                    f"{gone}; this node would serve without entries it acknowledged -- restore the directory "
-                    f"from a backup{', or start it with --rejoin-empty' if fresh else ''}")
+                    f"{' (the database is gone)' if gone else ' (a cut write-ahead log?)'}; this node would "
+                    f"serve without entries it acknowledged -- restore the directory from a backup"
+                    f"{', or start it with --rejoin-empty' if gone else ''}")
+            else:
+                self.emptied = found_before  # found emptied at an earlier start (0: never)
         except sqlite3.DatabaseError as exc:
             self.close()
             raise _refusal(db, exc) from None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from smr import commands as c
-from smr.net._identity import JOIN, STAY_OUT, WAIT, Identity, Membership, admission
+from smr.net._identity import HOLD, JOIN, STAY_OUT, WAIT, Identity, Membership, admission
 from smr.replica import ClientRequest
 from smr.sessions import Applier
 from smr.state_machines import KVStore
@@ -21,6 +21,20 @@ def test_a_fresh_node_waits_for_every_peer_then_joins_a_new_cluster() -> None:
     assert admission(me, PEERS, heard)[0] == WAIT
     heard["n3"] = Identity("n3", "c", False)
     assert admission(me, PEERS, heard)[0] == JOIN
+
+
+def test_an_emptied_node_never_starts_a_new_cluster_but_rejoins_past_a_joined_peer() -> None:
+    """Its directory known emptied (--rejoin-empty, the watermark outlived the database): every peer new
+    is no reason to start afresh -- it holds -- while a joined peer remembering its old incarnation sends
+    it the usual way (stay out, or with the flag, rejoin)."""
+    me = _fresh()
+    all_new = {"n2": Identity("n2", "b", False), "n3": Identity("n3", "c", False)}
+    assert admission(me, PEERS, all_new)[0] == JOIN
+    verdict, why = admission(me, PEERS, all_new, emptied=True)
+    assert verdict == HOLD and "would lose everything it acknowledged" in why
+    assert admission(me, PEERS, {"n2": all_new["n2"]}, emptied=True)[0] == WAIT
+    member = {**all_new, "n2": Identity("n2", "b", True, {"n1": "old", "n3": "c"})}
+    assert admission(me, PEERS, member, emptied=True)[0] == STAY_OUT
 
 
 def test_a_fresh_node_stays_out_if_a_joined_peer_remembers_another_incarnation_and_joins_if_its_own() -> None:

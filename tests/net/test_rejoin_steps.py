@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import attrs
 import pytest
 import trio
 
@@ -39,19 +40,20 @@ class LogCluster(MembershipClient):
             raise exc from None  # an error outcome, as a client sees it
         return self.current.as_value()
 
-    async def index_past(self) -> int:
-        """The commit index now."""
-        return len(self.log)
+    async def point_past(self) -> tuple[int, int]:
+        """The commit index now, and the epoch (one per change: a stand-in that only grows)."""
+        return len(self.log), 10 + len(self.log)
 
 
 async def _run(cluster: LogCluster, state: Rejoin) -> tuple[Rejoin, list[Rejoin]]:
     """Run the rejoin of n2 from ``state``; its final state and every state it saved."""
     saved: list[Rejoin] = []
 
-    async def save(new: Rejoin) -> None:
+    async def save(new: Rejoin) -> Rejoin:
         saved.append(new)
+        return new
 
-    final = await rejoin("n2", "127.0.0.1:7002", state, cluster, cluster.index_past, save)
+    final = await rejoin("n2", "127.0.0.1:7002", state, cluster, cluster.point_past, save)
     return final, saved
 
 
@@ -70,7 +72,7 @@ async def test_the_node_has_its_id_removed_and_only_then_added_again(autojump_cl
     cluster = LogCluster(("n1", "n2", "n3"))
     final, saved = await _run(cluster, Rejoin(REMOVE, ("old",)))
     assert _kinds(cluster) == [("remove", "n2"), ("add", "n2", "127.0.0.1:7002")]
-    assert saved == [Rejoin(ADD, ("old",)), Rejoin(ADDED, ("old",), after=2)] and final == saved[-1]
+    assert saved == [Rejoin(ADD, ("old",)), Rejoin(ADDED, ("old",), after=2, epoch=12)] and final == saved[-1]
     assert cluster.current.learners == ("n2",) and dict(cluster.current.joining) == {"n2": ""}
 
 
@@ -78,9 +80,10 @@ async def test_the_node_has_its_id_removed_and_only_then_added_again(autojump_cl
 async def test_a_restarted_rejoin_carries_on_from_the_stage_it_recorded(stage: str, autojump_clock: Any) -> None:
     """Killed after the removal was recorded, it only adds itself; after the add, it asks for nothing."""
     cluster = LogCluster(("n1", "n3"))
-    final, saved = await _run(cluster, Rejoin(stage, ("old",), after=0 if stage == ADD else 7))
+    final, saved = await _run(cluster, Rejoin(stage, ("old",), after=0 if stage == ADD else 7,
+                                              epoch=0 if stage == ADD else 3))
     assert _kinds(cluster) == ([("add", "n2", "127.0.0.1:7002")] if stage == ADD else [])
-    assert final == Rejoin(ADDED, ("old",), after=1 if stage == ADD else 7)
+    assert final == Rejoin(ADDED, ("old",), after=1 if stage == ADD else 7, epoch=11 if stage == ADD else 3)
 
 
 async def test_a_removal_made_before_a_restart_is_seen_and_its_retry_changes_nothing(autojump_clock: Any) -> None:
@@ -106,3 +109,33 @@ async def test_without_a_quorum_it_waits_says_once_why_and_carries_on_once_there
     waits = [r.getMessage() for r in caplog.records if "rejoining: waiting" in r.getMessage()]
     assert len(waits) == 1 and "no quorum?" in waits[0], waits
     assert _kinds(cluster)[0] == ("remove", "n2")
+
+
+async def test_a_replaced_incarnation_noted_while_a_step_runs_is_kept_by_the_next_save(autojump_clock: Any) -> None:
+    """The save hands back what it recorded: incarnations noted meanwhile (another member dialled in during
+    the removal) stay in the record the next stages build on, never overwritten by the older copy."""
+    cluster = LogCluster(("n1", "n2", "n3"))
+    record: list[Rejoin] = []
+
+    async def save(new: Rejoin) -> Rejoin:  # as the server's: merged with what was noted since
+        merged = attrs.evolve(new, replaces=tuple(dict.fromkeys((*new.replaces, "noted-meanwhile"))))
+        record.append(merged)
+        return merged
+
+    final = await rejoin("n2", "127.0.0.1:7002", Rejoin(REMOVE, ("old",)), cluster, cluster.point_past, save)
+    assert final.replaces == ("old", "noted-meanwhile") and all(r.replaces == final.replaces for r in record)
+
+
+@pytest.mark.parametrize("text", ['{"stage": "added", "replaces": [], "after": 3, "epoch": -1}',
+                                  '{"stage": "added", "replaces": [], "after": true}', '[1, 2]',
+                                  '{"stage": "gone", "replaces": []}'])
+def test_a_malformed_rejoin_record_is_refused(text: str) -> None:
+    """A damaged or foreign record is a clear ValueError, never a rejoin from a wrong point."""
+    with pytest.raises(ValueError, match="malformed"):
+        Rejoin.from_meta({"rejoin": text})
+
+
+def test_a_record_from_before_epochs_reads_as_epoch_0() -> None:
+    """A rejoin recorded by an older version (no epoch) still resumes: with no floor, as it was written."""
+    assert Rejoin.from_meta({"rejoin": '{"stage": "added", "replaces": ["a"], "after": 4}'}) == \
+        Rejoin(ADDED, ("a",), after=4, epoch=0)

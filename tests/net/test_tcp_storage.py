@@ -311,3 +311,47 @@ def test_a_write_ahead_log_cut_by_synced_transactions_is_refused(tmp_path: Path)
     storage, durable = open_storage(intact, "n1")
     storage.close()
     assert durable["last"] >= 60
+
+
+def _emptied_directory(path: Path) -> None:
+    """A directory whose database was deleted after 5 acknowledged batches, its COMMITS file left."""
+    with Storage(path, "n1") as storage:
+        for i in range(5):
+            storage.commit([Write(f"k{i}", i)])
+    for name in os.listdir(path):
+        if name.startswith("replica.sqlite3"):
+            os.remove(path / name)
+
+
+def test_an_emptied_directory_is_remembered_as_emptied_after_its_watermark_is_reset(tmp_path: Path) -> None:
+    """With --rejoin-empty the lost database counts as emptied, and stays known as emptied at every later
+    start (so the node never takes it for a new cluster's); without the flag it is refused; a write
+    ahead log cut after the rejoin is still refused."""
+    _emptied_directory(tmp_path)
+    with pytest.raises(CorruptValue, match="the database is gone"):
+        Storage(tmp_path, "n1")  # (it leaves an empty database behind: still counted as gone below)
+    with Storage(tmp_path, "n1", emptied_ok=True) as storage:
+        assert storage.emptied == 5 and storage.load() == {}
+        storage.commit([Write("new", 1)])
+    for emptied_ok in (True, False):
+        with Storage(tmp_path, "n1", emptied_ok=emptied_ok) as storage:
+            assert storage.emptied == 5 and storage.load() == {"new": 1}
+
+
+def test_a_node_killed_between_recording_emptied_and_resetting_the_watermark_starts_the_same(
+        tmp_path: Path) -> None:
+    """The record is synced before the watermark goes; a start that finds the record beside the old
+    watermark (killed in between, after a write) finishes the reset instead of calling the log cut."""
+    _emptied_directory(tmp_path)
+    watermark = (tmp_path / "COMMITS").read_bytes()
+    with Storage(tmp_path, "n1", emptied_ok=True) as storage:
+        storage.commit([Write("new", 1)])
+        storage.set_meta({"emptied": "5"})  # as it was before the reset was recorded done
+    (tmp_path / "COMMITS").write_bytes(watermark)  # and the old watermark: the kill before the reset
+    with Storage(tmp_path, "n1", emptied_ok=True) as storage:
+        assert storage.emptied == 5 and storage.load() == {"new": 1}
+    with Storage(tmp_path, "n1") as storage:  # reset and recorded done: any later start reads it plainly
+        assert storage.emptied == 5
+    (tmp_path / "COMMITS").write_bytes(watermark)  # now a real cut: refused, record or not
+    with pytest.raises(CorruptValue, match="a cut write-ahead log"):
+        Storage(tmp_path, "n1", emptied_ok=True)

@@ -93,3 +93,35 @@ async def test_a_node_whose_database_was_deleted_but_not_its_directory_refuses_t
                     await trio.sleep(0.1)
     log = cluster.log_file("n2").read_text()
     assert "were synced and acknowledged (COMMITS)" in log and "--rejoin-empty" in log and "Traceback" not in log
+
+
+@pytest.mark.parametrize("nodes", [1, 3])
+async def test_a_cluster_whose_every_database_is_gone_starts_no_new_cluster_even_with_rejoin_empty(
+        nodes: int, tmp_path: Path) -> None:
+    """Every node's database deleted (COMMITS files left) and every node started with --rejoin-empty --
+    a one-node cluster, or all three: none starts a new, empty cluster, which would serve without every
+    write it acknowledged.  Each stays out and says why, also after a restart (the watermark was reset at
+    the first start, but the directory is remembered as emptied), and keeps answering status."""
+    with trio.fail_after(120):
+        async with open_local_tcp_cluster(tmp_path, nodes=nodes, backend="raft", fsync=False,
+                                          rejoin_empty=True) as cluster:
+            async with open_tcp_client(cluster.cluster_file) as tcp:
+                for i in range(20):
+                    await tcp.submit(c.put(f"k{i}", "v"))
+            cluster.stop()
+            for node in cluster.node_ids:
+                wipe(cluster, node, database_only=True)
+            for restart in range(2):
+                for node in cluster.node_ids:
+                    cluster.start_node(node)
+                async with open_tcp_client(cluster.cluster_file) as tcp:
+                    for node in cluster.node_ids:
+                        await wait_for_role(tcp, node, ("stays out",), 30)
+                    await trio.sleep(1.0)
+                    assert await tcp.find_leader(timeout=0.5) is None  # nobody serves an emptied history
+                    assert all(cluster.alive(n) for n in cluster.node_ids)
+                cluster.stop()
+    for node in cluster.node_ids:
+        log = cluster.log_file(node).read_text()
+        assert ("a new cluster would lose everything it acknowledged" in log
+                and "Traceback" not in log and "joined the cluster" not in log.split(" ready on port ")[-1]), log[-2000:]
