@@ -50,7 +50,10 @@ later, so ``smr serve`` exits 0.  A node that finds its directory emptied in
 an initialised cluster stays out, unless it was started with
 ``rejoin_empty`` (``smr serve --rejoin-empty``): it then has the cluster
 remove its id and add it again, and joins as a rejoining core
-(:mod:`smr.net._rejoin`).
+(:mod:`smr.net._rejoin`).  With the flag, a database found damaged at start
+(a checksum that fails, a cut write-ahead log, a page SQLite cannot read) is
+moved aside into ``damaged-<time>/`` and the directory counts as emptied: the
+node is repaired from its peers the same way instead of refusing to start.
 
 Connections are limited as the cluster file says (``max_connections``,
 ``max_client_connections``, ``max_connections_per_peer``, ``client_idle_timeout_s``,
@@ -87,7 +90,8 @@ from ._frames import AUTH_FAILED, BUSY, REASONS, TAG_BYTES, FrameError, frame_bo
 from ._identity import HOLD, JOIN, STAY_OUT, Identity, Membership, admission, members_of, remembered_instead
 from ._messages import ReplyBatch, RequestBatch, StatusQuery, StatusReport
 from ._rejoin import ADDED, REMOVE, Rejoin, point_past, rejoin
-from ._storage import DiskUnavailable, Storage, open_storage
+from ._storage import DiskUnavailable, Storage, open_storage, set_aside
+from ._values import CorruptValue
 from ._transport import (AuthenticationError, FramedConnection, IdleConnection, answer_hello, connect,
                          decode_message, has_verified_certificate, next_batch, node_tls, receive_hello,
                          send_refusal)
@@ -339,11 +343,14 @@ class NodeServer:
         While the disk cannot take it (full, failing), wait rather than exit.
         """
         logged = False
+        aside: Path | None = None  # where a damaged database went (--rejoin-empty)
         while True:
             storage: Storage | None = None
             try:
                 storage, durable = open_storage(self.data_dir, self.id, fsync=self.config.fsync,
                                                 emptied_ok=self.rejoin_empty)
+                if aside is not None and not storage.emptied:
+                    storage.mark_emptied(0)  # no watermark said how much: emptied all the same
                 storage.claim("backend", self.config.backend)  # another backend's state would be garbage
                 storage.claim("app", resolve_app(self.config.state_machine).name)  # so would another app's
                 registered = SessionLimits.from_options(self.config.backend_options).registered_sessions
@@ -362,6 +369,16 @@ class NodeServer:
                 except ValueError as exc:
                     raise ConfigError(f"cannot recover: {exc}", file=str(self.data_dir)) from None
                 return storage, durable
+            except CorruptValue as exc:
+                if storage is not None:
+                    storage.close()
+                if not self.rejoin_empty or aside is not None:
+                    raise
+                aside = set_aside(self.data_dir, str(exc))  # kept for inspection; the node rejoins empty
+                log.error("%s: %s -- with --rejoin-empty the damaged database is moved to %s and the node "
+                          "rejoins empty under its id, catching up from its peers", self.id, exc, aside)
+                self.counters["databases_set_aside"] += 1
+                continue
             except (DiskUnavailable, *DISK_ERRORS) as exc:
                 if storage is not None:
                     storage.close()

@@ -75,6 +75,8 @@ LOCK_NAME = "LOCK"
 #: Outside the database, how many batches it acknowledged (see :class:`Storage`): a database that comes
 #: back with fewer lost synced transactions (a cut write-ahead log), and the node must not serve.
 WATERMARK_NAME = "COMMITS"
+#: Where a node started with --rejoin-empty moves a database it finds damaged (:func:`set_aside`).
+DAMAGED_PREFIX = "damaged-"
 COMMITS_KEY = "commits"
 #: The ``meta`` row recording that this directory was found emptied (the batches its watermark said were
 #: acknowledged), written before the watermark is reset, so that a restart still knows it.
@@ -302,6 +304,12 @@ class Storage:
         self.stats.writes += count
         self.stats.max_batch = max(self.stats.max_batch, count)
 
+    def mark_emptied(self, batches: int) -> None:
+        """Record that this (fresh) directory counts as emptied, as if a watermark had said ``batches``
+        (at least 1): its database was set aside as damaged, and what it acknowledged is unknown."""
+        self.emptied = max(batches, 1)
+        self.set_meta({EMPTIED_KEY: f"{self.emptied} reset"})
+
     def meta(self) -> dict[str, str]:
         """Every ``meta`` row: what this directory holds and remembers (node, backend, app, identity)."""
         return {str(k): str(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
@@ -374,6 +382,28 @@ def _refusal(db: Path, exc: sqlite3.DatabaseError) -> Exception:
         return DiskUnavailable(f"cannot use the database: {text}", file=str(db))
     return CorruptValue(f"{db}: the database is damaged ({text}); restore the directory from a backup "
                         f"(emptied, the node would rejoin without the entries and votes it acknowledged)")
+
+
+def set_aside(data_dir: str | Path, reason: str) -> Path:
+    """Move the database files of ``data_dir`` into a new ``damaged-<UTC time>`` directory in it, with a
+    ``REASON`` file saying why; return that directory.  What is left counts as emptied (``COMMITS`` stays)."""
+    path = Path(data_dir)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path / f"{DAMAGED_PREFIX}{stamp}"
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path / f"{DAMAGED_PREFIX}{stamp}-{n}"
+    aside.mkdir(mode=PRIVATE_DIR)
+    for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal"):
+        if (path / name).exists():
+            os.replace(path / name, aside / name)
+    fd = private_file(aside / "REASON")
+    try:
+        os.write(fd, (reason + "\n").encode())
+    finally:
+        os.close(fd)
+    return aside
 
 
 def open_storage(data_dir: str | Path, node: str, *, fsync: bool = True,

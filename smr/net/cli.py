@@ -544,7 +544,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="if the data directory was emptied (or its database deleted) while the cluster ran "
                         "on, have the cluster remove this node's id and add it again, then catch up as a "
                         "learner: it votes and accepts nothing until it has applied the log past its re-adding "
-                        "(without it such a node stays out); a no-op on an intact directory or a new cluster")
+                        "(without it such a node stays out); a database found damaged at start is moved to "
+                        "damaged-<time>/ in the directory and the node rejoins the same way (without it, it "
+                        "refuses to start); a no-op on an intact directory or a new cluster")
     p.set_defaults(func=cmd_serve)
 
     p = subparsers.add_parser("call", help="call a command or query of the app a TCP cluster runs",

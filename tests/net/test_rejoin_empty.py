@@ -14,6 +14,7 @@ restarted.  Each test prints what it measured (``pytest -s``).
 from __future__ import annotations
 
 import re
+import sqlite3
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -209,3 +210,59 @@ async def test_a_node_killed_mid_rejoin_resumes_when_restarted(backend: str, tmp
     assert "a rejoin is under way (stage 'remove'): restart this node with --rejoin-empty" in log
     assert log.count("rejoining (stage 'remove')") == 2  # each restart picked up where it was killed
     assert "rejoining" not in cluster.log_file(other).read_text()  # an intact directory: the flag does nothing
+
+
+def _damage(cluster: LocalTcpCluster, node: str, how: str) -> None:
+    """Damage ``node``'s stopped database: one stored value's bytes changed (its checksum fails), or
+    garbage over the database file's header (SQLite cannot read it)."""
+    db = cluster.data_dir(node) / "replica.sqlite3"
+    if how == "value":
+        conn = sqlite3.connect(db)
+        key, blob = conn.execute("SELECT key, value FROM durable ORDER BY key DESC LIMIT 1").fetchone()
+        changed = bytearray(blob)
+        changed[-1] ^= 0x01
+        conn.execute("UPDATE durable SET value = ? WHERE key = ?", (bytes(changed), key))
+        conn.commit()
+        conn.close()
+    else:
+        conn = sqlite3.connect(db)  # everything into the file first: else the WAL's copy of page 1 masks it
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        with open(db, "r+b") as f:
+            f.write(b"\xff" * 100)
+
+
+@pytest.mark.parametrize(("backend", "how"), [("raft", "value"), ("multipaxos", "header")])
+async def test_a_node_whose_database_is_damaged_sets_it_aside_and_rejoins(
+        backend: str, how: str, tmp_path: Path) -> None:
+    """A follower's stopped database is damaged.  Restarted without the flag it refuses to start, with one
+    clear line; restarted with --rejoin-empty it moves the database aside (kept, with the reason), rejoins
+    empty under its id and votes again, and every acknowledged write reads back."""
+    with trio.fail_after(120):
+        async with open_local_tcp_cluster(tmp_path, backend=backend, fsync=False,
+                                          leader_timeout=LEADER_S) as cluster:
+            async with open_tcp_client(cluster.cluster_file) as tcp:
+                leader = await wait_for_leader(tcp, timeout=20.0)
+                victim = next(n for n in cluster.node_ids if n != leader)
+                for i in range(20):
+                    await tcp.submit(c.put(f"k{i}", str(i)))
+                await _caught_up(tcp, victim)
+                cluster.kill(victim)
+                _damage(cluster, victim, how)
+                cluster.start_node(victim)
+                with trio.fail_after(30):
+                    while cluster.alive(victim):
+                        await trio.sleep(0.1)
+                refused = cluster.log_file(victim).read_text()
+                assert "damaged" in refused and "Traceback" not in refused, refused[-2000:]
+                cluster.start_node(victim, rejoin_empty=True)
+                await _voter_again(tcp, victim, timeout=60)
+                for i in range(20):
+                    assert await tcp.submit(c.get(f"k{i}")) == str(i)
+                await tcp.submit(c.put("after", "1"))
+                await _caught_up(tcp, victim)
+    _rejoined(cluster, victim)
+    asides = list(cluster.data_dir(victim).glob("damaged-*"))
+    assert len(asides) == 1 and (asides[0] / "replica.sqlite3").exists()
+    assert "damaged" in (asides[0] / "REASON").read_text()
+    assert "the damaged database is moved to" in cluster.log_file(victim).read_text()
