@@ -54,3 +54,6 @@ class StatusReport:
     #: The configuration this node has applied: ``voters``, ``learners`` and (Raft, while joint)
     #: ``outgoing`` (empty for a backend without membership).
     membership: dict[str, list[str]] = attrs.field(factory=dict)
+    #: How its storage makes a write durable, as SQLite reports it: ``journal_mode`` ("wal") and
+    #: ``synchronous`` ("FULL" with fsync, "OFF" without).
+    durability: dict[str, str] = attrs.field(factory=dict)

@@ -417,6 +417,8 @@ class NodeServer:
         """Return this node's status and counters."""
         st = self.core.status()
         storage = self.storage.stats.to_json() if self.storage is not None else {}
+        durability = {} if self.storage is None else {"journal_mode": self.storage.journal_mode,
+                                                      "synchronous": self.storage.synchronous}
         applier = getattr(self.core, "applier", None)
         sessions = {} if applier is None else {
             "open": len(applier.sessions), "max": applier.limits.max_sessions, "dropped": applier.dropped,
@@ -433,7 +435,8 @@ class NodeServer:
             role = "retired"
         return StatusReport(self.id, self.config.backend, role, st.epoch, st.leader, st.commit_index,
                             round(time.monotonic() - self.started, 3), dict(self.counters),
-                            dict(self.refused), storage, self.config.state_machine, sessions, membership)
+                            dict(self.refused), storage, self.config.state_machine, sessions, membership,
+                            durability)
 
     # -------------------------------------------------------------- core loop
     async def _ticker(self) -> None:

@@ -75,6 +75,8 @@ LOCK_NAME = "LOCK"
 #: Outside the database, how many batches it acknowledged (see :class:`Storage`): a database that comes
 #: back with fewer lost synced transactions (a cut write-ahead log), and the node must not serve.
 WATERMARK_NAME = "COMMITS"
+#: SQLite's ``PRAGMA synchronous`` values by name.
+SYNC_MODES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 #: Where a node started with --rejoin-empty moves a database it finds damaged (:func:`set_aside`).
 DAMAGED_PREFIX = "damaged-"
 COMMITS_KEY = "commits"
@@ -168,6 +170,12 @@ class Storage:
             if mode != "wal":
                 raise ConfigError(f"SQLite refused WAL mode (got {mode!r})", file=str(self.path))
             self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'OFF'}")
+            #: What SQLite runs with, read back (asserted, never assumed): "wal", and "FULL" or "OFF".
+            self.journal_mode = str(mode)
+            self.synchronous = SYNC_MODES.get(self._db.execute("PRAGMA synchronous").fetchone()[0], "?")
+            if self.synchronous != ("FULL" if fsync else "OFF"):
+                raise ConfigError(f"SQLite runs with synchronous={self.synchronous}, not "
+                                  f"{'FULL' if fsync else 'OFF'} as asked", file=str(self.path))
             damage = [row[0] for row in self._db.execute("PRAGMA quick_check")]
             if damage != ["ok"]:
                 raise CorruptValue(f"{db}: SQLite finds the database damaged: {'; '.join(damage[:5])}")
