@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from smr import sessions
 from smr.membership import Membership
 from smr.mutants import MutantSet
 from smr.replica import ClientRequest, ReplicaConfig, Write
@@ -127,9 +128,18 @@ class LeaseIgnoresDrift(MultiPaxosCore):
         return self.opts.election_ticks_min
 
 
+
+class RetryRunsAgain(MultiPaxosCore):
+    """BROKEN: the session check is off by one (:class:`smr.sessions.RetryRunsAgain`): a retry of a
+    session's latest request is proposed and run again."""
+
+    mutants: ClassVar[frozenset[str]] = frozenset({"mutant_retry_runs_again"})
+    applier_class: ClassVar[type[sessions.Applier]] = sessions.RetryRunsAgain
+
 #: The mutants of :class:`MultiPaxosCore`; :func:`build` below is the backend's factory.
 _SET = MutantSet(MultiPaxosCore, (AcceptLowerBallot, IgnorePromisedValues, ForgetPromise, ApplyUnchosen,
-                                  CountSelfBeforeSync, EarlyConfiguration, LeaseIgnoresDrift),
+                                  CountSelfBeforeSync, EarlyConfiguration, LeaseIgnoresDrift,
+                                  RetryRunsAgain),
                  lambda options: MultiPaxosOptions.from_mapping(options).mutants)
 #: Every mutant class, by the option that selects it.
 MUTANTS = _SET.by_option

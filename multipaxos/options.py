@@ -66,6 +66,7 @@ class MultiPaxosOptions:
     mutant_count_self_before_sync: bool = False
     mutant_early_configuration: bool = False
     mutant_lease_ignores_drift: bool = False
+    mutant_retry_runs_again: bool = False
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.election_ticks_min <= self.election_ticks_max:

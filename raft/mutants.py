@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from smr import sessions
 from smr.mutants import MutantSet
 from smr.replica import ReplicaConfig
 
@@ -126,9 +127,18 @@ class LeaseIgnoresDrift(RaftCore):
         return self.opts.election_ticks_min
 
 
+
+class RetryRunsAgain(RaftCore):
+    """BROKEN: the session check is off by one (:class:`smr.sessions.RetryRunsAgain`): a retry of a
+    session's latest request is proposed and run again."""
+
+    mutants: ClassVar[frozenset[str]] = frozenset({"mutant_retry_runs_again"})
+    applier_class: ClassVar[type[sessions.Applier]] = sessions.RetryRunsAgain
+
 #: The mutants of :class:`RaftCore`; :func:`build` below is the backend's factory.
 _SET = MutantSet(RaftCore, (VoteWithoutLogCheck, CommitPreviousTerm, ForgetVote, TruncateOnStaleAppend,
-                            CountSelfBeforeSync, ConcurrentChanges, ChangeBeforeTermCommit, LeaseIgnoresDrift),
+                            CountSelfBeforeSync, ConcurrentChanges, ChangeBeforeTermCommit, LeaseIgnoresDrift,
+                            RetryRunsAgain),
                  lambda options: RaftOptions.from_mapping(options).mutants)
 #: Every mutant class, by the option that selects it.
 MUTANTS = _SET.by_option

@@ -93,6 +93,8 @@ class RaftOptions:
             (the bug Ongaro corrected in 2015).
         mutant_lease_ignores_drift: BROKEN: a lease read trusts the whole
             election timeout, with no margin for clocks that run at different rates.
+        mutant_retry_runs_again: BROKEN: a retry of a session's latest request
+            is taken for a new one, proposed and run again (the session check off by one).
     """
 
     election_ticks_min: int = attrs.field(default=15, validator=_positive)
@@ -116,6 +118,7 @@ class RaftOptions:
     mutant_concurrent_changes: bool = attrs.field(default=False, validator=_flag)
     mutant_change_before_term_commit: bool = attrs.field(default=False, validator=_flag)
     mutant_lease_ignores_drift: bool = attrs.field(default=False, validator=_flag)
+    mutant_retry_runs_again: bool = attrs.field(default=False, validator=_flag)
 
     def __attrs_post_init__(self) -> None:
         if self.election_ticks_max < self.election_ticks_min:

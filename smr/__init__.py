@@ -69,6 +69,7 @@ from .machine import command as command
 from .machine import query as query
 from .membership import Membership as Membership
 from .sessions import Applier as Applier
+from .sessions import ExecutionWatch as ExecutionWatch
 from .sessions import SessionLimits as SessionLimits
 from .state_machines import Counter as Counter
 from .state_machines import KVStore as KVStore

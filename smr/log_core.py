@@ -25,7 +25,7 @@ sync like every other message (the counting is the same).
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 from .bounds import MessageBounds, request_bytes
@@ -34,7 +34,7 @@ from .membership import Membership
 from .quorum import majority
 from .replica import (EMPTY, ClientRequest, Committed, Input, Ready, ReplicaConfig, Receive, Reply, Send,
                       Start, Synced, Tick, Write)
-from .sessions import Applier, SessionLimits, reply_to
+from .sessions import Applier, ExecutionWatch, SessionLimits, reply_to
 
 #: Requests a leader holds at once while another command holds their (client, seq) (see ``_park``).
 MAX_PARKED = 1024
@@ -50,6 +50,8 @@ class LogCore:
     builder: ClassVar[str]
     #: Changes of more than one voter go through a joint configuration (Raft), else take effect whole.
     joint_consensus: ClassVar[bool] = False
+    #: The state machine and session table each replica applies through (a mutant may swap in a broken one).
+    applier_class: ClassVar[type[Applier]] = Applier
 
     def __init__(self, config: ReplicaConfig, mutants_asked: frozenset[str],
                  write_in_parallel: bool = True) -> None:
@@ -81,6 +83,8 @@ class LogCore:
         #: Snapshots the state machine could not take (the log is then not compacted), and the last reason.
         self.snapshot_failures = 0
         self.snapshot_error: str | None = None
+        #: Where every state machine of this core reports a request run twice (``watch_executions``).
+        self._report_double_run: Callable[[str], None] | None = None
         self._snapshot_retry_at = 0
         # outputs of the current step
         self._writes: list[Write] = []
@@ -219,8 +223,18 @@ class LogCore:
 
     def _new_applier(self) -> Applier:
         """A fresh state machine and session table, with this cluster's session limits."""
-        return Applier(self.config.state_machine, self.session_limits, self.initial_membership,
-                       self.joint_consensus)
+        applier = self.applier_class(self.config.state_machine, self.session_limits, self.initial_membership,
+                                     self.joint_consensus)
+        if self._report_double_run is not None:
+            applier.watch = ExecutionWatch(self._report_double_run)
+        return applier
+
+    def watch_executions(self, report: Callable[[str], None]) -> None:
+        """Have this core's state machines, now and after any snapshot, call ``report`` with a description
+        whenever a client request would run a second time (the exactly-once check of every simulated run)."""
+        self._report_double_run = report
+        applier: Applier = getattr(self, "applier")
+        applier.watch = ExecutionWatch(report)
 
     def _count_applied(self, request: ClientRequest) -> None:
         """Add ``request`` to what was applied since the last snapshot (only if a ratio asks for it)."""

@@ -167,6 +167,34 @@ def run_command(machine: StateMachine, command: Any) -> Outcome:
         return ReplyStatus.ERROR, CommandError("BadResult", describe_exception(exc)).to_result()
 
 
+class ExecutionWatch:
+    """Reports a client request run twice on one state machine: the exactly-once check the simulator and
+    the test network switch on (``LogCore.watch_executions``).
+
+    It keeps its own record -- the highest seq each client has had run
+    since the state was built or restored -- apart from the session table,
+    so a session check that lets a retry through is caught however it
+    fails.  Sequence numbers only grow within a session, so running a seq
+    at or below that record is a second run of some request.
+    """
+
+    def __init__(self, report: Callable[[str], None]) -> None:
+        self.report = report
+        self.highest: dict[str, int] = {}
+
+    def running(self, client: str, seq: int, command: Command) -> None:
+        """``client``'s request ``seq`` is about to run: report it if one at or past that seq already ran."""
+        before = self.highest.get(client, 0)
+        if seq <= before:
+            self.report(f"exactly-once: client {client}'s request {seq} ({command.op}) runs again -- its "
+                        f"session already ran request {before}")
+        self.highest[client] = max(before, seq)
+
+    def restored(self, sessions: Mapping[str, Session]) -> None:
+        """The state was replaced by a snapshot's: what ran is what its session table says."""
+        self.highest = {client: session[0] for client, session in sessions.items()}
+
+
 class Applier:
     """A state machine plus the client session table that makes commands exactly-once."""
 
@@ -190,6 +218,8 @@ class Applier:
         self.dropped = 0
         #: The ids of the most recently dropped sessions (at most max_sessions), oldest first.
         self.recently_dropped: dict[str, None] = {}
+        #: Reports a request run twice (the simulator and test network set it; None: unchecked).
+        self.watch: ExecutionWatch | None = None
 
     def apply(self, entry: ClientRequest) -> Outcome:
         """Apply ``entry`` unless that (client, seq) was applied before; return its outcome."""
@@ -206,13 +236,15 @@ class Applier:
         last = self.sessions.pop(client, None)
         if last is not None:
             self.sessions[client] = (*last[:3], self.time_ms, last[4])
-            if entry.seq <= last[0]:
+            if self._ran_before(entry.seq, last):
                 return self._answered(client, entry, last)
         elif self.limits.registered_sessions or entry.acked > 0 or client in self.recently_dropped:
             return ReplyStatus.ERROR, SessionExpired(
                 f"client {client} has no session (it expired, was evicted or was never registered): request "
                 f"{entry.seq} was not run now, an earlier attempt may have; the client carries on under a new "
                 f"session").to_result()
+        if self.watch is not None:
+            self.watch.running(client, entry.seq, entry.command)
         status, result = self._run(entry.command)
         self.sessions[client] = (entry.seq, status, result, self.time_ms, entry.command)
         self._bound()
@@ -248,6 +280,11 @@ class Applier:
         self.sessions[client] = (0, ReplyStatus.OK, None, self.time_ms, OPENED)
         self._bound()
         return ReplyStatus.OK, client
+
+    def _ran_before(self, seq: int, last: Session) -> bool:
+        """True if the session (its ``last`` request) has reached ``seq``: that request is answered from
+        the table, never run (again).  The exactly-once rule; ``RetryRunsAgain`` breaks it."""
+        return seq <= last[0]
 
     @staticmethod
     def _answered(client: str, request: ClientRequest, last: Session) -> Outcome:
@@ -315,7 +352,7 @@ class Applier:
         ``BadArguments``: see :meth:`smr.machine.StateMachine.refusal`).
         """
         last = self.sessions.get(request.client_id)
-        if last is None or request.seq > last[0] or not request.client_id:
+        if last is None or not self._ran_before(request.seq, last) or not request.client_id:
             refused = self.refusal(request)
             if refused is not None:  # bound to fail: answered now, never proposed
                 return True, ReplyStatus.ERROR, refused.to_result()
@@ -362,6 +399,8 @@ class Applier:
         self.recently_dropped = recently_dropped
         self.membership, self.left = membership, left
         self.machine._smr_time_ms = time_ms
+        if self.watch is not None:
+            self.watch.restored(sessions)
 
 
 def _no_constant(name: str) -> Any:
@@ -382,3 +421,12 @@ def _str(value: Any) -> str:
         raise TypeError(f"expected a str, got {type(value).__name__}")
     return value
 
+
+
+class RetryRunsAgain(Applier):
+    """BROKEN (the ``mutant_retry_runs_again`` of both backends): a retry of a session's latest request
+    is taken for a new one, so it is proposed and run again -- the session check off by one."""
+
+    def _ran_before(self, seq: int, last: Session) -> bool:
+        """Only requests before the latest count as run."""
+        return seq < last[0]

@@ -102,9 +102,17 @@ class Network(Generic[CoreT]):
                                           rejoin_after=self.rejoin_after.get(node, 0),
                                           rejoin_epoch=self.rejoin_epoch.get(node, 0)))
         self.cores[node] = core
+        watch = getattr(core, "watch_executions", None)
+        if watch is not None:  # exactly-once, checked at every apply
+            watch(lambda what, node=node: self._ran_twice(node, what))
         driver = self.drivers[node] = Driver(core, node, on_reject=self._reject)
         self.ledger.boot(node)
         self._handle(node, driver.step(Start(dict(self.durable[node]))))
+
+    @staticmethod
+    def _ran_twice(node: str, what: str) -> None:
+        """A state machine of ``node`` was about to run a client request a second time."""
+        raise AssertionError(f"{node}: {what}")
 
     def join(self, node: str) -> None:
         """Boot a new node ``node`` with an empty disk, to join the running cluster (it knows the first voters)."""

@@ -25,6 +25,7 @@ message to a node that does not exist or was stopped for good is dropped.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import random
 from collections import deque
@@ -356,6 +357,9 @@ class Simulation:
                           initial_voters=self.initial_voters, rejoin_after=node.rejoin_after,
                           rejoin_epoch=node.rejoin_epoch))
         node.driver = Driver(node.core, node_id, on_reject=self._reject)
+        watch = getattr(node.core, "watch_executions", None)
+        if watch is not None and self.config.check_invariants:
+            watch(functools.partial(self._ran_twice, node_id))
         self._step(node, Start(dict(node.durable)))
         # Stagger first ticks by a random fraction so nodes are not in lock-step.
         first = self.now + node.tick_ms * self.net_rng.random()
@@ -364,6 +368,10 @@ class Simulation:
     def _reject(self, node_id: str, exc: RemoteProtocolError) -> None:
         self.counters.remote_errors += 1
         self._log(f"{node_id} REJECT {exc}")
+
+    def _ran_twice(self, node_id: str, what: str) -> None:
+        """A state machine of ``node_id`` was about to run a client request a second time."""
+        raise SafetyViolation(f"{node_id}: {what}")
 
     def _step(self, node: SimNode, event: Any) -> None:
         driver = node.driver

@@ -27,10 +27,10 @@ from strategies import describe_failure, seeds, swarm_entries
 SAFETY = frozenset({"invariants", "linearizability", "workload"})
 RAFT_MUTANTS = ("mutant_change_before_term_commit", "mutant_commit_previous_term", "mutant_concurrent_changes",
                 "mutant_count_self_before_sync", "mutant_forget_vote", "mutant_lease_ignores_drift",
-                "mutant_truncate_on_stale_append", "mutant_vote_without_log_check")
+                "mutant_retry_runs_again", "mutant_truncate_on_stale_append", "mutant_vote_without_log_check")
 MULTIPAXOS_MUTANTS = ("mutant_accept_lower_ballot", "mutant_apply_unchosen", "mutant_count_self_before_sync",
                       "mutant_early_configuration", "mutant_forget_promise", "mutant_ignore_promised_values",
-                      "mutant_lease_ignores_drift")
+                      "mutant_lease_ignores_drift", "mutant_retry_runs_again")
 #: Mutants that need one exact interleaving no catalogue entry or swarm reaches, each with the scripted
 #: schedule (smr.testing.Network, every step checked) that catches it instead; none today.  Raft's
 #: change_before_term_commit and multi-Paxos's early_configuration were here until the catalogue entries
@@ -105,6 +105,27 @@ def test_counting_the_leader_before_its_sync_is_harmless_only_without_the_parall
                                                            backend_options={"write_in_parallel": False}))
     harmless, _ = run_cell(sequential, backend, 1, mutant)
     assert harmless.judgement.passed, harmless.describe()
+
+
+@pytest.mark.parametrize("backend", ["raft", "multipaxos"])
+def test_a_retry_run_twice_shows_in_the_counter_totals_even_without_the_invariant(backend: str) -> None:
+    """retries-cross-leader-changes puts one (session, seq) in the log twice; with the session check off by
+    one (``mutant_retry_runs_again``) the exactly-once invariant stops the run at the second run, and with
+    the invariants switched off the counter's reads alone show a total no single run of each increment
+    explains (the workload judgement), in some of the first seeds -- while the correct core passes them all."""
+    entry = resolve("retries-cross-leader-changes")
+    blind = attrs.evolve(entry, scenario=attrs.evolve(entry.scenario, check_invariants=False))
+    caught = []
+    for seed in range(1, 9):
+        with_invariant, _ = run_cell(entry, backend, seed, "mutant_retry_runs_again")
+        assert "invariants" in with_invariant.judgement.failed, with_invariant.describe()
+        assert "exactly-once" in with_invariant.describe()
+        history_only, _ = run_cell(blind, backend, seed, "mutant_retry_runs_again")
+        if "workload" in history_only.judgement.failed:
+            caught.append(seed)
+        correct, _ = run_cell(blind, backend, seed)
+        assert correct.judgement.passed, correct.describe()
+    assert len(caught) >= 4, f"only seeds {caught} of 1-8 showed the double run in the counter totals on {backend}"
 
 
 @pytest.mark.parametrize(("backend", "mutant"), sorted(SWARM_BOUNDS), ids=[f"{b}-{m}" for b, m in sorted(SWARM_BOUNDS)])
