@@ -1236,9 +1236,14 @@ class MultiPaxosCore(LogCore):
         for old in [r for r in self.round_tick if r < confirmed]:
             del self.round_tick[old]
         for read in self.reads:
-            if read.round <= confirmed:
+            if self._read_confirmed(read, confirmed):
                 read.confirmed = True
         self._serve_reads()
+
+    def _read_confirmed(self, read: _Read, confirmed: int) -> bool:
+        """True if heartbeat round ``confirmed``, acked by a quorum of every configuration in our window, is
+        the one ``read`` waits for or later: our ballot still led when it arrived."""
+        return read.round <= confirmed
 
     def _lease_ticks(self) -> int:
         """How long (in our ticks) a quorum's ack of a heartbeat round leases us the reads: the drift bound applied."""

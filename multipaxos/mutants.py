@@ -22,7 +22,7 @@ from smr.mutants import MutantSet
 from smr.replica import ClientRequest, ReplicaConfig, Write
 from synod.proposer import MultiPrepareQuorum
 
-from ._core import MultiPaxosCore
+from ._core import MultiPaxosCore, _Read
 from .messages import Accept
 from .options import MultiPaxosOptions
 
@@ -136,10 +136,21 @@ class RetryRunsAgain(MultiPaxosCore):
     mutants: ClassVar[frozenset[str]] = frozenset({"mutant_retry_runs_again"})
     applier_class: ClassVar[type[sessions.Applier]] = sessions.RetryRunsAgain
 
+
+class ReadWithoutConfirmation(MultiPaxosCore):
+    """BROKEN: a read is answered on any heartbeat round a quorum once acked, not one sent after it arrived,
+    so a leader that was deposed without knowing it answers from a stale state."""
+
+    mutants: ClassVar[frozenset[str]] = frozenset({"mutant_read_without_confirmation"})
+
+    def _read_confirmed(self, read: _Read, confirmed: int) -> bool:
+        """Any confirmed round will do."""
+        return True
+
 #: The mutants of :class:`MultiPaxosCore`; :func:`build` below is the backend's factory.
 _SET = MutantSet(MultiPaxosCore, (AcceptLowerBallot, IgnorePromisedValues, ForgetPromise, ApplyUnchosen,
                                   CountSelfBeforeSync, EarlyConfiguration, LeaseIgnoresDrift,
-                                  RetryRunsAgain),
+                                  RetryRunsAgain, ReadWithoutConfirmation),
                  lambda options: MultiPaxosOptions.from_mapping(options).mutants)
 #: Every mutant class, by the option that selects it.
 MUTANTS = _SET.by_option

@@ -1066,11 +1066,16 @@ class RaftCore(LogCore):
         for read in self.reads:
             if read.confirmed:
                 continue
-            acks = [self.node, *(peer for peer, pr in self.progress.items() if pr.acked_round >= read.round)]
-            if not self.membership.is_quorum(acks):
+            if not self._read_confirmed(read):
                 break  # later reads have later rounds
             read.confirmed = True
         self._serve_reads()
+
+    def _read_confirmed(self, read: _Read) -> bool:
+        """True once a quorum acknowledged the heartbeat round ``read`` waits for: we were still the leader
+        when it arrived (thesis 6.4, step 3), so no later leader can have committed what it would miss."""
+        acks = [self.node, *(peer for peer, pr in self.progress.items() if pr.acked_round >= read.round)]
+        return self.membership.is_quorum(acks)
 
     def _serve_reads(self) -> None:
         while self.reads and self.reads[0].confirmed and self.reads[0].index <= self.last_applied:

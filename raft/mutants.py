@@ -21,7 +21,7 @@ from smr import sessions
 from smr.mutants import MutantSet
 from smr.replica import ReplicaConfig
 
-from ._core import RaftCore
+from ._core import RaftCore, _Read
 from .messages import AppendEntries, RequestVote
 from .options import RaftOptions
 
@@ -135,10 +135,21 @@ class RetryRunsAgain(RaftCore):
     mutants: ClassVar[frozenset[str]] = frozenset({"mutant_retry_runs_again"})
     applier_class: ClassVar[type[sessions.Applier]] = sessions.RetryRunsAgain
 
+
+class ReadWithoutConfirmation(RaftCore):
+    """BROKEN: a ReadIndex read is answered without waiting for a quorum to acknowledge a heartbeat round
+    (thesis 6.4 step 3), so a leader that was deposed without knowing it answers from a stale state."""
+
+    mutants: ClassVar[frozenset[str]] = frozenset({"mutant_read_without_confirmation"})
+
+    def _read_confirmed(self, read: _Read) -> bool:
+        """Every read counts as confirmed at once."""
+        return True
+
 #: The mutants of :class:`RaftCore`; :func:`build` below is the backend's factory.
 _SET = MutantSet(RaftCore, (VoteWithoutLogCheck, CommitPreviousTerm, ForgetVote, TruncateOnStaleAppend,
                             CountSelfBeforeSync, ConcurrentChanges, ChangeBeforeTermCommit, LeaseIgnoresDrift,
-                            RetryRunsAgain),
+                            RetryRunsAgain, ReadWithoutConfirmation),
                  lambda options: RaftOptions.from_mapping(options).mutants)
 #: Every mutant class, by the option that selects it.
 MUTANTS = _SET.by_option

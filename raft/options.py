@@ -95,6 +95,8 @@ class RaftOptions:
             election timeout, with no margin for clocks that run at different rates.
         mutant_retry_runs_again: BROKEN: a retry of a session's latest request
             is taken for a new one, proposed and run again (the session check off by one).
+        mutant_read_without_confirmation: BROKEN: a ReadIndex read is answered
+            without a heartbeat round acknowledged by a quorum after it arrived.
     """
 
     election_ticks_min: int = attrs.field(default=15, validator=_positive)
@@ -119,6 +121,7 @@ class RaftOptions:
     mutant_change_before_term_commit: bool = attrs.field(default=False, validator=_flag)
     mutant_lease_ignores_drift: bool = attrs.field(default=False, validator=_flag)
     mutant_retry_runs_again: bool = attrs.field(default=False, validator=_flag)
+    mutant_read_without_confirmation: bool = attrs.field(default=False, validator=_flag)
 
     def __attrs_post_init__(self) -> None:
         if self.election_ticks_max < self.election_ticks_min:

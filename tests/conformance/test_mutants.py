@@ -27,10 +27,11 @@ from strategies import describe_failure, seeds, swarm_entries
 SAFETY = frozenset({"invariants", "linearizability", "workload"})
 RAFT_MUTANTS = ("mutant_change_before_term_commit", "mutant_commit_previous_term", "mutant_concurrent_changes",
                 "mutant_count_self_before_sync", "mutant_forget_vote", "mutant_lease_ignores_drift",
-                "mutant_retry_runs_again", "mutant_truncate_on_stale_append", "mutant_vote_without_log_check")
+                "mutant_read_without_confirmation", "mutant_retry_runs_again", "mutant_truncate_on_stale_append",
+                "mutant_vote_without_log_check")
 MULTIPAXOS_MUTANTS = ("mutant_accept_lower_ballot", "mutant_apply_unchosen", "mutant_count_self_before_sync",
                       "mutant_early_configuration", "mutant_forget_promise", "mutant_ignore_promised_values",
-                      "mutant_lease_ignores_drift", "mutant_retry_runs_again")
+                      "mutant_lease_ignores_drift", "mutant_read_without_confirmation", "mutant_retry_runs_again")
 #: Mutants that need one exact interleaving no catalogue entry or swarm reaches, each with the scripted
 #: schedule (smr.testing.Network, every step checked) that catches it instead; none today.  Raft's
 #: change_before_term_commit and multi-Paxos's early_configuration were here until the catalogue entries
@@ -40,7 +41,8 @@ MULTIPAXOS_MUTANTS = ("mutant_accept_lower_ballot", "mutant_apply_unchosen", "mu
 SCRIPTED: dict[tuple[str, str], str] = {}
 #: The catalogue entries (by name prefix) that target a family of mutants: hunted with those first.
 FAMILIES = {"mutant_concurrent_changes": "reconfig-", "mutant_change_before_term_commit": "reconfig-",
-            "mutant_early_configuration": "reconfig-", "mutant_lease_ignores_drift": "lease-"}
+            "mutant_early_configuration": "reconfig-", "mutant_lease_ignores_drift": "lease-",
+            "mutant_read_without_confirmation": "read-index-"}
 MUTANTS = [(b, m) for b in ("raft", "multipaxos") for m in mutants_of(b) if (b, m) not in SCRIPTED]
 #: Seeds tried per catalogue entry, seed by seed over the whole catalogue.  Most mutants fall to the
 #: first seed; forget_vote needs restarting-voter's third (that entry catches it in 12 seeds of 30);
