@@ -570,7 +570,7 @@ class MultiPaxosCore(LogCore):
         snap = durable.get(SNAPSHOT_KEY)
         if snap is not None:
             self.applier.restore(snap["data"].encode())
-            self.applied = self.snapshot_slot = int(snap["last_slot"])
+            self.applied = self.snapshot_slot = self._restored_slot(int(snap["last_slot"]))
             self.snapshot_data = snap["data"]
             self._snapshot_taken(snap["data"])
             self._set_history(_window_of(snap["data"]))
@@ -588,6 +588,10 @@ class MultiPaxosCore(LogCore):
             # anyone for election_ticks_min of its ticks, as if it had just heard that leader
             self.heard_leader = ""
         self.started = True
+
+    def _restored_slot(self, last_slot: int) -> int:
+        """The slot a restart from a snapshot taken after applying ``last_slot`` has applied: that one."""
+        return last_slot
 
     # --------------------------------------------------------------- ticks
     def _tick(self) -> None:

@@ -147,10 +147,22 @@ class ReadWithoutConfirmation(MultiPaxosCore):
         """Any confirmed round will do."""
         return True
 
+
+class SnapshotOneAhead(MultiPaxosCore):
+    """BROKEN: a replica restarted from a snapshot takes it for one slot more than it covers, so it never
+    applies the slot after the snapshot."""
+
+    mutants: ClassVar[frozenset[str]] = frozenset({"mutant_snapshot_one_ahead"})
+
+    def _restored_slot(self, last_slot: int) -> int:
+        """One slot too far."""
+        return last_slot + 1
+
 #: The mutants of :class:`MultiPaxosCore`; :func:`build` below is the backend's factory.
 _SET = MutantSet(MultiPaxosCore, (AcceptLowerBallot, IgnorePromisedValues, ForgetPromise, ApplyUnchosen,
                                   CountSelfBeforeSync, EarlyConfiguration, LeaseIgnoresDrift,
-                                  RetryRunsAgain, ReadWithoutConfirmation),
+                                  RetryRunsAgain, ReadWithoutConfirmation,
+                                  SnapshotOneAhead),
                  lambda options: MultiPaxosOptions.from_mapping(options).mutants)
 #: Every mutant class, by the option that selects it.
 MUTANTS = _SET.by_option

@@ -68,6 +68,7 @@ class MultiPaxosOptions:
     mutant_lease_ignores_drift: bool = False
     mutant_retry_runs_again: bool = False
     mutant_read_without_confirmation: bool = False
+    mutant_snapshot_one_ahead: bool = False
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.election_ticks_min <= self.election_ticks_max:

@@ -230,7 +230,7 @@ class RaftCore(LogCore):
             self._snapshot_taken(snap.data)
             self.log = RaftLog(snap.index, snap.term)
             self.snapshot = snap
-            self.commit_index = self.last_applied = snap.index
+            self.commit_index = self.last_applied = self._restored_index(snap.index)
         gap = False
         for key in sorted(k for k in durable if k.startswith(LOG_PREFIX)):
             index = int(key[len(LOG_PREFIX):])
@@ -247,6 +247,10 @@ class RaftCore(LogCore):
         self.booting = self.opts.read_mode == "lease" and bool(durable)  # a restart, not a first boot
         self.started = True
         self._reset_election_timer()
+
+    def _restored_index(self, snapshot_index: int) -> int:
+        """The index a restart from a snapshot of the log up to ``snapshot_index`` has applied: that one."""
+        return snapshot_index
 
     # ================================================================ membership (thesis ch. 4)
     def _set_membership(self, membership: Membership) -> None:

@@ -146,10 +146,22 @@ class ReadWithoutConfirmation(RaftCore):
         """Every read counts as confirmed at once."""
         return True
 
+
+class SnapshotOneAhead(RaftCore):
+    """BROKEN: a server restarted from a snapshot takes it for one entry more than it covers, so it never
+    applies the entry after the snapshot."""
+
+    mutants: ClassVar[frozenset[str]] = frozenset({"mutant_snapshot_one_ahead"})
+
+    def _restored_index(self, snapshot_index: int) -> int:
+        """One entry too far."""
+        return snapshot_index + 1
+
 #: The mutants of :class:`RaftCore`; :func:`build` below is the backend's factory.
 _SET = MutantSet(RaftCore, (VoteWithoutLogCheck, CommitPreviousTerm, ForgetVote, TruncateOnStaleAppend,
                             CountSelfBeforeSync, ConcurrentChanges, ChangeBeforeTermCommit, LeaseIgnoresDrift,
-                            RetryRunsAgain, ReadWithoutConfirmation),
+                            RetryRunsAgain, ReadWithoutConfirmation,
+                            SnapshotOneAhead),
                  lambda options: RaftOptions.from_mapping(options).mutants)
 #: Every mutant class, by the option that selects it.
 MUTANTS = _SET.by_option

@@ -97,6 +97,8 @@ class RaftOptions:
             is taken for a new one, proposed and run again (the session check off by one).
         mutant_read_without_confirmation: BROKEN: a ReadIndex read is answered
             without a heartbeat round acknowledged by a quorum after it arrived.
+        mutant_snapshot_one_ahead: BROKEN: a server restarted from a snapshot
+            never applies the entry after it.
     """
 
     election_ticks_min: int = attrs.field(default=15, validator=_positive)
@@ -122,6 +124,7 @@ class RaftOptions:
     mutant_lease_ignores_drift: bool = attrs.field(default=False, validator=_flag)
     mutant_retry_runs_again: bool = attrs.field(default=False, validator=_flag)
     mutant_read_without_confirmation: bool = attrs.field(default=False, validator=_flag)
+    mutant_snapshot_one_ahead: bool = attrs.field(default=False, validator=_flag)
 
     def __attrs_post_init__(self) -> None:
         if self.election_ticks_max < self.election_ticks_min:

@@ -27,11 +27,12 @@ from strategies import describe_failure, seeds, swarm_entries
 SAFETY = frozenset({"invariants", "linearizability", "workload"})
 RAFT_MUTANTS = ("mutant_change_before_term_commit", "mutant_commit_previous_term", "mutant_concurrent_changes",
                 "mutant_count_self_before_sync", "mutant_forget_vote", "mutant_lease_ignores_drift",
-                "mutant_read_without_confirmation", "mutant_retry_runs_again", "mutant_truncate_on_stale_append",
-                "mutant_vote_without_log_check")
+                "mutant_read_without_confirmation", "mutant_retry_runs_again", "mutant_snapshot_one_ahead",
+                "mutant_truncate_on_stale_append", "mutant_vote_without_log_check")
 MULTIPAXOS_MUTANTS = ("mutant_accept_lower_ballot", "mutant_apply_unchosen", "mutant_count_self_before_sync",
                       "mutant_early_configuration", "mutant_forget_promise", "mutant_ignore_promised_values",
-                      "mutant_lease_ignores_drift", "mutant_read_without_confirmation", "mutant_retry_runs_again")
+                      "mutant_lease_ignores_drift", "mutant_read_without_confirmation", "mutant_retry_runs_again",
+                      "mutant_snapshot_one_ahead")
 #: Mutants that need one exact interleaving no catalogue entry or swarm reaches, each with the scripted
 #: schedule (smr.testing.Network, every step checked) that catches it instead; none today.  Raft's
 #: change_before_term_commit and multi-Paxos's early_configuration were here until the catalogue entries
@@ -42,7 +43,7 @@ SCRIPTED: dict[tuple[str, str], str] = {}
 #: The catalogue entries (by name prefix) that target a family of mutants: hunted with those first.
 FAMILIES = {"mutant_concurrent_changes": "reconfig-", "mutant_change_before_term_commit": "reconfig-",
             "mutant_early_configuration": "reconfig-", "mutant_lease_ignores_drift": "lease-",
-            "mutant_read_without_confirmation": "read-index-"}
+            "mutant_read_without_confirmation": "read-index-", "mutant_snapshot_one_ahead": "snapshot-"}
 MUTANTS = [(b, m) for b in ("raft", "multipaxos") for m in mutants_of(b) if (b, m) not in SCRIPTED]
 #: Seeds tried per catalogue entry, seed by seed over the whole catalogue.  Most mutants fall to the
 #: first seed; forget_vote needs restarting-voter's third (that entry catches it in 12 seeds of 30);
