@@ -294,6 +294,50 @@ def test_leader_backs_off_a_whole_conflicting_term_per_round_trip() -> None:
     assert rejections <= 2
 
 
+def test_leader_resends_from_exactly_where_the_follower_agrees_and_exactly_what_it_lacks() -> None:
+    """What a leader resends after a conflict, message by message: a safe but wasteful back-off (one entry
+    too far, one term at a time, whole logs) changes these numbers, so it shows here.
+
+    n3 led term 1 alone and holds entries 1-21 of term 1 (only entry 1 was replicated); n1 then led term 2
+    and wrote entries 2-31; n2 now leads term 3 (its no-op is entry 32) with n3's next index at 32.
+    1. probe at 31 (term 2) with entry 32: n3's log ends at 21, so it answers conflict_index 22;
+    2. probe at 21 (term 2) with entries 22-32: n3 has term 1 there, the term's first index is 1;
+    3. n2 holds term 1 only at index 1: probe at 1 (term 1) with all 31 entries 2-32 -- accepted.
+
+    Reference: section 5.3 (the optimisation at the end of the section)
+    """
+    net = Network(3)
+    net.elect("n3")
+    net.isolate("n3")
+    for seq in range(1, 21):
+        net.request("n3", put("z", str(seq)), "z", seq)
+    net.in_flight.clear()
+    for _ in range(200):
+        net.tick("n1")
+        net.stabilize()
+        if net.cores["n1"].role == "leader":
+            break
+    for seq in range(1, 30):
+        net.request("n1", put("x", str(seq)), "c1", seq)
+        net.stabilize()
+    net.elect("n2")
+    assert (net.cores["n2"].term, net.cores["n2"].log.last_index, net.cores["n2"].progress["n3"].next) == (3, 32, 32)
+    net.recover()
+    sent, answers = [], []
+    for _ in range(3):
+        net.tick("n2", net.cores["n2"].opts.heartbeat_ticks)
+        while net.in_flight:
+            src, dst, msg = net.in_flight[0]
+            if (src, dst) == ("n2", "n3") and isinstance(msg, AppendEntries) and msg.entries:
+                sent.append((msg.prev_index, msg.prev_term, len(msg.entries)))
+            elif (src, dst) == ("n3", "n2") and isinstance(msg, AppendEntriesReply) and not msg.success:
+                answers.append((msg.conflict_term, msg.conflict_index))
+            net.deliver(0)
+    assert sent == [(31, 2, 1), (21, 2, 11), (1, 1, 31)]
+    assert answers == [(0, 22), (1, 1)]
+    assert net.cores["n3"].log.entries == net.cores["n2"].log.entries
+
+
 def test_leader_never_overwrites_its_own_log() -> None:
     """A leader only appends: an AppendEntries claiming its own term from another node is refused
     as a protocol error and the log is untouched.
