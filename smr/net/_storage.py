@@ -189,16 +189,19 @@ class Storage:
             self._commits = int(row[0]) if row is not None and str(row[0]).isdigit() else 0
             self._watermark_fd = private_file(self.path / WATERMARK_NAME, os.O_RDWR | os.O_CREAT)
             acknowledged = _read_watermark(self._watermark_fd)
-            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (EMPTIED_KEY,)).fetchone()
-            found, _, done = str(row[0]).partition(" ") if row is not None else ("", "", "")
+            meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+            found, _, done = str(meta.get(EMPTIED_KEY, "")).partition(" ")
             found_before = int(found) if found.isdigit() else 0
-            # gone: no database, or an empty one a start without --rejoin-empty made before refusing it
-            gone = fresh or (not self._commits and not self._db.execute("SELECT 1 FROM durable LIMIT 1").fetchone())
-            if acknowledged is not None and acknowledged > self._commits and emptied_ok \
-                    and (gone or (acknowledged == found_before and not done)):  # (killed before the reset)
+            # Gone: no database; or one holding nothing but what a start writes before it refuses or
+            # before it resets the watermark (its node, the format, an ``emptied`` row not yet "reset") --
+            # never one that joined, took a commit or holds a value (that one was cut, not deleted).
+            gone = fresh or (not self._commits and not done and set(meta) <= {"node", FORMAT_KEY, EMPTIED_KEY}
+                             and not self._db.execute("SELECT 1 FROM durable LIMIT 1").fetchone())
+            if acknowledged is not None and acknowledged > self._commits and emptied_ok and gone:
                 self.emptied = acknowledged  # the database was deleted, not cut: an emptied directory
                 self.set_meta({EMPTIED_KEY: str(acknowledged)})  # recorded (synced) before the watermark goes
                 _write_watermark(self._watermark_fd, self._commits)
+                os.fsync(self._watermark_fd)  # lowered: a power loss must not bring the old count back
                 self.set_meta({EMPTIED_KEY: f"{acknowledged} reset"})
             elif acknowledged is not None and acknowledged > self._commits:
                 raise CorruptValue(
@@ -209,6 +212,8 @@ class Storage:
                     f"{', or start it with --rejoin-empty' if gone else ''}")
             else:
                 self.emptied = found_before  # found emptied at an earlier start (0: never)
+                if found_before and not done:  # killed after the watermark's reset, before it was noted
+                    self.set_meta({EMPTIED_KEY: f"{found_before} reset"})
         except sqlite3.DatabaseError as exc:
             self.close()
             raise _refusal(db, exc) from None
@@ -396,6 +401,19 @@ def set_aside(data_dir: str | Path, reason: str) -> Path:
     """Move the database files of ``data_dir`` into a new ``damaged-<UTC time>`` directory in it, with a
     ``REASON`` file saying why; return that directory.  What is left counts as emptied (``COMMITS`` stays)."""
     path = Path(data_dir)
+    lock = private_file(path / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # never move a database another process serves
+        except OSError:
+            raise ConfigError("data directory is locked by another running process", file=str(path)) from None
+        return _move_aside(path, reason)
+    finally:
+        os.close(lock)
+
+
+def _move_aside(path: Path, reason: str) -> Path:
+    """:func:`set_aside`, with the directory locked."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     aside = path / f"{DAMAGED_PREFIX}{stamp}"
     n = 1
@@ -403,8 +421,8 @@ def set_aside(data_dir: str | Path, reason: str) -> Path:
         n += 1
         aside = path / f"{DAMAGED_PREFIX}{stamp}-{n}"
     aside.mkdir(mode=PRIVATE_DIR)
-    for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal"):
-        if (path / name).exists():
+    for name in (f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal", DB_NAME):  # the database last:
+        if (path / name).exists():  # (moved without its log, the copy kept aside would be incomplete)
             os.replace(path / name, aside / name)
     fd = private_file(aside / "REASON")
     try:

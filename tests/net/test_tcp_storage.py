@@ -340,18 +340,52 @@ def test_an_emptied_directory_is_remembered_as_emptied_after_its_watermark_is_re
 
 def test_a_node_killed_between_recording_emptied_and_resetting_the_watermark_starts_the_same(
         tmp_path: Path) -> None:
-    """The record is synced before the watermark goes; a start that finds the record beside the old
-    watermark (killed in between, after a write) finishes the reset instead of calling the log cut."""
+    """The record is synced before the watermark goes: a start that finds the record, nothing else, and the
+    old watermark (killed in between) takes the directory as emptied again; one killed after the reset but
+    before it was noted notes it.  A database that took a commit, or joined, is never taken for emptied:
+    with the old watermark beside it, it was cut."""
     _emptied_directory(tmp_path)
     watermark = (tmp_path / "COMMITS").read_bytes()
     with Storage(tmp_path, "n1", emptied_ok=True) as storage:
-        storage.commit([Write("new", 1)])
-        storage.set_meta({"emptied": "5"})  # as it was before the reset was recorded done
+        storage.set_meta({"emptied": "5"})  # as it was before the reset was noted
     (tmp_path / "COMMITS").write_bytes(watermark)  # and the old watermark: the kill before the reset
     with Storage(tmp_path, "n1", emptied_ok=True) as storage:
-        assert storage.emptied == 5 and storage.load() == {"new": 1}
-    with Storage(tmp_path, "n1") as storage:  # reset and recorded done: any later start reads it plainly
-        assert storage.emptied == 5
+        assert storage.emptied == 5 and storage.meta()["emptied"] == "5 reset"
+    with Storage(tmp_path, "n1", emptied_ok=True) as storage:
+        storage.set_meta({"emptied": "5"})  # reset, not noted
+    with Storage(tmp_path, "n1") as storage:
+        assert storage.emptied == 5 and storage.meta()["emptied"] == "5 reset"
+        storage.commit([Write("new", 1)])
     (tmp_path / "COMMITS").write_bytes(watermark)  # now a real cut: refused, record or not
     with pytest.raises(CorruptValue, match="a cut write-ahead log"):
         Storage(tmp_path, "n1", emptied_ok=True)
+
+
+def test_a_database_rolled_back_to_its_join_is_a_cut_not_an_emptied_directory(tmp_path: Path) -> None:
+    """A database that lost every commit but kept the rows of its join (a cut write-ahead log) holds no
+    value and no commit -- but it joined: with the watermark saying 5 it is refused, flag or not, never
+    served as a joined voter with an empty log."""
+    _emptied_directory(tmp_path)
+    watermark = (tmp_path / "COMMITS").read_bytes()
+    (tmp_path / "COMMITS").unlink()
+    with Storage(tmp_path, "n1") as storage:
+        storage.set_meta({"incarnation": "abc", "joined": "1"})
+    (tmp_path / "COMMITS").write_bytes(watermark)
+    for emptied_ok in (False, True):
+        with pytest.raises(CorruptValue, match="a cut write-ahead log"):
+            Storage(tmp_path, "n1", emptied_ok=emptied_ok)
+
+
+def test_a_database_is_never_set_aside_under_a_running_node(tmp_path: Path) -> None:
+    """set_aside takes the directory's lock: a database another process (here: an open Storage) serves is
+    refused, not moved; once free, every file moves, the write-ahead log before the database."""
+    from smr.net._storage import set_aside
+
+    with Storage(tmp_path, "n1") as storage:
+        storage.commit([Write("k", 1)])
+        with pytest.raises(ConfigError, match="locked"):
+            set_aside(tmp_path, "test")
+        assert (tmp_path / "replica.sqlite3").exists()
+    aside = set_aside(tmp_path, "test")
+    assert not list(tmp_path.glob("replica.sqlite3*")) and (aside / "replica.sqlite3").exists()
+    assert (aside / "REASON").read_text() == "test\n"
