@@ -77,6 +77,9 @@ class Identity:
     members: dict[str, str] = attrs.field(factory=dict)
     #: Incarnations the dialler knows were removed by a committed change, by node (tombstones).
     forgotten: dict[str, list[str]] = attrs.field(factory=dict)
+    #: The dialler has not joined, and its directory was found emptied (it had acknowledged writes): the
+    #: cluster it belongs to is not new, whatever else it says.
+    emptied: bool = False
 
 
 @attrs.define
@@ -89,6 +92,8 @@ class Membership:
     joined: bool
     members: dict[str, str]
     forgotten: dict[str, list[str]] = attrs.field(factory=dict)
+    #: Not joined, and the directory was found emptied (storage's ``emptied``; not stored with the rows).
+    emptied: bool = False
 
     @classmethod
     def load(cls, node: str, meta: Mapping[str, str], has_data: bool) -> tuple["Membership", bool]:
@@ -110,7 +115,7 @@ class Membership:
     def identity(self) -> Identity:
         """What this node says first on every connection it dials."""
         return Identity(self.node, self.incarnation, self.joined, dict(self.members),
-                        {n: list(incs) for n, incs in self.forgotten.items()})
+                        {n: list(incs) for n, incs in self.forgotten.items()}, self.emptied and not self.joined)
 
     def refuses(self, peer: Identity) -> str | None:
         """Why a joined node refuses ``peer`` (None: it is the incarnation remembered, or a new one learned)."""
@@ -223,11 +228,21 @@ def admission(me: Membership, peers: tuple[str, ...], heard: Mapping[str, Identi
     for peer in heard.values():
         if peer.joined:
             remembered = peer.members.get(me.node)
+            if remembered == me.incarnation and emptied:
+                return HOLD, (f"this node's data directory was emptied, and {peer.node} joined a cluster with "
+                              f"the incarnation it started afresh with: that cluster began after the data was "
+                              f"lost, without what it acknowledged; {REMEDY}")
             if remembered == me.incarnation:
                 return JOIN, f"{peer.node} remembers this incarnation: it joined before"
             return STAY_OUT, (f"this node's data directory is empty, but {peer.node} has joined the cluster and "
                               f"remembers this node as incarnation {remembered}: it would vote and accept as if it "
                               f"had never promised anything; {REMEDY}")
+    lost = sorted(peer.node for peer in heard.values() if peer.emptied)
+    if lost and not emptied:
+        return HOLD, (f"{', '.join(lost)} found {'its' if len(lost) == 1 else 'their'} data directory emptied: "
+                      f"the cluster is not new, and a new one would lose everything it acknowledged; this node "
+                      f"(whose directory is fresh) waits for a member that kept its data -- or restore the "
+                      f"directories from a backup")
     missing = [p for p in peers if p not in heard]
     if missing:
         return WAIT, f"a new cluster starts once every node has said it is new too (waiting for {', '.join(missing)})"

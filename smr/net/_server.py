@@ -360,6 +360,7 @@ class NodeServer:
                 self.membership, new = Membership.load(self.id, meta, bool(durable))
                 if new:
                     storage.set_meta(self.membership.rows())
+                self.membership.emptied = bool(storage.emptied) and not self.membership.joined
                 if storage.emptied and not self.membership.joined:
                     log.warning("%s: the database was gone, but %s said it had acknowledged %d batches: with "
                                 "--rejoin-empty the directory counts as emptied and the node starts afresh "

@@ -37,6 +37,22 @@ def test_an_emptied_node_never_starts_a_new_cluster_but_rejoins_past_a_joined_pe
     assert admission(me, PEERS, member, emptied=True)[0] == STAY_OUT
 
 
+def test_a_fresh_node_never_starts_a_cluster_with_emptied_peers_nor_do_they_join_it() -> None:
+    """n1 and n2 lost their databases (COMMITS kept: emptied, they hold); n3's whole directory is gone (it
+    cannot tell).  The emptied peers say so in their identity, so n3 holds too instead of starting a new,
+    empty cluster with them; and an emptied node never joins one that remembers its fresh incarnation."""
+    n1, n2 = _fresh("n1"), _fresh("n2")
+    n1.emptied = n2.emptied = True
+    n3 = _fresh("n3")
+    assert n1.identity().emptied and not n3.identity().emptied
+    heard = {"n1": n1.identity(), "n2": n2.identity()}
+    verdict, why = admission(n3, ("n1", "n2"), heard)
+    assert verdict == HOLD and "n1, n2 found their data directory emptied" in why
+    joined_n3 = Identity("n3", n3.incarnation, True, {"n1": n1.incarnation, "n2": n2.incarnation})
+    assert admission(n1, ("n2", "n3"), {"n3": joined_n3}, emptied=True)[0] == HOLD
+    assert admission(_fresh("n1"), ("n2", "n3"), {"n3": Identity("n3", "c", True, {})})[0] == STAY_OUT
+
+
 def test_a_fresh_node_stays_out_if_a_joined_peer_remembers_another_incarnation_and_joins_if_its_own() -> None:
     me = _fresh()
     stranger = {"n2": Identity("n2", "b", True, {"n1": "someone-else", "n3": "c"})}
