@@ -175,7 +175,10 @@ class ExecutionWatch:
     since the state was built or restored -- apart from the session table,
     so a session check that lets a retry through is caught however it
     fails.  Sequence numbers only grow within a session, so running a seq
-    at or below that record is a second run of some request.
+    at or below that record is a second run of some request -- except for
+    a client the table has forgotten altogether (see the module docstring:
+    the one case a bounded table of client-named sessions cannot tell), whose
+    record goes with it.
     """
 
     def __init__(self, report: Callable[[str], None]) -> None:
@@ -189,6 +192,11 @@ class ExecutionWatch:
             self.report(f"exactly-once: client {client}'s request {seq} ({command.op}) runs again -- its "
                         f"session already ran request {before}")
         self.highest[client] = max(before, seq)
+
+    def forget(self, client: str) -> None:
+        """The table forgot ``client`` altogether (dropped, then out of ``recently_dropped``): a client-named
+        session's unanswered retry may then run again -- the one gap of a bounded table -- so no record."""
+        self.highest.pop(client, None)
 
     def restored(self, sessions: Mapping[str, Session]) -> None:
         """The state was replaced by a snapshot's: what ran is what its session table says."""
@@ -313,7 +321,10 @@ class Applier:
         self.dropped += 1
         self.recently_dropped[client] = None
         if len(self.recently_dropped) > self.limits.max_sessions:
-            del self.recently_dropped[next(iter(self.recently_dropped))]
+            forgotten = next(iter(self.recently_dropped))
+            del self.recently_dropped[forgotten]
+            if self.watch is not None:  # its retry may now run again: the one case the docstring allows
+                self.watch.forget(forgotten)
 
     def _expire(self) -> None:
         horizon = self.time_ms - self.limits.session_timeout_ms

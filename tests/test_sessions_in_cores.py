@@ -96,3 +96,25 @@ def test_with_registered_sessions_only_ids_the_log_opened_are_served(backend: st
     refused = net.replies_to("picked-by-the-client", 1)[-1]
     assert isinstance(CommandError.from_result(refused.result), SessionExpired)
     assert _total(net) == 2
+
+
+def test_the_exactly_once_watch_allows_only_the_documented_gap_of_a_bounded_table() -> None:
+    """max_sessions 1, client-named sessions: c1's request runs, c2 and c3 push its session and then its id
+    out of the table; c1's retry (never answered, acked 0) is the one case a bounded table cannot tell from
+    a new client (smr.sessions), so it runs again without a report -- while a retry whose session is still
+    remembered never runs again, and the watch would say so if it did."""
+    from raft import RaftCore, RaftInvariants
+    from smr.commands import put
+    from smr.testing import Network
+
+    net: Network[RaftCore] = Network(RaftCore, 3, {"max_sessions": 1}, invariants=RaftInvariants())
+    net.elect("n1")
+    for client in ("c1", "c2", "c3"):
+        net.request("n1", put("k", client), client=client, seq=1)
+        net.settle()
+    net.request("n1", put("k", "c1"), client="c1", seq=1)
+    net.settle()  # no AssertionError: the watch forgot c1 with the table
+    assert net.replies_to("c1", 1)[-1].status == "ok"
+    net.request("n1", put("k", "c1"), client="c1", seq=1)
+    net.settle()
+    assert net.replies_to("c1", 1)[-1].status == "ok"  # answered from its (new) session, not run again
