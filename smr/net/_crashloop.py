@@ -41,6 +41,10 @@ KEYS = 5
 LEDGER_WRITERS = 2
 #: In power-loss mode, every this-many-th cut takes every node at once.
 ALL_NODES_EVERY = 5
+#: A client retries an operation this many times, 0.5 s apart, before recording it unknown: 20 s ride out
+#: the outages the kills cause (after a cut of every node, restarting three processes and electing a
+#: leader), where 5 s left hundreds of writes of unknown outcome, each a branch for the checker to try.
+ATTEMPTS = 40
 
 
 async def crashloop(directory: Path, backend: str, kills: int, interval: float, clients: int,
@@ -67,8 +71,9 @@ async def crashloop(directory: Path, backend: str, kills: int, interval: float, 
                 # cut short is recorded unknown); the bound on operations is for twice the planned time
                 seconds = (kills + 1) * interval
                 nursery.start_soon(lambda: run_clients(client, recorder, workload, clients=clients,
-                                                       seconds=math.inf, seed=seed, max_ops=int(seconds * 10_000)))
-                nursery.start_soon(lambda: ledger.run(client, seconds=math.inf))
+                                                       seconds=math.inf, seed=seed, max_ops=int(seconds * 10_000),
+                                                       attempts=ATTEMPTS))
+                nursery.start_soon(lambda: ledger.run(client, seconds=math.inf, attempts=ATTEMPTS))
                 for k in range(1, kills + 1):
                     await trio.sleep(interval * rng.uniform(0.6, 1.0))
                     leader = await client.find_leader(timeout=0.5)
@@ -112,8 +117,10 @@ async def crashloop(directory: Path, backend: str, kills: int, interval: float, 
     verdict = check(history, make_model(workload.model), Budget(timeout=120.0))
     problems = workload.check(history)
     counts = recorder.counts.to_json()
-    lines.append(f"ops ok={counts['ok']} fail={counts['failed']} unknown={counts['unknown']}; "
-                 f"final reads {reads}")
+    cut_short = len(history) - counts["ok"] - counts["failed"] - counts["unknown"]  # open when the load stopped
+    counts["unknown"] += cut_short
+    lines.append(f"ops ok={counts['ok']} fail={counts['failed']} unknown={counts['unknown']}"
+                 f"{f' ({cut_short} cut short when the load stopped)' if cut_short else ''}; final reads {reads}")
     lines.append(audit.describe() if audit is not None else "ledger: UNREADABLE (the cluster did not answer)")
     lines.append(verdict.describe())
     lines.extend(f"INVARIANT: {p}" for p in problems)
