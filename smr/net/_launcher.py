@@ -8,6 +8,10 @@
         cluster.kill("n1")            # SIGKILL: what survives is what was synced
         cluster.start_node("n1")      # recovers from its data directory
 
+With ``power_loss=True`` every node runs over the power-loss shim
+(:mod:`smr.net._powerloss`), and :meth:`LocalTcpCluster.power_cut` is a power
+cut: the nodes are SIGKILLed and each file of theirs goes back to its last sync.
+
 The directory holds ``cluster.yaml`` (with a fresh random secret, mode 0600),
 ``cluster-client.yaml`` (the same cluster with only the client key: what to
 give a client), one data directory and one log file per node; with
@@ -47,11 +51,14 @@ from smr.errors import LocalProtocolError
 
 from ._client import open_tcp_client
 from ._config import ClusterConfig, NodeAddress, TlsFiles, dump_cluster, format_address, load_cluster, parse_cluster
+from ._powerloss import Reverted, revert_unsynced, shim_environment, shim_library
 from ._storage import private_dir, private_file
 
 LOOPBACK = "127.0.0.1"
 CLUSTER_FILE = "cluster.yaml"
 STOP_TIMEOUT_S = 10.0
+#: Where a power-loss cluster keeps its nodes' undo logs (beside, never inside, their data directories).
+POWER_LOSS_DIR = "power-loss"
 
 
 def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
@@ -276,10 +283,14 @@ class LocalTcpCluster:
     def __init__(self, directory: str | Path, *, nodes: int = 3, backend: str = "raft",
                  state_machine: AppSpec = "kv", tick_ms: float = 10.0,
                  backend_options: Mapping[str, Any] | None = None, fsync: bool = True, tls: bool = False,
-                 rejoin_empty: bool = False) -> None:
+                 rejoin_empty: bool = False, power_loss: bool = False) -> None:
         self.directory = private_dir(directory)
         #: Every node is started with ``smr serve --rejoin-empty``.
         self.rejoin_empty = rejoin_empty
+        #: Every node runs over the power-loss shim, and :meth:`power_cut` is allowed.
+        self.power_loss = power_loss
+        if power_loss:
+            shim_library()  # built now: a missing compiler is one clear error before any node starts
         self.cluster_file = self.directory / CLUSTER_FILE
         #: The clients' copy of the cluster file: the client key, no secret.
         self.client_file = client_file(self.cluster_file)
@@ -308,6 +319,10 @@ class LocalTcpCluster:
     def log_file(self, node: str) -> Path:
         """The file that collects ``node``'s stdout and stderr."""
         return self.directory / f"{node}.log"
+
+    def undo_dir(self, node: str) -> Path:
+        """Where the power-loss shim keeps ``node``'s undo logs (outside its data directory)."""
+        return self.directory / POWER_LOSS_DIR / node
 
     def command(self, node: str, rejoin_empty: bool = False) -> list[str]:
         """The command line that runs ``node`` (``smr serve`` through this interpreter)."""
@@ -350,6 +365,9 @@ class LocalTcpCluster:
         # One hash seed for every node: an app that iterates a set of strings then does so in the same
         # order on every replica (each process would otherwise draw its own seed).
         env = {**os.environ, "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0")}
+        if self.power_loss:
+            private_dir(self.directory / POWER_LOSS_DIR)
+            env.update(shim_environment(private_dir(self.data_dir(node)), self.undo_dir(node)))
         self.processes[node] = subprocess.Popen(
             self.command(node, rejoin_empty), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             env=env, start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
@@ -372,6 +390,22 @@ class LocalTcpCluster:
             code = proc.wait(timeout)
         self._reap(node)
         return code
+
+    def power_cut(self, *nodes: str) -> dict[str, Reverted]:
+        """Cut the power of ``nodes`` (default: every node) at once: SIGKILL the running ones, then return
+        each one's files to their last sync; what each cut took back.  Needs ``power_loss=True``."""
+        if not self.power_loss:
+            raise LocalProtocolError("power_cut needs a cluster started with power_loss=True")
+        cut = nodes or self.node_ids
+        for node in cut:
+            self.config.address(node)
+        running = [(node, proc) for node in cut if (proc := self.processes.get(node)) and proc.poll() is None]
+        for _, proc in running:  # every signal first: the nodes lose power together
+            proc.send_signal(signal.SIGKILL)
+        for node, proc in running:
+            proc.wait(STOP_TIMEOUT_S)
+            self._reap(node)
+        return {node: revert_unsynced(self.data_dir(node), self.undo_dir(node)) for node in cut}
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> dict[str, int]:
         """Stop every node with SIGTERM (SIGKILL after ``timeout``); return the exit codes."""
@@ -432,12 +466,12 @@ class LocalTcpCluster:
 async def open_local_tcp_cluster(directory: str | Path, *, nodes: int = 3, backend: str = "raft",
                                  state_machine: AppSpec = "kv", tick_ms: float = 10.0,
                                  backend_options: Mapping[str, Any] | None = None, fsync: bool = True,
-                                 leader_timeout: float = 20.0, tls: bool = False,
-                                 rejoin_empty: bool = False) -> AsyncIterator[LocalTcpCluster]:
+                                 leader_timeout: float = 20.0, tls: bool = False, rejoin_empty: bool = False,
+                                 power_loss: bool = False) -> AsyncIterator[LocalTcpCluster]:
     """Start a loopback cluster in ``directory``, wait for a leader, and stop it on exit."""
     cluster = LocalTcpCluster(directory, nodes=nodes, backend=backend, state_machine=state_machine,
                               tick_ms=tick_ms, backend_options=backend_options, fsync=fsync, tls=tls,
-                              rejoin_empty=rejoin_empty)
+                              rejoin_empty=rejoin_empty, power_loss=power_loss)
     cluster.start()
     try:
         await cluster.wait_for_leader(leader_timeout)

@@ -19,6 +19,7 @@ import trio
 
 from smr.commands import Command, get
 from smr.history import HistoryRecorder
+from smr.machine import SessionExpired
 
 from ._client import CommandRefused, TcpCluster
 
@@ -55,7 +56,7 @@ class Recorder:
         op = self.history.invoke(process, command, self.now())
         try:
             result = await session.submit(command, timeout=timeout, attempts=attempts)
-        except TimeoutError:
+        except (TimeoutError, SessionExpired):  # expired: an earlier attempt may have run
             self.history.unknown(op)
             self.counts.unknown += 1
             return "unknown", None
@@ -104,3 +105,91 @@ async def final_reads(cluster: TcpCluster, recorder: Recorder, keys: Iterable[st
         if outcome == "ok":
             found[key] = result
     return found
+
+
+#: Entries a ledger key holds before its writer moves on to the next key (keeps every value small).
+LEDGER_ENTRIES_PER_KEY = 500
+
+
+@attrs.define
+class LedgerAudit:
+    """What reading a :class:`Ledger` back found."""
+
+    acknowledged: int = 0
+    lost: int = 0        # acknowledged entries missing from the final state
+    duplicated: int = 0  # entries found more than once (exactly-once broken)
+    unknown: int = 0     # appends whose outcome the writer never learnt (may or may not be there)
+    examples: list[str] = attrs.field(factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The audit as JSON data."""
+        return attrs.asdict(self)
+
+    def describe(self) -> str:
+        """One line: how many acknowledged appends were checked, and what was wrong."""
+        line = (f"ledger: {self.acknowledged} acknowledged appends, {self.lost} lost, {self.duplicated} "
+                f"duplicated ({self.unknown} of unknown outcome)")
+        return line + (f"; e.g. {', '.join(self.examples)}" if self.examples else "")
+
+
+class Ledger:
+    """Writers that append numbered entries (``"7,"``) to keys of their own; every acknowledged entry must
+    then read back exactly once.  Unlike a register, an append cannot hide a lost write behind a later one.
+
+    Its commands go to the KV app's ``append`` and stay out of the recorded history.
+    """
+
+    def __init__(self, writers: int) -> None:
+        self.writers = writers
+        #: Per writer, the numbers of its acknowledged entries, and how many it tried.
+        self.acked: dict[int, list[int]] = {w: [] for w in range(writers)}
+        self.tried: dict[int, int] = {w: 0 for w in range(writers)}
+        self.unknown = 0
+
+    @staticmethod
+    def key(writer: int, entry: int) -> str:
+        """The key that holds ``writer``'s entry number ``entry``."""
+        return f"ledger.{writer}.{(entry - 1) // LEDGER_ENTRIES_PER_KEY}"
+
+    async def run(self, cluster: TcpCluster, *, seconds: float, timeout: float = 0.5, attempts: int = 10) -> None:
+        """Append for ``seconds`` with every writer, one append outstanding each."""
+        deadline = trio.current_time() + seconds
+
+        async def writer(w: int) -> None:
+            session = cluster.client()
+            while trio.current_time() < deadline:
+                self.tried[w] += 1
+                entry = self.tried[w]
+                try:
+                    await session.submit(Command("append", self.key(w, entry), (f"{entry},",)),
+                                         timeout=timeout, attempts=attempts)
+                except (TimeoutError, SessionExpired):  # expired: an earlier attempt may have run
+                    self.unknown += 1
+                    continue
+                except CommandRefused:
+                    continue  # never applied
+                self.acked[w].append(entry)
+
+        async with trio.open_nursery() as nursery:
+            for w in range(self.writers):
+                nursery.start_soon(writer, w)
+
+    async def audit(self, cluster: TcpCluster, *, timeout: float = 1.0, attempts: int = 30) -> LedgerAudit:
+        """Read every ledger key and count the acknowledged entries missing and the entries found twice."""
+        session = cluster.client()
+        audit = LedgerAudit(acknowledged=sum(map(len, self.acked.values())), unknown=self.unknown)
+        for w in range(self.writers):
+            found: dict[int, int] = {}
+            for k in range((self.tried[w] + LEDGER_ENTRIES_PER_KEY - 1) // LEDGER_ENTRIES_PER_KEY):
+                key = self.key(w, k * LEDGER_ENTRIES_PER_KEY + 1)
+                value = await session.submit(get(key), timeout=timeout, attempts=attempts)
+                for part in str(value or "").split(","):
+                    if part:
+                        found[int(part)] = found.get(int(part), 0) + 1
+            missing = [e for e in self.acked[w] if e not in found]
+            twice = sorted(e for e, n in found.items() if n > 1)
+            audit.lost += len(missing)
+            audit.duplicated += len(twice)
+            audit.examples.extend(f"writer {w} entry {e} lost" for e in missing[:3] if len(audit.examples) < 6)
+            audit.examples.extend(f"writer {w} entry {e} twice" for e in twice[:3] if len(audit.examples) < 6)
+        return audit

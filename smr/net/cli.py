@@ -438,13 +438,15 @@ def cmd_cluster_status(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------- crashloop
 def cmd_crashloop(args: argparse.Namespace) -> int:
-    """Kill random nodes under load, then check the history; exit 1 unless linearizable."""
+    """Kill (or cut the power of) random nodes under load, then check; exit 1 unless linearizable with
+    every acknowledged ledger entry read back once."""
     from ._crashloop import crashloop
 
     options = args.options
-    report = _in_directory(args, "smr-crashloop-", lambda directory: _run(
-        crashloop, directory, args.backend, args.kills, args.interval, args.clients, args.seed, options))
-    return _print_report(args, report, report["verdict"] == "linearizable")
+    report = _in_directory(args, "smr-crashloop-", lambda directory: _run(lambda: crashloop(
+        directory, args.backend, args.kills, args.interval, args.clients, args.seed, options,
+        power_loss=args.power_loss)))
+    return _print_report(args, report, report["verdict"] == "linearizable" and report["lost"] == 0)
 
 
 # ---------------------------------------------------------------- catchup
@@ -665,12 +667,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_cluster_status)
 
     p = subparsers.add_parser("crashloop", help="kill random nodes under load, then check the history",
-                              description="Start a local 3-node cluster, run KV clients against it, kill a "
-                                          "random node (SIGKILL) --kills times and restart it, then check the "
-                                          "clients' history for linearizability.  Prints the kills, the "
-                                          "operation counts and the verdict; exit 1 unless linearizable.")
+                              description="Start a local 3-node cluster, run KV clients and ledger writers "
+                                          "against it, kill a random node (SIGKILL) --kills times and restart "
+                                          "it, then check the clients' history for linearizability and that "
+                                          "every acknowledged ledger append reads back once.  With "
+                                          "--power-loss each kill is a power cut (every file of the node back "
+                                          "to its last sync; every 5th cut takes all nodes at once).  Prints "
+                                          "the kills, the operation counts and the verdict; exit 1 unless "
+                                          "linearizable with no acknowledged write lost.")
     _attack_arguments(p, clients=4)
     p.add_argument("--kills", type=non_negative_int, default=5)
+    p.add_argument("--power-loss", action="store_true",
+                   help="run the nodes over the power-loss shim (needs gcc) and make each kill a power cut")
     p.add_argument("--interval", type=non_negative_float, default=3.0, help="seconds between kills")
     p.set_defaults(func=cmd_crashloop)
 
