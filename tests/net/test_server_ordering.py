@@ -107,15 +107,25 @@ def _watch(server: NodeServer) -> tuple[GatedStorage, list[tuple[str, Any]]]:
     return gated, log
 
 
+#: Each running server's cancel scope, by node id (cancelled: the node stops, as if killed).
+_STOPS: dict[str, trio.CancelScope] = {}
+
+
 @asynccontextmanager
 async def _cluster(tmp_path: Path, nodes: int) -> AsyncIterator[dict[str, NodeServer]]:
     """``nodes`` NodeServers of one cluster (fsync on) in this process, a leader elected."""
     write_cluster_file(tmp_path / "cluster.yaml", nodes=nodes, tick_ms=10, fsync=True)
     config = load_cluster(tmp_path / "cluster.yaml")
     servers = {n.id: NodeServer(config, n.id, tmp_path / n.id) for n in config.nodes}
+
+    async def run(server: NodeServer, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.CancelScope() as scope:
+            _STOPS[server.id] = scope
+            await server.run(task_status=task_status)
+
     async with trio.open_nursery() as nursery:
         for server in servers.values():
-            await nursery.start(server.run)
+            await nursery.start(run, server)
         async with open_tcp_client(tmp_path / "cluster.yaml") as client:
             with trio.fail_after(30):
                 while await client.find_leader(timeout=0.5) is None:
@@ -208,6 +218,35 @@ async def test_a_followers_acknowledgement_waits_for_its_commit(tmp_path: Path) 
             assert acks and min(acks) > done
             checked, early = _released_unsynced(gated, log)
             assert checked and not early and not _left_early(log), log
+
+
+async def test_a_voters_vote_and_a_candidates_request_wait_for_their_commit(tmp_path: Path) -> None:
+    """3 nodes: the leader stops, and a follower's every commit is held from then on.  Whether it
+    campaigns (its term and vote for itself) or votes for the other (the same), nothing leaves it before
+    that write is durable -- a vote sent before its sync could elect two leaders in one term after a
+    crash -- and once the gate opens a leader is elected."""
+    with trio.fail_after(60):
+        async with _cluster(tmp_path, 3) as servers:
+            leader = _leader(servers)
+            follower = next(s for s in servers.values() if s is not leader)
+            gated, log = _watch(follower)
+            gated.gate.clear()
+            _STOPS[leader.id].cancel()
+            with trio.fail_after(20):
+                while not gated.entered.is_set():
+                    await trio.sleep(0.01)
+            start = max(i for i, (what, _) in enumerate(log) if what == "commit-start")
+            await trio.sleep(WATCH_S)
+            held = log[start + 1:]
+            assert not [e for e in held if e[0] in ("send", "early", "reply")], held
+            gated.gate.set()
+            with trio.fail_after(20):
+                while not any(s.core.status().is_leader for s in servers.values() if s is not leader):
+                    await trio.sleep(0.05)
+            checked, early = _released_unsynced(gated, log)
+            votes = [i for i, e in enumerate(log) if e[0] == "send" and e[1][1] in ("RequestVote", "RequestVoteReply")]
+            done = next(i for i, e in enumerate(log) if i > start and e[0] == "commit-done")
+            assert votes and min(i for i in votes if i > start) > done and not early and not _left_early(log), log
 
 
 @pytest.mark.parametrize("error", ["database or disk is full", "disk I/O error"])
