@@ -655,12 +655,14 @@ class NodeServer:
     async def _save_rejoin_or_wait(self, state: Rejoin) -> Rejoin:
         """Record ``state``, waiting for the disk to take it (nothing goes on before it is recorded); return
         what was recorded: ``state`` with every replaced incarnation noted meanwhile (``_rejoin_heard``)."""
-        async with self._rejoin_lock:
-            if self.rejoin is not None:
-                state = attrs.evolve(state, replaces=tuple(dict.fromkeys((*state.replaces, *self.rejoin.replaces))))
-            while not await self._save_rejoin(state):
-                await trio.sleep(DISK_RETRY_S)
-            return state
+        while True:
+            async with self._rejoin_lock:  # (not held while the disk refuses: peers' handshakes go on)
+                if self.rejoin is not None:
+                    state = attrs.evolve(state, replaces=tuple(dict.fromkeys((*state.replaces,
+                                                                              *self.rejoin.replaces))))
+                if await self._save_rejoin(state):
+                    return state
+            await trio.sleep(DISK_RETRY_S)
 
     async def _join(self, members: dict[str, str], why: str) -> None:
         """Record that this node has joined its cluster (with its peers' incarnations) and start voting."""
