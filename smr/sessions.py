@@ -433,7 +433,6 @@ def _str(value: Any) -> str:
     return value
 
 
-
 class RetryRunsAgain(Applier):
     """BROKEN (the ``mutant_retry_runs_again`` of both backends): a retry of a session's latest request
     is taken for a new one, so it is proposed and run again -- the session check off by one."""

@@ -210,7 +210,7 @@ REMEDY = ("restore the directory from a backup, or restart this node with --rejo
 
 
 def admission(me: Membership, peers: tuple[str, ...], heard: Mapping[str, Identity],
-              added: bool = False, replaces: Collection[str] = (), emptied: bool = False) -> tuple[str, str]:
+              added: bool = False, replaces: Collection[str] = ()) -> tuple[str, str]:
     """For a node whose directory is fresh: WAIT, JOIN, STAY_OUT or HOLD, and why, from the peers heard so far.
 
     ``added``: this node was added at run time (it is not one of the cluster's
@@ -218,13 +218,14 @@ def admission(me: Membership, peers: tuple[str, ...], heard: Mapping[str, Identi
     with no record of it (the one adding it) lets it join.  ``replaces``: the
     incarnations of this id the cluster has removed since this directory was
     made (a rejoining node's, :mod:`smr.net._rejoin`): a member that still
-    remembers one of them counts as having no record.  ``emptied``: this
-    directory is known to have been emptied (its watermark outlived its
-    database), so it never starts a new cluster: it stays out even when
-    every peer is new (HOLD), rather than forget what it acknowledged.
+    remembers one of them counts as having no record.  A directory known
+    emptied (``me.emptied``: its watermark outlived its database) never
+    starts a new cluster: it stays out even when every peer is new (HOLD),
+    rather than forget what it acknowledged.
     """
     if added:
         return _admission_added(me, heard, replaces)
+    emptied = me.emptied
     for peer in heard.values():
         if peer.joined:
             remembered = peer.members.get(me.node)
@@ -248,9 +249,9 @@ def admission(me: Membership, peers: tuple[str, ...], heard: Mapping[str, Identi
         return WAIT, f"a new cluster starts once every node has said it is new too (waiting for {', '.join(missing)})"
     if emptied:
         return HOLD, ("this node's data directory was emptied (its COMMITS file says it acknowledged writes), "
-                          "and no peer has joined a cluster: a new cluster would lose everything it acknowledged; "
-                          "it rejoins once a member that kept its data answers -- or restore the directories "
-                          "from a backup")
+                      "and no peer has joined a cluster: a new cluster would lose everything it acknowledged; "
+                      "it rejoins once a member that kept its data answers -- or restore the directories "
+                      "from a backup")
     return JOIN, "every node is new: a new cluster"
 
 

@@ -562,8 +562,7 @@ class NodeServer:
         if self.rejoin is not None:
             await self._rejoin_heard()
             return None
-        verdict, why = admission(membership, self.peers, self._heard, added=self.added,
-                                 emptied=self.storage is not None and bool(self.storage.emptied))
+        verdict, why = admission(membership, self.peers, self._heard, added=self.added)
         if verdict == JOIN:
             await self._join(self._members_heard(), why)
         elif verdict == STAY_OUT and self.rejoin_empty:

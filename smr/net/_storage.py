@@ -124,6 +124,21 @@ def private_file(path: str | Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_
     return fd
 
 
+def lock_directory(path: Path) -> int:
+    """Take ``path``'s ``LOCK`` file for this process (released when the returned fd closes); ConfigError
+    if the directory cannot be used or another running process holds it."""
+    try:
+        fd = private_file(path / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    except OSError as exc:
+        raise ConfigError(f"cannot use data directory: {exc.strerror}", file=str(path)) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ConfigError("data directory is locked by another running process", file=str(path)) from None
+    return fd
+
+
 @attrs.define
 class StorageStats:
     """What the storage has done since it was opened."""
@@ -153,15 +168,9 @@ class Storage:
         self.emptied = 0
         try:
             private_dir(self.path)
-            self._lock_fd = private_file(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
             raise ConfigError(f"cannot use data directory: {exc.strerror}", file=str(self.path)) from None
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self._lock_fd)
-            raise ConfigError("data directory is locked by another running process",
-                              file=str(self.path)) from None
+        self._lock_fd = lock_directory(self.path)
         db = self.path / DB_NAME
         try:
             os.close(private_file(db, os.O_RDWR | os.O_CREAT))  # before SQLite makes it 0644
@@ -401,12 +410,8 @@ def set_aside(data_dir: str | Path, reason: str) -> Path:
     """Move the database files of ``data_dir`` into a new ``damaged-<UTC time>`` directory in it, with a
     ``REASON`` file saying why; return that directory.  What is left counts as emptied (``COMMITS`` stays)."""
     path = Path(data_dir)
-    lock = private_file(path / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    lock = lock_directory(path)  # never move a database another process serves
     try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # never move a database another process serves
-        except OSError:
-            raise ConfigError("data directory is locked by another running process", file=str(path)) from None
         return _move_aside(path, reason)
     finally:
         os.close(lock)

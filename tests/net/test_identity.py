@@ -30,11 +30,12 @@ def test_an_emptied_node_never_starts_a_new_cluster_but_rejoins_past_a_joined_pe
     me = _fresh()
     all_new = {"n2": Identity("n2", "b", False), "n3": Identity("n3", "c", False)}
     assert admission(me, PEERS, all_new)[0] == JOIN
-    verdict, why = admission(me, PEERS, all_new, emptied=True)
+    me.emptied = True
+    verdict, why = admission(me, PEERS, all_new)
     assert verdict == HOLD and "would lose everything it acknowledged" in why
-    assert admission(me, PEERS, {"n2": all_new["n2"]}, emptied=True)[0] == WAIT
+    assert admission(me, PEERS, {"n2": all_new["n2"]})[0] == WAIT
     member = {**all_new, "n2": Identity("n2", "b", True, {"n1": "old", "n3": "c"})}
-    assert admission(me, PEERS, member, emptied=True)[0] == STAY_OUT
+    assert admission(me, PEERS, member)[0] == STAY_OUT
 
 
 def test_a_fresh_node_never_starts_a_cluster_with_emptied_peers_nor_do_they_join_it() -> None:
@@ -49,7 +50,7 @@ def test_a_fresh_node_never_starts_a_cluster_with_emptied_peers_nor_do_they_join
     verdict, why = admission(n3, ("n1", "n2"), heard)
     assert verdict == HOLD and "n1, n2 found their data directory emptied" in why
     joined_n3 = Identity("n3", n3.incarnation, True, {"n1": n1.incarnation, "n2": n2.incarnation})
-    assert admission(n1, ("n2", "n3"), {"n3": joined_n3}, emptied=True)[0] == HOLD
+    assert admission(n1, ("n2", "n3"), {"n3": joined_n3})[0] == HOLD
     assert admission(_fresh("n1"), ("n2", "n3"), {"n3": Identity("n3", "c", True, {})})[0] == STAY_OUT
 
 

@@ -60,6 +60,15 @@ async def _caught_up(tcp: TcpCluster, node: str, timeout: float = 20.0) -> int:
         for n, r in (await tcp.statuses(timeout=1.0)).items()))
 
 
+async def _reads_back_and_catches_up(tcp: TcpCluster, node: str, keys: int) -> None:
+    """Every one of the ``keys`` puts k<i>=<i> made before ``node`` was emptied reads back, and after one
+    more write ``node`` catches up with the leader."""
+    for i in range(keys):
+        assert await tcp.submit(c.get(f"k{i}")) == str(i)
+    await tcp.submit(c.put("after", "1"))
+    await _caught_up(tcp, node)
+
+
 @asynccontextmanager
 async def _under_load(cluster: LocalTcpCluster) -> AsyncIterator[tuple[TcpCluster, Writers, str]]:
     """A client of ``cluster`` whose writers have run for a second, and the leader then; halt the writers
@@ -198,10 +207,7 @@ async def test_a_node_killed_mid_rejoin_resumes_when_restarted(backend: str, tmp
                 cluster.kill(victim)  # rejoined: restarted, it only has to catch up again
                 cluster.start_node(victim)
                 await _voter_again(tcp, victim, timeout=60)
-                for i in range(30):
-                    assert await tcp.submit(c.get(f"k{i}")) == str(i)
-                await tcp.submit(c.put("after", "1"))
-                await _caught_up(tcp, victim)
+                await _reads_back_and_catches_up(tcp, victim, 30)
     _rejoined(cluster, victim)
     log = cluster.log_file(victim).read_text()
     assert "the directory counts as emptied and the node starts afresh" in log
@@ -257,10 +263,7 @@ async def test_a_node_whose_database_is_damaged_sets_it_aside_and_rejoins(
                 assert "damaged" in refused and "Traceback" not in refused, refused[-2000:]
                 cluster.start_node(victim, rejoin_empty=True)
                 await _voter_again(tcp, victim, timeout=60)
-                for i in range(20):
-                    assert await tcp.submit(c.get(f"k{i}")) == str(i)
-                await tcp.submit(c.put("after", "1"))
-                await _caught_up(tcp, victim)
+                await _reads_back_and_catches_up(tcp, victim, 20)
     _rejoined(cluster, victim)
     asides = list(cluster.data_dir(victim).glob("damaged-*"))
     assert len(asides) == 1 and (asides[0] / "replica.sqlite3").exists()
