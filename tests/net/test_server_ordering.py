@@ -43,10 +43,13 @@ class GatedStorage:
         self.gate.set()
         self.entered = threading.Event()
         self.fail: Exception | None = None
+        #: Every write this test has seen, kept alive so that no two of them ever share an ``id()``.
+        self.seen: list[Any] = []
 
     def commit(self, writes: Any) -> None:
         """Log, wait at the gate, then fail or commit for real."""
         self.log.append(("commit-start", len(writes)))
+        self.seen.extend(writes)
         self.started.update(id(write) for write in writes)
         self.entered.set()
         assert self.gate.wait(30), "the test never opened the gate"
@@ -96,6 +99,7 @@ def _watch(server: NodeServer) -> tuple[GatedStorage, list[tuple[str, Any]]]:
         return ready
 
     def logged_release(ready: Ready) -> None:
+        gated.seen.extend(ready.persist)
         log.append(("release", (frozenset(map(id, ready.persist)),
                                 frozenset(id(w) for w in ready.persist if id(w) not in gated.durable))))
         release(ready)
