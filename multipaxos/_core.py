@@ -896,10 +896,14 @@ class MultiPaxosCore(LogCore):
                 if vote.slot not in ballots or vote.ballot > ballots[vote.slot]:
                     ballots[vote.slot] = vote.ballot
         for slot in range(self.applied + 1, last + 1):
-            self.deferred[slot] = self.chosen.get(slot) or values.get(slot) or NOOP_ENTRY
+            recovered = self.chosen.get(slot) or values.get(slot)
+            if recovered is None:  # nothing accepted there by the quorum that promised (nor chosen)
+                self._fill_gap(slot)
+                continue
+            self.deferred[slot] = recovered
             if slot in ballots:
                 self.deferred_ballots[slot] = ballots[slot]
-            if is_change(self.deferred[slot].command):
+            if is_change(recovered.command):
                 self.change_slots.add(slot)
         self.recovered_last = last
         if not self._propose_deferred():
@@ -990,10 +994,20 @@ class MultiPaxosCore(LogCore):
             return
         if last >= self.next_slot:
             for slot in range(self.next_slot, last + 1):
-                self.deferred.setdefault(slot, NOOP_ENTRY)
+                if slot not in self.deferred:
+                    self._fill_gap(slot)
             self.recovered_last = max(self.recovered_last, last)
         self._pump()
         self._serve_reads()  # reads may have waited for this configuration's promises
+
+    def _fill_gap(self, slot: int) -> None:
+        """Queue a no-op for ``slot``, below the last slot a quorum reported but with no value reported there.
+
+        Nothing can have been chosen there (a quorum of its acceptors accepted
+        nothing), and the log applies in order, so the slot must be decided
+        before anything after it is applied: a no-op decides it.
+        """
+        self.deferred[slot] = NOOP_ENTRY
 
     def _defer(self, slot: int, value: ClientRequest, ballot: Ballot | None) -> None:
         """Queue ``value`` for ``slot`` until we may propose there; ``ballot``: the one it was accepted in (None: chosen)."""

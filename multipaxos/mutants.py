@@ -158,11 +158,20 @@ class SnapshotOneAhead(MultiPaxosCore):
         """One slot too far."""
         return last_slot + 1
 
+class HolesUnfilled(MultiPaxosCore):
+    """BROKEN: a new leader re-proposes the values its quorum reported but leaves the slots between them
+    that nobody reported empty, so the log never applies past such a hole."""
+
+    mutants: ClassVar[frozenset[str]] = frozenset({"mutant_holes_unfilled"})
+
+    def _fill_gap(self, slot: int) -> None:
+        """Leave the hole."""
+
 #: The mutants of :class:`MultiPaxosCore`; :func:`build` below is the backend's factory.
 _SET = MutantSet(MultiPaxosCore, (AcceptLowerBallot, IgnorePromisedValues, ForgetPromise, ApplyUnchosen,
                                   CountSelfBeforeSync, EarlyConfiguration, LeaseIgnoresDrift,
                                   RetryRunsAgain, ReadWithoutConfirmation,
-                                  SnapshotOneAhead),
+                                  SnapshotOneAhead, HolesUnfilled),
                  lambda options: MultiPaxosOptions.from_mapping(options).mutants)
 #: Every mutant class, by the option that selects it.
 MUTANTS = _SET.by_option

@@ -41,7 +41,8 @@ class MultiPaxosOptions:
     election_ticks_min of their own ticks of hearing the leader).
 
     The ``mutant_*`` switches exist only so the test suite can prove it catches
-    real bugs; each is off by default and each breaks safety.
+    real bugs; each is off by default and each breaks safety, but for
+    ``mutant_holes_unfilled``, which breaks liveness (the log stops at a hole).
     :func:`multipaxos.mutants.build` picks the subclass of
     :mod:`multipaxos.mutants` the switch names.
     """
@@ -69,6 +70,7 @@ class MultiPaxosOptions:
     mutant_retry_runs_again: bool = False
     mutant_read_without_confirmation: bool = False
     mutant_snapshot_one_ahead: bool = False
+    mutant_holes_unfilled: bool = False
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.election_ticks_min <= self.election_ticks_max:
