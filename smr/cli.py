@@ -282,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .checker.cli import register_check
     from .conformance.cli import register as register_conformance
     from .experiments.cli import register as register_experiments
+    from .mutation import register as register_mutation
     from .net.cli import register as register_net
     from .results import register as register_results
 
@@ -296,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backends(sub)
     register_results(sub)
     _add_bench(sub)
+    register_mutation(sub)
     return parser
 
 

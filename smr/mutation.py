@@ -1,0 +1,234 @@
+"""``smr mutation``: mutation testing of the protocol cores, the sessions and the TCP server loop.
+
+A suite that no deliberate bug turns red proves nothing.  The hand-written
+mutants (``mutant_*`` options) break one protocol rule each; this command asks
+a mutation-testing tool, mutmut 3, to break *every* line it can -- a ``<``
+made ``<=``, a ``+ 1`` dropped, a ``True`` made ``False`` -- and runs the fast
+tests that reach the mutated function against each mutant.  A mutant the tests
+do not fail is a *survivor*: either a test is missing, or the change cannot be
+observed (an equivalent mutant), and the score is only honest once every
+survivor is one or the other.
+
+Each target is a set of source files and the fast tests judged against them
+(in-process tests only: a test that starts ``smr serve`` processes would run
+the unmutated code).  The run happens in a work directory of its own (a copy of
+the packages and tests, so the checkout is never touched) and resumes where it
+stopped.  The report counts mutants by outcome per file, gives the score
+(killed out of killed + survived + untested) and lists each survivor with its
+diff and, where ``docs/mutation/<target>.yaml`` has one, the sentence that
+explains why it is equivalent.  Survivors with neither a test nor an
+explanation make the command exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+
+from .errors import ConfigError
+
+#: The packages and files copied into a work directory: everything the tests import.
+COPIED = ("smr", "raft", "multipaxos", "synod", "workloads", "examples", "tests", "pyproject.toml")
+#: mutmut's exit codes, by the outcome they mean (mutmut.stats.status_by_exit_code).
+OUTCOMES = {1: "killed", 3: "killed", 37: "killed by mypy", 0: "survived", 5: "no tests", 33: "no tests",
+            36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout", None: "not run"}
+
+
+@attrs.frozen
+class Target:
+    """A set of source files mutated together and the fast tests that judge them."""
+
+    name: str
+    files: tuple[str, ...]
+    tests: tuple[str, ...]
+    description: str
+
+
+_CORE_TESTS = ("tests/test_sessions_in_cores.py", "tests/test_rejoin_cores.py", "tests/test_hostile_cores.py",
+               "tests/conformance/test_catalogue.py", "tests/test_transcripts.py", "tests/test_driver.py")
+TARGETS = {t.name: t for t in (
+    Target("sessions", ("smr/sessions.py",),
+           ("tests/test_sessions_in_cores.py", "tests/test_apps.py", "tests/sim/test_state_machines.py",
+            "tests/raft/test_raft_paper.py", "tests/multipaxos/test_multipaxos_protocol.py",
+            "tests/conformance/test_catalogue.py"),
+           "client sessions: exactly-once, expiry, the session table in snapshots"),
+    Target("raft", ("raft/_core.py", "raft/log.py", "raft/progress.py"),
+           ("tests/raft/test_raft_paper.py", "tests/raft/test_raft_options.py", "tests/raft/test_raft_leases.py",
+            "tests/raft/test_raft_membership.py", "tests/raft/test_raft_write_in_parallel.py", *_CORE_TESTS),
+           "the Raft core, its log and its replication progress"),
+    Target("multipaxos", ("multipaxos/_core.py",),
+           ("tests/multipaxos/test_multipaxos_protocol.py", "tests/multipaxos/test_multipaxos_leases.py",
+            "tests/multipaxos/test_multipaxos_reconfiguration.py",
+            "tests/multipaxos/test_multipaxos_membership_followers.py",
+            "tests/multipaxos/test_multipaxos_write_in_parallel.py", *_CORE_TESTS),
+           "the multi-Paxos core"),
+    Target("server", ("smr/net/_server.py",),
+           ("tests/net/test_server_ordering.py", "tests/net/test_embedded_node.py", "tests/net/test_insider.py",
+            "tests/net/test_tcp_frames.py"),
+           "the TCP server loop: persist before send, frames, peers, clients"),
+)}
+
+
+def _config(target: Target) -> str:
+    """The ``[tool.mutmut]`` table for ``target`` (appended to the work directory's pyproject.toml)."""
+    settings = {
+        "source_paths": ["smr", "raft", "multipaxos"],
+        "only_mutate": list(target.files),
+        "also_copy": ["synod", "workloads", "examples"],
+        # mutmut forks one process per mutant: no xdist workers inside it
+        "pytest_add_cli_args": ["-n", "0", "-p", "no:cacheprovider"],
+        "pytest_add_cli_args_test_selection": list(target.tests),
+        # a mutant mypy rejects is caught by the suite's own type check; trampolines leave some ignores unused
+        "type_check_command": [sys.executable, "-m", "mypy", "smr", "raft", "multipaxos", "--output", "json",
+                               "--no-warn-unused-ignores"],
+    }
+    lines = ["", "[tool.mutmut]"]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+def prepare(source: Path, work: Path, target: Target) -> None:
+    """Copy the packages and tests of ``source`` into ``work`` (fresh copies; mutmut's results stay)."""
+    work.mkdir(parents=True, exist_ok=True)
+    for name in COPIED:
+        src, dst = source / name, work / name
+        if dst.is_dir():
+            shutil.rmtree(dst)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(src, dst)
+    pyproject = (work / "pyproject.toml").read_text(encoding="utf-8")
+    if "[tool.mutmut]" in pyproject:
+        raise ConfigError("pyproject.toml already has a [tool.mutmut] table; this command writes its own",
+                          file=str(source / "pyproject.toml"), field="tool.mutmut")
+    (work / "pyproject.toml").write_text(pyproject + _config(target), encoding="utf-8")
+
+
+def outcomes(work: Path) -> dict[str, dict[str, str]]:
+    """Every mutant's outcome, by source file then mutant name, read from mutmut's ``.meta`` files."""
+    found: dict[str, dict[str, str]] = {}
+    for meta in sorted((work / "mutants").rglob("*.py.meta")):
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        path = meta.relative_to(work / "mutants").as_posix().removesuffix(".meta")
+        codes = data.get("exit_code_by_key", {})
+        found[path] = {name: OUTCOMES.get(code, f"exit {code}") for name, code in codes.items()}
+    return found
+
+
+def explanations(source: Path, target: Target) -> dict[str, str]:
+    """The survivors ``docs/mutation/<target>.yaml`` explains as equivalent: mutant name -> why."""
+    path = source / "docs" / "mutation" / f"{target.name}.yaml"
+    if not path.exists():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise ConfigError("maps each mutant's name to the sentence that explains it", file=str(path), field="")
+    return data
+
+
+def _diff(work: Path, name: str) -> str:
+    """mutmut's diff of one mutant against the source."""
+    shown = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=work, capture_output=True,
+                           text=True, check=False)
+    return shown.stdout.strip()
+
+
+def report(source: Path, work: Path, target: Target, diffs: bool = True) -> dict[str, Any]:
+    """The run's figures: outcomes per file, the score, each survivor with its diff and explanation."""
+    explained = explanations(source, target)
+    files = {}
+    survivors = []
+    for path, by_name in outcomes(work).items():
+        if path not in target.files:
+            continue
+        counts = Counter(by_name.values())
+        judged = counts["killed"] + counts["killed by mypy"] + counts["survived"] + counts["no tests"] \
+            + counts["timeout"]
+        caught = counts["killed"] + counts["killed by mypy"] + counts["timeout"]
+        files[path] = {"mutants": len(by_name), **dict(sorted(counts.items())),
+                       "score": round(caught / judged, 4) if judged else None}
+        for name, outcome in sorted(by_name.items()):
+            if outcome in ("survived", "no tests"):
+                survivors.append({"name": name, "file": path, "outcome": outcome,
+                                  "explained": explained.get(name),
+                                  "diff": _diff(work, name) if diffs else None})
+    total = Counter[str]()
+    for counts in files.values():
+        total.update({k: v for k, v in counts.items() if isinstance(v, int) and k != "mutants"})
+    judged = sum(total[k] for k in ("killed", "killed by mypy", "survived", "no tests", "timeout"))
+    caught = total["killed"] + total["killed by mypy"] + total["timeout"]
+    return {"target": target.name, "files": files, "total": dict(sorted(total.items())),
+            "score": round(caught / judged, 4) if judged else None,
+            "not_run": total["not run"], "survivors": survivors,
+            "unexplained": [s["name"] for s in survivors if not s["explained"]]}
+
+
+def describe(doc: dict[str, Any]) -> str:
+    """A short text summary of a report."""
+    lines = [f"mutation testing of {doc['target']}:"]
+    for path, counts in doc["files"].items():
+        rest = ", ".join(f"{v} {k}" for k, v in counts.items() if k not in ("mutants", "score"))
+        score = "n/a" if counts["score"] is None else f"{counts['score']:.1%}"
+        lines.append(f"  {path}: {counts['mutants']} mutants ({rest}); score {score}")
+    score = "n/a" if doc["score"] is None else f"{doc['score']:.1%}"
+    lines.append(f"  score {score} (killed, by a test or by mypy, out of every mutant judged)")
+    if doc["not_run"]:
+        lines.append(f"  {doc['not_run']} mutants not run yet: run the command again to resume")
+    explained = len(doc["survivors"]) - len(doc["unexplained"])
+    lines.append(f"  {len(doc['survivors'])} survivors, {explained} explained as equivalent, "
+                 f"{len(doc['unexplained'])} neither killed nor explained")
+    for name in doc["unexplained"][:20]:
+        lines.append(f"    {name}")
+    if len(doc["unexplained"]) > 20:
+        lines.append(f"    ... and {len(doc['unexplained']) - 20} more (see the JSON report)")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``smr mutation``: run mutmut over a target in its work directory, then report."""
+    source = Path(args.source).resolve()
+    target = TARGETS[args.target]
+    work = Path(args.work or Path(os.environ.get("SMR_RESULTS") or "smr-results") / "mutation" / target.name)
+    work = work.resolve()
+    if not args.report_only:
+        prepare(source, work, target)
+        command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs)]
+        done = subprocess.run(command, cwd=work, check=False,
+                              stdout=None if args.progress else subprocess.DEVNULL)
+        if done.returncode != 0:
+            print(f"mutmut stopped with exit code {done.returncode} (work directory {work})", file=sys.stderr)
+            return 2
+    doc = report(source, work, target, diffs=not args.no_diffs)
+    out = Path(args.out or work / f"mutation-{target.name}.json")
+    out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    print(describe(doc))
+    print(f"wrote {out}")
+    return 1 if doc["unexplained"] or doc["not_run"] else 0
+
+
+def register(sub: Any) -> None:
+    """Add ``smr mutation`` to the command line."""
+    p = sub.add_parser("mutation", help="mutation testing (mutmut) of the cores, sessions and server loop",
+                       description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("target", choices=sorted(TARGETS),
+                   help="; ".join(f"{t.name}: {t.description}" for t in TARGETS.values()))
+    p.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 1)), help="mutants tested at once")
+    p.add_argument("--work", help="the work directory (default $SMR_RESULTS/mutation/TARGET); reused to resume")
+    p.add_argument("--source", default=".", help="the source tree to copy (default: the current directory)")
+    p.add_argument("--out", help="the JSON report (default WORK/mutation-TARGET.json)")
+    p.add_argument("--report-only", action="store_true", help="report the work directory's results, run nothing")
+    p.add_argument("--no-diffs", action="store_true", help="leave each survivor's diff out of the report")
+    p.add_argument("--progress", action="store_true", help="show mutmut's own progress")
+    p.set_defaults(func=run)
+
