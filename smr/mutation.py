@@ -144,33 +144,32 @@ def _diff(work: Path, name: str) -> str:
     return shown.stdout.strip()
 
 
+def _score(counts: Counter[str]) -> float | None:
+    """Caught (killed by a test or by mypy, or timed out) out of every mutant judged."""
+    caught = counts["killed"] + counts["killed by mypy"] + counts["timeout"]
+    judged = caught + counts["survived"] + counts["no tests"]
+    return round(caught / judged, 4) if judged else None
+
+
 def report(source: Path, work: Path, target: Target, diffs: bool = True) -> dict[str, Any]:
     """The run's figures: outcomes per file, the score, each survivor with its diff and explanation."""
     explained = explanations(source, target)
     files = {}
     survivors = []
+    total = Counter[str]()
     for path, by_name in outcomes(work).items():
         if path not in target.files:
             continue
         counts = Counter(by_name.values())
-        judged = counts["killed"] + counts["killed by mypy"] + counts["survived"] + counts["no tests"] \
-            + counts["timeout"]
-        caught = counts["killed"] + counts["killed by mypy"] + counts["timeout"]
-        files[path] = {"mutants": len(by_name), **dict(sorted(counts.items())),
-                       "score": round(caught / judged, 4) if judged else None}
+        total.update(counts)
+        files[path] = {"mutants": len(by_name), **dict(sorted(counts.items())), "score": _score(counts)}
         for name, outcome in sorted(by_name.items()):
             if outcome in ("survived", "no tests"):
                 survivors.append({"name": name, "file": path, "outcome": outcome,
                                   "explained": explained.get(name),
                                   "diff": _diff(work, name) if diffs else None})
-    total = Counter[str]()
-    for counts in files.values():
-        total.update({k: v for k, v in counts.items() if isinstance(v, int) and k != "mutants"})
-    judged = sum(total[k] for k in ("killed", "killed by mypy", "survived", "no tests", "timeout"))
-    caught = total["killed"] + total["killed by mypy"] + total["timeout"]
     return {"target": target.name, "files": files, "total": dict(sorted(total.items())),
-            "score": round(caught / judged, 4) if judged else None,
-            "not_run": total["not run"], "survivors": survivors,
+            "score": _score(total), "not_run": total["not run"], "survivors": survivors,
             "unexplained": [s["name"] for s in survivors if not s["explained"]]}
 
 
