@@ -58,9 +58,9 @@ _CORE_TESTS = ("tests/test_sessions_in_cores.py", "tests/test_rejoin_cores.py", 
                "tests/conformance/test_catalogue.py", "tests/test_transcripts.py", "tests/test_driver.py")
 TARGETS = {t.name: t for t in (
     Target("sessions", ("smr/sessions.py",),
-           ("tests/test_sessions_in_cores.py", "tests/test_apps.py", "tests/sim/test_state_machines.py",
-            "tests/raft/test_raft_paper.py", "tests/multipaxos/test_multipaxos_protocol.py",
-            "tests/conformance/test_catalogue.py"),
+           ("tests/test_sessions_table.py", "tests/test_sessions_in_cores.py", "tests/test_apps.py",
+            "tests/sim/test_state_machines.py",
+            "tests/raft/test_raft_paper.py", "tests/multipaxos/test_multipaxos_protocol.py"),
            "client sessions: exactly-once, expiry, the session table in snapshots"),
     Target("raft", ("raft/_core.py", "raft/log.py", "raft/progress.py"),
            ("tests/raft/test_raft_paper.py", "tests/raft/test_raft_options.py", "tests/raft/test_raft_leases.py",
@@ -144,9 +144,10 @@ def _diff(work: Path, name: str) -> str:
     return shown.stdout.strip()
 
 
-def _score(counts: Counter[str]) -> float | None:
-    """Caught (killed by a test or by mypy, or timed out) out of every mutant judged."""
-    caught = counts["killed"] + counts["killed by mypy"] + counts["timeout"]
+def _score(counts: Counter[str], by_tests_only: bool = False) -> float | None:
+    """Caught (killed by a test or by mypy, or timed out) out of every mutant judged; ``by_tests_only``:
+    of the mutants mypy let through, those the tests caught."""
+    caught = counts["killed"] + counts["timeout"] + (0 if by_tests_only else counts["killed by mypy"])
     judged = caught + counts["survived"] + counts["no tests"]
     return round(caught / judged, 4) if judged else None
 
@@ -169,7 +170,8 @@ def report(source: Path, work: Path, target: Target, diffs: bool = True) -> dict
                                   "explained": explained.get(name),
                                   "diff": _diff(work, name) if diffs else None})
     return {"target": target.name, "files": files, "total": dict(sorted(total.items())),
-            "score": _score(total), "not_run": total["not run"], "survivors": survivors,
+            "score": _score(total), "score_by_tests": _score(total, by_tests_only=True),
+            "not_run": total["not run"], "survivors": survivors,
             "unexplained": [s["name"] for s in survivors if not s["explained"]]}
 
 
@@ -181,7 +183,9 @@ def describe(doc: dict[str, Any]) -> str:
         score = "n/a" if counts["score"] is None else f"{counts['score']:.1%}"
         lines.append(f"  {path}: {counts['mutants']} mutants ({rest}); score {score}")
     score = "n/a" if doc["score"] is None else f"{doc['score']:.1%}"
-    lines.append(f"  score {score} (killed, by a test or by mypy, out of every mutant judged)")
+    by_tests = "n/a" if doc["score_by_tests"] is None else f"{doc['score_by_tests']:.1%}"
+    lines.append(f"  score {score} (killed, by a test or by mypy, out of every mutant judged); "
+                 f"{by_tests} of the mutants mypy let through killed by the tests")
     if doc["not_run"]:
         lines.append(f"  {doc['not_run']} mutants not run yet: run the command again to resume")
     explained = len(doc["survivors"]) - len(doc["unexplained"])
@@ -203,6 +207,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.report_only:
         prepare(source, work, target)
         command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs)]
+        if args.retest_survivors:  # after new tests: mutmut keeps its verdicts on unchanged functions
+            command += [name for by_name in outcomes(work).values() for name, outcome in by_name.items()
+                        if outcome in ("survived", "no tests")]
         done = subprocess.run(command, cwd=work, check=False,
                               stdout=None if args.progress else subprocess.DEVNULL)
         if done.returncode != 0:
@@ -227,6 +234,8 @@ def register(sub: Any) -> None:
     p.add_argument("--source", default=".", help="the source tree to copy (default: the current directory)")
     p.add_argument("--out", help="the JSON report (default WORK/mutation-TARGET.json)")
     p.add_argument("--report-only", action="store_true", help="report the work directory's results, run nothing")
+    p.add_argument("--retest-survivors", action="store_true",
+                   help="run the survivors of the last run again (after adding tests that may kill them)")
     p.add_argument("--no-diffs", action="store_true", help="leave each survivor's diff out of the report")
     p.add_argument("--progress", action="store_true", help="show mutmut's own progress")
     p.set_defaults(func=run)

@@ -80,6 +80,7 @@ def test_the_report_scores_the_targets_files_and_lists_each_unexplained_survivor
     assert list(doc["files"]) == ["smr/a.py"]
     # caught: killed 1 + mypy 1 + timeout 1 = 3, of 3 + survived 2 + untested 1 = 6 judged
     assert doc["score"] == 0.5 and doc["files"]["smr/a.py"]["score"] == 0.5 and doc["not_run"] == 1
+    assert doc["score_by_tests"] == 0.4  # killed 1 + timeout 1 of 5 judged without mypy
     assert [s["name"] for s in doc["survivors"]] == ["smr.a.x_f__mutmut_2", "smr.a.x_f__mutmut_3",
                                                      "smr.a.x_g__mutmut_2"]
     assert doc["unexplained"] == ["smr.a.x_f__mutmut_3", "smr.a.x_g__mutmut_2"]
