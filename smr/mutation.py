@@ -126,6 +126,26 @@ def outcomes(work: Path) -> dict[str, dict[str, str]]:
     return found
 
 
+def _exit_codes(work: Path) -> dict[Path, dict[str, Any]]:
+    """mutmut's raw exit codes, by ``.meta`` file."""
+    return {meta: json.loads(meta.read_text(encoding="utf-8")).get("exit_code_by_key", {})
+            for meta in sorted((work / "mutants").rglob("*.py.meta"))}
+
+
+def _keep_earlier_verdicts(work: Path, before: dict[Path, dict[str, Any]]) -> None:
+    """Put back the verdicts a run of named mutants left out: mutmut rewrites each ``.meta`` file with
+    only the mutants it ran, so every other mutant would read as not run."""
+    for meta, earlier in before.items():
+        if not meta.exists():
+            continue
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        codes = data.setdefault("exit_code_by_key", {})
+        for name, code in earlier.items():
+            if codes.get(name) is None and code is not None:
+                codes[name] = code
+        meta.write_text(json.dumps(data), encoding="utf-8")
+
+
 def explanations(source: Path, target: Target) -> dict[str, str]:
     """The survivors ``docs/mutation/<target>.yaml`` explains as equivalent: mutant name -> why."""
     path = source / "docs" / "mutation" / f"{target.name}.yaml"
@@ -207,11 +227,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.report_only:
         prepare(source, work, target)
         command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs)]
+        before = _exit_codes(work)
         if args.retest_survivors:  # after new tests: mutmut keeps its verdicts on unchanged functions
-            command += [name for by_name in outcomes(work).values() for name, outcome in by_name.items()
-                        if outcome in ("survived", "no tests")]
+            command += [name for codes in before.values() for name, code in codes.items()
+                        if OUTCOMES.get(code) in ("survived", "no tests")]
         done = subprocess.run(command, cwd=work, check=False,
                               stdout=None if args.progress else subprocess.DEVNULL)
+        _keep_earlier_verdicts(work, before)
         if done.returncode != 0:
             print(f"mutmut stopped with exit code {done.returncode} (work directory {work})", file=sys.stderr)
             return 2

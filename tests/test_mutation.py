@@ -94,3 +94,16 @@ def test_an_explanations_file_that_is_not_a_mapping_of_names_to_sentences_is_ref
     (source / "docs" / "mutation" / "t.yaml").write_text("- a list\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"t.yaml.*maps each mutant"):
         explanations(source, Target("t", (), (), ""))
+
+
+def test_a_retest_of_named_mutants_keeps_every_other_verdict(tmp_path: Path) -> None:
+    from smr.mutation import _exit_codes, _keep_earlier_verdicts
+
+    work = tmp_path / "work"
+    _meta(work, "smr/a.py", {"smr.a.x_f__mutmut_1": 1, "smr.a.x_f__mutmut_2": 0, "smr.a.x_g__mutmut_1": 37})
+    before = _exit_codes(work)
+    # mutmut, asked to run x_f__mutmut_2 only, rewrites the file with the others not run
+    _meta(work, "smr/a.py", {"smr.a.x_f__mutmut_1": None, "smr.a.x_f__mutmut_2": 1, "smr.a.x_g__mutmut_1": None})
+    _keep_earlier_verdicts(work, before)
+    assert outcomes(work)["smr/a.py"] == {"smr.a.x_f__mutmut_1": "killed", "smr.a.x_f__mutmut_2": "killed",
+                                          "smr.a.x_g__mutmut_1": "killed by mypy"}

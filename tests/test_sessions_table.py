@@ -312,3 +312,18 @@ def test_the_watch_reports_the_latest_request_run_again() -> None:
     assert reports == []
     watch.running("c", 2, c.add(1))
     assert reports == ["exactly-once: client c's request 2 (add) runs again -- its session already ran request 2"]
+
+
+def test_a_session_limit_out_of_range_is_named_as_a_session_option() -> None:
+    with pytest.raises(LocalProtocolError, match=r"^session option max_sessions must be an int >= 1, got 0$"):
+        SessionLimits(max_sessions=0)
+
+
+def test_a_client_answered_once_but_without_a_session_is_refused_not_run() -> None:
+    """acked 1: its first request was answered, so its session existed and was dropped -- a retry of
+    request 2 may have run already, so it is refused, never run (again)."""
+    applier = _applier()
+    status, result = applier.apply(_request("c", 2, acked=1))
+    assert status == "error" and result["error"] == "SessionExpired"  # type: ignore[index]
+    assert applier.machine.snapshot() == Applier(Counter).machine.snapshot()  # nothing ran
+    assert applier.apply(_request("d", 1, acked=0)) == ("ok", 1)  # a new client does run
