@@ -896,13 +896,13 @@ class MultiPaxosCore(LogCore):
                 if vote.slot not in ballots or vote.ballot > ballots[vote.slot]:
                     ballots[vote.slot] = vote.ballot
         for slot in range(self.applied + 1, last + 1):
+            if slot in ballots:
+                self.deferred_ballots[slot] = ballots[slot]
             recovered = self.chosen.get(slot) or values.get(slot)
-            if recovered is None:  # nothing accepted there by the quorum that promised (nor chosen)
+            if recovered is None:  # no promiser reported a value there, and it is not known chosen
                 self._fill_gap(slot)
                 continue
             self.deferred[slot] = recovered
-            if slot in ballots:
-                self.deferred_ballots[slot] = ballots[slot]
             if is_change(recovered.command):
                 self.change_slots.add(slot)
         self.recovered_last = last
@@ -1001,11 +1001,14 @@ class MultiPaxosCore(LogCore):
         self._serve_reads()  # reads may have waited for this configuration's promises
 
     def _fill_gap(self, slot: int) -> None:
-        """Queue a no-op for ``slot``, below the last slot a quorum reported but with no value reported there.
+        """Queue a no-op for ``slot``, below the last slot the promisers reported but with no value reported there.
 
-        Nothing can have been chosen there (a quorum of its acceptors accepted
-        nothing), and the log applies in order, so the slot must be decided
-        before anything after it is applied: a no-op decides it.
+        The log applies in order, so such a hole must be decided before
+        anything after it is applied: a no-op decides it.  It is proposed only
+        once a quorum of the slot's configuration has promised our ballot
+        (``_may_propose``), and a promise heard before then that reports a
+        value for the slot replaces it (``_on_late_promise``: the no-op has
+        no ballot to beat).
         """
         self.deferred[slot] = NOOP_ENTRY
 

@@ -39,9 +39,16 @@ from .errors import ConfigError
 
 #: The packages and files copied into a work directory: everything the tests import.
 COPIED = ("smr", "raft", "multipaxos", "synod", "workloads", "examples", "tests", "pyproject.toml")
-#: mutmut's exit codes, by the outcome they mean (mutmut.stats.status_by_exit_code).
+#: mutmut's exit codes, by the outcome they mean (mutmut.stats.status_by_exit_code); any other code is
+#: "suspicious", like mutmut's own default.
 OUTCOMES = {1: "killed", 3: "killed", 37: "killed by mypy", 0: "survived", 5: "no tests", 33: "no tests",
-            36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout", None: "not run"}
+            36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout", None: "not run",
+            2: "not run", 34: "skipped", 35: "suspicious", -11: "segfault", -9: "segfault"}
+#: The outcomes that count as caught.
+CAUGHT = frozenset({"killed", "killed by mypy", "timeout"})
+#: The outcomes that count as survivors: each needs a test that kills it or an explanation.  A mutant
+#: that crashed the tests (segfault) or gave mutmut an unclear result is not counted as caught.
+SURVIVED = frozenset({"survived", "no tests", "skipped", "suspicious", "segfault"})
 
 
 @attrs.frozen
@@ -98,8 +105,23 @@ def _config(target: Target) -> str:
 
 
 def prepare(source: Path, work: Path, target: Target) -> None:
-    """Copy the packages and tests of ``source`` into ``work`` (fresh copies; mutmut's results stay)."""
+    """Copy the packages and tests of ``source`` into ``work`` (fresh copies; mutmut's results stay).
+
+    mutmut copies a file into ``work/mutants`` only if it is not there yet
+    (regenerating a mutated module only when its source is newer), so files
+    there that are not mutmut's own results are removed: it copies them afresh.
+    """
+    missing = [name for name in COPIED if not (source / name).exists()]
+    if missing:
+        raise ConfigError(f"not a source tree of this project: {', '.join(missing)} missing", file=str(source),
+                          field="--source")
     work.mkdir(parents=True, exist_ok=True)
+    mutants = work / "mutants"
+    if mutants.is_dir():
+        for path in sorted(mutants.rglob("*")):
+            if path.is_file() and not path.name.endswith(".meta") and path.name != "mutmut-stats.json" \
+                    and not any(path == mutants / mutated for mutated in target.files):
+                path.unlink()
     for name in COPIED:
         src, dst = source / name, work / name
         if dst.is_dir():
@@ -122,28 +144,8 @@ def outcomes(work: Path) -> dict[str, dict[str, str]]:
         data = json.loads(meta.read_text(encoding="utf-8"))
         path = meta.relative_to(work / "mutants").as_posix().removesuffix(".meta")
         codes = data.get("exit_code_by_key", {})
-        found[path] = {name: OUTCOMES.get(code, f"exit {code}") for name, code in codes.items()}
+        found[path] = {name: OUTCOMES.get(code, "suspicious") for name, code in codes.items()}
     return found
-
-
-def _exit_codes(work: Path) -> dict[Path, dict[str, Any]]:
-    """mutmut's raw exit codes, by ``.meta`` file."""
-    return {meta: json.loads(meta.read_text(encoding="utf-8")).get("exit_code_by_key", {})
-            for meta in sorted((work / "mutants").rglob("*.py.meta"))}
-
-
-def _keep_earlier_verdicts(work: Path, before: dict[Path, dict[str, Any]]) -> None:
-    """Put back the verdicts a run of named mutants left out: mutmut rewrites each ``.meta`` file with
-    only the mutants it ran, so every other mutant would read as not run."""
-    for meta, earlier in before.items():
-        if not meta.exists():
-            continue
-        data = json.loads(meta.read_text(encoding="utf-8"))
-        codes = data.setdefault("exit_code_by_key", {})
-        for name, code in earlier.items():
-            if codes.get(name) is None and code is not None:
-                codes[name] = code
-        meta.write_text(json.dumps(data), encoding="utf-8")
 
 
 def explanations(source: Path, target: Target) -> dict[str, str]:
@@ -167,8 +169,8 @@ def _diff(work: Path, name: str) -> str:
 def _score(counts: Counter[str], by_tests_only: bool = False) -> float | None:
     """Caught (killed by a test or by mypy, or timed out) out of every mutant judged; ``by_tests_only``:
     of the mutants mypy let through, those the tests caught."""
-    caught = counts["killed"] + counts["timeout"] + (0 if by_tests_only else counts["killed by mypy"])
-    judged = caught + counts["survived"] + counts["no tests"]
+    caught = sum(counts[o] for o in CAUGHT if not (by_tests_only and o == "killed by mypy"))
+    judged = caught + sum(counts[o] for o in SURVIVED)
     return round(caught / judged, 4) if judged else None
 
 
@@ -185,7 +187,7 @@ def report(source: Path, work: Path, target: Target, diffs: bool = True) -> dict
         total.update(counts)
         files[path] = {"mutants": len(by_name), **dict(sorted(counts.items())), "score": _score(counts)}
         for name, outcome in sorted(by_name.items()):
-            if outcome in ("survived", "no tests"):
+            if outcome in SURVIVED:
                 survivors.append({"name": name, "file": path, "outcome": outcome,
                                   "explained": explained.get(name),
                                   "diff": _diff(work, name) if diffs else None})
@@ -227,13 +229,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.report_only:
         prepare(source, work, target)
         command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs)]
-        before = _exit_codes(work)
         if args.retest_survivors:  # after new tests: mutmut keeps its verdicts on unchanged functions
-            command += [name for codes in before.values() for name, code in codes.items()
-                        if OUTCOMES.get(code) in ("survived", "no tests")]
+            command += [name for by_name in outcomes(work).values() for name, outcome in by_name.items()
+                        if outcome in SURVIVED]
         done = subprocess.run(command, cwd=work, check=False,
                               stdout=None if args.progress else subprocess.DEVNULL)
-        _keep_earlier_verdicts(work, before)
         if done.returncode != 0:
             print(f"mutmut stopped with exit code {done.returncode} (work directory {work})", file=sys.stderr)
             return 2
@@ -242,7 +242,18 @@ def run(args: argparse.Namespace) -> int:
     out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     print(describe(doc))
     print(f"wrote {out}")
+    if not doc["files"]:
+        print(f"no mutants of {', '.join(target.files)} in {work}: nothing was judged", file=sys.stderr)
+        return 2
     return 1 if doc["unexplained"] or doc["not_run"] else 0
+
+
+def _positive(text: str) -> int:
+    """An argparse type: an int of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def register(sub: Any) -> None:
@@ -251,7 +262,7 @@ def register(sub: Any) -> None:
                        description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("target", choices=sorted(TARGETS),
                    help="; ".join(f"{t.name}: {t.description}" for t in TARGETS.values()))
-    p.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 1)), help="mutants tested at once")
+    p.add_argument("--jobs", type=_positive, default=max(1, (os.cpu_count() or 1)), help="mutants tested at once")
     p.add_argument("--work", help="the work directory (default $SMR_RESULTS/mutation/TARGET); reused to resume")
     p.add_argument("--source", default=".", help="the source tree to copy (default: the current directory)")
     p.add_argument("--out", help="the JSON report (default WORK/mutation-TARGET.json)")

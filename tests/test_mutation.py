@@ -96,14 +96,30 @@ def test_an_explanations_file_that_is_not_a_mapping_of_names_to_sentences_is_ref
         explanations(source, Target("t", (), (), ""))
 
 
-def test_a_retest_of_named_mutants_keeps_every_other_verdict(tmp_path: Path) -> None:
-    from smr.mutation import _exit_codes, _keep_earlier_verdicts
 
-    work = tmp_path / "work"
-    _meta(work, "smr/a.py", {"smr.a.x_f__mutmut_1": 1, "smr.a.x_f__mutmut_2": 0, "smr.a.x_g__mutmut_1": 37})
-    before = _exit_codes(work)
-    # mutmut, asked to run x_f__mutmut_2 only, rewrites the file with the others not run
-    _meta(work, "smr/a.py", {"smr.a.x_f__mutmut_1": None, "smr.a.x_f__mutmut_2": 1, "smr.a.x_g__mutmut_1": None})
-    _keep_earlier_verdicts(work, before)
-    assert outcomes(work)["smr/a.py"] == {"smr.a.x_f__mutmut_1": "killed", "smr.a.x_f__mutmut_2": "killed",
-                                          "smr.a.x_g__mutmut_1": "killed by mypy"}
+def test_a_mutant_that_crashed_or_puzzled_mutmut_is_a_survivor_not_a_kill(tmp_path: Path) -> None:
+    source, work = _source(tmp_path), tmp_path / "work"
+    _meta(work, "smr/a.py", {"smr.a.x_f__mutmut_1": 1, "smr.a.x_f__mutmut_2": 35, "smr.a.x_f__mutmut_3": -11,
+                             "smr.a.x_f__mutmut_4": 77, "smr.a.x_f__mutmut_5": 2})
+    doc = report(source, work, Target("t", ("smr/a.py",), (), ""), diffs=False)
+    assert [(s["name"][-1], s["outcome"]) for s in doc["survivors"]] == \
+        [("2", "suspicious"), ("3", "segfault"), ("4", "suspicious")]
+    assert doc["score"] == 0.25 and doc["not_run"] == 1  # 1 caught of 4 judged; the interrupted one not run
+
+
+def test_the_work_copy_is_checked_first_and_mutmuts_stale_copies_are_removed(tmp_path: Path) -> None:
+    source, work = _source(tmp_path), tmp_path / "work"
+    target = TARGETS["sessions"]
+    stale = [work / "mutants" / "smr" / "conformance" / "scenarios" / "old.yaml", work / "mutants" / "smr" / "x.py"]
+    kept = [work / "mutants" / "smr" / "sessions.py", work / "mutants" / "smr" / "sessions.py.meta",
+            work / "mutants" / "mutmut-stats.json"]
+    for path in stale + kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x", encoding="utf-8")
+    prepare(source, work, target)
+    assert not any(path.exists() for path in stale) and all(path.exists() for path in kept)
+    (source / "examples" / "__init__.py").unlink()
+    (source / "examples").rmdir()
+    with pytest.raises(ConfigError, match=r"examples missing"):
+        prepare(source, work, target)
+    assert (work / "examples").is_dir()  # refused before anything was removed

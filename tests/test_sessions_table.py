@@ -327,3 +327,20 @@ def test_a_client_answered_once_but_without_a_session_is_refused_not_run() -> No
     assert status == "error" and result["error"] == "SessionExpired"  # type: ignore[index]
     assert applier.machine.snapshot() == Applier(Counter).machine.snapshot()  # nothing ran
     assert applier.apply(_request("d", 1, acked=0)) == ("ok", 1)  # a new client does run
+
+
+def test_sessions_expire_only_when_log_time_moves_forward() -> None:
+    """Expiry is driven by the log alone: an entry stamped with the log time already reached expires
+    nothing, even in a replica restored from a snapshot under a shorter timeout; the next later stamp does."""
+    source = _applier(session_timeout_ms=1000)
+    source.apply(_request("old", 1, time=10))
+    source.apply(_request("new", 1, time=500))
+    target = _applier(session_timeout_ms=100)
+    target.restore(source.snapshot())
+    assert target.apply(_request("new", 2, time=500)) == ("ok", 3)
+    assert list(target.sessions) == ["old", "new"] and target.dropped == 0
+    assert target.apply(_request("old", 2, time=500, acked=1)) == ("ok", 4)  # still its session
+    target.apply(_request("new", 3, time=501))
+    assert target.dropped == 0  # "old" was used at 500: within 100 ms of 501
+    target.apply(_request("new", 4, time=601))
+    assert list(target.sessions) == ["new"] and target.dropped == 1
