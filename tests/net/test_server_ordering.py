@@ -156,17 +156,20 @@ def _leader(servers: dict[str, NodeServer]) -> NodeServer:
 
 
 async def _held_put(tmp_path: Path, gated: GatedStorage, log: list[tuple[str, Any]], key: str,
-                    nursery: trio.Nursery, answered: list[Any]) -> tuple[int, list[tuple[str, Any]]]:
+                    nursery: trio.Nursery, answered: list[Any],
+                    timeout: float = 5.0) -> tuple[int, list[tuple[str, Any]]]:
     """Close the gate, start a put of ``key`` in the background (its answer or error goes to ``answered``),
     wait until a commit is held, watch for a while; where the held commit started in the log, and what was
-    logged since."""
+    logged since.  Each attempt of the put waits ``timeout`` s, to outlast the held commit and the election
+    it may cause on a loaded machine (with 1 s attempts and three CPU hogs on 2 cores, 1 run in 26 gave up;
+    with 5 s, 2 in 63, every node a follower at the end: elections starved of CPU with 10 ms ticks)."""
     gated.gate.clear()
     gated.entered.clear()
 
     async def put() -> None:
         async with open_tcp_client(tmp_path / "cluster.yaml") as client:
             try:
-                answered.append(await client.submit(c.put(key, "v"), timeout=1.0, attempts=3))
+                answered.append(await client.submit(c.put(key, "v"), timeout=timeout, attempts=3))
             except Exception as exc:  # noqa: BLE001 -- a failed commit: no answer is the point
                 answered.append(exc)
 
@@ -264,7 +267,7 @@ async def test_a_failed_commit_releases_nothing_of_its_batch(tmp_path: Path, err
             gated.fail = sqlite3.OperationalError(error)  # and every later commit fails too
             answered: list[Any] = []
             async with trio.open_nursery() as nursery:
-                start, _ = await _held_put(tmp_path, gated, log, "lost", nursery, answered)
+                start, _ = await _held_put(tmp_path, gated, log, "lost", nursery, answered, timeout=1.0)
                 gated.gate.set()
                 await trio.sleep(WATCH_S)
                 assert node.report().role == "disk fault"
