@@ -158,6 +158,7 @@ class SnapshotOneAhead(MultiPaxosCore):
         """One slot too far."""
         return last_slot + 1
 
+
 class HolesUnfilled(MultiPaxosCore):
     """BROKEN: a new leader re-proposes the values its quorum reported but leaves the slots between them
     that nobody reported empty, so the log never applies past such a hole."""
@@ -166,6 +167,7 @@ class HolesUnfilled(MultiPaxosCore):
 
     def _fill_gap(self, slot: int) -> None:
         """Leave the hole."""
+
 
 #: The mutants of :class:`MultiPaxosCore`; :func:`build` below is the backend's factory.
 _SET = MutantSet(MultiPaxosCore, (AcceptLowerBallot, IgnorePromisedValues, ForgetPromise, ApplyUnchosen,

@@ -35,7 +35,9 @@ from typing import Any
 import attrs
 import yaml
 
+from .arguments import int_at_least
 from .errors import ConfigError
+from .results import default_root
 
 #: The packages and files copied into a work directory: everything the tests import.
 COPIED = ("smr", "raft", "multipaxos", "synod", "workloads", "examples", "tests", "pyproject.toml")
@@ -197,17 +199,18 @@ def report(source: Path, work: Path, target: Target, diffs: bool = True) -> dict
             "unexplained": [s["name"] for s in survivors if not s["explained"]]}
 
 
+def _percent(score: float | None) -> str:
+    return "n/a" if score is None else f"{score:.1%}"
+
+
 def describe(doc: dict[str, Any]) -> str:
     """A short text summary of a report."""
     lines = [f"mutation testing of {doc['target']}:"]
     for path, counts in doc["files"].items():
         rest = ", ".join(f"{v} {k}" for k, v in counts.items() if k not in ("mutants", "score"))
-        score = "n/a" if counts["score"] is None else f"{counts['score']:.1%}"
-        lines.append(f"  {path}: {counts['mutants']} mutants ({rest}); score {score}")
-    score = "n/a" if doc["score"] is None else f"{doc['score']:.1%}"
-    by_tests = "n/a" if doc["score_by_tests"] is None else f"{doc['score_by_tests']:.1%}"
-    lines.append(f"  score {score} (killed, by a test or by mypy, out of every mutant judged); "
-                 f"{by_tests} of the mutants mypy let through killed by the tests")
+        lines.append(f"  {path}: {counts['mutants']} mutants ({rest}); score {_percent(counts['score'])}")
+    lines.append(f"  score {_percent(doc['score'])} (killed, by a test or by mypy, out of every mutant judged); "
+                 f"{_percent(doc['score_by_tests'])} of the mutants mypy let through killed by the tests")
     if doc["not_run"]:
         lines.append(f"  {doc['not_run']} mutants not run yet: run the command again to resume")
     explained = len(doc["survivors"]) - len(doc["unexplained"])
@@ -224,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
     """``smr mutation``: run mutmut over a target in its work directory, then report."""
     source = Path(args.source).resolve()
     target = TARGETS[args.target]
-    work = Path(args.work or Path(os.environ.get("SMR_RESULTS") or "smr-results") / "mutation" / target.name)
+    work = Path(args.work or Path(default_root()) / "mutation" / target.name)
     work = work.resolve()
     if not args.report_only:
         prepare(source, work, target)
@@ -248,21 +251,13 @@ def run(args: argparse.Namespace) -> int:
     return 1 if doc["unexplained"] or doc["not_run"] else 0
 
 
-def _positive(text: str) -> int:
-    """An argparse type: an int of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def register(sub: Any) -> None:
     """Add ``smr mutation`` to the command line."""
     p = sub.add_parser("mutation", help="mutation testing (mutmut) of the cores, sessions and server loop",
                        description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("target", choices=sorted(TARGETS),
                    help="; ".join(f"{t.name}: {t.description}" for t in TARGETS.values()))
-    p.add_argument("--jobs", type=_positive, default=max(1, (os.cpu_count() or 1)), help="mutants tested at once")
+    p.add_argument("--jobs", type=int_at_least(1), default=max(1, (os.cpu_count() or 1)), help="mutants tested at once")
     p.add_argument("--work", help="the work directory (default $SMR_RESULTS/mutation/TARGET); reused to resume")
     p.add_argument("--source", default=".", help="the source tree to copy (default: the current directory)")
     p.add_argument("--out", help="the JSON report (default WORK/mutation-TARGET.json)")

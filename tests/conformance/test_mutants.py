@@ -3,9 +3,10 @@
 Each mutant (a ``mutant_*`` backend option) is run over the catalogue, seed
 by seed, until a safety judgement (invariants, linearizability, workload
 invariants; for the one mutant that only stalls, liveness) fails -- within a
-bound -- and the very same run without the mutant is clean.  The mutants random swarm seeds catch quickly are also
-hunted by ``smr fuzz``'s campaign, whose report says how many seeds it took;
-Hypothesis shrinks one caught mutant to a short schedule and prints it.
+bound -- and the very same run without the mutant is clean.  The mutants
+random swarm seeds catch quickly are also hunted by ``smr fuzz``'s campaign,
+whose report says how many seeds it took; Hypothesis shrinks one caught
+mutant to a short schedule and prints it.
 """
 
 from __future__ import annotations
