@@ -29,6 +29,17 @@ def _deletes(*indexes: int) -> list[Write]:
     return [Write(log_key(i), None) for i in indexes]
 
 
+# ------------------------------------------------------------------ reading one entry
+def test_an_entry_is_read_only_where_the_log_holds_one_and_the_error_names_what_it_holds() -> None:
+    """``entry`` returns the entries after the snapshot; a compacted index or one past the end is an
+    IndexError that says which indexes are present (never another entry read by a wrapped offset)."""
+    log = _log(5, 2, [2, 3, 3])             # entries 6..8
+    assert [log.entry(i).term for i in (6, 7, 8)] == [2, 3, 3]
+    for index in (5, 1, 9):
+        with pytest.raises(IndexError, match=rf"^log entry {index} is not present \(present: 6\.\.8\)$"):
+            log.entry(index)
+
+
 # ------------------------------------------------------------------ queries (fast back-off, section 5.3)
 def test_first_index_of_term_stops_after_the_snapshot() -> None:
     """The run of a term found for a conflict hint starts after the snapshot, even when the snapshot's
