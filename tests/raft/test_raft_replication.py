@@ -545,29 +545,55 @@ def test_a_follower_whose_uncommitted_change_is_overwritten_returns_to_the_previ
     assert n3.membership.voters == ("n1", "n2", "n3", "n4", "n5")
 
 
-def test_a_follower_holding_its_own_uncommitted_removal_campaigns_to_finish_it() -> None:
-    """A voter removed by a change only it received (the leader then lost) still campaigns, counting votes
-    in the new configuration, so the others, which cannot win without its vote, get a leader.
-
-    Reference: thesis 4.2.2
-    """
-    net = _leader(4)
+def _removal_only_n4_received(**options: object) -> Network:
+    """Four nodes, n1 leading; n1 appends the removal of n4, which reaches n4 alone (its acknowledgement
+    is lost), then n1 crashes."""
+    net = _leader(4, **options)
     net.request("n1", put("x", "1"))
     net.settle()
     net.tick_all(3)
     net.cut("n1", "n2")
     net.cut("n1", "n3")
     _ask(net, "remove", "n4")
-    _deliver_only(net, "n4")  # the change reaches n4 alone; its acknowledgement is lost
+    _deliver_only(net, "n4")
     n4 = net.cores["n4"]
     assert (n4.log.last_index, n4.commit_index, n4.membership.voters) == (3, 2, ("n1", "n2", "n3"))
     net.crash("n1")
-    net.recover()
-    for _ in range(300):
+    return net
+
+
+def _a_leader_emerges(net: Network, ticks: int = 300) -> bool:
+    """Tick every node once at a time, up to ``ticks`` times, until there is a leader."""
+    for _ in range(ticks):
         net.tick_all(1)
         if net.leader() is not None:
-            break
-    assert net.leader() is not None
+            return True
+    return False
+
+
+def test_a_follower_holding_its_own_uncommitted_removal_campaigns_to_finish_it() -> None:
+    """A voter removed by a change only it received (the leader then lost) still campaigns, counting votes
+    in the new configuration, so the others, which cannot win without its vote, get a leader.
+
+    Reference: thesis 4.2.2
+    """
+    net = _removal_only_n4_received()
+    net.recover()
+    assert _a_leader_emerges(net)
+
+
+def test_a_restarted_follower_holding_its_own_uncommitted_removal_still_campaigns() -> None:
+    """As above, after a restart from a snapshot: the configuration recomputed at boot still marks the
+    removal uncommitted, so the removed voter campaigns and the cluster gets a leader.
+
+    Reference: thesis 4.2.2
+    """
+    net = _removal_only_n4_received(snapshot_every=1)
+    net.restart("n4")
+    n4 = net.cores["n4"]
+    assert (n4.log.snapshot_index, n4.log.last_index, n4.membership.voters) == (2, 3, ("n1", "n2", "n3"))
+    net.recover()
+    assert _a_leader_emerges(net)
 
 
 def test_a_new_leader_finishes_a_joint_change_it_received_as_a_follower() -> None:
@@ -800,29 +826,3 @@ def test_a_fresh_server_times_out_exactly_at_its_drawn_election_timeout() -> Non
     assert core.role == Role.FOLLOWER
     core.step(TICK)
     assert core.role == Role.CANDIDATE
-
-
-def test_a_restarted_follower_holding_its_own_uncommitted_removal_still_campaigns() -> None:
-    """As above, after a restart from a snapshot: the configuration recomputed at boot still marks the
-    removal uncommitted, so the removed voter campaigns and the cluster gets a leader.
-
-    Reference: thesis 4.2.2
-    """
-    net = _leader(4, snapshot_every=1)
-    net.request("n1", put("x", "1"))
-    net.settle()
-    net.tick_all(3)
-    net.cut("n1", "n2")
-    net.cut("n1", "n3")
-    _ask(net, "remove", "n4")
-    _deliver_only(net, "n4")
-    net.crash("n1")
-    net.restart("n4")
-    n4 = net.cores["n4"]
-    assert (n4.log.snapshot_index, n4.log.last_index, n4.membership.voters) == (2, 3, ("n1", "n2", "n3"))
-    net.recover()
-    for _ in range(300):
-        net.tick_all(1)
-        if net.leader() is not None:
-            break
-    assert net.leader() is not None
