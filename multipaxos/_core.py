@@ -1390,6 +1390,21 @@ class MultiPaxosCore(LogCore):
         self._apply()
         self.catchup_cooldown = 0
 
+    def _snapshot_problem(self, data: str) -> str:
+        """Why snapshot text from a peer does not restore (a state machine and sessions, aside), or ''.
+
+        A message that carries a snapshot is checked whole before it touches
+        any state, even when the snapshot is older than what we applied and
+        would be skipped: a correct peer never sends one that does not restore,
+        so the chosen values beside it cannot be trusted either.
+        """
+        try:
+            self._new_applier().restore(data.encode())
+            _window_of(data)
+        except (CorruptValue, ValueError) as exc:
+            return f"a snapshot that does not restore: {exc}"
+        return ""
+
     def _install_snapshot(self, snap: Snapshot) -> None:
         applier = self._new_applier()  # restored aside, so a bad snapshot leaves ours untouched
         try:
@@ -1616,6 +1631,10 @@ class MultiPaxosCore(LogCore):
             slots.append(snapshot.last_slot)
         if not all(1 <= slot < MAX_INDEX for slot in slots):
             return "a slot is out of range"
+        if snapshot is not None:
+            problem = self._snapshot_problem(snapshot.data)
+            if problem:
+                return problem
         if isinstance(msg, PromisePart) and not 0 <= msg.part < msg.parts <= MAX_PROMISE_PARTS:
             return f"part {msg.part} of {msg.parts}"
         if isinstance(msg, (SnapshotChunk, SnapshotRequest)):

@@ -25,7 +25,7 @@ from smr.testing import Network
 from multipaxos import (ACCEPTOR_PREFIX, SNAPSHOT_KEY, Accept, Catchup, MultiPaxosCore, MultiPaxosInvariants,
                         check_invariants)
 from multipaxos._core import KNOWN_KEY, SNAPSHOT_EPOCH, WINDOW_TAG
-from multipaxos.messages import CatchupRequest, SlotValue, Snapshot, SnapshotChunk, SnapshotRequest
+from multipaxos.messages import CatchupRequest, Promise, SlotValue, Snapshot, SnapshotChunk, SnapshotRequest
 from synod.ballot import Ballot
 
 #: Snapshots every 4 slots, a log tail of 2 slots past each, and 256-character snapshot chunks.
@@ -196,19 +196,46 @@ def test_an_install_writes_the_snapshot_before_forgetting_the_slots_it_covers() 
 
 
 def test_a_snapshot_that_does_not_restore_is_a_remote_error_and_changes_nothing() -> None:
-    """Garbage in a Catchup's snapshot is the peer's fault: a RemoteProtocolError naming the failed
-    restore, and the replica keeps its state and writes nothing."""
+    """Garbage in a Catchup's snapshot is the peer's fault: the message is refused as impossible, naming
+    the failed restore, and the replica keeps its state and writes nothing.  Reassembled chunks that do
+    not restore are refused the same way once the last one is in."""
     net = _net(**CHUNKED)
     net.elect("n1")
     _commit(net, "n1", range(1, 3))
     n2 = net.cores["n2"]
+    ballot = net.cores["n1"].ballot
     state, applied = n2.applier.snapshot(), n2.applied
     durable = dict(net.durable["n2"])
-    net.step("n2", Receive("n1", Catchup(net.cores["n1"].ballot, (), Snapshot(5, "not a snapshot"))))
-    assert len(net.remote_errors) == 1
-    assert "n2: a snapshot from a peer does not restore" in net.remote_errors[0]
+    net.step("n2", Receive("n1", Catchup(ballot, (), Snapshot(5, "not a snapshot"))))
+    net.step("n2", Receive("n1", SnapshotChunk(ballot, 5, 0, "not a snapshot", True)))
+    assert [e.split(": JSONDecodeError")[0] for e in net.remote_errors] == [
+        "multipaxos n2: impossible Catchup from n1: a snapshot that does not restore: session snapshot is malformed",
+        "multipaxos n2: a snapshot from a peer does not restore: session snapshot is malformed"]
     assert n2.applied == applied and n2.snapshot_slot == 0 and n2.applier.snapshot() == state
     assert net.durable["n2"] == durable
+
+
+def test_chosen_values_beside_a_stale_snapshot_that_does_not_restore_are_not_applied() -> None:
+    """A message carrying a snapshot is judged whole: a Catchup whose snapshot is older than what the
+    replica applied (so it would be skipped) but does not restore is refused, and the chosen values it
+    carries beyond the replica's applied prefix are not applied (an insider's forgery, issue 22: the
+    multi-Paxos insider run of seed 7 lost three acknowledged writes to such a message).  A Promise
+    carrying one is refused the same way, before a candidate counts it."""
+    net = _net(**CHUNKED)
+    net.elect("n1")
+    _commit(net, "n1", range(1, 3))
+    n2 = net.cores["n2"]
+    ballot = net.cores["n1"].ballot
+    state, applied = n2.applier.snapshot(), n2.applied
+    forged = ClientRequest("c9", 1, put("forged", "x"))
+    net.step("n2", Receive("n1", Catchup(ballot, (SlotValue(applied + 1, forged),), Snapshot(1, "[]"))))
+    assert len(net.remote_errors) == 1
+    assert net.remote_errors[0].startswith(
+        "multipaxos n2: impossible Catchup from n1: a snapshot that does not restore")
+    assert n2.applied == applied and n2.applier.snapshot() == state and applied + 1 not in n2.chosen
+    net.step("n3", Receive("n1", Promise(Ballot(ballot.round + 1, "n3"), 1, (), (), Snapshot(1, "[]"))))
+    assert len(net.remote_errors) == 2
+    assert net.remote_errors[1].startswith("multipaxos n3: impossible Promise from n1: a snapshot that does not restore")
 
 
 def test_a_snapshot_inside_the_alpha_window_restores_the_configurations_after_it() -> None:

@@ -347,10 +347,11 @@ def test_slots_counts_and_commit_points_lie_in_range() -> None:
             assert verdict(Behind(b, applied)) is None, applied
         else:
             impossible(Behind(b, applied), bad)
+    data = network(elect=None).cores["n1"].applier.snapshot().decode()  # a snapshot that restores
     for last, ok in ((0, False), (1, True), (M - 1, True), (M, False)):
         for msg in (SnapshotChunk(b, last, 0, "", False), SnapshotRequest(Ballot(1, "n2"), last, 0),
-                    Catchup(b, (), Snapshot(last, "{}")), Promise(b, 1, (), (), Snapshot(last, "{}")),
-                    PromisePart(b, 1, 0, 1, (), (), Snapshot(last, "{}")), Catchup(b, (SlotValue(last, REQ),))):
+                    Catchup(b, (), Snapshot(last, data)), Promise(b, 1, (), (), Snapshot(last, data)),
+                    PromisePart(b, 1, 0, 1, (), (), Snapshot(last, data)), Catchup(b, (SlotValue(last, REQ),))):
             if ok:
                 assert verdict(msg) is None, msg
             else:
