@@ -243,6 +243,11 @@ class LocalClient:
         send, recv = trio.open_memory_channel[Reply](math.inf)
         self.cluster._waiters[key] = send
         names = [n for n, node in self.cluster.nodes.items() if not node.retired]
+        # A redirect to a node not yet tried is followed at once; "no leader known" or hints going round
+        # in circles wait, doubling up to an election's worth of ticks, so an election under load does
+        # not use up the attempts (the TCP client's policy).
+        pause, pause_max = self.cluster.tick_seconds * 5, self.cluster.tick_seconds * 100
+        followed: set[str] = set()
         try:
             for _ in range(attempts):
                 target = self._leader or names[self._turn % len(names)]
@@ -260,7 +265,11 @@ class LocalClient:
                         self._leader = reply.leader if reply.leader != target else None
                         if self._leader is None:
                             self._turn += 1
-                            await trio.sleep(self.cluster.tick_seconds * 5)
+                        elif self._leader not in followed:
+                            followed.add(self._leader)
+                            break
+                        await trio.sleep(pause)
+                        pause = min(pause * 2, pause_max)
                         break
                     continue
                 self._leader = None
