@@ -23,6 +23,8 @@ explanation make the command exit 1.
 from __future__ import annotations
 
 import argparse
+import ast
+import difflib
 import json
 import os
 import shutil
@@ -173,11 +175,30 @@ def explanations(source: Path, target: Target) -> dict[str, str]:
     return data
 
 
-def _diff(work: Path, name: str) -> str:
-    """mutmut's diff of one mutant against the source."""
-    shown = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=work, capture_output=True,
-                           text=True, check=False)
-    return shown.stdout.strip()
+def _functions(mutated: Path) -> dict[str, list[str]]:
+    """Every function and method body of a file mutmut rewrote, by its name there (``xǁClassǁf__mutmut_3``)."""
+    text = mutated.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    found: dict[str, list[str]] = {}
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno is not None:
+            found[node.name] = lines[node.lineno:node.end_lineno]  # the body: the def line names the mutant
+    return found
+
+
+def _diff(functions: dict[str, list[str]], name: str) -> str:
+    """One mutant's change as a unified diff of its function against the original (mutmut's own copies).
+
+    Read from the mutated file in process: ``mutmut show`` starts a
+    process per mutant, minutes for a report of a few hundred survivors.
+    """
+    short = name.rsplit(".", 1)[-1]
+    original = functions.get(short.rsplit("__mutmut_", 1)[0] + "__mutmut_orig")
+    mutant = functions.get(short)
+    if original is None or mutant is None:
+        return "(diff unavailable: the mutant is not in the mutated file; run mutmut again)"
+    diff = difflib.unified_diff(original, mutant, lineterm="", n=1)
+    return "\n".join(line for line in diff if not line.startswith(("---", "+++")))
 
 
 def _score(counts: Counter[str], by_tests_only: bool = False) -> float | None:
@@ -200,11 +221,12 @@ def report(source: Path, work: Path, target: Target, diffs: bool = True) -> dict
         counts = Counter(by_name.values())
         total.update(counts)
         files[path] = {"mutants": len(by_name), **dict(sorted(counts.items())), "score": _score(counts)}
+        functions = _functions(work / "mutants" / path) if diffs else {}
         for name, outcome in sorted(by_name.items()):
             if outcome in SURVIVED:
                 survivors.append({"name": name, "file": path, "outcome": outcome,
                                   "explained": explained.get(name),
-                                  "diff": _diff(work, name) if diffs else None})
+                                  "diff": _diff(functions, name) if diffs else None})
     return {"target": target.name, "files": files, "total": dict(sorted(total.items())),
             "score": _score(total), "score_by_tests": _score(total, by_tests_only=True),
             "not_run": total["not run"], "survivors": survivors,
