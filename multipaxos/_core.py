@@ -1514,6 +1514,11 @@ class MultiPaxosCore(LogCore):
         self.queue[key] = request
         self._pump()
 
+    def _ordering(self, request: ClientRequest) -> bool:
+        """True while this leader queues, proposes or has chosen but not applied ``request``'s (client, seq)."""
+        key = (request.client_id, request.seq)
+        return key in self.in_log or key in self.queue
+
     def _in_flight(self, key: tuple[str, int]) -> ClientRequest | None:
         """The request this leader is ordering under (client, seq) ``key``: queued, proposed or chosen."""
         queued = self.queue.get(key)

@@ -969,6 +969,11 @@ class RaftCore(LogCore):
         self._count_own(event.index)
         self._maybe_commit()
 
+    def _ordering(self, request: ClientRequest) -> bool:
+        """True while this leader's log holds an entry under ``request``'s (client, seq) not yet applied."""
+        prior = self.in_log.get(request.client_id)
+        return prior is not None and prior[0] == request.seq
+
     def _count_own(self, index: int) -> None:
         """Our own match index in the commit count (our log only grows while we lead; syncs come in order)."""
         if index > self.own_durable:

@@ -181,6 +181,10 @@ class LogCore:
         """Count the leader's own copy of everything up to ``index`` toward its quorums."""
         raise NotImplementedError
 
+    def _ordering(self, request: ClientRequest) -> bool:
+        """True while this leader still orders a command under ``request``'s (client, seq)."""
+        raise NotImplementedError
+
     def _reply(self, request: ClientRequest, status: str, result: Any = None,
                leader: str | None = None) -> None:
         """Answer ``request``; the reply names its command by digest (a client takes only its own)."""
@@ -216,9 +220,9 @@ class LogCore:
             done, status, result = applier.lookup(request)
             if done:
                 self._reply(request, status, result)
-            elif request.client_id in applier.sessions:
-                waiting.append(request)
-            # else its session is gone (expired, evicted): its client's retry learns that from the log
+            elif request.client_id in applier.sessions or self._ordering(request):
+                waiting.append(request)  # (a client's first command opens its session once applied)
+            # else its session is gone (expired, evicted) or leadership moved: its client's retry learns
         self.parked = waiting
 
     def _new_applier(self) -> Applier:

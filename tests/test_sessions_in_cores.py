@@ -82,6 +82,23 @@ def test_two_commands_in_flight_under_one_seq_never_get_each_others_answer(backe
 
 
 @pytest.mark.parametrize("backend", LOG_BACKENDS)
+def test_a_waiting_second_command_is_answered_even_when_its_client_had_no_session_yet(backend: str) -> None:
+    """As above, but another client's entry is applied first, while this client has no session yet:
+    the waiting second command is kept (its seq is still being ordered) and answered SequenceReused
+    once the first is applied, not dropped unanswered."""
+    net = _network(backend)
+    net.request("n1", c.add(1), "c0", 1)  # ordered first: applied while c1 has no session
+    net.request("n1", c.add(5), "c1", 1)
+    assert net.request("n1", c.add(7), "c1", 1) == []
+    net.settle()
+    net.tick_all(5)
+    answers = {r.digest: r for r in net.replies_to("c1", 1)}
+    assert set(answers) == {command_digest(c.add(5)), command_digest(c.add(7))}
+    assert _kind(answers[command_digest(c.add(7))]) == "SequenceReused"
+    assert _total(net) == 6
+
+
+@pytest.mark.parametrize("backend", LOG_BACKENDS)
 def test_with_registered_sessions_only_ids_the_log_opened_are_served(backend: str) -> None:
     net = _network(backend, registered_sessions=True)
     net.request("n1", c.REGISTER_SESSION, "nonce", 1)
