@@ -182,7 +182,7 @@ def _functions(mutated: Path) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno is not None:
-            found[node.name] = lines[node.lineno:node.end_lineno]  # the body: the def line names the mutant
+            found[node.name] = lines[node.lineno - 1:node.end_lineno]
     return found
 
 
@@ -193,10 +193,12 @@ def _diff(functions: dict[str, list[str]], name: str) -> str:
     process per mutant, minutes for a report of a few hundred survivors.
     """
     short = name.rsplit(".", 1)[-1]
-    original = functions.get(short.rsplit("__mutmut_", 1)[0] + "__mutmut_orig")
-    mutant = functions.get(short)
+    original_name = short.rsplit("__mutmut_", 1)[0] + "__mutmut_orig"
+    original, mutant = functions.get(original_name), functions.get(short)
     if original is None or mutant is None:
         return "(diff unavailable: the mutant is not in the mutated file; run mutmut again)"
+    # the signature stays in (a default value may be the mutation), under the original's name
+    mutant = [mutant[0].replace(short, original_name), *mutant[1:]]
     diff = difflib.unified_diff(original, mutant, lineterm="", n=1)
     return "\n".join(line for line in diff if not line.startswith(("---", "+++")))
 

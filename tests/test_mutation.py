@@ -127,18 +127,24 @@ def test_the_work_copy_is_checked_first_and_mutmuts_stale_copies_are_removed(tmp
 
 def test_each_survivors_diff_is_read_from_the_mutated_file_in_process(tmp_path: Path) -> None:
     """The report's diff of a survivor compares its function with mutmut's copy of the original, method
-    or module function alike, and says so when the mutant is missing from the mutated file."""
+    or module function alike, signature included (a default value may be what changed), and says so
+    when the mutant is missing from the mutated file."""
     source, work = _source(tmp_path), tmp_path / "work"
-    _meta(work, "smr/a.py", {"smr.a.x_f__mutmut_1": 0, "smr.a.xǁCǁm__mutmut_2": 0, "smr.a.x_f__mutmut_9": 0})
+    _meta(work, "smr/a.py", {"smr.a.x_f__mutmut_1": 0, "smr.a.xǁCǁm__mutmut_2": 0, "smr.a.x_f__mutmut_9": 0,
+                             "smr.a.x_f__mutmut_3": 0})
     (work / "mutants" / "smr" / "a.py").write_text(
-        "def x_f__mutmut_orig(a):\n    return a + 1\n"
-        "def x_f__mutmut_1(a):\n    return a - 1\n"
+        "def x_f__mutmut_orig(a, b=1):\n    return a + 1\n"
+        "def x_f__mutmut_1(a, b=1):\n    return a - 1\n"
+        "def x_f__mutmut_3(a, b=2):\n    return a + 1\n"
         "class C:\n"
         "    def xǁCǁm__mutmut_orig(self):\n        x = 1\n        return x < 2\n"
         "    def xǁCǁm__mutmut_2(self):\n        x = 1\n        return x <= 2\n", encoding="utf-8")
     doc = report(source, work, Target("t", ("smr/a.py",), (), ""))
     diffs = {s["name"]: s["diff"] for s in doc["survivors"]}
-    assert diffs["smr.a.x_f__mutmut_1"] == "@@ -1 +1 @@\n-    return a + 1\n+    return a - 1"
+    assert diffs["smr.a.x_f__mutmut_1"] == \
+        "@@ -1,2 +1,2 @@\n def x_f__mutmut_orig(a, b=1):\n-    return a + 1\n+    return a - 1"
+    assert diffs["smr.a.x_f__mutmut_3"] == \
+        "@@ -1,2 +1,2 @@\n-def x_f__mutmut_orig(a, b=1):\n+def x_f__mutmut_orig(a, b=2):\n     return a + 1"
     assert diffs["smr.a.xǁCǁm__mutmut_2"] == \
-        "@@ -1,2 +1,2 @@\n         x = 1\n-        return x < 2\n+        return x <= 2"
+        "@@ -2,2 +2,2 @@\n         x = 1\n-        return x < 2\n+        return x <= 2"
     assert diffs["smr.a.x_f__mutmut_9"].startswith("(diff unavailable")
