@@ -197,8 +197,11 @@ def _diff(functions: dict[str, list[str]], name: str) -> str:
     original, mutant = functions.get(original_name), functions.get(short)
     if original is None or mutant is None:
         return "(diff unavailable: the mutant is not in the mutated file; run mutmut again)"
-    # the signature stays in (a default value may be the mutation), under the original's name
-    mutant = [mutant[0].replace(short, original_name), *mutant[1:]]
+    # the signature stays in (a default value may be the mutation), under the function's own name
+    base = original_name.removesuffix("__mutmut_orig")
+    own = base.rsplit("ǁ", 1)[1] if "ǁ" in base else base.removeprefix("x_")
+    original = [original[0].replace(original_name, own), *original[1:]]
+    mutant = [mutant[0].replace(short, own), *mutant[1:]]
     diff = difflib.unified_diff(original, mutant, lineterm="", n=1)
     return "\n".join(line for line in diff if not line.startswith(("---", "+++")))
 

@@ -142,9 +142,9 @@ def test_each_survivors_diff_is_read_from_the_mutated_file_in_process(tmp_path: 
     doc = report(source, work, Target("t", ("smr/a.py",), (), ""))
     diffs = {s["name"]: s["diff"] for s in doc["survivors"]}
     assert diffs["smr.a.x_f__mutmut_1"] == \
-        "@@ -1,2 +1,2 @@\n def x_f__mutmut_orig(a, b=1):\n-    return a + 1\n+    return a - 1"
+        "@@ -1,2 +1,2 @@\n def f(a, b=1):\n-    return a + 1\n+    return a - 1"
     assert diffs["smr.a.x_f__mutmut_3"] == \
-        "@@ -1,2 +1,2 @@\n-def x_f__mutmut_orig(a, b=1):\n+def x_f__mutmut_orig(a, b=2):\n     return a + 1"
+        "@@ -1,2 +1,2 @@\n-def f(a, b=1):\n+def f(a, b=2):\n     return a + 1"
     assert diffs["smr.a.xǁCǁm__mutmut_2"] == \
         "@@ -2,2 +2,2 @@\n         x = 1\n-        return x < 2\n+        return x <= 2"
     assert diffs["smr.a.x_f__mutmut_9"].startswith("(diff unavailable")
