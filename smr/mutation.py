@@ -92,10 +92,10 @@ TARGETS = {t.name: t for t in (
             "tests/multipaxos/test_multipaxos_catchup.py", "tests/multipaxos/test_multipaxos_phases.py",
             "tests/multipaxos/test_multipaxos_members_reads_inputs.py", *_CORE_TESTS),
            "the multi-Paxos core"),
-    Target("server", ("smr/net/_server.py",),
-           ("tests/net/test_server_ordering.py", "tests/net/test_embedded_node.py", "tests/net/test_insider.py",
-            "tests/net/test_tcp_frames.py"),
-           "the TCP server loop: persist before send, frames, peers, clients"),
+    Target("server", ("smr/net/_loop.py",),
+           ("tests/net/test_server_ordering.py", "tests/net/test_embedded_node.py", "tests/net/test_tcp_frames.py",
+            "tests/net/test_disk_faults.py"),
+           "the TCP server's core loop: batches, group commit, persist before send, release"),
 )}
 
 
