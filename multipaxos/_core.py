@@ -1030,10 +1030,11 @@ class MultiPaxosCore(LogCore):
         assert self.ballot is not None
         quorum = AcceptQuorum(self.ballot, value, self.quorum)
         self.proposals[slot] = quorum
-        if value.client_id:
-            self.in_log[(value.client_id, value.seq)] = slot
-        if is_change(value.command):
-            self.change_slots.add(slot)
+        if slot > self.applied:  # (a recovered slot may be applied already: its value holds nothing back)
+            if value.client_id:
+                self.in_log[(value.client_id, value.seq)] = slot
+            if is_change(value.command):
+                self.change_slots.add(slot)
         reply = self.acceptor.on_accept(self.ballot, slot, value)
         if isinstance(reply, SlotAccepted):
             self.max_accepted = max(self.max_accepted, slot)
