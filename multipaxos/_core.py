@@ -1197,7 +1197,8 @@ class MultiPaxosCore(LogCore):
                     continue
                 self.blocked.discard(slot)
                 if _is_quorum(config, quorum.acceptors):
-                    self.chosen[slot] = quorum.value
+                    if slot > self.applied:  # (a recovered slot may be applied already)
+                        self.chosen[slot] = quorum.value
                     del self.proposals[slot]
                     self.sent_at.pop(slot, None)
             before = self.applied
@@ -1637,16 +1638,16 @@ class MultiPaxosCore(LogCore):
             slots.append(snapshot.last_slot)
         if not all(1 <= slot < MAX_INDEX for slot in slots):
             return "a slot is out of range"
-        if snapshot is not None:
-            problem = self._snapshot_problem(snapshot.data)
-            if problem:
-                return problem
         if isinstance(msg, PromisePart) and not 0 <= msg.part < msg.parts <= MAX_PROMISE_PARTS:
             return f"part {msg.part} of {msg.parts}"
         if isinstance(msg, (SnapshotChunk, SnapshotRequest)):
             offset = msg.offset if isinstance(msg, SnapshotChunk) else msg.received
             if offset < 0:
                 return "a negative offset"
+        # last, being the dearest: a carried snapshot the handler will use (a promise for our ballot, a
+        # catch-up from the leader we follow) must restore, even one it will skip as older than applied
+        if snapshot is not None and msg.ballot == (self.leader_ballot if isinstance(msg, Catchup) else self.ballot):
+            return self._snapshot_problem(snapshot.data)
         return ""
 
 

@@ -397,7 +397,8 @@ class Applier:
             if not isinstance(left_ids, list):
                 raise TypeError("left must be a list")
             left = dict.fromkeys(node_id(_str(n), "left") for n in left_ids[-MAX_LEFT:])
-        except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError, RecursionError) as exc:
+        except (ValueError, TypeError, LookupError, AttributeError, binascii.Error, UnicodeDecodeError,
+                RecursionError) as exc:  # (LookupError: a key or a row's field missing)
             raise CorruptValue(f"session snapshot is malformed: {type(exc).__name__}: {exc}") from None
         try:
             self.machine.restore(machine)

@@ -179,6 +179,8 @@ def _corrupt(change: Any) -> str:
     (lambda o: o.update(left=[7]), "TypeError: expected a str, got int"),
     (lambda o: o.update(machine="bm90IGJhc2U2NA==!"), "session snapshot is malformed: Error: "),
     (lambda o: o.update(membership={"voters": 3}), "session snapshot is malformed: ValueError: "),
+    (lambda o: o["sessions"].append([]), "session snapshot is malformed: IndexError: "),  # a hostile peer's
+    (lambda o: o["sessions"].append(["c9"]), "session snapshot is malformed: IndexError: "),  # short rows
 ])
 def test_a_malformed_snapshot_field_is_refused_and_named(change: Any, message: str) -> None:
     assert message in _corrupt(change)

@@ -268,6 +268,7 @@ def test_a_leader_that_applied_past_its_next_slot_is_not_deposed_by_a_snapshot_o
     for seq in range(2, 6):
         net.step("n1", _req(seq))
     assert [first for first, _ in _accepts_to(net, "n2")] == [7, 8, 9, 10]
+    assert not [s for s in leader.chosen if s <= leader.applied]  # nothing applied is kept as chosen again
 
 
 # ------------------------------------------------------------ phase 1 over the window
