@@ -970,9 +970,14 @@ class RaftCore(LogCore):
         self._maybe_commit()
 
     def _ordering(self, request: ClientRequest) -> bool:
-        """True while this leader's log holds an entry under ``request``'s (client, seq) not yet applied."""
+        """True while this leader's log may hold an entry under ``request``'s (client, seq) not yet applied.
+
+        ``in_log`` keeps a client's newest entry only: one at or past ``request.seq``
+        means the client's earlier entries are in the log too, unapplied as long as
+        the client has no session (its first applied entry opens one).
+        """
         prior = self.in_log.get(request.client_id)
-        return prior is not None and prior[0] == request.seq
+        return prior is not None and prior[0] >= request.seq
 
     def _count_own(self, index: int) -> None:
         """Our own match index in the commit count (our log only grows while we lead; syncs come in order)."""

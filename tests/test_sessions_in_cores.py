@@ -86,16 +86,19 @@ def test_a_waiting_second_command_is_answered_even_when_its_client_had_no_sessio
     """As above, but another client's entry is applied first, while this client has no session yet:
     the waiting second command is kept (its seq is still being ordered) and answered SequenceReused
     once the first is applied, not dropped unanswered."""
-    net = _network(backend)
-    net.request("n1", c.add(1), "c0", 1)  # ordered first: applied while c1 has no session
-    net.request("n1", c.add(5), "c1", 1)
-    assert net.request("n1", c.add(7), "c1", 1) == []
-    net.settle()
-    net.tick_all(5)
-    answers = {r.digest: r for r in net.replies_to("c1", 1)}
-    assert set(answers) == {command_digest(c.add(5)), command_digest(c.add(7))}
-    assert _kind(answers[command_digest(c.add(7))]) == "SequenceReused"
-    assert _total(net) == 6
+    for later in (False, True):  # (and when the client's next command is in flight behind the first)
+        net = _network(backend)
+        net.request("n1", c.add(1), "c0", 1)  # ordered first: applied while c1 has no session
+        net.request("n1", c.add(5), "c1", 1)
+        assert net.request("n1", c.add(7), "c1", 1) == []
+        if later:
+            net.request("n1", c.add(9), "c1", 2)
+        net.settle()
+        net.tick_all(5)
+        answers = {r.digest: r for r in net.replies_to("c1", 1)}
+        assert set(answers) == {command_digest(c.add(5)), command_digest(c.add(7))}, later
+        assert _kind(answers[command_digest(c.add(7))]) == "SequenceReused"
+        assert _total(net) == (15 if later else 6)
 
 
 @pytest.mark.parametrize("backend", LOG_BACKENDS)
