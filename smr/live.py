@@ -243,9 +243,10 @@ class LocalClient:
         send, recv = trio.open_memory_channel[Reply](math.inf)
         self.cluster._waiters[key] = send
         names = [n for n, node in self.cluster.nodes.items() if not node.retired]
-        # A redirect to a node not yet tried is followed at once; "no leader known" or hints going round
-        # in circles wait, doubling up to an election's worth of ticks, so an election under load does
-        # not use up the attempts (the TCP client's policy).
+        # A redirect to a leader not followed yet in this call is followed at once; "no leader known" or
+        # hints going round in circles wait (after the attempt's timeout scope, which must not cut the
+        # pause short), doubling up to an election's worth of ticks, so an election under load does not
+        # use up the attempts (the TCP client's policy).
         pause, pause_max = self.cluster.tick_seconds * 5, self.cluster.tick_seconds * 100
         followed: set[str] = set()
         try:
@@ -254,26 +255,27 @@ class LocalClient:
                 node = self.cluster.nodes[target]
                 if node.alive:
                     node.send.send_nowait(request)
+                redirected = False
                 with trio.move_on_after(timeout):
-                    while True:
-                        reply = await recv.receive()
-                        if reply.status == ReplyStatus.OK or reply.status == ReplyStatus.ERROR:
-                            self._leader = target
-                            return self.session.answered(command, reply.status, reply.result)
-                        if reply.status == ReplyStatus.FAIL:
-                            raise LocalProtocolError(f"command {command} was refused by {target}")
-                        self._leader = reply.leader if reply.leader != target else None
-                        if self._leader is None:
-                            self._turn += 1
-                        elif self._leader not in followed:
-                            followed.add(self._leader)
-                            break
-                        await trio.sleep(pause)
-                        pause = min(pause * 2, pause_max)
-                        break
+                    reply = await recv.receive()
+                    if reply.status == ReplyStatus.OK or reply.status == ReplyStatus.ERROR:
+                        self._leader = target
+                        return self.session.answered(command, reply.status, reply.result)
+                    if reply.status == ReplyStatus.FAIL:
+                        raise LocalProtocolError(f"command {command} was refused by {target}")
+                    redirected = True
+                    self._leader = reply.leader if reply.leader != target else None
+                if not redirected:  # no answer in time: try the next node
+                    self._leader = None
+                    self._turn += 1
                     continue
-                self._leader = None
-                self._turn += 1
+                if self._leader is None:
+                    self._turn += 1
+                elif self._leader not in followed:
+                    followed.add(self._leader)
+                    continue
+                await trio.sleep(pause)
+                pause = min(pause * 2, pause_max)
             raise TimeoutError(f"no answer to {command} after {attempts} attempts")
         finally:
             del self.cluster._waiters[key]

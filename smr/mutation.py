@@ -177,6 +177,8 @@ def explanations(source: Path, target: Target) -> dict[str, str]:
 
 def _functions(mutated: Path) -> dict[str, list[str]]:
     """Every function and method body of a file mutmut rewrote, by its name there (``xǁClassǁf__mutmut_3``)."""
+    if not mutated.is_file():
+        return {}  # (every diff then says it is unavailable)
     text = mutated.read_text(encoding="utf-8")
     lines = text.splitlines()
     found: dict[str, list[str]] = {}
@@ -202,8 +204,8 @@ def _diff(functions: dict[str, list[str]], name: str) -> str:
     own = base.rsplit("ǁ", 1)[1] if "ǁ" in base else base.removeprefix("x_")
     original = [original[0].replace(original_name, own), *original[1:]]
     mutant = [mutant[0].replace(short, own), *mutant[1:]]
-    diff = difflib.unified_diff(original, mutant, lineterm="", n=1)
-    return "\n".join(line for line in diff if not line.startswith(("---", "+++")))
+    diff = list(difflib.unified_diff(original, mutant, lineterm="", n=1))
+    return "\n".join(diff[2:])  # without the ---/+++ header (its file names would be empty)
 
 
 def _score(counts: Counter[str], by_tests_only: bool = False) -> float | None:

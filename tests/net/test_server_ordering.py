@@ -119,11 +119,11 @@ _STOPS: dict[str, trio.CancelScope] = {}
 async def _cluster(tmp_path: Path, nodes: int) -> AsyncIterator[dict[str, NodeServer]]:
     """``nodes`` NodeServers of one cluster (fsync on) in this process, a leader elected.
 
-    Election timeouts are long (0.6-1.2 s): a test holds a commit, and with it the node's loop and its
+    Election timeouts are long (1.5-3 s): a test holds a commit, and with it the node's loop and its
     heartbeats, for a while; on a loaded machine that must not start an election the test did not ask for.
     """
     write_cluster_file(tmp_path / "cluster.yaml", nodes=nodes, tick_ms=10, fsync=True,
-                       backend_options={"election_ticks_min": 60, "election_ticks_max": 120})
+                       backend_options={"election_ticks_min": 150, "election_ticks_max": 300})
     config = load_cluster(tmp_path / "cluster.yaml")
     servers = {n.id: NodeServer(config, n.id, tmp_path / n.id) for n in config.nodes}
 
