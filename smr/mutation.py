@@ -100,7 +100,7 @@ TARGETS = {t.name: t for t in (
            "the multi-Paxos core"),
     Target("server", ("smr/net/_loop.py",),
            ("tests/net/test_server_ordering.py", "tests/net/test_embedded_node.py", "tests/net/test_tcp_frames.py",
-            "tests/net/test_disk_faults.py"),
+            "tests/net/test_disk_faults.py", "tests/net/test_core_loop.py"),
            "the TCP server's core loop: batches, group commit, persist before send, release"),
 )}
 
