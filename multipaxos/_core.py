@@ -122,7 +122,7 @@ from smr.leases import lease_ticks
 from smr.log_core import LogCore
 from smr.quorum import majority
 from smr.membership import MAX_NODE_ID, Membership, is_change, membership_command
-from smr.sessions import NOOP_ENTRY, same_command
+from smr.sessions import NOOP_ENTRY, Applier, same_command
 from smr.values import CorruptValue
 from synod.acceptor import MultiAcceptor, SlotAccepted, SlotPromise, SlotVote
 from synod.ballot import Ballot
@@ -1401,17 +1401,21 @@ class MultiPaxosCore(LogCore):
         so the chosen values beside it cannot be trusted either.
         """
         try:
-            self._new_applier().restore(data.encode())
-            _window_of(data)
+            self._restore_aside(data)
         except (CorruptValue, ValueError) as exc:
             return f"a snapshot that does not restore: {exc}"
         return ""
 
+    def _restore_aside(self, data: str) -> tuple[Applier, list[tuple[int, Membership]] | None]:
+        """A fresh state machine restored from snapshot text, and the configurations it carries
+        (CorruptValue or ValueError if it does not restore); ours stay untouched."""
+        applier = self._new_applier()
+        applier.restore(data.encode())
+        return applier, _window_of(data)
+
     def _install_snapshot(self, snap: Snapshot) -> None:
-        applier = self._new_applier()  # restored aside, so a bad snapshot leaves ours untouched
         try:
-            applier.restore(snap.data.encode())
-            window = _window_of(snap.data)
+            applier, window = self._restore_aside(snap.data)
         except (CorruptValue, ValueError) as exc:
             raise RemoteProtocolError(f"multipaxos {self.node}: a snapshot from a peer does not restore: {exc}"
                                       ) from None
