@@ -1596,6 +1596,8 @@ class MultiPaxosCore(LogCore):
                 return "an accepted value without its ballot"
         elif isinstance(msg, Catchup):
             values = msg.chosen
+        if isinstance(msg, (Promise, PromisePart, Catchup)) and any(v.ballot is not None for v in msg.chosen):
+            return "a chosen value carries a ballot"  # (only an accepted one names the ballot it was accepted in)
         highest = min(MAX_EPOCH, self.max_round + MAX_EPOCH_JUMP)
         for ballot in ballots:
             # any well-formed node id may own a ballot: a node may lead a configuration we have not applied
@@ -1646,8 +1648,8 @@ class MultiPaxosCore(LogCore):
             return f"part {msg.part} of {msg.parts}"
         if isinstance(msg, (SnapshotChunk, SnapshotRequest)):
             offset = msg.offset if isinstance(msg, SnapshotChunk) else msg.received
-            if offset < 0:
-                return "a negative offset"
+            if not 0 <= offset < MAX_INDEX:
+                return "its offset is out of range"
         # last, being the dearest: a carried snapshot the handler will use (a promise for our ballot, a
         # catch-up from the leader we follow) must restore, even one it will skip as older than applied
         if snapshot is not None and msg.ballot == (self.leader_ballot if isinstance(msg, Catchup) else self.ballot):

@@ -636,11 +636,11 @@ class RaftCore(LogCore):
                 return f"it answers index {m.index} or round {m.round}, beyond what this leader sent"
         elif isinstance(m, InstallSnapshot):
             snap = m.snapshot
-            if not (1 <= snap.index < MAX_INDEX and 1 <= snap.term <= m.term and 0 <= m.offset
+            if not (1 <= snap.index < MAX_INDEX and 1 <= snap.term <= m.term and 0 <= m.offset < MAX_INDEX
                     and m.round >= 0):
                 return "its index, term, offset or round is out of range"
         elif isinstance(m, InstallSnapshotReply):
-            if not (0 <= m.index < MAX_INDEX and m.received >= 0 and m.round >= 0):
+            if not (0 <= m.index < MAX_INDEX and 0 <= m.received < MAX_INDEX and m.round >= 0):
                 return "its index, size or round is out of range"
             ours = self.snapshot
             if self._leads(m.term) and (m.round > self.round or ours is None or (

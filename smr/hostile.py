@@ -174,6 +174,12 @@ class Samples:
             return None
         return rng.choice(self._by[(dst, rng.choice(kinds))])
 
+    def all(self) -> Iterator[tuple[str, str, Any]]:
+        """Every remembered (src, dst, message), oldest first within each (destination, class)."""
+        for (dst, _), got in self._by.items():
+            for src, message in got:
+                yield src, dst, message
+
     def clear(self) -> None:
         """Forget every sample (a new cluster: an old one's messages would not be replays there)."""
         self._by.clear()
@@ -1314,8 +1320,10 @@ def _classify(exc: BaseException) -> tuple[str, bool]:
 
 
 # ====================================================================== samples for a live run
-def sample_traffic(backend: str, seed: int, rounds: int = 300, options: Mapping[str, Any] | None = None) -> Samples:
-    """Real messages of a short in-process run of ``backend`` (for generators that cannot see the traffic)."""
+def sample_run(backend: str, seed: int, rounds: int = 300,
+               options: Mapping[str, Any] | None = None) -> tuple[Network[Any], Samples]:
+    """A short in-process run of ``backend`` under client load, one follower catching up from a snapshot
+    on the way: its cluster (still running) and the real messages it carried."""
     run = _CoreFuzz(backend, 0, seed, False, None, {**DEFAULT_OPTIONS, **(options or {})}, 1, 0.0, print)
     for _ in range(rounds):
         run._traffic_round()
@@ -1330,7 +1338,45 @@ def sample_traffic(backend: str, seed: int, rounds: int = 300, options: Mapping[
         net.start(lagging)
         for _ in range(30):
             run._traffic_round()
-    return run.samples
+    return net, run.samples
+
+
+def sample_traffic(backend: str, seed: int, rounds: int = 300, options: Mapping[str, Any] | None = None) -> Samples:
+    """Real messages of a short in-process run of ``backend`` (for generators that cannot see the traffic)."""
+    return sample_run(backend, seed, rounds, options)[1]
+
+
+def out_of_range_variants(message: Any) -> Iterator[tuple[str, Any]]:
+    """(path, copy) for each way to put one value of ``message`` out of range, at any depth outside commands.
+
+    Each bounded int (:func:`_bounded`: an epoch, position or count) set to
+    -1 and to :data:`IMPOSSIBLE_FROM`, and each absent ballot filled with one
+    of those rounds: what :func:`impossible` calls impossible, so what a core
+    must refuse before acting on it (a core that does not lets the
+    generator's "impossible" messages through as lies).
+    """
+    for path, tp, name in _paths(message):
+        if isinstance(path[-1], int):
+            continue  # (a tuple item: its fields are paths of their own)
+        owner = message
+        for step in path[:-1]:
+            owner = owner[step] if isinstance(step, int) else getattr(owner, step)
+        value = getattr(owner, name)
+        if value is None and "Ballot" in str(tp):
+            ballot = _ballot_class(message)
+            bad: list[Any] = [ballot(-1, "n1"), ballot(IMPOSSIBLE_FROM, "n1")] if ballot else []
+        elif type(value) is int and _bounded(owner, name):
+            bad = [-1, IMPOSSIBLE_FROM]
+        else:
+            continue
+        for replacement in bad:
+            yield _path_text(path), _replace(message, path, replacement)
+
+
+def _ballot_class(message: Any) -> type | None:
+    """The ballot class of ``message``'s protocol (the type of its ``ballot`` field), or None."""
+    ballot = getattr(message, "ballot", None)
+    return type(ballot) if ballot is not None and hasattr(ballot, "round") else None
 
 
 # ====================================================================== command line

@@ -72,6 +72,16 @@ def _deliver_until(net: Network, kind: type, dst: str) -> tuple[str, Any]:
     raise AssertionError(f"no {kind.__name__} to {dst}")
 
 
+def _candidate(net: Network, node: str) -> MultiPaxosCore:
+    """Tick ``node`` (nothing is delivered to it, so it hears no leader) until it campaigns; return its core."""
+    core = net.cores[node]
+    for _ in range(100):
+        net.step(node, TICK)
+        if core.status().role == Role.CANDIDATE:
+            return core
+    raise AssertionError(f"{node} did not campaign")
+
+
 # ------------------------------------------------------------ a snapshot in chunks
 def test_a_lagging_replica_pulls_a_large_snapshot_chunk_by_chunk_then_the_slots_after_it() -> None:
     """A snapshot larger than one chunk goes in ``snapshot_chunk_bytes`` pieces at offsets 0, 256, 512,
@@ -233,17 +243,40 @@ def test_chosen_values_beside_a_stale_snapshot_that_does_not_restore_are_not_app
     assert net.remote_errors[0].startswith(
         "multipaxos n2: impossible Catchup from n1: a snapshot that does not restore")
     assert n2.applied == applied and n2.applier.snapshot() == state and applied + 1 not in n2.chosen
-    n3 = net.cores["n3"]
-    for _ in range(100):  # n3 hears no leader (nothing is delivered to it): it campaigns
-        net.step("n3", TICK)
-        if n3.status().role == Role.CANDIDATE:
-            break
-    assert n3.status().role == Role.CANDIDATE and n3.ballot is not None
+    n3 = _candidate(net, "n3")
+    assert n3.ballot is not None
     net.step("n3", Receive("n1", Promise(n3.ballot, 1, (), (), Snapshot(1, "[]"))))
     assert len(net.remote_errors) == 2
     assert net.remote_errors[1].startswith("multipaxos n3: impossible Promise from n1: a snapshot that does not restore")
     net.step("n3", Receive("n1", Promise(Ballot(n3.ballot.round + 1, "n3"), 1, (), (), Snapshot(1, "[]"))))
     assert len(net.remote_errors) == 2  # a promise for no ballot of ours is ignored unread, whatever it carries
+
+
+def test_a_chosen_value_that_carries_a_ballot_is_refused_and_not_applied() -> None:
+    """A chosen value travels without a ballot (only an accepted value names the ballot it was accepted
+    in), so a Catchup or a Promise whose chosen values carry one -- here out of range, or naming a node
+    nobody knows -- is impossible: it is refused before the values reach ``chosen``.  (The multi-Paxos
+    insider run of seed 1 lost an acknowledged write to a Promise whose chosen values carried an
+    out-of-range ballot: the new leader took a foreign value as chosen in a slot whose real value it had
+    not applied yet.)"""
+    net = _net(**CHUNKED)
+    net.elect("n1")
+    _commit(net, "n1", range(1, 3))
+    n2 = net.cores["n2"]
+    ballot = net.cores["n1"].ballot
+    assert ballot is not None
+    state, applied = n2.applier.snapshot(), n2.applied
+    forged = ClientRequest("c9", 1, put("forged", "x"))
+    for carried in (Ballot(2 ** 63, "n1"), Ballot(-1, "n1"), Ballot(1, "nobody"), ballot):
+        net.step("n2", Receive("n1", Catchup(ballot, (SlotValue(applied + 1, forged, carried),))))
+    assert [e.split(": ", 1)[1] for e in net.remote_errors] == [
+        "impossible Catchup from n1: a chosen value carries a ballot"] * 4
+    assert n2.applied == applied and n2.applier.snapshot() == state and applied + 1 not in n2.chosen
+    n3 = _candidate(net, "n3")
+    assert n3.ballot is not None
+    net.step("n3", Receive("n1", Promise(n3.ballot, 1, (), (SlotValue(applied + 1, forged, Ballot(2 ** 63, "n1")),))))
+    assert net.remote_errors[-1] == "multipaxos n3: impossible Promise from n1: a chosen value carries a ballot"
+    assert applied + 1 not in n3.promise_chosen and n3.status().role == Role.CANDIDATE
 
 
 def test_a_snapshot_inside_the_alpha_window_restores_the_configurations_after_it() -> None:

@@ -385,8 +385,10 @@ def test_heartbeat_rounds_acks_parts_and_offsets_lie_in_range() -> None:
             assert verdict(msg) is None, msg
         else:
             impossible(msg, f"part {part} of {parts}")
-    impossible(SnapshotChunk(b, 1, -1, "", False), "a negative offset")
-    impossible(SnapshotRequest(Ballot(1, "n2"), 1, -1), "a negative offset")
+    for offset in (-1, M):
+        impossible(SnapshotChunk(b, 1, offset, "", False), "its offset is out of range")
+        impossible(SnapshotRequest(Ballot(1, "n2"), 1, offset), "its offset is out of range")
+    assert verdict(SnapshotChunk(b, 1, M - 1, "", False)) is None
     assert verdict(SnapshotRequest(Ballot(1, "n2"), 1, 0)) is None
 
 
