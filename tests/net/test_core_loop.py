@@ -8,6 +8,7 @@ attributes the method under test reads.
 
 from __future__ import annotations
 
+import logging
 import types
 from collections import Counter
 from typing import Any
@@ -17,8 +18,9 @@ import trio
 from smr import wire
 from smr.commands import put
 from smr.net._frames import TAG_BYTES
-from smr.net._loop import CoreLoop, _drop_ticks, _rank
-from smr.replica import TICK, ClientRequest, Receive, Send
+import smr.net._loop as _loop_module
+from smr.net._loop import SLOW_STEP_LOG_EVERY_S, SLOW_STEP_S, CoreLoop, _drop_ticks, _rank
+from smr.replica import TICK, ClientRequest, Ready, ReplicaStatus, Receive, Role, Send
 from synod.ballot import Ballot
 
 from multipaxos.messages import Heartbeat
@@ -87,3 +89,108 @@ def test_a_broadcast_is_encoded_once_and_each_send_counted_as_sent_unroutable_or
     assert encoded == [message, other]
     assert loop.counters == Counter({"messages_sent": 2, "messages_dropped": 1, "messages_unroutable": 1})
     assert [open_recv.receive_nowait(), open_recv.receive_nowait()] == [wire.encode(message), wire.encode(other)]
+
+
+# ------------------------------------------------------------ stalls and slow steps: counted always, logged rarely
+class _Clock:
+    """A stand-in for ``time.monotonic`` and ``time.perf_counter``: returns the times it is given, in order."""
+
+    def __init__(self, *times: float) -> None:
+        self.times = list(times)
+
+    def __call__(self) -> float:
+        return self.times.pop(0)
+
+
+def _timed_loop(monkeypatch: Any, *times: float) -> CoreLoop:
+    """A bare loop whose clock reads ``times`` in turn, that has logged nothing yet."""
+    loop = CoreLoop()
+    loop.id = "n1"
+    loop.counters = Counter()
+    loop._slow_logged_at = -SLOW_STEP_LOG_EVERY_S
+    clock = _Clock(*times)
+    monkeypatch.setattr(_loop_module.time, "monotonic", clock)
+    monkeypatch.setattr(_loop_module.time, "perf_counter", clock)
+    return loop
+
+
+def _warnings(caplog: Any) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "smr.net" and r.levelno == logging.WARNING]
+
+
+def test_every_stall_is_counted_but_logged_at_most_once_per_interval(monkeypatch: Any, caplog: Any) -> None:
+    """A late tick means the whole node was held: each is counted; the log names the lateness and the
+    count so far, once, then again only once SLOW_STEP_LOG_EVERY_S has passed (exactly that is enough)."""
+    loop = _timed_loop(monkeypatch, 100.0, 100.0 + SLOW_STEP_LOG_EVERY_S - 0.5, 100.0 + SLOW_STEP_LOG_EVERY_S,
+                       100.5 + SLOW_STEP_LOG_EVERY_S)
+    with caplog.at_level(logging.WARNING, logger="smr.net"):
+        for late in (0.25, 0.3, 1.5, 0.2):
+            loop._stalled(late)
+    assert loop.counters == Counter({"stalls": 4})
+    assert _warnings(caplog) == [
+        "n1: the node was held for 250 ms (no tick, no message handled); peers may start an election "
+        "(1 stalls so far)",
+        "n1: the node was held for 1500 ms (no tick, no message handled); peers may start an election "
+        "(3 stalls so far)"]
+
+
+def test_slow_steps_name_the_input_and_share_the_log_interval_with_stalls(monkeypatch: Any, caplog: Any) -> None:
+    """A slow step names what was stepped (a peer message by its class); it and a stall share one log
+    interval, so a burst of either logs one line."""
+    loop = _timed_loop(monkeypatch, 50.0, 51.0, 50.0 + SLOW_STEP_LOG_EVERY_S)
+    with caplog.at_level(logging.WARNING, logger="smr.net"):
+        loop._slow_step(Receive("n2", _message(1)), 0.125)
+        loop._stalled(0.5)
+        loop._slow_step(_request(1), 2.0)
+    assert loop.counters == Counter({"slow_steps": 2, "stalls": 1})
+    assert _warnings(caplog) == [
+        "n1: one step (Heartbeat) held the node for 125 ms; peers may start an election (1 slow steps so far)",
+        "n1: one step (ClientRequest) held the node for 2000 ms; peers may start an election "
+        "(2 slow steps so far)"]
+
+
+class _Driver:
+    """A stand-in driver: returns ``ready`` from each step, with the status and flags it is given."""
+
+    def __init__(self, ready: Ready, status: ReplicaStatus | None = None, became_leader: int | None = None,
+                 rejected: bool = False) -> None:
+        self.ready, self.last_status, self.became_leader, self.rejected = ready, status, became_leader, rejected
+
+    def step(self, event: Any) -> Ready:
+        return self.ready
+
+
+def test_a_step_is_slow_only_beyond_the_threshold(monkeypatch: Any) -> None:
+    """Exactly SLOW_STEP_S is not slow; a hair more is counted."""
+    loop = _timed_loop(monkeypatch, 10.0, 10.0 + SLOW_STEP_S, 20.0, 20.0 + SLOW_STEP_S + 0.001, 30.0)
+    loop.driver = _Driver(Ready())  # type: ignore[assignment]
+    loop._step(TICK)
+    assert loop.counters["slow_steps"] == 0
+    loop._step(TICK)
+    assert loop.counters["slow_steps"] == 1
+
+
+def test_a_step_logs_a_campaign_once_per_epoch_and_leadership_and_sends_eager_messages_at_once(
+        monkeypatch: Any, caplog: Any) -> None:
+    """What one step tells: a campaign is logged once per epoch (not again while it goes on), a new
+    leadership each time; a leader's eager replication is sent before the batch's write; an input the
+    core rejected yields nothing to commit."""
+    loop = _timed_loop(monkeypatch, *[float(i) * 0.001 for i in range(10)])
+    loop._campaigned = 0
+    sent: list[tuple[Send, ...]] = []
+    loop._send_messages = sent.append  # type: ignore[method-assign]
+    eager = (Send("n2", _message(1)),)
+    campaigning = ReplicaStatus("n1", Role.CANDIDATE, 4, None, 0)
+    with caplog.at_level(logging.INFO, logger="smr.net"):
+        loop.driver = _Driver(Ready(), campaigning)  # type: ignore[assignment]
+        assert loop._step(TICK) == Ready()
+        assert loop._step(TICK) == Ready()
+        loop.driver = _Driver(Ready(eager=eager), ReplicaStatus("n1", Role.LEADER, 4, "n1", 0),  # type: ignore[assignment]
+                              became_leader=4)
+        assert loop._step(TICK) == Ready(eager=eager)
+        loop.driver = _Driver(Ready(eager=eager), rejected=True)  # type: ignore[assignment]
+        assert loop._step(Receive("n2", _message(2))) is None
+    assert [r.getMessage() for r in caplog.records if r.name == "smr.net"] == [
+        "n1: campaigning at epoch 4 (no leader heard for an election timeout)",
+        "n1: became leader at epoch 4"]
+    assert sent == [eager] and loop._campaigned == 4
