@@ -14,6 +14,7 @@ from collections import Counter
 from typing import Any
 
 import trio
+import trio.testing
 
 from smr import wire
 from smr.commands import put
@@ -194,3 +195,63 @@ def test_a_step_logs_a_campaign_once_per_epoch_and_leadership_and_sends_eager_me
         "n1: campaigning at epoch 4 (no leader heard for an election timeout)",
         "n1: became leader at epoch 4"]
     assert sent == [eager] and loop._campaigned == 4
+
+
+# ------------------------------------------------------------ the ticker (on trio's mock clock)
+def _ticking(capacity: int, run_for: float, held: dict[int, float] | None = None) -> tuple[list[float], CoreLoop]:
+    """Run a bare loop's ticker (10 ms ticks) for ``run_for`` virtual seconds, its queue holding
+    ``capacity`` events; ``held`` maps a wake-up number to how long the process is held after it.
+    Returns when each queued tick was sent, and the loop (its counters)."""
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    loop = CoreLoop()
+    loop.id = "n1"
+    loop.counters = Counter()
+    loop._slow_logged_at = -SLOW_STEP_LOG_EVERY_S
+    loop.config = types.SimpleNamespace(tick_ms=10.0)  # type: ignore[assignment]
+    sent_at: list[float] = []
+    real_sleep_until = trio.sleep_until
+    wakes = 0
+
+    async def sleep_until(deadline: float) -> None:
+        nonlocal wakes
+        await real_sleep_until(deadline)
+        wakes += 1
+        clock.jump((held or {}).get(wakes, 0.0))  # the process held right after waking
+
+    class Queue:
+        def send_nowait(self, event: Any) -> None:
+            if len(sent_at) >= capacity:
+                raise trio.WouldBlock
+            sent_at.append(round(trio.current_time(), 6))
+
+    async def main() -> None:
+        loop._events_send = Queue()  # type: ignore[assignment]
+        with trio.move_on_after(run_for):
+            await loop._ticker()
+
+    trio_sleep_until, trio.sleep_until = trio.sleep_until, sleep_until  # type: ignore[assignment]
+    try:
+        trio.run(main, clock=clock)
+    finally:
+        trio.sleep_until = trio_sleep_until  # type: ignore[assignment]
+    return sent_at, loop
+
+
+def test_the_ticker_ticks_once_per_period_and_counts_the_ticks_a_full_queue_refuses() -> None:
+    """One tick per 10 ms, on the period; a tick the full queue refuses is counted, not waited for."""
+    sent_at, loop = _ticking(capacity=3, run_for=0.105)
+    assert sent_at == [0.01, 0.02, 0.03]
+    assert loop.counters == Counter({"ticks_dropped": 7})
+
+
+def test_a_held_process_counts_a_stall_and_the_ticker_skips_ahead_instead_of_bursting() -> None:
+    """Held 250 ms after its third wake-up, the ticker sends that tick late (a stall, counted), then
+    restarts its period from there: no burst of the 25 ticks it missed.  Held only 40 ms (under MAX_TICK_LAG
+    periods, and under SLOW_STEP_S), it catches up on the missed ticks at once and counts no stall."""
+    sent_at, loop = _ticking(capacity=100, run_for=0.3, held={3: 0.25})
+    # the third tick goes when the hold ends, then one at once (the period restarts from now), then on it
+    assert sent_at == [0.01, 0.02, 0.28, 0.28, 0.29]
+    assert loop.counters == Counter({"stalls": 1})
+    sent_at, loop = _ticking(capacity=100, run_for=0.1, held={3: 0.04})
+    assert sent_at == [0.01, 0.02, 0.07, 0.07, 0.07, 0.07, 0.07, 0.08, 0.09, 0.1]
+    assert loop.counters == Counter()
