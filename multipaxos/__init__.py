@@ -25,4 +25,5 @@ from .messages import Promise as Promise
 from .messages import PromisePart as PromisePart
 from .messages import SnapshotChunk as SnapshotChunk
 from .messages import SnapshotRequest as SnapshotRequest
+from .options import MAX_ALPHA as MAX_ALPHA
 from .options import MultiPaxosOptions as MultiPaxosOptions

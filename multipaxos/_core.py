@@ -130,7 +130,7 @@ from synod.proposer import AcceptQuorum, MultiPrepareQuorum
 
 from .messages import (Accept, Accepted, Behind, Catchup, CatchupRequest, Heartbeat, HeartbeatAck, Nack, Prepare,
                        Promise, PromisePart, SlotValue, Snapshot, SnapshotChunk, SnapshotRequest)
-from .options import MultiPaxosOptions
+from .options import MAX_ALPHA, MultiPaxosOptions
 
 #: Multi-Paxos's roles, as the shared :class:`smr.replica.Role` members.
 FOLLOWER, CANDIDATE, LEADER = Role.FOLLOWER, Role.CANDIDATE, Role.LEADER
@@ -193,8 +193,8 @@ def _window_of(data: str) -> list[tuple[int, Membership]] | None:
         return None
     try:
         rows, _ = json.JSONDecoder().raw_decode(data, len(WINDOW_TAG))
-        if not isinstance(rows, list) or not rows or len(rows) > 1024:
-            raise ValueError("a snapshot's window is a non-empty list")
+        if not isinstance(rows, list) or not 0 < len(rows) <= MAX_ALPHA + 1:
+            raise ValueError(f"a snapshot's window is a non-empty list of at most {MAX_ALPHA + 1} rows")
         window = []
         for row in rows:
             if not isinstance(row, list) or len(row) != 2 or type(row[0]) is not int or not 0 <= row[0] < MAX_INDEX:

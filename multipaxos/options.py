@@ -14,6 +14,9 @@ from smr.sessions import SESSION_OPTIONS
 #: How a leader answers a read-only command: through the log (the baseline), after confirming its
 #: ballot with a quorum round of heartbeats (``read_index``), or locally while it holds a lease.
 READ_MODES = ("log", "read_index", "lease")
+#: The largest alpha: a snapshot carries at most alpha + 1 configurations (the one in effect and each
+#: change of the window), and a replica refuses a snapshot carrying more than MAX_ALPHA + 1.
+MAX_ALPHA = 1023
 
 
 @attrs.frozen
@@ -30,7 +33,8 @@ class MultiPaxosOptions:
 
     ``alpha``: the configuration of slot i is the one applied after slot
     i - alpha (Lamport, Malkhi and Zhou's alpha window); alpha = 1 is
-    stop-and-go, a larger one lets the leader pipeline across a change.
+    stop-and-go, a larger one lets the leader pipeline across a change
+    (at most :data:`MAX_ALPHA`).
 
     ``read_mode``: "log" (reads are ordered like writes), "read_index" (the
     leader confirms its ballot with a quorum round of heartbeat acks, then
@@ -83,8 +87,8 @@ class MultiPaxosOptions:
             raise LocalProtocolError("max_batch and max_inflight must be at least 1")
         if not isinstance(self.write_in_parallel, bool):
             raise LocalProtocolError(f"write_in_parallel must be true or false, got {self.write_in_parallel!r}")
-        if not isinstance(self.alpha, int) or isinstance(self.alpha, bool) or self.alpha < 1:
-            raise LocalProtocolError(f"alpha must be a positive int, got {self.alpha!r}")
+        if not isinstance(self.alpha, int) or isinstance(self.alpha, bool) or not 1 <= self.alpha <= MAX_ALPHA:
+            raise LocalProtocolError(f"alpha must be an int from 1 to {MAX_ALPHA}, got {self.alpha!r}")
         if self.read_mode not in READ_MODES:
             raise LocalProtocolError(f"read_mode must be one of {', '.join(READ_MODES)}, got {self.read_mode!r}")
         if isinstance(self.max_clock_drift, bool) or not isinstance(self.max_clock_drift, (int, float)) \

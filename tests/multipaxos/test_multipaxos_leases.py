@@ -16,7 +16,7 @@ from smr.errors import LocalProtocolError
 from smr.replica import Receive, ReplyStatus
 from smr.testing import Network
 
-from multipaxos import Heartbeat, MultiPaxosCore, MultiPaxosOptions, Prepare, check_invariants
+from multipaxos import MAX_ALPHA, Heartbeat, MultiPaxosCore, MultiPaxosOptions, Prepare, check_invariants
 from multipaxos.mutants import build
 from synod.ballot import Ballot
 
@@ -42,8 +42,10 @@ def test_read_modes_are_validated() -> None:
         MultiPaxosOptions(read_mode="stale")
     with pytest.raises(LocalProtocolError, match="max_clock_drift"):
         MultiPaxosOptions(max_clock_drift=1.5)
-    with pytest.raises(LocalProtocolError, match="alpha"):
-        MultiPaxosOptions(alpha=0)
+    for alpha in (0, MAX_ALPHA + 1, True, 2.0):
+        with pytest.raises(LocalProtocolError, match="alpha"):
+            MultiPaxosOptions(alpha=alpha)  # type: ignore[arg-type]
+    assert MultiPaxosOptions(alpha=MAX_ALPHA).alpha == MAX_ALPHA
 
 
 def test_a_log_read_takes_a_slot() -> None:

@@ -19,7 +19,7 @@ from smr.sessions import NOOP_ENTRY
 from smr.state_machines import KVStore
 from smr.testing import Network, unstamped
 
-from multipaxos import Accept, Accepted, MultiPaxosCore, Nack, Prepare, Promise, check_invariants
+from multipaxos import MAX_ALPHA, Accept, Accepted, MultiPaxosCore, Nack, Prepare, Promise, check_invariants
 from multipaxos._core import MAX_INDEX, WINDOW_TAG, _window_of, _with_window
 from multipaxos.messages import Behind, Heartbeat, PromisePart, SlotValue, Snapshot
 from synod.ballot import Ballot
@@ -176,16 +176,17 @@ def test_a_snapshot_window_is_compact_sorted_json_and_reads_back() -> None:
     assert text == f'{WINDOW_TAG}{rows},"b":1}}'
     assert _window_of(text) == window
     assert _window_of('{"b":1}') is None
-    full = _with_window("{}", [(s, _membership("n1")) for s in range(1024)])
-    assert len(_window_of(full) or []) == 1024
+    full = _with_window("{}", [(s, _membership("n1")) for s in range(MAX_ALPHA + 1)])  # alpha changes at most
+    assert len(_window_of(full) or []) == MAX_ALPHA + 1
     assert _window_of(_with_window("{}", [(MAX_INDEX - 1, _membership("n1"))])) == [
         (MAX_INDEX - 1, _membership("n1"))]
 
 
 @pytest.mark.parametrize(("rows", "words"), [
-    ("[]", "a snapshot's window is a non-empty list"),
-    ('{"a":1}', "a snapshot's window is a non-empty list"),
-    ("[" + ",".join(['[0,{"voters":["n1"]}]'] * 1025) + "]", "a snapshot's window is a non-empty list"),
+    ("[]", "a snapshot's window is a non-empty list of at most 1024 rows"),
+    ('{"a":1}', "a snapshot's window is a non-empty list of at most 1024 rows"),
+    ("[" + ",".join(['[0,{"voters":["n1"]}]'] * (MAX_ALPHA + 2)) + "]",
+     "a snapshot's window is a non-empty list of at most 1024 rows"),
     ('[[0,{"voters":["n1"]}],5]', r"a window row is \[slot, membership\]"),
     ('[[0,{"voters":["n1"]}],[1]]', r"a window row is \[slot, membership\]"),
     ('[["0",{"voters":["n1"]}]]', r"a window row is \[slot, membership\]"),
@@ -193,7 +194,7 @@ def test_a_snapshot_window_is_compact_sorted_json_and_reads_back() -> None:
     (f'[[{MAX_INDEX},{{"voters":["n1"]}}]]', r"a window row is \[slot, membership\]"),
 ])
 def test_a_malformed_snapshot_window_is_refused_saying_what_is_wrong(rows: str, words: str) -> None:
-    """A snapshot whose window is not a non-empty list (at most 1024 rows) of [slot, membership] rows,
+    """A snapshot whose window is not a non-empty list (at most MAX_ALPHA + 1 rows) of [slot, membership] rows,
     slots in 0..MAX_INDEX-1, is refused with a ValueError that says so.
 
     Reference: Lamport, Malkhi and Zhou, "Reconfiguring a State Machine", section 4 (alpha window)
