@@ -1509,7 +1509,7 @@ class MultiPaxosCore(LogCore):
             self._read(request)
             return
         key = (request.client_id, request.seq)
-        if key in self.in_log or key in self.queue:
+        if self._ordering(request):
             prior = self._in_flight(key)
             if prior is None or same_command(prior.command, request.command):
                 self.waiting.add(key)  # already being ordered; answer when it is applied
@@ -1521,18 +1521,25 @@ class MultiPaxosCore(LogCore):
         self._pump()
 
     def _ordering(self, request: ClientRequest) -> bool:
-        """True while this leader queues, proposes or has chosen but not applied ``request``'s (client, seq)."""
+        """True while this leader queues, proposes, has chosen but not applied, or recovered and will
+        propose again, ``request``'s (client, seq)."""
         key = (request.client_id, request.seq)
-        return key in self.in_log or key in self.queue
+        return key in self.in_log or key in self.queue or self._awaiting_proposal(key) is not None
+
+    def _awaiting_proposal(self, key: tuple[str, int]) -> ClientRequest | None:
+        """The recovered value under (client, seq) ``key`` that waits to be proposed again, or None."""
+        if not self.deferred:
+            return None
+        return next((v for v in self.deferred.values() if (v.client_id, v.seq) == key), None)
 
     def _in_flight(self, key: tuple[str, int]) -> ClientRequest | None:
-        """The request this leader is ordering under (client, seq) ``key``: queued, proposed or chosen."""
+        """The request this leader is ordering under (client, seq) ``key``: queued, proposed, chosen or recovered."""
         queued = self.queue.get(key)
         if queued is not None:
             return queued
         slot = self.in_log.get(key)
         if slot is None:
-            return None
+            return self._awaiting_proposal(key)
         proposal = self.proposals.get(slot)
         value = proposal.value if proposal is not None else self.chosen.get(slot)
         return value if isinstance(value, ClientRequest) else None

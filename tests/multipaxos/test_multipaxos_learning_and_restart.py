@@ -141,10 +141,11 @@ def test_an_applied_change_holds_back_no_later_slot() -> None:
     assert leader.next_slot == 7
 
 
-def test_a_request_chosen_in_two_slots_is_answered_once() -> None:
+def test_a_retry_of_a_recovered_request_waits_for_it_instead_of_taking_a_second_slot() -> None:
     """alpha 1: a new leader recovers a change in slot 1 and a client's put in slot 2, which waits until
-    slot 1 is applied; the client's retry, arriving meanwhile, is ordered too (slot 3).  Both slots are
-    applied (the session table makes the second a no-op) and the client gets exactly one reply.
+    slot 1 is applied; the client's retry, arriving meanwhile, waits for the recovered put (no slot of
+    its own), and the client gets exactly one reply once slot 2 is applied.  A retry with another
+    command under that (client, seq) is refused once the recovered one is applied.
 
     Reference: Paxos Made Simple, section 3; Raft thesis 6.3 (sessions: each command once)
     """
@@ -159,9 +160,14 @@ def test_a_request_chosen_in_two_slots_is_answered_once() -> None:
         net.deliver(0)
     assert n2.applied == 0 and set(n2.deferred) == {2}  # slot 2's configuration is not certain yet
     net.request("n2", wanted.command, "c1", 1)  # the client retries at the new leader
+    net.request("n2", put("k", "other"), "c1", 1)  # and a confused one reuses the seq
+    assert not n2.queue and set(n2.deferred) == {2}
     net.settle()
-    assert n2.applied == 3 and [(n2.log[s].client_id, n2.log[s].seq) for s in (2, 3)] == [("c1", 1), ("c1", 1)]
-    assert [(r.status, r.result) for r in net.replies_to("c1", 1)] == [(ReplyStatus.OK, None)]
+    assert n2.applied == 2 and (n2.log[2].client_id, n2.log[2].seq) == ("c1", 1)
+    assert n2.applier.machine.data["k"] == "v"
+    replies = [(r.status, r.result if r.status == ReplyStatus.OK else r.result["error"])
+               for r in net.replies_to("c1", 1)]
+    assert sorted(replies, key=str) == sorted([(ReplyStatus.OK, None), (ReplyStatus.ERROR, "SequenceReused")], key=str)
 
 
 def _effect_trace(command: Any) -> tuple[list[tuple[int, tuple[str, ...], int | None]], MultiPaxosCore]:
