@@ -261,6 +261,7 @@ class MultiPaxosCore(LogCore):
         self.prepare_sent: dict[str, int] = {}           # node -> tick we last asked it for a promise
         self.deferred: dict[int, ClientRequest] = {}     # recovered values not yet proposed (slot -> value)
         self.deferred_ballots: dict[int, Ballot] = {}    # the ballot each recovered value was accepted in
+        self.deferred_keys: dict[tuple[str, int], int] = {}  # (client, seq) -> its slot in deferred
         self.change_slots: set[int] = set()              # slots above applied holding a membership change
         self.blocked: set[int] = set()                   # slots waiting for their configuration to be certain
         self.recovered_last = 0                          # the last slot recovered in phase 1
@@ -548,6 +549,7 @@ class MultiPaxosCore(LogCore):
         self.prepare_sent.clear()
         self.deferred.clear()
         self.deferred_ballots.clear()
+        self.deferred_keys.clear()
         self.change_slots.clear()
         self.blocked.clear()
         self.promoting.clear()
@@ -902,7 +904,7 @@ class MultiPaxosCore(LogCore):
             if recovered is None:  # no promiser reported a value there, and it is not known chosen
                 self._fill_gap(slot)
                 continue
-            self.deferred[slot] = recovered
+            self._put_deferred(slot, recovered)
             if is_change(recovered.command):
                 self.change_slots.add(slot)
         self.recovered_last = last
@@ -917,7 +919,7 @@ class MultiPaxosCore(LogCore):
         while self.next_slot in self.deferred and self._may_propose(self.next_slot):
             slot = self.next_slot
             self.deferred_ballots.pop(slot, None)
-            self._propose(slot, self.deferred.pop(slot))
+            self._propose(slot, self._take_deferred(slot))
             proposed.append(slot)
             self.next_slot += 1
         for first, batch in self._runs(proposed):
@@ -1010,16 +1012,43 @@ class MultiPaxosCore(LogCore):
         value for the slot replaces it (``_on_late_promise``: the no-op has
         no ballot to beat).
         """
-        self.deferred[slot] = NOOP_ENTRY
+        self._put_deferred(slot, NOOP_ENTRY)
 
     def _defer(self, slot: int, value: ClientRequest, ballot: Ballot | None) -> None:
         """Queue ``value`` for ``slot`` until we may propose there; ``ballot``: the one it was accepted in (None: chosen)."""
-        self.deferred[slot] = value
+        self._put_deferred(slot, value)
         if ballot is None:
             self.deferred_ballots.pop(slot, None)
         else:
             self.deferred_ballots[slot] = ballot
         (self.change_slots.add if is_change(value.command) else self.change_slots.discard)(slot)
+
+    def _put_deferred(self, slot: int, value: ClientRequest) -> None:
+        """Hold ``value`` for ``slot`` in ``deferred`` (indexed by its client key).
+
+        A client value it displaces (a late promise reported a higher ballot's
+        value, or the slot's chosen one) is queued anew if its client waits
+        for it: the client's retry waited for it rather than take a slot.
+        """
+        old = self.deferred.get(slot)
+        if old is not None and old.client_id:
+            key = (old.client_id, old.seq)
+            if self.deferred_keys.get(key) == slot:
+                del self.deferred_keys[key]
+            if key in self.waiting and key not in self.in_log and key not in self.queue \
+                    and key not in self.deferred_keys:
+                self.queue[key] = old
+        self.deferred[slot] = value
+        if value.client_id:
+            self.deferred_keys[(value.client_id, value.seq)] = slot
+
+    def _take_deferred(self, slot: int) -> ClientRequest:
+        """Take the value held for ``slot`` out of ``deferred`` (and its index)."""
+        value = self.deferred.pop(slot)
+        key = (value.client_id, value.seq)
+        if self.deferred_keys.get(key) == slot:
+            del self.deferred_keys[key]
+        return value
 
     def _values_to_propose(self, prepare: MultiPrepareQuorum) -> dict[int, ClientRequest]:
         """Phase 1's one rule, per slot: re-propose the value of the highest ballot any promiser accepted."""
@@ -1528,9 +1557,8 @@ class MultiPaxosCore(LogCore):
 
     def _awaiting_proposal(self, key: tuple[str, int]) -> ClientRequest | None:
         """The recovered value under (client, seq) ``key`` that waits to be proposed again, or None."""
-        if not self.deferred:
-            return None
-        return next((v for v in self.deferred.values() if (v.client_id, v.seq) == key), None)
+        slot = self.deferred_keys.get(key)
+        return None if slot is None else self.deferred[slot]
 
     def _in_flight(self, key: tuple[str, int]) -> ClientRequest | None:
         """The request this leader is ordering under (client, seq) ``key``: queued, proposed, chosen or recovered."""
@@ -1630,7 +1658,7 @@ class MultiPaxosCore(LogCore):
             slots.append(msg.from_slot)
         if isinstance(msg, (Accept, Accepted)):
             count = len(msg.values) if isinstance(msg, Accept) else msg.count
-            if not 0 <= count < MAX_INDEX:
+            if not 1 <= count < MAX_INDEX:  # (a leader sends no Accept without values)
                 return "its count is out of range"
             slots += [msg.first_slot, msg.first_slot + count]
         if isinstance(msg, (Accept, Heartbeat)) and msg.commit != 0:  # 0: nothing chosen yet

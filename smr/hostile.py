@@ -376,6 +376,7 @@ def impossible(message: Any, src: str, view: View) -> str | None:
       proposer sends (Prepare, Accept, Heartbeat, Catchup), not its sender;
     * an acknowledgement beyond the receiver's log (an index it never sent);
     * a Raft AppendEntries whose previous or entry terms exceed its own term;
+    * a multi-Paxos chosen value that carries a ballot (only an accepted one does);
     * snapshot text that does not restore;
     * a log entry whose command the state machine does not have, or with the
       wrong number of arguments (a command without a client id, or a client's
@@ -404,6 +405,8 @@ def impossible(message: Any, src: str, view: View) -> str | None:
     if name == "AppendEntries" and type(term) is int:
         if message.prev_term > term or any(e.term > term or e.term < message.prev_term for e in message.entries):
             return "entry terms beyond the message's term"
+    if any(getattr(value, "ballot", None) is not None for value in getattr(message, "chosen", ()) or ()):
+        return "a chosen value carries a ballot"
     for node_field in ("vote", "leader"):
         named = getattr(message, node_field, None)
         if isinstance(named, str) and named not in members:

@@ -170,6 +170,35 @@ def test_a_retry_of_a_recovered_request_waits_for_it_instead_of_taking_a_second_
     assert sorted(replies, key=str) == sorted([(ReplyStatus.OK, None), (ReplyStatus.ERROR, "SequenceReused")], key=str)
 
 
+def test_a_retry_waiting_for_a_recovered_value_a_late_promise_displaces_is_ordered_anew() -> None:
+    """alpha 1: the new leader n2 recovers c1's put in slot 2 and c1's retry waits for it; then n3's late
+    promise reports c2's put accepted there in a higher ballot, which takes the slot (phase 1's rule).
+    c1's put is queued anew and ordered after it, and both clients get one reply each.
+
+    Reference: Paxos Made Simple, section 2.2 (the highest ballot's value); Raft thesis 6.3 (sessions)
+    """
+    net = _net(alpha=1)
+    change = ClientRequest("admin", 1, membership_command("add_learner", "n4", ""))
+    mine, theirs = ClientRequest("c1", 1, put("k", "v")), ClientRequest("c2", 1, put("k", "w"))
+    net.step("n2", Receive("n3", Accept(Ballot(1, "n3"), 1, (change, mine), 0)))  # n3's short leadership
+    net.in_flight.clear()
+    net.isolate("n3")
+    net.campaign("n2")
+    n2 = net.cores["n2"]
+    while n2.role != Role.LEADER:
+        net.deliver(0)
+    assert n2.ballot is not None and n2.deferred[2] == mine
+    net.request("n2", mine.command, "c1", 1)  # the retry waits for the recovered put
+    assert not n2.queue and ("c1", 1) in n2.waiting
+    late = (SlotValue(1, change, Ballot(2, "n1")), SlotValue(2, theirs, Ballot(2, "n1")))  # n1's short leadership
+    net.step("n2", Receive("n3", Promise(n2.ballot, 1, late, ())))
+    assert n2.deferred[2] == theirs and list(n2.queue) == [("c1", 1)]
+    net.settle()
+    assert [(n2.log[s].client_id, n2.log[s].command.args) for s in (2, 3)] == [("c2", ("w",)), ("c1", ("v",))]
+    assert [r.status for r in net.replies_to("c1", 1)] == [ReplyStatus.OK]
+    assert not n2.waiting and not n2.deferred_keys
+
+
 def _effect_trace(command: Any) -> tuple[list[tuple[int, tuple[str, ...], int | None]], MultiPaxosCore]:
     """alpha 3, one slot per Accept: the leader n1 applies a put (slot 1), ``command`` (slot 2), then puts;
     every distinct (applied, membership's learners, durable snapshot slot) it passes through, in order."""

@@ -316,7 +316,7 @@ def test_promises_report_values_with_ballots_no_higher_than_the_promise() -> Non
 
 def test_slots_counts_and_commit_points_lie_in_range() -> None:
     """Every slot a message names lies in 1 .. MAX_INDEX - 1 (a commit point of 0 says nothing is chosen
-    yet), every count in 0 .. MAX_INDEX - 1."""
+    yet), every count in 1 .. MAX_INDEX - 1 (a leader sends no Accept without values)."""
     b = Ballot(1, "n3")
     bad = "a slot is out of range"
     for from_slot, ok in ((0, False), (1, True), (M - 1, True), (M, False)):
@@ -327,17 +327,19 @@ def test_slots_counts_and_commit_points_lie_in_range() -> None:
             else:
                 impossible(msg, bad)
     for commit, ok in ((-1, False), (0, True), (1, True), (M - 1, True), (M, False)):
-        for msg in (Accept(Ballot(1, "n3"), 1, (), commit), Heartbeat(b, commit)):
+        for msg in (Accept(Ballot(1, "n3"), 1, (REQ,), commit), Heartbeat(b, commit)):
             if ok:
                 assert verdict(msg) is None, msg
             else:
                 impossible(msg, bad)
-    assert verdict(Accepted(b, 1, 0)) is None and verdict(Accepted(b, M - 1, 0)) is None
+    assert verdict(Accepted(b, 1, 1)) is None and verdict(Accepted(b, M - 2, 1)) is None
     assert verdict(Accepted(b, 1, M - 2)) is None
     impossible(Accepted(b, 0, 1), bad)
     impossible(Accepted(b, M - 1, 1), bad)
     impossible(Accepted(b, 1, M - 1), bad)
-    impossible(Accepted(b, 1, -1), "its count is out of range")
+    for count in (-1, 0):
+        impossible(Accepted(b, 1, count), "its count is out of range")
+    impossible(Accept(b, 1, (), 0), "its count is out of range")
     impossible(Accepted(b, 1, M), "its count is out of range")
     impossible(Accept(b, 0, (REQ,), 0), bad)
     impossible(Accept(b, M - 1, (REQ,), 0), bad)

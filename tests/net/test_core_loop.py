@@ -19,7 +19,7 @@ import trio.testing
 from smr import wire
 from smr.commands import put
 from smr.net._frames import TAG_BYTES
-import smr.net._loop as _loop_module
+from smr.net import _loop as _loop_module
 from smr.net._loop import SLOW_STEP_LOG_EVERY_S, SLOW_STEP_S, CoreLoop, _drop_ticks, _rank
 from smr.replica import TICK, ClientRequest, Ready, ReplicaStatus, Receive, Role, Send
 from synod.ballot import Ballot
@@ -110,8 +110,7 @@ def _timed_loop(monkeypatch: Any, *times: float) -> CoreLoop:
     loop.counters = Counter()
     loop._slow_logged_at = -SLOW_STEP_LOG_EVERY_S
     clock = _Clock(*times)
-    monkeypatch.setattr(_loop_module.time, "monotonic", clock)
-    monkeypatch.setattr(_loop_module.time, "perf_counter", clock)
+    monkeypatch.setattr(_loop_module, "time", types.SimpleNamespace(monotonic=clock, perf_counter=clock))
     return loop
 
 
@@ -163,7 +162,7 @@ class _Driver:
 
 def test_a_step_is_slow_only_beyond_the_threshold(monkeypatch: Any) -> None:
     """Exactly SLOW_STEP_S is not slow; a hair more is counted."""
-    loop = _timed_loop(monkeypatch, 10.0, 10.0 + SLOW_STEP_S, 20.0, 20.0 + SLOW_STEP_S + 0.001, 30.0)
+    loop = _timed_loop(monkeypatch, 0.0, SLOW_STEP_S, 0.0, SLOW_STEP_S + 0.001, 30.0)
     loop.driver = _Driver(Ready())  # type: ignore[assignment]
     loop._step(TICK)
     assert loop.counters["slow_steps"] == 0
@@ -174,8 +173,8 @@ def test_a_step_is_slow_only_beyond_the_threshold(monkeypatch: Any) -> None:
 def test_a_step_logs_a_campaign_once_per_epoch_and_leadership_and_sends_eager_messages_at_once(
         monkeypatch: Any, caplog: Any) -> None:
     """What one step tells: a campaign is logged once per epoch (not again while it goes on), a new
-    leadership each time; a leader's eager replication is sent before the batch's write; an input the
-    core rejected yields nothing to commit."""
+    leadership each time; a leader's eager replication is sent by the step itself (the batch's write
+    comes later, in _commit_and_release); an input the core rejected yields nothing to commit."""
     loop = _timed_loop(monkeypatch, *[float(i) * 0.001 for i in range(10)])
     loop._campaigned = 0
     sent: list[tuple[Send, ...]] = []
@@ -198,7 +197,8 @@ def test_a_step_logs_a_campaign_once_per_epoch_and_leadership_and_sends_eager_me
 
 
 # ------------------------------------------------------------ the ticker (on trio's mock clock)
-def _ticking(capacity: int, run_for: float, held: dict[int, float] | None = None) -> tuple[list[float], CoreLoop]:
+def _ticking(monkeypatch: Any, capacity: int, run_for: float,
+             held: dict[int, float] | None = None) -> tuple[list[float], CoreLoop]:
     """Run a bare loop's ticker (10 ms ticks) for ``run_for`` virtual seconds, its queue holding
     ``capacity`` events; ``held`` maps a wake-up number to how long the process is held after it.
     Returns when each queued tick was sent, and the loop (its counters)."""
@@ -229,29 +229,26 @@ def _ticking(capacity: int, run_for: float, held: dict[int, float] | None = None
         with trio.move_on_after(run_for):
             await loop._ticker()
 
-    trio_sleep_until, trio.sleep_until = trio.sleep_until, sleep_until  # type: ignore[assignment]
-    try:
-        trio.run(main, clock=clock)
-    finally:
-        trio.sleep_until = trio_sleep_until  # type: ignore[assignment]
+    monkeypatch.setattr(trio, "sleep_until", sleep_until)
+    trio.run(main, clock=clock)
     return sent_at, loop
 
 
-def test_the_ticker_ticks_once_per_period_and_counts_the_ticks_a_full_queue_refuses() -> None:
+def test_the_ticker_ticks_once_per_period_and_counts_the_ticks_a_full_queue_refuses(monkeypatch: Any) -> None:
     """One tick per 10 ms, on the period; a tick the full queue refuses is counted, not waited for."""
-    sent_at, loop = _ticking(capacity=3, run_for=0.105)
+    sent_at, loop = _ticking(monkeypatch, capacity=3, run_for=0.105)
     assert sent_at == [0.01, 0.02, 0.03]
     assert loop.counters == Counter({"ticks_dropped": 7})
 
 
-def test_a_held_process_counts_a_stall_and_the_ticker_skips_ahead_instead_of_bursting() -> None:
+def test_a_held_process_counts_a_stall_and_the_ticker_skips_ahead_instead_of_bursting(monkeypatch: Any) -> None:
     """Held 250 ms after its third wake-up, the ticker sends that tick late (a stall, counted), then
     restarts its period from there: no burst of the 25 ticks it missed.  Held only 40 ms (under MAX_TICK_LAG
     periods, and under SLOW_STEP_S), it catches up on the missed ticks at once and counts no stall."""
-    sent_at, loop = _ticking(capacity=100, run_for=0.3, held={3: 0.25})
+    sent_at, loop = _ticking(monkeypatch, capacity=100, run_for=0.305, held={3: 0.25})
     # the third tick goes when the hold ends, then one at once (the period restarts from now), then on it
-    assert sent_at == [0.01, 0.02, 0.28, 0.28, 0.29]
+    assert sent_at == [0.01, 0.02, 0.28, 0.28, 0.29, 0.3]
     assert loop.counters == Counter({"stalls": 1})
-    sent_at, loop = _ticking(capacity=100, run_for=0.1, held={3: 0.04})
+    sent_at, loop = _ticking(monkeypatch, capacity=100, run_for=0.105, held={3: 0.04})
     assert sent_at == [0.01, 0.02, 0.07, 0.07, 0.07, 0.07, 0.07, 0.08, 0.09, 0.1]
     assert loop.counters == Counter()
