@@ -64,14 +64,32 @@ def _loop(max_frame_bytes: int) -> CoreLoop:
     return loop
 
 
-def test_a_message_is_encoded_if_it_fits_a_frame_with_its_tag_and_dropped_and_counted_if_not() -> None:
+def test_a_message_is_encoded_if_it_fits_a_frame_with_its_tag_and_dropped_and_counted_if_not(caplog: Any) -> None:
     """The frame limit counts the body and its authentication tag: a body of exactly the limit less the
-    tag goes out, one byte more is dropped (counted as messages_too_large) and never sent."""
+    tag goes out, one byte more is dropped (counted as messages_too_large, logged saying what to raise)
+    and never sent."""
     message = _message(7)
     size = len(wire.encode(message))
     assert _loop(size + TAG_BYTES)._encode(message) == wire.encode(message)
     tight = _loop(size + TAG_BYTES - 1)
-    assert tight._encode(message) is None and tight.counters == Counter({"messages_too_large": 1})
+    with caplog.at_level(logging.ERROR, logger="smr.net"):
+        assert tight._encode(message) is None and tight.counters == Counter({"messages_too_large": 1})
+    assert [r.getMessage() for r in caplog.records if r.name == "smr.net"] == [
+        f"n1: dropped a {size}-byte Heartbeat: max_frame_bytes is {size + TAG_BYTES - 1}; raise it in the "
+        f"cluster file"]
+
+
+def test_a_send_opens_a_peer_not_yet_connected_and_one_dropped_message_stops_nothing_after_it() -> None:
+    """A peer with no sender yet gets one opened for it (and the message goes); a message too large for
+    a frame, or to an unroutable peer, is skipped and the sends after it still go."""
+    loop = _loop(len(wire.encode(_message(1))) + TAG_BYTES)
+    opened_send, opened_recv = trio.open_memory_channel[bytes](10)
+    loop._open_peer = lambda peer: opened_send if peer == "n5" else None  # type: ignore[method-assign]
+    huge = Heartbeat(Ballot(1, "n1" * 50), 0, 1)
+    loop._send_messages((Send("n5", huge), Send("n4", _message(1)), Send("n5", _message(1)), Send("n5", _message(2))))
+    assert loop.counters == Counter({"messages_too_large": 1, "messages_unroutable": 1, "messages_sent": 2})
+    assert [opened_recv.receive_nowait(), opened_recv.receive_nowait()] == [wire.encode(_message(1)),
+                                                                           wire.encode(_message(2))]
 
 
 def test_a_broadcast_is_encoded_once_and_each_send_counted_as_sent_unroutable_or_dropped() -> None:
