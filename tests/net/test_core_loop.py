@@ -20,8 +20,9 @@ from smr import wire
 from smr.commands import put
 from smr.net._frames import TAG_BYTES
 from smr.net import _loop as _loop_module
-from smr.net._loop import SLOW_STEP_LOG_EVERY_S, SLOW_STEP_S, CoreLoop, _drop_ticks, _rank
-from smr.replica import TICK, ClientRequest, Ready, ReplicaStatus, Receive, Role, Send
+from smr.net._loop import SLOW_STEP_LOG_EVERY_S, SLOW_STEP_S, YIELD_EVERY, CoreLoop, _drop_ticks, _rank
+from smr.net._messages import ReplyBatch
+from smr.replica import TICK, ClientRequest, Ready, ReplicaStatus, Receive, Reply, ReplyStatus, Role, Send
 from synod.ballot import Ballot
 
 from multipaxos.messages import Heartbeat
@@ -73,10 +74,11 @@ def test_a_message_is_encoded_if_it_fits_a_frame_with_its_tag_and_dropped_and_co
     assert _loop(size + TAG_BYTES)._encode(message) == wire.encode(message)
     tight = _loop(size + TAG_BYTES - 1)
     with caplog.at_level(logging.ERROR, logger="smr.net"):
-        assert tight._encode(message) is None and tight.counters == Counter({"messages_too_large": 1})
+        assert tight._encode(message) is None and tight._encode(message) is None
+    assert tight.counters == Counter({"messages_too_large": 2})
     assert [r.getMessage() for r in caplog.records if r.name == "smr.net"] == [
         f"n1: dropped a {size}-byte Heartbeat: max_frame_bytes is {size + TAG_BYTES - 1}; raise it in the "
-        f"cluster file"]
+        f"cluster file"] * 2
 
 
 def test_a_send_opens_a_peer_not_yet_connected_and_one_dropped_message_stops_nothing_after_it() -> None:
@@ -104,9 +106,10 @@ def test_a_broadcast_is_encoded_once_and_each_send_counted_as_sent_unroutable_or
     real = loop._encode
     loop._encode = lambda m: encoded.append(m) or real(m)  # type: ignore[method-assign]
     message, other = _message(1), _message(2)
-    loop._send_messages((Send("n2", message), Send("n3", message), Send("n4", message), Send("n2", other)))
+    loop._send_messages((Send("n2", message), Send("n3", message), Send("n4", message), Send("n2", other),
+                         Send("n3", other), Send("n4", other)))
     assert encoded == [message, other]
-    assert loop.counters == Counter({"messages_sent": 2, "messages_dropped": 1, "messages_unroutable": 1})
+    assert loop.counters == Counter({"messages_sent": 2, "messages_dropped": 2, "messages_unroutable": 2})
     assert [open_recv.receive_nowait(), open_recv.receive_nowait()] == [wire.encode(message), wire.encode(other)]
 
 
@@ -155,16 +158,17 @@ def test_every_stall_is_counted_but_logged_at_most_once_per_interval(monkeypatch
 def test_slow_steps_name_the_input_and_share_the_log_interval_with_stalls(monkeypatch: Any, caplog: Any) -> None:
     """A slow step names what was stepped (a peer message by its class); it and a stall share one log
     interval, so a burst of either logs one line."""
-    loop = _timed_loop(monkeypatch, 50.0, 51.0, 50.0 + SLOW_STEP_LOG_EVERY_S)
+    loop = _timed_loop(monkeypatch, 50.0, 51.0, 52.0, 50.0 + SLOW_STEP_LOG_EVERY_S)
     with caplog.at_level(logging.WARNING, logger="smr.net"):
         loop._slow_step(Receive("n2", _message(1)), 0.125)
         loop._stalled(0.5)
+        loop._slow_step(TICK, 0.2)
         loop._slow_step(_request(1), 2.0)
-    assert loop.counters == Counter({"slow_steps": 2, "stalls": 1})
+    assert loop.counters == Counter({"slow_steps": 3, "stalls": 1})
     assert _warnings(caplog) == [
         "n1: one step (Heartbeat) held the node for 125 ms; peers may start an election (1 slow steps so far)",
         "n1: one step (ClientRequest) held the node for 2000 ms; peers may start an election "
-        "(2 slow steps so far)"]
+        "(3 slow steps so far)"]
 
 
 class _Driver:
@@ -270,3 +274,96 @@ def test_a_held_process_counts_a_stall_and_the_ticker_skips_ahead_instead_of_bur
     sent_at, loop = _ticking(monkeypatch, capacity=100, run_for=0.105, held={3: 0.04})
     assert sent_at == [0.01, 0.02, 0.07, 0.07, 0.07, 0.07, 0.07, 0.08, 0.09, 0.1]
     assert loop.counters == Counter()
+
+
+# ------------------------------------------------------------ replies: routed, counted, framed
+def _reply(seq: int, size: int = 10) -> Reply:
+    return Reply("c1", seq, ReplyStatus.OK, "v" * size, digest=7)
+
+
+def test_a_reply_goes_to_every_connection_of_its_client_each_outcome_counted() -> None:
+    """A reply is delivered in process when the node has a local client that takes it; otherwise to each
+    connection of its client (one that is full or closed counts as dropped), or counted unroutable."""
+    loop = _loop(1 << 20)
+    loop.local_replies = None
+    open_a, recv_a = trio.open_memory_channel[Any](10)
+    open_b, recv_b = trio.open_memory_channel[Any](10)
+    full, _full_recv = trio.open_memory_channel[Any](0)
+    closed, _ = trio.open_memory_channel[Any](10)
+    closed.close()
+    loop._clients = {"c1": [open_a, full, open_b, closed]}
+    for seq in (1, 2):
+        loop._send_reply(_reply(seq))
+        loop._send_reply(Reply("nobody", seq, ReplyStatus.OK))
+    assert loop.counters == Counter({"replies": 4, "replies_dropped": 4, "replies_unroutable": 2})
+    assert [recv_a.receive_nowait(), recv_a.receive_nowait()] == [_reply(1), _reply(2)]
+    assert recv_b.receive_nowait() == _reply(1)
+    taken: list[tuple[str, Reply]] = []
+    loop.local_replies = lambda node, reply: reply.client_id == "local" and not taken.append((node, reply))
+    loop.counters.clear()
+    loop._send_reply(Reply("local", 1, ReplyStatus.OK))
+    loop._send_reply(Reply("local", 2, ReplyStatus.OK))
+    loop._send_reply(_reply(3))  # not a local client's: to its connections as before
+    assert loop.counters == Counter({"local_replies": 2, "replies": 2, "replies_dropped": 2})
+    assert [r.seq for _, r in taken] == [1, 2] and {node for node, _ in taken} == {"n1"}
+
+
+def test_replies_travel_in_one_batch_frame_when_they_fit_and_are_halved_until_they_do() -> None:
+    """One reply goes as itself, several as one ReplyBatch while body and tag fit max_frame_bytes
+    (exactly the limit fits); a batch too large is cut in halves, each framed the same way."""
+    one, pair, four = [_reply(1)], [_reply(1), _reply(2)], [_reply(i) for i in range(1, 5)]
+    assert _loop(1 << 20)._reply_frames(one) == [wire.encode(_reply(1))]
+    pair_size = len(wire.encode(ReplyBatch(tuple(pair))))
+    assert _loop(pair_size + TAG_BYTES)._reply_frames(pair) == [wire.encode(ReplyBatch(tuple(pair)))]
+    assert _loop(pair_size + TAG_BYTES - 1)._reply_frames(pair) == [wire.encode(_reply(1)), wire.encode(_reply(2))]
+    halves = _loop(pair_size + TAG_BYTES)._reply_frames(four)
+    assert halves == [wire.encode(ReplyBatch((_reply(1), _reply(2)))), wire.encode(ReplyBatch((_reply(3), _reply(4))))]
+
+
+def test_a_reply_too_large_for_any_frame_becomes_an_error_for_its_caller(caplog: Any) -> None:
+    """A single answer that cannot fit a frame is replaced by a BadResult error naming the limit (same
+    client, seq and digest, so the caller takes it), counted as messages_too_large and logged."""
+    big = _reply(5, size=400)
+    size = len(wire.encode(big))
+    loop = _loop(300)
+    with caplog.at_level(logging.ERROR, logger="smr.net"):
+        first = loop._reply_frames([big])
+        second = loop._reply_frames([_reply(1), big])  # a batch is halved down to the one that cannot go
+    error = Reply("c1", 5, ReplyStatus.ERROR, {"error": "BadResult",
+                                              "message": "the answer is larger than max_frame_bytes (300)"}, digest=7)
+    assert first == [wire.encode(error)] and second == [wire.encode(_reply(1)), wire.encode(error)]
+    assert loop.counters == Counter({"messages_too_large": 2})
+    assert [r.getMessage() for r in caplog.records if r.name == "smr.net"] == [
+        f"n1: a {size}-byte answer to c1 exceeds max_frame_bytes (300); the caller gets an error"] * 2
+
+
+def test_enqueue_waits_only_on_a_full_queue_and_yields_once_per_yield_every_frames(monkeypatch: Any) -> None:
+    """A reader queues frames without a scheduler round trip, yielding once every YIELD_EVERY of them;
+    on a full queue it waits until there is room, and the event it queues is its own."""
+    loop = CoreLoop()
+    loop._queued_unyielded = 0
+    yields = 0
+
+    async def checkpoint() -> None:
+        nonlocal yields
+        yields += 1
+
+    async def main() -> None:
+        send, recv = trio.open_memory_channel[Any](2 * YIELD_EVERY + 1)
+        loop._events_send = send
+        monkeypatch.setattr(_loop_module.trio.lowlevel, "checkpoint", checkpoint)
+        for i in range(2 * YIELD_EVERY + 1):
+            await loop._enqueue(i)
+        monkeypatch.undo()
+        assert yields == 2 and loop._queued_unyielded == 1
+        assert [recv.receive_nowait() for _ in range(2 * YIELD_EVERY + 1)] == list(range(2 * YIELD_EVERY + 1))
+        small_send, small_recv = trio.open_memory_channel[Any](1)
+        loop._events_send = small_send
+        await loop._enqueue("first")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(loop._enqueue, "second")  # the queue is full: it waits
+            await trio.testing.wait_all_tasks_blocked()
+            assert small_recv.receive_nowait() == "first"
+        assert small_recv.receive_nowait() == "second"
+
+    trio.run(main)
