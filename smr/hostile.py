@@ -1358,6 +1358,7 @@ def out_of_range_variants(message: Any) -> Iterator[tuple[str, Any]]:
     must refuse before acting on it (a core that does not lets the
     generator's "impossible" messages through as lies).
     """
+    ballot: Any = type(getattr(message, "ballot", None))  # the protocol's ballot class (NoneType: it has none)
     for path, tp, name in _paths(message):
         if isinstance(path[-1], int):
             continue  # (a tuple item: its fields are paths of their own)
@@ -1365,21 +1366,14 @@ def out_of_range_variants(message: Any) -> Iterator[tuple[str, Any]]:
         for step in path[:-1]:
             owner = owner[step] if isinstance(step, int) else getattr(owner, step)
         value = getattr(owner, name)
-        if value is None and "Ballot" in str(tp):
-            ballot = _ballot_class(message)
-            bad: list[Any] = [ballot(-1, "n1"), ballot(IMPOSSIBLE_FROM, "n1")] if ballot else []
+        if value is None and hasattr(ballot, "round") and ballot in typing.get_args(tp):
+            bad: list[Any] = [ballot(-1, "n1"), ballot(IMPOSSIBLE_FROM, "n1")]
         elif type(value) is int and _bounded(owner, name):
             bad = [-1, IMPOSSIBLE_FROM]
         else:
             continue
         for replacement in bad:
             yield _path_text(path), _replace(message, path, replacement)
-
-
-def _ballot_class(message: Any) -> type | None:
-    """The ballot class of ``message``'s protocol (the type of its ``ballot`` field), or None."""
-    ballot = getattr(message, "ballot", None)
-    return type(ballot) if ballot is not None and hasattr(ballot, "round") else None
 
 
 # ====================================================================== command line

@@ -69,6 +69,35 @@ def _sent(ready: Any) -> list[tuple[str, Any]]:
     return [(s.dst, s.message) for s in (*ready.eager, *ready.messages)]
 
 
+#: The membership change in slot 1 of the tests below: learner n4 joins.
+ADD_N4 = ClientRequest("admin", 1, membership_command("add_learner", "n4", ""))
+
+
+def _learner_added(alpha: int) -> Network:
+    """n1 leads and has applied the change that adds learner n4 (slot 1), with window ``alpha``."""
+    net = _net(alpha=alpha)
+    net.elect("n1")
+    net.join("n4")
+    net.request("n1", ADD_N4.command, "admin", 1)
+    net.settle()
+    return net
+
+
+def _recovering(value: ClientRequest, cut_off: str | None = None) -> tuple[Network, MultiPaxosCore]:
+    """alpha 1: n3's short leadership left ADD_N4 in slot 1 and ``value`` in slot 2 at n2 alone; n2 has
+    won an election since (``cut_off`` isolated first), holding ``value`` until slot 1 is applied."""
+    net = _net(alpha=1)
+    net.step("n2", Receive("n3", Accept(Ballot(1, "n3"), 1, (ADD_N4, value), 0)))
+    net.in_flight.clear()
+    if cut_off is not None:
+        net.isolate(cut_off)
+    net.campaign("n2")
+    n2 = net.cores["n2"]
+    while n2.role != Role.LEADER:
+        net.deliver(0)
+    return net, n2
+
+
 # ------------------------------------------------------------ learning from a commit point
 def test_a_follower_behind_a_commit_point_resumes_its_snapshot_transfer_or_asks_for_the_next_slots() -> None:
     """A follower whose heartbeat shows slots it cannot learn asks the leader: while it holds part of a
@@ -126,11 +155,7 @@ def test_an_applied_change_holds_back_no_later_slot() -> None:
 
     Reference: Lamport, Malkhi & Zhou, section 4 (slot i's configuration is the one after slot i - alpha)
     """
-    net = _net(alpha=2)
-    net.elect("n1")
-    net.join("n4")
-    net.request("n1", membership_command("add_learner", "n4", ""), "admin", 1)
-    net.settle()
+    net = _learner_added(alpha=2)
     leader = net.cores["n1"]
     assert leader.applied == 2 and leader.next_slot == 3  # the change, and the no-op filling its window
     net.drop_if = lambda s, d, m: isinstance(m, Accept)  # nothing more is chosen
@@ -149,15 +174,8 @@ def test_a_retry_of_a_recovered_request_waits_for_it_instead_of_taking_a_second_
 
     Reference: Paxos Made Simple, section 3; Raft thesis 6.3 (sessions: each command once)
     """
-    net = _net(alpha=1)
-    change = ClientRequest("admin", 1, membership_command("add_learner", "n4", ""))
     wanted = ClientRequest("c1", 1, put("k", "v"))
-    net.step("n2", Receive("n3", Accept(Ballot(1, "n3"), 1, (change, wanted), 0)))  # n3's short leadership
-    net.in_flight.clear()
-    net.campaign("n2")
-    n2 = net.cores["n2"]
-    while n2.role != Role.LEADER:
-        net.deliver(0)
+    net, n2 = _recovering(wanted)
     assert n2.applied == 0 and set(n2.deferred) == {2}  # slot 2's configuration is not certain yet
     net.request("n2", wanted.command, "c1", 1)  # the client retries at the new leader
     net.request("n2", put("k", "other"), "c1", 1)  # and a confused one reuses the seq
@@ -177,20 +195,12 @@ def test_a_retry_waiting_for_a_recovered_value_a_late_promise_displaces_is_order
 
     Reference: Paxos Made Simple, section 2.2 (the highest ballot's value); Raft thesis 6.3 (sessions)
     """
-    net = _net(alpha=1)
-    change = ClientRequest("admin", 1, membership_command("add_learner", "n4", ""))
     mine, theirs = ClientRequest("c1", 1, put("k", "v")), ClientRequest("c2", 1, put("k", "w"))
-    net.step("n2", Receive("n3", Accept(Ballot(1, "n3"), 1, (change, mine), 0)))  # n3's short leadership
-    net.in_flight.clear()
-    net.isolate("n3")
-    net.campaign("n2")
-    n2 = net.cores["n2"]
-    while n2.role != Role.LEADER:
-        net.deliver(0)
+    net, n2 = _recovering(mine, cut_off="n3")
     assert n2.ballot is not None and n2.deferred[2] == mine
     net.request("n2", mine.command, "c1", 1)  # the retry waits for the recovered put
     assert not n2.queue and ("c1", 1) in n2.waiting
-    late = (SlotValue(1, change, Ballot(2, "n1")), SlotValue(2, theirs, Ballot(2, "n1")))  # n1's short leadership
+    late = (SlotValue(1, ADD_N4, Ballot(2, "n1")), SlotValue(2, theirs, Ballot(2, "n1")))  # n1's short leadership
     net.step("n2", Receive("n3", Promise(n2.ballot, 1, late, ())))
     assert n2.deferred[2] == theirs and list(n2.queue) == [("c1", 1)]
     net.settle()
@@ -301,11 +311,7 @@ def test_a_removed_learner_retires_only_once_the_slots_naming_it_are_held() -> N
 
     Reference: Lamport, Malkhi & Zhou, section 4; the module docstring (when a removed node may stop)
     """
-    net = _net(alpha=2)
-    net.elect("n1")
-    net.join("n4")
-    net.request("n1", membership_command("add_learner", "n4", ""), "admin", 1)
-    net.settle()
+    net = _learner_added(alpha=2)
     n4 = net.cores["n4"]
     seen: list[tuple[int, int, bool]] = []
 
@@ -359,6 +365,7 @@ def test_a_restart_finds_its_highest_accepted_slot_and_under_leases_promises_nob
     whatever its id -- for election_ticks_min of its ticks (it may have acked a leader just before)."""
     fresh = _restarted("n2", {})
     assert fresh.max_accepted == 0 and view_of(fresh, ("n1", "n2", "n3")).last == 0
+    # "XXXX": the id a mutant would give the restart's no-leader-yet marker ("") -- it too gets no promise
     for proposer in ("n1", "XXXX"):
         peers = (proposer, "n2", "n3")
         durable: dict[str, Any] = {}

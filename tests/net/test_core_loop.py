@@ -60,12 +60,14 @@ def test_only_the_first_extra_ticks_are_dropped_and_everything_else_is_kept_in_o
     assert _drop_ticks([a, b], 2) == [a, b]
 
 
-def _loop(max_frame_bytes: int) -> CoreLoop:
+def _bare(**config: Any) -> CoreLoop:
+    """A bare loop of node n1 with only the settings ``config`` names: no counts, no peers, nothing logged yet."""
     loop = CoreLoop()
     loop.id = "n1"
-    loop.config = types.SimpleNamespace(max_frame_bytes=max_frame_bytes)  # type: ignore[assignment]
+    loop.config = types.SimpleNamespace(**config)  # type: ignore[assignment]
     loop.counters = Counter()
     loop._peer_out = {}
+    loop._slow_logged_at = -SLOW_STEP_LOG_EVERY_S
     return loop
 
 
@@ -75,8 +77,8 @@ def test_a_message_is_encoded_if_it_fits_a_frame_with_its_tag_and_dropped_and_co
     and never sent."""
     message = _message(7)
     size = len(wire.encode(message))
-    assert _loop(size + TAG_BYTES)._encode(message) == wire.encode(message)
-    tight = _loop(size + TAG_BYTES - 1)
+    assert _bare(max_frame_bytes=size + TAG_BYTES)._encode(message) == wire.encode(message)
+    tight = _bare(max_frame_bytes=size + TAG_BYTES - 1)
     with caplog.at_level(logging.ERROR, logger="smr.net"):
         assert tight._encode(message) is None and tight._encode(message) is None
     assert tight.counters == Counter({"messages_too_large": 2})
@@ -88,7 +90,7 @@ def test_a_message_is_encoded_if_it_fits_a_frame_with_its_tag_and_dropped_and_co
 def test_a_send_opens_a_peer_not_yet_connected_and_one_dropped_message_stops_nothing_after_it() -> None:
     """A peer with no sender yet gets one opened for it (and the message goes); a message too large for
     a frame, or to an unroutable peer, is skipped and the sends after it still go."""
-    loop = _loop(len(wire.encode(_message(1))) + TAG_BYTES)
+    loop = _bare(max_frame_bytes=len(wire.encode(_message(1))) + TAG_BYTES)
     opened_send, opened_recv = trio.open_memory_channel[bytes](10)
     loop._open_peer = lambda peer: opened_send if peer == "n5" else None  # type: ignore[method-assign]
     huge = Heartbeat(Ballot(1, "n1" * 50), 0, 1)
@@ -101,7 +103,7 @@ def test_a_send_opens_a_peer_not_yet_connected_and_one_dropped_message_stops_not
 def test_a_broadcast_is_encoded_once_and_each_send_counted_as_sent_unroutable_or_dropped() -> None:
     """One message object sent to several peers is encoded once; a peer with no address is counted
     unroutable, a peer whose queue is full dropped, and the others sent."""
-    loop = _loop(1 << 20)
+    loop = _bare(max_frame_bytes=1 << 20)
     full_send, _full_recv = trio.open_memory_channel[bytes](0)
     open_send, open_recv = trio.open_memory_channel[bytes](10)
     loop._peer_out = {"n2": open_send, "n3": full_send}
@@ -130,10 +132,7 @@ class _Clock:
 
 def _timed_loop(monkeypatch: Any, *times: float) -> CoreLoop:
     """A bare loop whose clock reads ``times`` in turn, that has logged nothing yet."""
-    loop = CoreLoop()
-    loop.id = "n1"
-    loop.counters = Counter()
-    loop._slow_logged_at = -SLOW_STEP_LOG_EVERY_S
+    loop = _bare()
     clock = _Clock(*times)
     monkeypatch.setattr(_loop_module, "time", types.SimpleNamespace(monotonic=clock, perf_counter=clock))
     return loop
@@ -243,11 +242,7 @@ def _ticking(monkeypatch: Any, capacity: int, run_for: float, held: dict[int, fl
     ``capacity`` events; ``held`` maps a wake-up number to how long the process is held after it.
     Returns when each queued tick was sent, and the loop (its counters)."""
     clock = trio.testing.MockClock(autojump_threshold=0)
-    loop = CoreLoop()
-    loop.id = "n1"
-    loop.counters = Counter()
-    loop._slow_logged_at = -SLOW_STEP_LOG_EVERY_S
-    loop.config = types.SimpleNamespace(tick_ms=tick_ms)  # type: ignore[assignment]
+    loop = _bare(tick_ms=tick_ms)
     sent_at: list[float] = []
     real_sleep_until = trio.sleep_until
     wakes = 0
@@ -315,7 +310,7 @@ def _reply(seq: int, size: int = 10) -> Reply:
 def test_a_reply_goes_to_every_connection_of_its_client_each_outcome_counted() -> None:
     """A reply is delivered in process when the node has a local client that takes it; otherwise to each
     connection of its client (one that is full or closed counts as dropped), or counted unroutable."""
-    loop = _loop(1 << 20)
+    loop = _bare(max_frame_bytes=1 << 20)
     loop.local_replies = None
     open_a, recv_a = trio.open_memory_channel[Any](10)
     open_b, recv_b = trio.open_memory_channel[Any](10)
@@ -343,11 +338,12 @@ def test_replies_travel_in_one_batch_frame_when_they_fit_and_are_halved_until_th
     """One reply goes as itself, several as one ReplyBatch while body and tag fit max_frame_bytes
     (exactly the limit fits); a batch too large is cut in halves, each framed the same way."""
     one, pair, four = [_reply(1)], [_reply(1), _reply(2)], [_reply(i) for i in range(1, 5)]
-    assert _loop(1 << 20)._reply_frames(one) == [wire.encode(_reply(1))]
+    assert _bare(max_frame_bytes=1 << 20)._reply_frames(one) == [wire.encode(_reply(1))]
     pair_size = len(wire.encode(ReplyBatch(tuple(pair))))
-    assert _loop(pair_size + TAG_BYTES)._reply_frames(pair) == [wire.encode(ReplyBatch(tuple(pair)))]
-    assert _loop(pair_size + TAG_BYTES - 1)._reply_frames(pair) == [wire.encode(_reply(1)), wire.encode(_reply(2))]
-    halves = _loop(pair_size + TAG_BYTES)._reply_frames(four)
+    assert _bare(max_frame_bytes=pair_size + TAG_BYTES)._reply_frames(pair) == [wire.encode(ReplyBatch(tuple(pair)))]
+    split = _bare(max_frame_bytes=pair_size + TAG_BYTES - 1)._reply_frames(pair)
+    assert split == [wire.encode(_reply(1)), wire.encode(_reply(2))]
+    halves = _bare(max_frame_bytes=pair_size + TAG_BYTES)._reply_frames(four)
     assert halves == [wire.encode(ReplyBatch((_reply(1), _reply(2)))), wire.encode(ReplyBatch((_reply(3), _reply(4))))]
 
 
@@ -356,7 +352,7 @@ def test_a_reply_too_large_for_any_frame_becomes_an_error_for_its_caller(caplog:
     client, seq and digest, so the caller takes it), counted as messages_too_large and logged."""
     big = _reply(5, size=400)
     size = len(wire.encode(big))
-    loop = _loop(300)
+    loop = _bare(max_frame_bytes=300)
     with caplog.at_level(logging.ERROR, logger="smr.net"):
         first = loop._reply_frames([big])
         second = loop._reply_frames([_reply(1), big])  # a batch is halved down to the one that cannot go
@@ -409,8 +405,7 @@ def test_a_batch_takes_at_most_max_batch_events_and_keeps_at_most_max_tick_lag_t
     """The loop steps everything queued, up to MAX_BATCH_EVENTS, as one batch; of the ticks in a batch it
     keeps MAX_TICK_LAG (dropping the first ones, counted across batches); a batch of exactly MAX_TICK_LAG
     ticks keeps them all and counts nothing (no ticks_dropped key appears in the node's status)."""
-    loop = CoreLoop()
-    loop.counters = Counter()
+    loop = _bare()
     loop._follow_membership = lambda: None  # type: ignore[method-assign]
     batches: list[list[Any]] = [[]]
     loop._step = lambda event: batches[-1].append(event) or Ready(messages=(Send("n2", _message(1)),))  # type: ignore[method-assign,func-returns-value]
@@ -460,11 +455,8 @@ class _Storage:
 def _committing(fail: Exception | None = None, storage: bool = True) -> tuple[CoreLoop, list[Any]]:
     """A bare loop over a storage double; sends and replies are recorded in the returned order list."""
     order: list[Any] = []
-    loop = CoreLoop()
-    loop.id = "n1"
-    loop.counters = Counter()
+    loop = _bare(fsync=False)
     loop.storage = _Storage(order, fail) if storage else None  # type: ignore[assignment]
-    loop.config = types.SimpleNamespace(fsync=False)  # type: ignore[assignment]
     loop._disk = trio.Lock()
     loop._send_messages = lambda sends: order.append(("send", [s.message.round for s in sends]))  # type: ignore[method-assign]
     loop._send_reply = lambda reply: order.append(("reply", reply.seq))  # type: ignore[method-assign]
